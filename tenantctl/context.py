@@ -1,0 +1,29 @@
+"""What every command gets: settings, where the tenants are, and how to print."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+
+from tenancy.loader import LoadResult, load_tenants
+from tenancy.redact import REDACTOR
+from tenancy.settings import Settings
+
+
+@dataclass
+class Context:
+    settings: Settings
+    tenants_dir: Path
+    debug: bool = False
+    out: Console = field(default_factory=lambda: Console(highlight=False, soft_wrap=True))
+    err: Console = field(default_factory=lambda: Console(stderr=True, highlight=False, soft_wrap=True))
+
+    def load(self, paths: list[Path] | None = None) -> LoadResult:
+        return load_tenants(paths or [self.tenants_dir])
+
+    def echo(self, text: str = "") -> None:
+        """Plain output, scrubbed of every known secret value."""
+        sys.stdout.write(REDACTOR.scrub(text) + "\n")
