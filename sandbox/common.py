@@ -1,0 +1,69 @@
+"""Small helpers shared by the provider emulators."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+import urllib.parse
+from collections.abc import Callable
+from typing import Any
+
+import falcon
+
+Clock = Callable[[], float]
+
+
+def default_clock() -> float:
+    return time.time()
+
+
+def iso(ts: float) -> str:
+    """Nuki/Hospitable style timestamp: ISO 8601 UTC with milliseconds and a Z."""
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def send_json(resp: falcon.Response, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+    resp.status = status
+    resp.content_type = "application/json"
+    resp.data = json.dumps(body).encode()
+    for name, value in (headers or {}).items():
+        resp.set_header(name, value)
+
+
+def read_body(req: falcon.Request) -> tuple[bytes, Any]:
+    """Raw body and its parsed form (JSON, form fields as a dict, or None)."""
+    raw = req.bounded_stream.read() if req.content_length else b""
+    if not raw:
+        return raw, None
+    ctype = (req.content_type or "").split(";")[0].strip().lower()
+    if ctype == "application/x-www-form-urlencoded":
+        return raw, dict(urllib.parse.parse_qsl(raw.decode(), keep_blank_values=True))
+    try:
+        return raw, json.loads(raw)
+    except ValueError:
+        return raw, _INVALID
+
+
+class _Invalid:
+    """Marker for a body that is not parseable."""
+
+
+_INVALID = _Invalid()
+
+
+def is_invalid(parsed: Any) -> bool:
+    return isinstance(parsed, _Invalid)
+
+
+def bearer_token(req: falcon.Request) -> str | None:
+    auth = req.get_header("Authorization") or ""
+    scheme, _, token = auth.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def base_url(req: falcon.Request) -> str:
+    """Scheme, host and the mount prefix, so links the sandbox builds point back at it."""
+    return f"{req.scheme}://{req.netloc}{req.root_path or ''}"

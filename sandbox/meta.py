@@ -1,0 +1,479 @@
+"""Meta Graph API (WhatsApp Business Platform, v23.0): WABA subscriptions and phone numbers.
+
+Mounted at `/meta/{version}`. Errors follow Graph's envelope
+`{"error": {"message", "type", "code", "error_subcode"?, "error_data"?, "fbtrace_id"}}` with an
+`x-fb-trace-id` header; clients must decide on `code`, not on the HTTP status.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import secrets
+import urllib.parse
+from collections import deque
+from typing import Any
+
+import falcon
+
+from sandbox.common import Clock, base_url, bearer_token, default_clock, is_invalid, read_body, send_json
+
+PROVIDER = "meta"
+PREFIX = "/meta"
+DEFAULT_APP_ID = "900000000000001"
+
+PHONE_FIELDS = (
+    "display_phone_number",
+    "verified_name",
+    "quality_rating",
+    "code_verification_status",
+    "platform_type",
+    "status",
+    "throughput",
+    "webhook_configuration",
+)
+LIST_FIELDS = (
+    "id",
+    "display_phone_number",
+    "verified_name",
+    "status",
+    "quality_rating",
+    "code_verification_status",
+    "platform_type",
+    "throughput",
+)
+
+
+@dataclasses.dataclass
+class MetaApp:
+    app_id: str
+    name: str
+    callback_url: str
+
+
+@dataclasses.dataclass
+class MetaToken:
+    app_id: str
+    wabas: list[str] = dataclasses.field(default_factory=list)
+    expired: bool = False
+
+
+@dataclasses.dataclass
+class WabaSubscription:
+    override_callback_uri: str | None = None
+    # Kept to emulate the handshake's secret; never returned by any GET.
+    verify_token: str | None = None
+
+
+@dataclasses.dataclass
+class PhoneNumber:
+    id: str
+    waba_id: str
+    display_phone_number: str
+    verified_name: str = "Sandbox Rentals"
+    quality_rating: str = "GREEN"
+    # The spec's enums (VERIFIED/UNVERIFIED, LINKED...) win over the values seen in the wild.
+    code_verification_status: str = "VERIFIED"
+    platform_type: str = "CLOUD_API"
+    status: str = "LINKED"
+    throughput_level: str = "STANDARD"
+    override_callback_uri: str | None = None
+    override_verify_token: str | None = None
+
+
+@dataclasses.dataclass
+class Waba:
+    id: str
+    name: str
+    phone_numbers: list[str] = dataclasses.field(default_factory=list)
+    subscriptions: dict[str, WabaSubscription] = dataclasses.field(default_factory=dict)  # by app id
+
+
+@dataclasses.dataclass
+class MetaState:
+    apps: dict[str, MetaApp] = dataclasses.field(default_factory=dict)
+    tokens: dict[str, MetaToken] = dataclasses.field(default_factory=dict)
+    wabas: dict[str, Waba] = dataclasses.field(default_factory=dict)
+    phones: dict[str, PhoneNumber] = dataclasses.field(default_factory=dict)
+    page_size: int = 2  # small on purpose, so clients must follow the cursors
+    call_budget: int = 10_000  # per token per window; answering code 80007 beyond it
+    budget_window_s: float = 3600.0
+    rate_limit_http_status: int = 429  # sources disagree (400/403/429): one setting
+    _clock: Clock = dataclasses.field(default=default_clock, repr=False, compare=False)
+    _recent: dict[str, deque[float]] = dataclasses.field(default_factory=dict, repr=False, compare=False)
+
+    # Seeding -----------------------------------------------------------------------------------
+    def add_app(self, app_id: str, name: str = "tenantctl", callback_url: str = "") -> MetaApp:
+        app = MetaApp(app_id, name, callback_url or f"https://app-{app_id}.sandbox.invalid/webhooks/meta")
+        self.apps[app_id] = app
+        return app
+
+    def add_token(self, token: str, app_id: str = DEFAULT_APP_ID) -> MetaToken:
+        if app_id not in self.apps:
+            self.add_app(app_id)
+        tok = self.tokens.setdefault(token, MetaToken(app_id=app_id))
+        return tok
+
+    def add_waba(self, token: str, waba_id: str, name: str, app_id: str = DEFAULT_APP_ID) -> Waba:
+        tok = self.tokens.get(token) or self.add_token(token, app_id)
+        waba = self.wabas.setdefault(waba_id, Waba(id=waba_id, name=name))
+        if waba_id not in tok.wabas:
+            tok.wabas.append(waba_id)
+        return waba
+
+    def grant(self, token: str, waba_id: str) -> None:
+        """Authorise one more token on an existing WABA."""
+        tok = self.tokens.get(token) or self.add_token(token)
+        if waba_id not in tok.wabas:
+            tok.wabas.append(waba_id)
+
+    def add_phone_number(
+        self,
+        waba_id: str,
+        phone_number_id: str,
+        display_phone_number: str,
+        *,
+        verified: bool = True,
+        platform_type: str = "CLOUD_API",
+        verified_name: str = "Sandbox Rentals",
+    ) -> PhoneNumber:
+        phone = PhoneNumber(
+            id=phone_number_id,
+            waba_id=waba_id,
+            display_phone_number=display_phone_number,
+            verified_name=verified_name,
+            code_verification_status="VERIFIED" if verified else "UNVERIFIED",
+            platform_type=platform_type,
+        )
+        self.phones[phone_number_id] = phone
+        waba = self.wabas[waba_id]
+        if phone_number_id not in waba.phone_numbers:
+            waba.phone_numbers.append(phone_number_id)
+        return phone
+
+    def subscribe(self, waba_id: str, *, app_id: str = DEFAULT_APP_ID,
+                  override_callback_uri: str | None = None, verify_token: str | None = None) -> None:
+        self.wabas[waba_id].subscriptions[app_id] = WabaSubscription(override_callback_uri, verify_token)
+
+    def expire_token(self, token: str) -> None:
+        self.tokens[token].expired = True
+
+
+# Errors -----------------------------------------------------------------------------------------
+class GraphError(Exception):
+    def __init__(self, http: int, code: int, message: str, *, type_: str = "OAuthException",
+                 subcode: int | None = None, details: str | None = None, transient: bool = False,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.http, self.code, self.message, self.type = http, code, message, type_
+        self.subcode, self.details, self.transient = subcode, details, transient
+        self.headers = headers or {}
+
+    def body(self, trace_id: str) -> dict[str, Any]:
+        err: dict[str, Any] = {"message": self.message, "type": self.type, "code": self.code}
+        if self.subcode is not None:
+            err["error_subcode"] = self.subcode
+        if self.details:
+            err["error_data"] = {"messaging_product": "whatsapp", "details": self.details}
+        if self.transient:
+            err["is_transient"] = True
+        err["fbtrace_id"] = trace_id
+        return {"error": err}
+
+
+def _trace_id() -> str:
+    return "A" + secrets.token_urlsafe(16)[:22]
+
+
+def error_response(err: GraphError) -> tuple[int, dict[str, str], bytes]:
+    trace = _trace_id()
+    headers = {"x-fb-trace-id": trace, "content-type": "application/json", **err.headers}
+    if err.code == 190:
+        headers["WWW-Authenticate"] = f'OAuth "Facebook Platform" "invalid_token" "{err.message}"'
+    return err.http, headers, json.dumps(err.body(trace)).encode()
+
+
+def fault_response(kind: str, retry_after_s: float,
+                   rate_limit_http: int = 429) -> tuple[int, dict[str, str], bytes]:
+    if kind == "429":
+        err = GraphError(rate_limit_http, 4, "(#4) Application request limit reached", transient=True,
+                         details="Too many calls from this application; retry later.",
+                         headers={"Retry-After": _retry_after(retry_after_s)})
+    else:
+        err = GraphError(500, 2, "An unexpected error has occurred. Please retry your request later.",
+                         transient=True)
+    return error_response(err)
+
+
+def _retry_after(seconds: float) -> str:
+    return str(max(0, round(seconds)))
+
+
+def _unknown_object(node: str, method: str) -> GraphError:
+    return GraphError(
+        400, 100,
+        f"Unsupported {method.lower()} request. Object with ID '{node}' does not exist, cannot be loaded due "
+        "to missing permissions, or does not support this operation.",
+        type_="GraphMethodException", subcode=33)
+
+
+# Resource ---------------------------------------------------------------------------------------
+class GraphResource:
+    def __init__(self, state_ref: Any) -> None:
+        # `state_ref()` returns the current MetaState: the world may be replaced by PUT /_sandbox/state.
+        self._state = state_ref
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, version: str, node: str) -> None:
+        self._run(req, resp, version, node, None)
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, version: str, node: str) -> None:
+        self._run(req, resp, version, node, None)
+
+    def on_delete(self, req: falcon.Request, resp: falcon.Response, version: str, node: str) -> None:
+        self._run(req, resp, version, node, None)
+
+    def on_get_edge(self, req: falcon.Request, resp: falcon.Response, version: str, node: str,
+                    edge: str) -> None:
+        self._run(req, resp, version, node, edge)
+
+    def on_post_edge(self, req: falcon.Request, resp: falcon.Response, version: str, node: str,
+                     edge: str) -> None:
+        self._run(req, resp, version, node, edge)
+
+    def on_delete_edge(self, req: falcon.Request, resp: falcon.Response, version: str, node: str,
+                       edge: str) -> None:
+        self._run(req, resp, version, node, edge)
+
+    def _run(self, req: falcon.Request, resp: falcon.Response, version: str, node: str,
+             edge: str | None) -> None:
+        state: MetaState = self._state()
+        try:
+            if not version.startswith("v"):
+                raise GraphError(400, 2500, f"Unknown path components: /{version}", type_="OAuthException")
+            params = _params(req)
+            token = self._authenticate(state, req, params)
+            body = self._dispatch(state, req, token, (node, edge), params)
+        except GraphError as err:
+            status, headers, data = error_response(err)
+            resp.status = status
+            resp.data = data
+            for k, v in headers.items():
+                resp.set_header(k, v)
+            return
+        send_json(resp, 200, body, {"x-fb-trace-id": _trace_id()})
+
+    @staticmethod
+    def _authenticate(state: MetaState, req: falcon.Request, params: dict[str, Any]) -> MetaToken:
+        token = bearer_token(req) or params.pop("access_token", None)
+        if not token:
+            raise GraphError(400, 2500, "An active access token must be used to query information about the "
+                             "current user.")
+        tok = state.tokens.get(token)
+        if tok is None:
+            raise GraphError(401, 190, "Invalid OAuth access token - Cannot parse access token")
+        if tok.expired:
+            raise GraphError(401, 190, "Error validating access token: Session has expired.", subcode=463)
+        now = state._clock()
+        window = state._recent.setdefault(token, deque())
+        while window and window[0] <= now - state.budget_window_s:
+            window.popleft()
+        if len(window) >= state.call_budget:
+            retry = window[0] + state.budget_window_s - now
+            raise GraphError(state.rate_limit_http_status, 80007,
+                             "(#80007) There have been too many calls to this WhatsApp Business account.",
+                             transient=True, details="Rate limit hit; retry later.",
+                             headers={"Retry-After": _retry_after(max(retry, 1.0))})
+        window.append(now)
+        return tok
+
+    def _dispatch(self, state: MetaState, req: falcon.Request, tok: MetaToken, target: tuple[str, str | None],
+                  params: dict[str, Any]) -> Any:
+        node, edge = target
+        method = req.method
+        if node in state.wabas:
+            waba = state.wabas[node]
+            if node not in tok.wabas:
+                raise _permission_error()
+            if edge is None and method == "GET":
+                return {"id": waba.id, "name": waba.name}
+            if edge == "subscribed_apps":
+                return self._subscribed_apps(state, method, waba, tok, params)
+            if edge == "phone_numbers" and method == "GET":
+                return self._phone_numbers(state, req, waba, params)
+        elif node in state.phones:
+            phone = state.phones[node]
+            if phone.waba_id not in tok.wabas:
+                raise _permission_error()
+            if edge is None and method == "GET":
+                return _phone_view(state, phone, tok, _fields(params, PHONE_FIELDS))
+            if edge is None and method == "POST":
+                return self._update_phone(phone, params)
+        raise _unknown_object(node, method) if edge is None or node not in state.wabas else GraphError(
+            400, 100, f"Unknown path components: /{edge}", type_="OAuthException")
+
+    @staticmethod
+    def _subscribed_apps(state: MetaState, method: str, waba: Waba, tok: MetaToken,
+                         params: dict[str, Any]) -> Any:
+        if method == "GET":
+            data = []
+            for app_id, sub in waba.subscriptions.items():
+                app = state.apps.get(app_id) or MetaApp(app_id, app_id, "")
+                item: dict[str, Any] = {"whatsapp_business_api_data": {
+                    "id": app.app_id, "name": app.name,
+                    "link": f"https://www.facebook.com/games/?app_id={app.app_id}"}}
+                if sub.override_callback_uri:
+                    item["override_callback_uri"] = sub.override_callback_uri
+                data.append(item)
+            return {"data": data}
+        if method == "POST":
+            uri = params.get("override_callback_uri")
+            verify = params.get("verify_token")
+            if uri:
+                _check_callback(uri, verify)
+            # Posting without an override removes the WABA-level override (documented way to clear it).
+            waba.subscriptions[tok.app_id] = WabaSubscription(uri or None, verify if uri else None)
+            return {"success": True}
+        if method == "DELETE":
+            waba.subscriptions.pop(tok.app_id, None)
+            return {"success": True}
+        raise _unknown_object(waba.id, method)
+
+    @staticmethod
+    def _phone_numbers(state: MetaState, req: falcon.Request, waba: Waba, params: dict[str, Any]) -> Any:
+        try:
+            limit = int(params.get("limit", state.page_size))
+        except ValueError as exc:
+            raise GraphError(400, 100, "(#100) Param limit must be a number") from exc
+        if limit < 1:
+            raise GraphError(400, 100, "(#100) Param limit must be a positive number")
+        ids = waba.phone_numbers
+        start = 0
+        if params.get("after"):
+            start = _decode_cursor(params["after"], ids) + 1
+        elif params.get("before"):
+            start = max(0, _decode_cursor(params["before"], ids) - limit)
+        page = ids[start:start + limit]
+        fields = _fields(params, LIST_FIELDS)
+        data = [_phone_view(state, state.phones[i], None, fields) for i in page]
+        body: dict[str, Any] = {"data": data}
+        if page:
+            body["paging"] = {"cursors": {"before": _cursor(page[0]), "after": _cursor(page[-1])}}
+            if start + limit < len(ids):
+                query = {k: v for k, v in params.items() if k not in ("after", "before")}
+                query.update({"limit": str(limit), "after": _cursor(page[-1])})
+                body["paging"]["next"] = (f"{base_url(req)}{req.path}?" + urllib.parse.urlencode(query))
+            if start > 0:
+                query = {k: v for k, v in params.items() if k not in ("after", "before")}
+                query.update({"limit": str(limit), "before": _cursor(page[0])})
+                body["paging"]["previous"] = (f"{base_url(req)}{req.path}?" + urllib.parse.urlencode(query))
+        return body
+
+    @staticmethod
+    def _update_phone(phone: PhoneNumber, params: dict[str, Any]) -> Any:
+        conf = params.get("webhook_configuration")
+        if isinstance(conf, str):  # form-encoded callers send the object as a JSON string
+            try:
+                conf = json.loads(conf)
+            except ValueError as exc:
+                raise GraphError(400, 100, "(#100) Param webhook_configuration must be a JSON object") \
+                    from exc
+        if not isinstance(conf, dict):
+            raise GraphError(400, 100, "(#100) The parameter webhook_configuration is required")
+        if "override_callback_uri" not in conf:
+            raise GraphError(400, 100, "(#100) The parameter override_callback_uri is required")
+        uri = conf.get("override_callback_uri") or ""
+        if uri == "":
+            # An empty override_callback_uri is how the docs say to remove the phone-level override.
+            phone.override_callback_uri = None
+            phone.override_verify_token = None
+            return {"success": True}
+        _check_callback(uri, conf.get("verify_token"))
+        phone.override_callback_uri = uri
+        phone.override_verify_token = conf.get("verify_token")
+        return {"success": True}
+
+
+def _permission_error() -> GraphError:
+    return GraphError(403, 200, "(#200) Permissions error", details="The access token is not authorized "
+                      "for this WhatsApp Business Account.")
+
+
+def _check_callback(uri: Any, verify_token: Any) -> None:
+    parsed = urllib.parse.urlparse(str(uri))
+    if parsed.scheme != "https" or not parsed.netloc:
+        raise GraphError(400, 100, "(#100) Param override_callback_uri must be a valid https URL")
+    if not verify_token:
+        raise GraphError(400, 100, "(#100) The parameter verify_token is required")
+
+
+def _params(req: falcon.Request) -> dict[str, Any]:
+    """Graph takes parameters from the query string, a form body or a JSON body alike."""
+    params: dict[str, Any] = dict(req.params)
+    if req.method in ("POST", "DELETE"):
+        _, parsed = read_body(req)
+        if is_invalid(parsed):
+            raise GraphError(400, 100, "(#100) Invalid JSON body")
+        if isinstance(parsed, dict):
+            params.update(parsed)
+    return params
+
+
+def _fields(params: dict[str, Any], default: tuple[str, ...]) -> tuple[str, ...]:
+    raw = params.get("fields")
+    if not raw:
+        return default
+    return tuple(f.strip() for f in str(raw).split(",") if f.strip())
+
+
+def _cursor(phone_id: str) -> str:
+    return base64.urlsafe_b64encode(phone_id.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str, ids: list[str]) -> int:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        return ids.index(raw)
+    except ValueError as exc:
+        raise GraphError(400, 100, "(#100) Invalid cursor") from exc
+
+
+def _phone_view(state: MetaState, phone: PhoneNumber, tok: MetaToken | None, fields: tuple[str, ...]) -> Any:
+    view: dict[str, Any] = {}
+    values: dict[str, Any] = {
+        "display_phone_number": phone.display_phone_number,
+        "verified_name": phone.verified_name,
+        "quality_rating": phone.quality_rating,
+        "code_verification_status": phone.code_verification_status,
+        "platform_type": phone.platform_type,
+        "status": phone.status,
+        "throughput": {"level": phone.throughput_level},
+    }
+    for field in fields:
+        if field == "webhook_configuration":
+            if tok is not None:
+                view[field] = _webhook_configuration(state, phone, tok)
+        elif field in values:
+            view[field] = values[field]
+    view["id"] = phone.id
+    return view
+
+
+def _webhook_configuration(state: MetaState, phone: PhoneNumber, tok: MetaToken) -> dict[str, str]:
+    """The effective callbacks for this app, by level (the real response omits unset levels)."""
+    conf: dict[str, str] = {}
+    if phone.override_callback_uri:
+        conf["phone_number"] = phone.override_callback_uri
+    sub = state.wabas[phone.waba_id].subscriptions.get(tok.app_id)
+    if sub and sub.override_callback_uri:
+        conf["whatsapp_business_account"] = sub.override_callback_uri
+    app = state.apps.get(tok.app_id)
+    if app:
+        conf["application"] = app.callback_url
+    return conf
+
+
+def register(app: falcon.App[falcon.Request, falcon.Response], state_ref: Any) -> None:
+    res = GraphResource(state_ref)
+    app.add_route(PREFIX + "/{version}/{node}", res)
+    app.add_route(PREFIX + "/{version}/{node}/{edge}", res, suffix="edge")
