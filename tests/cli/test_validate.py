@@ -1,0 +1,192 @@
+"""`tenantctl validate`: every rule, through the CLI, with the exit code, file:line and field it names."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import RunCli, WriteTenant, write_sops_config
+
+BASE = """\
+slug: acme
+display_name: Acme Stays
+status: active
+hospitable:
+  api_key: hk-secret-value-1
+  webhook_secret: hmac-secret-value-1
+whatsapp:
+  phone_number_id: "106540352242922"
+  business_account_id: "102290129340398"
+  verify_token: verify-secret-value-1
+  access_token: meta-secret-value-1
+nuki:
+  api_token: nuki-secret-value-1
+properties:
+  - key: loft
+    name: Loft
+    hospitable_property_id: 6a1c3f0e-8d2b-4c7a-9e1f-2b3c4d5e6f70
+    nuki_lock_ids: [17010001]
+teammates:
+  - key: maria
+    name: Maria
+    role: cleaner
+    properties: [loft]
+    access:
+      keypad_code: "583947"
+"""
+SECRETS = ["hk-secret-value-1", "hmac-secret-value-1", "verify-secret-value-1", "meta-secret-value-1",
+           "nuki-secret-value-1", "583947"]
+
+
+def test_a_valid_tenant_passes(cli: RunCli, write_tenant: WriteTenant, tenant_dir: Path) -> None:
+    write_tenant(BASE)
+    r = cli("--tenants", str(tenant_dir), "validate")
+    assert r.code == 0, r.all
+    assert "1 tenant file(s): 0 error(s)" in r.out
+
+
+# (case, text, encrypt, line (or text found on that line of the file as written), field, message fragment).
+# sops rewrites the layout of what it encrypts, so some lines are found by their content.
+BROKEN = [
+    ("yaml syntax", BASE.replace("status: active", "status: [active"), True, 4, None, "YAML syntax"),
+    ("duplicate key", BASE.replace("status: active\n", "status: active\nstatus: active\n"), True, 4, None,
+     "duplicate key 'status'"),
+    ("unknown field", BASE.replace("status: active\n", "status: active\ncolour: blue\n"), True, 4, "colour",
+     "unknown field"),
+    ("wrong type", BASE.replace("nuki_lock_ids: [17010001]", "nuki_lock_ids: [lock-one]"), True, "lock-one",
+     "properties[0].nuki_lock_ids[0]", "integer"),
+    ("bad slug", BASE.replace("slug: acme", "slug: Acme_Co"), True, 1, "slug", "pattern"),
+    ("slug differs from file name", BASE.replace("slug: acme", "slug: other"), True, 1, "slug",
+     "does not match the file name"),
+    ("plaintext secret", BASE, False, 5, "hospitable.api_key", "not encrypted"),
+    ("missing routing key", BASE.replace('  phone_number_id: "106540352242922"\n', ""), True, 7, "whatsapp",
+     "silently rejected"),
+    ("bad keypad code", BASE.replace('"583947"', '"123456"'), True, "keypad_code", "teammates[0].access.keypad_code",
+     "must not start with 12"),
+    ("unknown property reference", BASE.replace("properties: [loft]", "properties: [attic]"), True, "- attic",
+     "teammates[0].properties[0]", "unknown property 'attic'"),
+    ("missing required field", BASE.replace("  api_token: nuki-secret-value-1\n", "  {}\n").replace(
+        "nuki:\n  {}", "nuki: {}"), True, 12, "nuki.api_token", "required field is missing"),
+]
+
+
+@pytest.mark.parametrize(("case", "text", "encrypt", "line", "field", "fragment"), BROKEN,
+                         ids=[b[0] for b in BROKEN])
+def test_each_broken_file_is_reported_with_file_line_and_field(
+    cli: RunCli, write_tenant: WriteTenant, tenant_dir: Path,
+    case: str, text: str, encrypt: bool, line: int | str, field: str | None, fragment: str,
+) -> None:
+    path = _raw(tenant_dir, text) if case in ("yaml syntax", "duplicate key") else write_tenant(text, encrypt=encrypt)
+    before = path.read_bytes()
+    if isinstance(line, str):
+        line = next(i for i, ln in enumerate(path.read_text().splitlines(), 1) if line in ln)
+    r = cli("--tenants", str(tenant_dir), "validate")
+    assert r.code == 1, r.all
+    expected = f"{path}:{line}:"
+    matching = [ln for ln in r.out.splitlines() if ln.startswith(expected) and fragment in ln]
+    assert matching, f"no finding at {expected} with {fragment!r}:\n{r.out}"
+    if field is not None:
+        assert f": {field}: " in matching[0]
+    assert path.read_bytes() == before, "validate must change nothing"
+    for s in SECRETS:
+        assert s not in r.all
+
+
+def _raw(tenant_dir: Path, text: str) -> Path:
+    # sops refuses to encrypt broken YAML; a hand-broken file is what a bad merge leaves behind.
+    path = tenant_dir / "acme.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_a_tampered_file_fails_its_mac(cli: RunCli, write_tenant: WriteTenant, tenant_dir: Path) -> None:
+    path = write_tenant(BASE)
+    path.write_text(path.read_text().replace("display_name: Acme Stays", "display_name: Evil Stays"))
+    r = cli("--tenants", str(tenant_dir), "validate")
+    assert r.code == 1
+    assert "MAC mismatch" in r.out and f"{path}:" in r.out
+
+
+def test_a_file_without_the_key_cannot_be_decrypted(cli: RunCli, write_tenant: WriteTenant, tenant_dir: Path,
+                                                     tmp_path: Path) -> None:
+    write_tenant(BASE)
+    other = tmp_path / "other.agekey"
+    import pyrage
+
+    other.write_text(str(pyrage.x25519.Identity.generate()) + "\n")
+    r = cli("--tenants", str(tenant_dir), "validate", env={"SOPS_AGE_KEY_FILE": str(other)})
+    assert r.code == 1
+    assert "no available key" in r.out
+
+
+CROSS = [
+    ("WhatsApp phone_number_id", "whatsapp.phone_number_id"),
+    ("Hospitable property ID", "properties[0].hospitable_property_id"),
+    ("Nuki lock ID", "properties[0].nuki_lock_ids[0]"),
+]
+
+
+@pytest.mark.parametrize(("label", "field"), CROSS)
+def test_routing_keys_are_unique_across_tenants(cli: RunCli, write_tenant: WriteTenant, tenant_dir: Path,
+                                                label: str, field: str) -> None:
+    write_tenant(BASE)
+    other = BASE.replace("slug: acme", "slug: bravo")
+    # Keep only the one routing key under test shared with acme.
+    if label != "WhatsApp phone_number_id":
+        other = other.replace("106540352242922", "106540352249999")
+    if label != "Hospitable property ID":
+        other = other.replace("6a1c3f0e-8d2b-4c7a-9e1f-2b3c4d5e6f70", "7b2d4e1f-9e3c-4d8b-8f2a-3c4d5e6f7a81")
+    if label != "Nuki lock ID":
+        other = other.replace("17010001", "17019999")
+    write_tenant(other, name="bravo")
+    r = cli("--tenants", str(tenant_dir), "validate")
+    assert r.code == 1
+    line = next(ln for ln in r.out.splitlines() if label in ln)
+    assert line.startswith(str(tenant_dir / "bravo.yaml")) and f": {field}: " in line
+    assert "already used by tenant 'acme'" in line
+
+
+def test_two_dn_devices_with_one_id_are_refused(cli: RunCli, write_tenant: WriteTenant, tenant_dir: Path) -> None:
+    intercom = ("    intercom:\n      host: door.example\n      device_id: 54-0001\n      username: u\n"
+                "      password: pw-secret-1\n")
+    write_tenant(BASE.replace("    nuki_lock_ids: [17010001]\n", "    nuki_lock_ids: [17010001]\n" + intercom))
+    second = BASE.replace("slug: acme", "slug: bravo").replace("106540352242922", "106540352249999").replace(
+        "6a1c3f0e-8d2b-4c7a-9e1f-2b3c4d5e6f70", "7b2d4e1f-9e3c-4d8b-8f2a-3c4d5e6f7a81").replace(
+        "17010001", "17019999")
+    write_tenant(second.replace("    nuki_lock_ids: [17019999]\n", "    nuki_lock_ids: [17019999]\n" + intercom),
+                 name="bravo")
+    r = cli("--tenants", str(tenant_dir), "validate")
+    assert r.code == 1
+    assert "2N device ID 54-0001 is already used by tenant 'acme'" in r.out
+    assert "pw-secret-1" not in r.all
+
+
+@pytest.mark.parametrize(("regex", "fragment"), [
+    ("^(api_key|token)$", "missing access_token"),
+    ("^(access_token|api_key|api_token|intercom_pin|keypad_code|password|previous_webhook_secret|token|"
+     "verify_token|webhook_secret|display_name)$", "names non-secret display_name"),
+])
+def test_sops_config_must_encrypt_exactly_the_secret_fields(cli: RunCli, tenant_dir: Path, throwaway_key,
+                                                            regex: str, fragment: str) -> None:
+    write_sops_config(tenant_dir, throwaway_key.recipient, regex)
+    r = cli("--tenants", str(tenant_dir), "validate")
+    assert r.code == 1
+    assert f"{tenant_dir / '.sops.yaml'}:4:" in r.out and fragment in r.out
+
+
+def test_json_output_lists_the_same_findings(cli: RunCli, write_tenant: WriteTenant, tenant_dir: Path) -> None:
+    write_tenant(BASE.replace("status: active\n", "status: active\ncolour: blue\n"))
+    r = cli("--tenants", str(tenant_dir), "validate", "--format", "json")
+    assert r.code == 1
+    data = json.loads(r.out)
+    assert data["version"] == 1 and data["ok"] is False
+    [f] = [f for f in data["findings"] if f["severity"] == "error"]
+    assert (f["line"], f["field"], f["message"]) == (4, "colour", "unknown field")
+
+
+def test_tenants_dir_comes_from_the_environment(cli: RunCli, write_tenant: WriteTenant, tenant_dir: Path) -> None:
+    write_tenant(BASE.replace("status: active\n", "status: active\ncolour: blue\n"))
+    r = cli("validate", env={"TENANTCTL_TENANTS": str(tenant_dir)})
+    assert r.code == 1 and "colour" in r.out

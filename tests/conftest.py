@@ -1,0 +1,101 @@
+"""Fixtures shared by every test package: a throwaway age key, a tenant directory, the CLI as a user runs it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyrage
+import pytest
+
+from tenancy.model import encrypted_regex
+from tenancy.sops import encrypt_text
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = REPO / "examples"
+DEMO_KEY = EXAMPLES / "demo.agekey"
+
+
+@dataclass(frozen=True)
+class ThrowawayKey:
+    secret: str
+    recipient: str
+    file: Path
+
+
+@pytest.fixture(scope="session")
+def throwaway_key(tmp_path_factory: pytest.TempPathFactory) -> ThrowawayKey:
+    ident = pyrage.x25519.Identity.generate()
+    f = tmp_path_factory.mktemp("keys") / "test.agekey"
+    f.write_text(f"# throwaway test key\n{ident}\n")
+    return ThrowawayKey(str(ident), str(ident.to_public()), f)
+
+
+def write_sops_config(directory: Path, recipient: str, regex: str | None = None) -> Path:
+    cfg = directory / ".sops.yaml"
+    cfg.write_text(
+        "creation_rules:\n"
+        "  - path_regex: ^[a-z0-9-]+\\.yaml$\n"
+        f"    age: {recipient}\n"
+        f"    encrypted_regex: {regex or encrypted_regex()}\n"
+    )
+    return cfg
+
+
+@pytest.fixture
+def tenant_dir(tmp_path: Path, throwaway_key: ThrowawayKey, monkeypatch: pytest.MonkeyPatch) -> Path:
+    d = tmp_path / "tenants"
+    d.mkdir()
+    write_sops_config(d, throwaway_key.recipient)
+    monkeypatch.setenv("SOPS_AGE_KEY_FILE", str(throwaway_key.file))
+    monkeypatch.delenv("SOPS_AGE_KEY", raising=False)
+    return d
+
+
+WriteTenant = Callable[..., Path]
+
+
+@pytest.fixture
+def write_tenant(tenant_dir: Path) -> WriteTenant:
+    """Write a tenant file encrypted by the real sops binary (or in plaintext with encrypt=False)."""
+
+    def write(text: str, name: str = "acme", *, encrypt: bool = True) -> Path:
+        path = tenant_dir / f"{name}.yaml"
+        body = encrypt_text(text, path.name, tenant_dir / ".sops.yaml") if encrypt else text
+        path.write_text(body)
+        return path
+
+    return write
+
+
+@dataclass(frozen=True)
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+    @property
+    def all(self) -> str:
+        return self.out + self.err
+
+
+RunCli = Callable[..., CliResult]
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> RunCli:
+    """Run `tenantctl` in a subprocess, exactly as a user would."""
+
+    def run(*args: str, env: dict[str, str] | None = None, input: str | None = None,
+            cwd: Path | None = None) -> CliResult:
+        full_env = {**os.environ, "TENANTCTL_STATE_DIR": str(tmp_path / "state"), "COLUMNS": "200",
+                    **(env or {})}
+        p = subprocess.run([sys.executable, "-m", "tenantctl", *args], capture_output=True, text=True,
+                           env=full_env, input=input, cwd=cwd or REPO, timeout=120, check=False)
+        return CliResult(p.returncode, p.stdout, p.stderr)
+
+    return run

@@ -1,0 +1,39 @@
+"""The model's secret fields, the SOPS rules and the JSON Schema agree with each other."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tenancy.model import encrypted_regex, secret_field_names
+from tenancy.schema import render
+from tenancy.sops_config import matching_rule, regex_names
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("directory", ["tenants", "examples"])
+def test_sops_rules_encrypt_exactly_the_model_secret_fields(directory: str) -> None:
+    rule = matching_rule(REPO / directory / ".sops.yaml", "any-tenant.yaml")
+    assert rule is not None
+    assert regex_names(rule["encrypted_regex"]) == secret_field_names()
+    assert rule["encrypted_regex"] == encrypted_regex()
+
+
+def test_the_checked_in_schema_is_fresh() -> None:
+    on_disk = (REPO / "schemas" / "tenant.schema.json").read_text()
+    assert on_disk == render(), "schemas/tenant.schema.json is stale: run `make schemas`"
+
+
+def test_the_schema_marks_secrets_and_admits_sops_metadata() -> None:
+    schema = json.loads(render())
+    assert "sops" in schema["properties"]
+    hosp = schema["$defs"]["Hospitable"]["properties"]
+    assert hosp["api_key"]["writeOnly"] is True
+
+
+@pytest.mark.parametrize("example", sorted(p for p in (REPO / "examples").glob("*.yaml") if not p.name.startswith(".")), ids=lambda p: p.name)
+def test_example_files_start_with_the_schema_comment(example: Path) -> None:
+    assert example.read_text().startswith("# yaml-language-server: $schema=../schemas/tenant.schema.json")
