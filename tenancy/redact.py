@@ -23,6 +23,7 @@ class Redactor:
         self._values: set[str] = set()
         self._lock = threading.Lock()
         self._ordered: list[str] = []
+        self._dirty = False
 
     def add(self, *values: str | SecretStr | None) -> None:
         with self._lock:
@@ -30,13 +31,17 @@ class Redactor:
                 raw = v.get_secret_value() if isinstance(v, SecretStr) else v
                 if raw and len(raw) >= _MIN_LEN and raw != PLACEHOLDER and raw not in self._values:
                     self._values.add(raw)
-                    # Longest first, so a secret containing another is masked whole.
-                    self._ordered = sorted(self._values, key=len, reverse=True)
+                    self._dirty = True
 
     def add_model(self, model: BaseModel) -> None:
         self.add(*secret_values(model))
 
     def scrub(self, text: str) -> str:
+        if self._dirty:
+            with self._lock:
+                # Longest first, so a secret containing another is masked whole.
+                self._ordered = sorted(self._values, key=len, reverse=True)
+                self._dirty = False
         for v in self._ordered:
             if v in text:
                 text = text.replace(v, MASK)

@@ -1,0 +1,53 @@
+"""Errors raised by the store.
+
+    StoreError                  root: catch this to handle every storage failure
+    ├── DatabaseUnavailable     the database could not be reached or could not commit (connection
+    │                           refused, lost, database locked beyond the busy timeout, missing table);
+    │                           temporary: the webhook server answers 503 so the provider retries
+    ├── DatabaseNotMigrated     the schema is not at the head revision: run `tenantctl db upgrade`
+    └── LockHeld                another holder has the tenant lock (names the holder and since when)
+
+Messages never carry SQL parameters (engines are made with ``hide_parameters=True``) nor passwords.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+
+class StoreError(Exception):
+    """Root of every error raised by the store package."""
+
+
+class DatabaseUnavailable(StoreError):
+    """The database could not be reached, or the transaction could not be committed."""
+
+
+class DatabaseNotMigrated(StoreError):
+    """The database schema is older (or newer) than this code expects."""
+
+    def __init__(self, current: str | None, head: str) -> None:
+        self.current = current
+        self.head = head
+        at = f"revision {current}" if current else "no revision (empty database)"
+        super().__init__(
+            f"database schema is at {at}, this tenantctl needs revision {head}: run `tenantctl db upgrade`"
+        )
+
+
+class LockHeld(StoreError):
+    """The tenant is locked by another holder."""
+
+    def __init__(self, tenant: str, holder: str | None, acquired_at: datetime | None) -> None:
+        self.tenant = tenant
+        self.holder = holder
+        self.acquired_at = acquired_at
+        if holder is None:
+            msg = (
+                f"tenant {tenant!r} is locked by another live database session "
+                "(its PostgreSQL advisory lock is held)"
+            )
+        else:
+            since = f" since {acquired_at.isoformat()}" if acquired_at else ""
+            msg = f"tenant {tenant!r} is locked by {holder}{since}"
+        super().__init__(msg)

@@ -1,0 +1,161 @@
+"""Tables of the tenantctl database (SQLAlchemy Core).
+
+Core rather than ORM: the webhook log is written on every request, in batches, with dialect-specific
+``INSERT .. ON CONFLICT DO NOTHING .. RETURNING``; Core does that without identity-map and unit-of-work
+overhead, and the read side returns plain frozen dataclasses anyway. Any change here needs a new
+migration in ``store/migrations/versions`` (a test compares both).
+
+Time columns are ``UTCDateTime``: timezone-aware UTC in Python on both backends (``timestamptz`` on
+PostgreSQL; naive-UTC ISO text on SQLite, which sorts and compares correctly).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    text,
+)
+from sqlalchemy.types import TypeDecorator
+
+# Rows that take part in de-duplication (the partial unique index below, and ON CONFLICT against it).
+ACCEPTED_EVENT_PREDICATE = "outcome = 'accepted' AND event_id IS NOT NULL"
+OUTCOMES = ("accepted", "rejected", "duplicate")
+RUN_KINDS = ("plan", "apply")
+RUN_STATUSES = ("running", "succeeded", "failed", "partial", "no_changes")
+CHANGE_OUTCOMES = ("planned", "applied", "failed", "skipped", "not_attempted")
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every backend; naive datetimes are refused."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: pass a timezone-aware datetime (UTC)")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):  # SQLite aggregates (MAX) may hand back the stored text
+            value = datetime.fromisoformat(value)
+        if not isinstance(value, datetime):
+            raise TypeError(f"expected a datetime from the database, got {type(value).__name__}")
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+# SQLite only makes "INTEGER PRIMARY KEY" an alias of the rowid (auto-increment); BIGINT would not be.
+_BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+webhook_log = Table(
+    "webhook_log",
+    metadata,
+    Column("id", _BigId, primary_key=True, autoincrement=True),
+    Column("received_at", UTCDateTime(), nullable=False),
+    Column("tenant", String(64), nullable=True),
+    Column("provider", String(32), nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("status_code", SmallInteger(), nullable=False),
+    Column("reason", String(64), nullable=True),
+    Column("event_id", String(255), nullable=True),
+    Column("headers", JSON(), nullable=True),
+    Column("body_size", Integer(), nullable=False),
+    Column("body", Text(), nullable=True),
+    Column("latency_ms", Float(), nullable=True),
+    CheckConstraint(_in("outcome", OUTCOMES), name="outcome"),
+    Index(None, "tenant", "provider", "received_at"),
+    Index(None, "outcome"),
+    Index(None, "received_at"),
+    # The de-duplication: one accepted row per provider event. Partial, so rejected and duplicate
+    # rows may repeat the event id. Both SQLite (>= 3.8) and PostgreSQL support partial indexes and
+    # ON CONFLICT against them.
+    Index(
+        "uq_webhook_log_accepted_event",
+        "provider",
+        "tenant",
+        "event_id",
+        unique=True,
+        sqlite_where=text(ACCEPTED_EVENT_PREDICATE),
+        postgresql_where=text(ACCEPTED_EVENT_PREDICATE),
+    ),
+)
+
+reconcile_runs = Table(
+    "reconcile_runs",
+    metadata,
+    Column("id", Integer(), primary_key=True, autoincrement=True),
+    Column("kind", String(16), nullable=False),
+    Column("actor", String(255), nullable=False),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("finished_at", UTCDateTime(), nullable=True),
+    Column("plan_checksum", String(128), nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("summary", JSON(), nullable=True),
+    Column("tenants", JSON(), nullable=False),
+    CheckConstraint(_in("kind", RUN_KINDS), name="kind"),
+    CheckConstraint(_in("status", RUN_STATUSES), name="status"),
+    Index(None, "started_at"),
+)
+
+reconcile_changes = Table(
+    "reconcile_changes",
+    metadata,
+    Column("id", Integer(), primary_key=True, autoincrement=True),
+    Column("run_id", Integer(), ForeignKey("reconcile_runs.id", ondelete="CASCADE"), nullable=False),
+    Column("tenant", String(64), nullable=False),
+    Column("provider", String(32), nullable=False),
+    Column("address", String(512), nullable=False),
+    Column("action", String(16), nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("error", Text(), nullable=True),
+    Column("recorded_at", UTCDateTime(), nullable=False),
+    CheckConstraint(_in("outcome", CHANGE_OUTCOMES), name="outcome"),
+    Index(None, "run_id"),
+    Index(None, "tenant", "recorded_at"),
+)
+
+tenant_locks = Table(
+    "tenant_locks",
+    metadata,
+    Column("tenant", String(64), primary_key=True),
+    Column("holder", String(255), nullable=False),
+    Column("acquired_at", UTCDateTime(), nullable=False),
+    Column("run_id", Integer(), ForeignKey("reconcile_runs.id", ondelete="SET NULL"), nullable=True),
+    Column("expires_at", UTCDateTime(), nullable=True),
+)

@@ -1,0 +1,51 @@
+"""Engine construction and URL redaction."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from store.engine import make_engine, redact_url
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("sqlite:///.state/tenantctl.db", "sqlite:///.state/tenantctl.db"),
+        ("postgresql+psycopg://app:s3cret@db:5432/t", "postgresql+psycopg://app:***@db:5432/t"),
+        ("postgresql+psycopg://app@db/t", "postgresql+psycopg://app@db/t"),
+        ("postgresql+psycopg://app@db/t?password=s3cret", "postgresql+psycopg://app@db/t?password=***"),
+        ("not a url s3cret", "<unparseable database URL>"),
+    ],
+)
+def test_redact_url_hides_passwords(url: str, expected: str) -> None:
+    assert redact_url(url) == expected
+    assert "s3cret" not in redact_url(url)
+
+
+def test_sqlite_engine_creates_the_directory_and_sets_its_pragmas(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path}/deep/er/t.db")
+    try:
+        with engine.connect() as conn:
+            pragmas = {
+                name: conn.execute(text(f"PRAGMA {name}")).scalar()
+                for name in ("journal_mode", "synchronous", "foreign_keys", "busy_timeout")
+            }
+    finally:
+        engine.dispose()
+    assert (tmp_path / "deep" / "er" / "t.db").exists()
+    assert pragmas == {"journal_mode": "wal", "synchronous": 1, "foreign_keys": 1, "busy_timeout": 5000}
+
+
+def test_postgres_engine_pings_its_pool() -> None:
+    engine = make_engine("postgresql+psycopg://u:pw@127.0.0.1:1/x")  # never connects here
+    assert engine.pool._pre_ping
+    assert engine.dialect.driver == "psycopg"
+
+
+def test_unsupported_url_is_refused_without_its_password() -> None:
+    with pytest.raises(ValueError, match="unsupported database URL") as info:
+        make_engine("mysql://u:s3cret@h/db")
+    assert "s3cret" not in str(info.value)
