@@ -1,4 +1,4 @@
-"""desired × live → changes. Pure: no I/O, no provider knowledge beyond the resources themselves.
+"""desired x live → changes. Pure: no I/O, no provider knowledge beyond the resources themselves.
 
 Resources pair up by address. Attributes the provider does not report (None on the live side for a
 Sensitive desired value, such as a verify token Meta never returns) cannot be compared: each provider

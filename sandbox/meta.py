@@ -279,7 +279,7 @@ class GraphResource:
         while window and window[0] <= now - state.budget_window_s:
             window.popleft()
         if len(window) >= state.call_budget:
-            retry = window[0] + state.budget_window_s - now
+            retry = (window[0] + state.budget_window_s - now) if window else state.budget_window_s
             raise GraphError(state.rate_limit_http_status, 80007,
                              "(#80007) There have been too many calls to this WhatsApp Business account.",
                              transient=True, details="Rate limit hit; retry later.",

@@ -21,7 +21,8 @@ from tenancy.model import Tenant, secret_field_names
 from tenancy.redact import REDACTOR
 from tenancy.sops import BinaryThenInProcess, Decryptor, SopsError
 from tenancy.sops_config import SOPS_CONFIG_NAME, check_sops_config
-from tenancy.yaml_source import Document, Path as YPath, Position, YamlError, parse
+from tenancy.yaml_source import Document, Position, YamlError, parse
+from tenancy.yaml_source import Path as YPath
 
 SECRET_FIELDS = secret_field_names()
 ENC_PREFIX = "ENC[AES256_GCM,"
@@ -130,7 +131,8 @@ def load_file(path: Path, decryptor: Decryptor) -> tuple[LoadedTenant | None, li
         pos = doc.position(("slug",))
         findings.append(Finding(name, pos.line, pos.column, "slug",
                                 f"slug {tenant.slug!r} does not match the file name {path.name!r}",
-                                f"rename the file to {tenant.slug}.yaml or set slug: {path.stem}", rule="slug-file-name"))
+                                f"rename the file to {tenant.slug}.yaml or set slug: {path.stem}",
+                                rule="slug-file-name"))
     findings.extend(rules.tenant_findings(loaded))
     return loaded, findings
 
@@ -220,8 +222,8 @@ def load_tenants(
         with ProcessPoolExecutor(max_workers=n_workers) as pool:
             outcomes = [o for chunk in pool.map(_load_many, chunks) for o in chunk]
     else:
-        d = decryptor or BinaryThenInProcess()
-        outcomes = [load_file(f, d) for f in files]
+        dec = decryptor or BinaryThenInProcess()
+        outcomes = [load_file(f, dec) for f in files]
     for loaded, found in outcomes:
         result.findings.extend(found)
         if loaded is not None and not any(f.severity is Severity.ERROR for f in found):

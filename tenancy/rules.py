@@ -12,8 +12,7 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, SecretStr
 
 from tenancy.findings import Finding, Severity, field_path
-from tenancy.model import Status, Tenant
-from tenancy.model import PLACEHOLDER
+from tenancy.model import PLACEHOLDER, Status, Tenant
 from tenancy.yaml_source import Path as YPath
 
 if TYPE_CHECKING:

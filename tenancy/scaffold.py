@@ -15,6 +15,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from tenancy.model import PLACEHOLDER
+
 SCHEMA_COMMENT = "# yaml-language-server: $schema=../schemas/tenant.schema.json"
 
 
@@ -27,7 +28,7 @@ def generated_secrets() -> dict[str, str]:
     }
 
 
-def _section(items: list[tuple[str, Any, str]], indent: int) -> CommentedMap:
+def _section(items: list[tuple[str, Any, str | None]], indent: int) -> CommentedMap:
     m = CommentedMap()
     for key, value, comment in items:
         m[key] = value

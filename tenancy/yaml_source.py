@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import yaml
-from yaml.cyaml import CParser
+from yaml.cyaml import CParser  # type: ignore[attr-defined]
 
 Path = tuple[str | int, ...]
 
@@ -41,7 +41,7 @@ class _CoreResolver(yaml.resolver.BaseResolver):
 for _tag, _rx, _first in _CORE_RESOLVERS:
     _CoreResolver.add_implicit_resolver(_tag, _rx, list(_first))
 
-class _Composer(CParser, _CoreResolver):  # type: ignore[misc]
+class _Composer(CParser, _CoreResolver):
     """libyaml's parser and composer with our resolver (PyYAML wheels always ship libyaml)."""
 
     def __init__(self, stream: str) -> None:

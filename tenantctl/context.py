@@ -18,7 +18,9 @@ class Context:
     settings: Settings
     tenants_dir: Path
     debug: bool = False
-    out: Console = field(default_factory=lambda: Console(highlight=False, soft_wrap=True))
+    # Pipes and CI logs get a fixed, wide layout instead of rich's 80-column default.
+    out: Console = field(default_factory=lambda: Console(highlight=False, soft_wrap=True,
+                                                         width=None if sys.stdout.isatty() else 160))
     err: Console = field(default_factory=lambda: Console(stderr=True, highlight=False, soft_wrap=True))
 
     def load(self, paths: list[Path] | None = None) -> LoadResult:

@@ -5,7 +5,7 @@ Contract
 - `observe(tenant, ctx, http)` only reads (GET, or the provider's read-only query calls) and returns the
   live resources in the same address space, with `owned` telling ours from foreign ones. It raises
   `ProviderError` subclasses (reconciler.errors) for failures; it never writes.
-- `plan(tenant, ctx, live)` is pure: changes from desired × live (usually `diff`), plus MANUAL steps and
+- `plan(tenant, ctx, live)` is pure: changes from desired x live (usually `diff`), plus MANUAL steps and
   REPORTs. A test runs it with an HTTP client that fails on any request.
 - `apply(tenant, ctx, change, http)` performs exactly the one change given (a CREATE, UPDATE or DELETE from
   the plan), then reads back until the provider shows it (some providers apply writes later), and returns

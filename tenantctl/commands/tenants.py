@@ -29,7 +29,9 @@ def register(app: typer.Typer) -> None:
 
 def validate(
     ctx: typer.Context,
-    paths: Annotated[list[Path] | None, typer.Argument(help="Tenant files or directories (default: --tenants).")] = None,
+    paths: Annotated[
+        list[Path] | None, typer.Argument(help="Tenant files or directories (default: --tenants).")
+    ] = None,
     fmt: Annotated[str, typer.Option("--format", help="text | json")] = "text",
 ) -> None:
     """Check tenant files: syntax, schema, encryption, routing keys, cross-tenant uniqueness. Exit 1 on errors."""

@@ -34,6 +34,9 @@ def test_the_schema_marks_secrets_and_admits_sops_metadata() -> None:
     assert hosp["api_key"]["writeOnly"] is True
 
 
-@pytest.mark.parametrize("example", sorted(p for p in (REPO / "examples").glob("*.yaml") if not p.name.startswith(".")), ids=lambda p: p.name)
+EXAMPLE_FILES = sorted(p for p in (REPO / "examples").glob("*.yaml") if not p.name.startswith("."))
+
+
+@pytest.mark.parametrize("example", EXAMPLE_FILES, ids=lambda p: p.name)
 def test_example_files_start_with_the_schema_comment(example: Path) -> None:
     assert example.read_text().startswith("# yaml-language-server: $schema=../schemas/tenant.schema.json")

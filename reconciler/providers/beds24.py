@@ -1,0 +1,60 @@
+"""Beds24 (legacy, read-only): health checks only. Nothing is planned or written.
+
+`health` checks that the token lists the account's properties and that every Beds24 property ID the tenant
+file names (`beds24.property_ids` and each property's `beds24_property_id`) is among them: one GET.
+Beds24 charges credits (100 per 5 minutes per account), so the plan does not call it at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from reconciler.errors import InvalidRequest, PermanentError, ProviderError
+from reconciler.model import Change, Resource
+from reconciler.providers.base import ApplyResult, HealthCheck, Http, ProviderContext
+from tenancy.model import Tenant
+
+NAME = "beds24"
+
+
+class Beds24Provider:
+    name = NAME
+
+    def applies_to(self, tenant: Tenant) -> bool:
+        return tenant.beds24 is not None
+
+    def desired(self, tenant: Tenant, ctx: ProviderContext) -> list[Resource]:
+        return []
+
+    def observe(self, tenant: Tenant, ctx: ProviderContext, http: Http) -> list[Resource]:
+        return []
+
+    def plan(self, tenant: Tenant, ctx: ProviderContext, live: Sequence[Resource]) -> list[Change]:
+        return []
+
+    def apply(self, tenant: Tenant, ctx: ProviderContext, change: Change, http: Http) -> ApplyResult:
+        raise InvalidRequest(NAME, f"{change.address}: Beds24 is read-only here")
+
+    def health(self, tenant: Tenant, ctx: ProviderContext, http: Http) -> list[HealthCheck]:
+        if tenant.beds24 is None:
+            return []
+        slug = tenant.slug
+        token = tenant.beds24.token.get_secret_value()
+        try:
+            resp = http.request(NAME, "GET", ctx.base_urls[NAME].rstrip("/") + "/properties",
+                                headers={"token": token}, secrets=[token])
+            if resp.status_code >= 400:  # a client that hands error responses back instead of raising
+                raise PermanentError(NAME, "Beds24 API error", status=resp.status_code)
+            body = resp.json()
+        except ProviderError as err:
+            return [HealthCheck(NAME, slug, "api", False, str(err))]
+        data = body.get("data") if isinstance(body, Mapping) else None
+        found = {int(p["id"]) for p in data or [] if isinstance(p, Mapping) and isinstance(p.get("id"), int)}
+        checks = [HealthCheck(NAME, slug, "token", True, "the token lists the account's properties")]
+        declared = dict.fromkeys([*tenant.beds24.property_ids,
+                                  *(p.beds24_property_id for p in tenant.properties if p.beds24_property_id)])
+        for pid in declared:
+            ok = pid in found
+            checks.append(HealthCheck(NAME, slug, f"beds24.property[{slug}/{pid}]", ok,
+                                      "found" if ok else "not in the Beds24 account: check the ID"))
+        return checks

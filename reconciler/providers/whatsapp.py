@@ -1,0 +1,318 @@
+"""WhatsApp Cloud API (Meta Graph): route the tenant's WABA and phone number to the tenant's webhook URL.
+
+Resources (address → what it means)
+- `whatsapp.waba_subscription[slug]`: our app is subscribed to the tenant's WABA with
+  `override_callback_uri` = the tenant's webhook URL. CREATE and UPDATE are the same call
+  (`POST /{waba}/subscribed_apps`, an upsert for the token's app). Other apps subscribed to the WABA are
+  reported (they receive the tenant's messages too), never touched.
+- `whatsapp.phone_number[slug/<id>]`: the number is in the WABA, on the Cloud API and verified. Nothing
+  we can create: a problem is a REPORT (error), a healthy number a NOOP.
+- `whatsapp.phone_webhook[slug/<id>]`: the phone-level override, which beats the WABA's. Absent or ours
+  is fine; pointing elsewhere is drift, fixed by *setting it to our URL* rather than clearing it: one write
+  makes routing right whatever the WABA level says and in whatever order the changes run (clearing would
+  depend on the WABA override having stuck first).
+
+Which subscription is ours: Graph lists apps without saying which one the token belongs to. The entry
+whose override is our URL is ours; failing that, a lone entry is taken as ours (updating it subscribes the
+token's app, which is an upsert); with several and none ours, we plan a CREATE and the read-back finds ours
+by URL.
+
+The verify token: Meta never returns it, so a plan cannot see it drift. It only matters during the
+handshake Meta performs when an override is written; a rotated token takes effect the next time the
+override is written (a URL change). Forcing a rewrite is out of scope.
+
+Calls (per tenant): a no-op plan makes 3 GETs (subscribed_apps, phone_numbers with limit=100, the phone's
+webhook_configuration); each write is 1 POST + 1 GET read-back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+from reconciler.diff import diff, sort_changes
+from reconciler.errors import (
+    AuthError,
+    InvalidRequest,
+    NotFound,
+    PermanentError,
+    PermissionDenied,
+    ProviderError,
+    TemporaryError,
+)
+from reconciler.model import Action, Change, Resource
+from reconciler.providers.base import ApplyResult, HealthCheck, Http, ProviderContext
+from tenancy.model import Tenant
+from tenancy.urls import webhook_url
+
+NAME = "whatsapp"
+PHONE_LIST_FIELDS = "id,display_phone_number,verified_name,code_verification_status,platform_type,status"
+PAGE_LIMIT = 100
+
+# Graph error codes (decide on `code`, never on the HTTP status: sources disagree on the status).
+RATE_LIMIT_CODES = frozenset({4, 17, 32, 613, 80007, 130429, 131056})
+TRANSIENT_CODES = frozenset({1, 2})  # "unknown error" / "service temporarily unavailable"
+AUTH_CODES = frozenset({190})
+UNKNOWN_OBJECT_SUBCODE = 33
+
+
+def graph_error_class(code: int, *, method: str = "GET", subcode: int | None = None) -> type[ProviderError]:
+    """The error class for a Graph `error.code`. Pure; the HTTP client may use it too."""
+    if code in RATE_LIMIT_CODES or code in TRANSIENT_CODES:
+        return TemporaryError
+    if code in AUTH_CODES:
+        return AuthError
+    if code == 10 or 200 <= code <= 299:
+        return PermissionDenied
+    if code == 100:
+        # 100 is "invalid parameter"; on a read, or with subcode 33, it means the object does not exist.
+        return NotFound if subcode == UNKNOWN_OBJECT_SUBCODE or method == "GET" else InvalidRequest
+    return PermanentError
+
+
+def classify_graph_error(status: int, body: Any, *, method: str = "GET",
+                         request_id: str | None = None, retry_after: float | None = None) -> ProviderError:
+    """A Graph error response → the reconciler's error (message and trace ID only, never the body)."""
+    err = body.get("error") if isinstance(body, Mapping) else None
+    if not isinstance(err, Mapping) or not isinstance(err.get("code"), int):
+        cls: type[ProviderError] = TemporaryError if status == 429 or status >= 500 else PermanentError
+        return cls(NAME, "Graph API error", status=status, request_id=request_id, retry_after=retry_after)
+    code = int(err["code"])
+    subcode = err.get("error_subcode") if isinstance(err.get("error_subcode"), int) else None
+    trace = err.get("fbtrace_id") if isinstance(err.get("fbtrace_id"), str) else request_id
+    cls = graph_error_class(code, method=method, subcode=subcode)
+    return cls(NAME, f"Graph API error {code}", status=status, request_id=trace, code=code,
+               retry_after=retry_after)
+
+
+def _reclassify(err: ProviderError, method: str) -> ProviderError:
+    """The HTTP client classifies by status; Graph must be classified by code when the client kept it."""
+    try:
+        code = int(err.code) if err.code is not None else None
+    except ValueError:
+        code = None
+    if code is None:
+        return err
+    cls = graph_error_class(code, method=method)
+    if type(err) is cls:
+        return err
+    return cls(err.provider, err.message, status=err.status, request_id=err.request_id, code=err.code,
+               retry_after=err.retry_after)
+
+
+def _note_error(text: str) -> str:
+    return f"error: {text}"
+
+
+class WhatsAppProvider:
+    name = NAME
+
+    def applies_to(self, tenant: Tenant) -> bool:
+        return tenant.whatsapp is not None
+
+    # Desired --------------------------------------------------------------------------------------
+    def desired(self, tenant: Tenant, ctx: ProviderContext) -> list[Resource]:
+        wa = tenant.whatsapp
+        if wa is None or wa.business_account_id is None:
+            return []
+        url = _url(tenant, ctx)
+        out = [Resource(NAME, "waba_subscription", tenant.slug, "", {"override_callback_uri": url})]
+        if wa.phone_number_id:
+            pid = wa.phone_number_id
+            out.append(Resource(NAME, "phone_number", tenant.slug, pid, {
+                "in_waba": True, "code_verification_status": "VERIFIED", "platform_type": "CLOUD_API"}))
+            out.append(Resource(NAME, "phone_webhook", tenant.slug, pid, {"override_callback_uri": url}))
+        return out
+
+    # Observe --------------------------------------------------------------------------------------
+    def observe(self, tenant: Tenant, ctx: ProviderContext, http: Http) -> list[Resource]:
+        wa = tenant.whatsapp
+        if wa is None or wa.business_account_id is None:
+            return []
+        url = _url(tenant, ctx)
+        base = _base(ctx)
+        waba = wa.business_account_id
+        token = wa.access_token.get_secret_value()
+        subs = self._get(http, f"{base}/{waba}/subscribed_apps", token)
+        live = _subscriptions(tenant.slug, subs.get("data") or [], url)
+        pid = wa.phone_number_id
+        if pid is None:
+            return live
+        phone = self._find_phone(http, base, waba, pid, token)
+        if phone is None:
+            return live
+        live.append(Resource(NAME, "phone_number", tenant.slug, pid, {
+            "in_waba": True,
+            "code_verification_status": phone.get("code_verification_status"),
+            "platform_type": phone.get("platform_type"),
+        }, remote_id=pid))
+        conf = self._get(http, f"{base}/{pid}", token, params={"fields": "webhook_configuration"})
+        wc = conf.get("webhook_configuration") or {}
+        live.append(Resource(NAME, "phone_webhook", tenant.slug, pid,
+                             {"override_callback_uri": wc.get("phone_number") or None}, remote_id=pid))
+        return live
+
+    def _find_phone(self, http: Http, base: str, waba: str, pid: str, token: str) -> dict[str, Any] | None:
+        params: dict[str, Any] = {"fields": PHONE_LIST_FIELDS, "limit": PAGE_LIMIT}
+        while True:
+            page = self._get(http, f"{base}/{waba}/phone_numbers", token, params=params)
+            for item in page.get("data") or []:
+                if str(item.get("id")) == pid:
+                    return dict(item)
+            paging = page.get("paging") or {}
+            after = (paging.get("cursors") or {}).get("after")
+            # Follow our own URL with the cursor, not `paging.next` (never let a body pick the host).
+            if not paging.get("next") or not after:
+                return None
+            params = {**params, "after": after}
+
+    # Plan -----------------------------------------------------------------------------------------
+    def plan(self, tenant: Tenant, ctx: ProviderContext, live: Sequence[Resource]) -> list[Change]:
+        wa = tenant.whatsapp
+        if wa is None:
+            return []
+        slug = tenant.slug
+        if wa.business_account_id is None:
+            note = _note_error("whatsapp.business_account_id is not set: nothing can be routed")
+            return [Change(Action.REPORT, NAME, "waba_subscription", slug,
+                           f"{NAME}.waba_subscription[{slug}]", note=note)]
+        desired = self.desired(tenant, ctx)
+        have = {r.address: r for r in live}
+        changes: list[Change] = []
+        rest: list[Resource] = []
+        for d in desired:
+            if d.kind == "phone_number":
+                changes.append(_phone_check(d, have.get(d.address)))
+            elif d.kind == "phone_webhook":
+                phone_ok = (NAME + ".phone_number[" + f"{slug}/{d.name}]") in have
+                lv = have.get(d.address)
+                if not phone_ok or lv is None:
+                    continue  # no such number: the phone_number REPORT says so
+                if lv.attrs.get("override_callback_uri") is None:
+                    # No phone-level override: the WABA level (ours) governs. Nothing to do.
+                    changes.append(Change(Action.NOOP, NAME, d.kind, slug, d.address, desired=d, live=lv,
+                                          note="no phone-level override: the WABA subscription routes it"))
+                else:
+                    changes.extend(diff([d], [lv]))
+            else:
+                rest.append(d)
+        others = [r for r in live if r.kind == "waba_subscription"]
+        foreign = "info: another app is subscribed to this WABA and receives its webhooks too; left untouched"
+        changes.extend(replace(c, note=foreign) if c.action is Action.REPORT else c
+                       for c in diff(rest, others))
+        return sort_changes(changes)
+
+    # Apply ----------------------------------------------------------------------------------------
+    def apply(self, tenant: Tenant, ctx: ProviderContext, change: Change, http: Http) -> ApplyResult:
+        wa = tenant.whatsapp
+        if wa is None or wa.business_account_id is None or change.desired is None:
+            raise InvalidRequest(NAME, f"cannot apply {change.action} {change.address}")
+        base = _base(ctx)
+        token = wa.access_token.get_secret_value()
+        verify = wa.verify_token.get_secret_value()
+        url = str(change.desired.attrs["override_callback_uri"])
+        if change.kind == "waba_subscription" and change.action in (Action.CREATE, Action.UPDATE):
+            edge = f"{base}/{wa.business_account_id}/subscribed_apps"
+            self._post(http, edge, token, {"override_callback_uri": url, "verify_token": verify}, verify)
+            seen = self._get(http, edge, token).get("data") or []
+            uris = sorted({str(e["override_callback_uri"]) for e in seen if e.get("override_callback_uri")})
+            if url not in uris:
+                raise PermanentError(NAME, "the WABA override did not stick: Meta accepted the subscription "
+                                     f"but shows {uris or 'no override'} instead of {url}")
+            return ApplyResult(change, detail=f"app subscribed to WABA {wa.business_account_id} → {url}")
+        if change.kind == "phone_webhook" and change.action is Action.UPDATE:
+            pid = change.desired.name
+            body = {"webhook_configuration": {"override_callback_uri": url, "verify_token": verify}}
+            self._post(http, f"{base}/{pid}", token, body, verify)
+            conf = self._get(http, f"{base}/{pid}", token, params={"fields": "webhook_configuration"})
+            now = (conf.get("webhook_configuration") or {}).get("phone_number")
+            if now != url:
+                raise PermanentError(NAME, f"the phone-number override did not stick: Meta shows {now!r} "
+                                     f"instead of {url}")
+            return ApplyResult(change, detail=f"phone number {pid} → {url}")
+        raise InvalidRequest(NAME, f"cannot apply {change.action} {change.address}")
+
+    # Health ---------------------------------------------------------------------------------------
+    def health(self, tenant: Tenant, ctx: ProviderContext, http: Http) -> list[HealthCheck]:
+        slug = tenant.slug
+        try:
+            live = self.observe(tenant, ctx, http)
+        except ProviderError as err:
+            return [HealthCheck(NAME, slug, "api", False, str(err))]
+        checks = [HealthCheck(NAME, slug, "token", True, "the access token reads the WABA")]
+        for c in self.plan(tenant, ctx, live):
+            if c.action is Action.REPORT and not c.note.startswith("error:"):
+                continue  # information, not a failed check
+            ok = c.action is Action.NOOP
+            detail = c.note or ("ok" if ok else f"out of sync: {c.action.value} pending (run apply)")
+            checks.append(HealthCheck(NAME, slug, c.address, ok, detail))
+        return checks
+
+    # HTTP -----------------------------------------------------------------------------------------
+    def _get(self, http: Http, url: str, token: str,
+             params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        return self._call(http, "GET", url, token, params=params)
+
+    def _post(self, http: Http, url: str, token: str, body: Any, verify: str) -> dict[str, Any]:
+        return self._call(http, "POST", url, token, json=body, extra_secret=verify)
+
+    def _call(self, http: Http, method: str, url: str, token: str, *, params: Mapping[str, Any] | None = None,
+              json: Any = None, extra_secret: str = "") -> dict[str, Any]:
+        secrets = [token, extra_secret] if extra_secret else [token]
+        try:
+            resp = http.request(NAME, method, url, headers={"Authorization": f"Bearer {token}"},
+                                params=params, json=json, secrets=secrets)
+        except ProviderError as err:
+            raise _reclassify(err, method) from err
+        body = resp.json() if resp.content else {}
+        if resp.status_code >= 400:  # a client that hands error responses back instead of raising
+            raise classify_graph_error(resp.status_code, body, method=method,
+                                       request_id=resp.headers.get("x-fb-trace-id"))
+        return dict(body) if isinstance(body, Mapping) else {}
+
+
+def _url(tenant: Tenant, ctx: ProviderContext) -> str:
+    return webhook_url("wa", tenant.slug, tenant.domain or ctx.domain)
+
+
+def _base(ctx: ProviderContext) -> str:
+    return ctx.base_urls[NAME].rstrip("/")
+
+
+def _subscriptions(slug: str, data: Sequence[Any], url: str) -> list[Resource]:
+    entries = [e for e in data if isinstance(e, Mapping)]
+
+    def app_of(e: Mapping[str, Any]) -> Mapping[str, Any]:
+        app = e.get("whatsapp_business_api_data")
+        return app if isinstance(app, Mapping) else {}
+
+    ours = next((i for i, e in enumerate(entries) if e.get("override_callback_uri") == url), None)
+    if ours is None and len(entries) == 1:
+        ours = 0
+    out: list[Resource] = []
+    for i, e in enumerate(entries):
+        app = app_of(e)
+        app_id = str(app.get("id", ""))
+        attrs = {"override_callback_uri": e.get("override_callback_uri") or None}
+        if i == ours:
+            out.append(Resource(NAME, "waba_subscription", slug, "", attrs, remote_id=app_id))
+        else:
+            out.append(Resource(NAME, "waba_subscription", slug, f"app-{app_id}",
+                                {**attrs, "app": app.get("name")}, remote_id=app_id, owned=False))
+    return out
+
+
+def _phone_check(d: Resource, lv: Resource | None) -> Change:
+    problems: list[str] = []
+    if lv is None:
+        problems.append(f"phone number {d.name} is not in the WABA (or the token cannot see it)")
+    else:
+        if lv.attrs.get("platform_type") != "CLOUD_API":
+            problems.append(f"platform is {lv.attrs.get('platform_type')!r}, not the Cloud API")
+        if lv.attrs.get("code_verification_status") != "VERIFIED":
+            problems.append(f"the number is not verified ({lv.attrs.get('code_verification_status')!r})")
+    if not problems:
+        return Change(Action.NOOP, NAME, d.kind, d.tenant, d.address, desired=d, live=lv)
+    note = _note_error("; ".join(problems) + ": fix it in WhatsApp Manager (tenantctl cannot)")
+    return Change(Action.REPORT, NAME, d.kind, d.tenant, d.address, desired=d, live=lv, note=note)
