@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
-import jsonschema  # type: ignore[import-untyped]  # no stubs in the venv (types-jsonschema)
+import jsonschema
 import yaml
 from openapi_core import Config, OpenAPI
 from openapi_core.templating.paths.exceptions import PathNotFound
@@ -106,7 +106,7 @@ class _OpenApiSpec:
 
     def __init__(self, document: dict[str, Any], preferred: tuple[str, ...] = ()) -> None:
         # The documents are known; skipping the meta-validation saves seconds on Meta's 1 MB spec.
-        self.openapi = OpenAPI.from_dict(_str_keys(document), config=Config(spec_validator_cls=None))
+        self.openapi = OpenAPI.from_dict(_str_keys(document), config=Config(spec_validator_cls=None))  # type: ignore[arg-type]
         self._templates: list[tuple[re.Pattern[str], str, set[str], int]] = []
         for template, item in document["paths"].items():
             regex = re.compile("^" + re.sub(r"\\\{[^}]+\\\}", "([^/]+)", re.escape(template)) + "$")

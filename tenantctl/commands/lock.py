@@ -1,0 +1,61 @@
+"""`tenantctl lock list | release SLUG`: see who holds a tenant, and break a lock a dead run left behind."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from store import locks
+from store.engine import utcnow
+from tenantctl.commands.reconcile import open_db
+from tenantctl.context import Context
+
+lock_app = typer.Typer(help="Per-tenant apply locks.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(lock_app, name="lock")
+
+
+@lock_app.command("list")
+def list_locks(ctx: typer.Context) -> None:
+    """Every held tenant lock: holder (user@host pid), since when, the run it belongs to."""
+    c: Context = ctx.obj
+    db = open_db(c)
+    try:
+        rows = locks.list_locks(db)
+    finally:
+        db.dispose()
+    if not rows:
+        c.echo("no tenant is locked")
+        return
+    now = utcnow()
+    table = Table(title="Tenant locks")
+    for col in ("tenant", "holder", "since", "run", "state"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r.tenant, r.holder, r.acquired_at.isoformat(timespec="seconds"),
+                      "-" if r.run_id is None else str(r.run_id), "expired" if r.expired(now) else "held")
+    c.out.print(table)
+
+
+@lock_app.command("release")
+def release(
+    ctx: typer.Context,
+    slug: Annotated[str, typer.Argument(help="The tenant whose lock to break.")],
+) -> None:
+    """Break a tenant's lock whoever holds it (only when its run is dead: a live apply keeps going)."""
+    c: Context = ctx.obj
+    db = open_db(c)
+    try:
+        held = {r.tenant: r for r in locks.list_locks(db)}
+        removed = locks.release(db, slug)
+    finally:
+        db.dispose()
+    if not removed:
+        c.err.print(f"error: tenant {slug!r} is not locked")
+        raise typer.Exit(1)
+    c.echo(f"released the lock of {slug} (held by {held[slug].holder})" if slug in held
+           else f"released the lock of {slug}")

@@ -1,0 +1,150 @@
+"""`tenantctl sandbox serve | seed`: the provider emulators on loopback, loaded with drifted live state.
+
+Rehearse a change safely:
+    tenantctl sandbox serve &                          # gunicorn 'sandbox.app:get_app()' on 127.0.0.1:8790
+    tenantctl --tenants examples sandbox seed          # PUT /_sandbox/state: the examples, with drift
+    tenantctl --tenants examples plan --sandbox        # exit 2: what apply would change
+    tenantctl --tenants examples apply --sandbox       # confirm, apply; `plan --sandbox` is then empty
+
+Seeding puts the tenants' credentials into the sandbox as its accounts. `seed` keeps them in the running
+server's memory; `seed --out FILE` writes a state file (mode 0600) for `serve --state FILE`: keep it out
+of git. Tests run the CLI against an in-process sandbox instead: TENANTCTL_SANDBOX_INPROCESS names a state
+file that is loaded before the command and saved after it (TENANTCTL_SANDBOX_FAULTS: a FaultConfig as
+JSON; TENANTCTL_SANDBOX_LATENCY_S: added latency per call).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlsplit
+
+import httpx
+import typer
+
+from tenantctl.context import Context
+
+INPROCESS_ENV = "TENANTCTL_SANDBOX_INPROCESS"
+FAULTS_ENV = "TENANTCTL_SANDBOX_FAULTS"
+LATENCY_ENV = "TENANTCTL_SANDBOX_LATENCY_S"
+LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+
+sandbox_app = typer.Typer(help="Local emulators of every provider API, for rehearsals and tests.",
+                          no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(sandbox_app, name="sandbox")
+
+
+@contextlib.contextmanager
+def inprocess_transport() -> Iterator[httpx.BaseTransport | None]:
+    """The in-process sandbox named by $TENANTCTL_SANDBOX_INPROCESS (tests), else None (real network).
+
+    The world is loaded from the state file before the command and written back after it, so a series of
+    CLI invocations sees one continuous sandbox.
+    """
+    path = os.environ.get(INPROCESS_ENV)
+    if not path:
+        yield None
+        return
+    # Imported only here: the sandbox (and falcon) stay out of ordinary CLI runs.
+    from sandbox.faults import FaultConfig
+    from sandbox.transport import sandbox_transport
+    from sandbox.world import World
+
+    state = Path(path)
+    world = World.from_json(state.read_text()) if state.is_file() and state.stat().st_size else World()
+    faults_json = os.environ.get(FAULTS_ENV)
+    faults = FaultConfig.from_dict(json.loads(faults_json)) if faults_json else None
+    latency = float(os.environ.get(LATENCY_ENV, "0") or 0)
+    transport = sandbox_transport(world, faults=faults, latency_s=latency)
+    try:
+        yield transport
+    finally:
+        state.write_text(world.to_json())
+        calls = state.with_suffix(".calls.json")
+        calls.write_text(json.dumps(world.calls.to_dict()))
+
+
+def _loopback(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    host, port = parts.hostname or "", parts.port or 80
+    if host not in LOOPBACK:
+        raise typer.BadParameter(f"the sandbox listens on loopback only, not {host!r}",
+                                 param_hint="TENANTCTL_SANDBOX_URL")
+    return host, port
+
+
+@sandbox_app.command("serve")
+def serve(
+    ctx: typer.Context,
+    *,
+    port: Annotated[int | None, typer.Option(help="Port (default: from TENANTCTL_SANDBOX_URL).")] = None,
+    state: Annotated[Path | None, typer.Option(help="A state file to start from (see `sandbox seed --out`).")]
+    = None,
+    threads: Annotated[int, typer.Option(help="gunicorn threads (one worker: one world).")] = 8,
+) -> None:
+    """Run the emulators on loopback: gunicorn 'sandbox.app:get_app()', one worker (one world), threads."""
+    c: Context = ctx.obj
+    host, default_port = _loopback(c.settings.sandbox_url)
+    bind = f"[{host}]:{port or default_port}" if ":" in host else f"{host}:{port or default_port}"
+    env = dict(os.environ)
+    if state is not None:
+        env["TENANTCTL_SANDBOX_STATE"] = str(state.resolve())
+    c.err.print(f"sandbox listening on http://{bind} (Ctrl-C to stop); use --sandbox or TENANTCTL_SANDBOX=1")
+    cmd = [sys.executable, "-m", "gunicorn", "sandbox.app:get_app()", "--bind", bind, "--workers", "1",
+           "--threads", str(threads), "--worker-class", "gthread", "--access-logfile", "-"]
+    try:
+        rc = subprocess.call(cmd, env=env)
+    except KeyboardInterrupt:
+        rc = 0
+    raise typer.Exit(rc)
+
+
+@sandbox_app.command("seed")
+def seed(
+    ctx: typer.Context,
+    *,
+    out: Annotated[Path | None,
+                   typer.Option("--out", help="Write a state file instead of PUTting it.")] = None,
+    clean: Annotated[bool, typer.Option(help="Seed the desired state exactly, without drift.")] = False,
+) -> None:
+    """Load the tenants' live state into the sandbox, with drift to reconcile (see sandbox.seed)."""
+    from sandbox.seed import seed_world
+
+    c: Context = ctx.obj
+    result = c.load()
+    if not result.ok:
+        for finding in result.errors:
+            c.echo(finding.text())
+        raise typer.Exit(1)
+    world = seed_world([t.tenant for t in result.tenants], domain=c.settings.domain, drift=not clean)
+    body = world.to_json()
+    if out is not None:
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(body)
+        c.echo(f"wrote sandbox state for {len(result.tenants)} tenant(s) to {out} (holds their credentials: "
+               "keep it out of git)")
+        return
+    _loopback(c.settings.sandbox_url)
+    url = c.settings.sandbox_url.rstrip("/") + "/_sandbox/state"
+    try:
+        resp = httpx.put(url, content=body, headers={"content-type": "application/json"}, timeout=10,
+                         trust_env=False)
+    except httpx.HTTPError as e:
+        c.err.print(f"error: cannot reach the sandbox at {c.settings.sandbox_url} ({type(e).__name__}): "
+                    "start it with `tenantctl sandbox serve`")
+        raise typer.Exit(1) from None
+    if resp.status_code != 200:
+        c.err.print(f"error: the sandbox refused the state: HTTP {resp.status_code}")
+        raise typer.Exit(1)
+    c.echo(f"seeded the sandbox at {c.settings.sandbox_url} with {len(result.tenants)} tenant(s)"
+           + ("" if clean else ", with drift to reconcile"))
