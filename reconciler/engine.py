@@ -28,10 +28,11 @@ from reconciler.config import ReconcileConfig
 from reconciler.diff import sort_changes
 from reconciler.errors import ReconcileError
 from reconciler.model import Action, Change
-from reconciler.plan import Plan, ProviderPlan, live_digest, tenant_key
+from reconciler.plan import Plan, ProviderPlan, live_digest
 from reconciler.providers.base import Http, Provider, ProviderContext
 from store import locks, runs, webhook_log
 from store.errors import LockHeld
+from tenancy.fingerprint import tenant_key
 from tenancy.model import Tenant
 from tenancy.redact import REDACTOR
 

@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,22 +27,13 @@ from pydantic import SecretStr
 
 from reconciler.errors import ReconcileError, StalePlan
 from reconciler.model import Action, Change, Resource, Sensitive
-from tenancy.model import Tenant
-from tenancy.redact import secret_values
+from tenancy.fingerprint import keyed_fingerprint
 
 FORMAT_VERSION = 1
 
 
-def tenant_key(tenant: Tenant) -> bytes:
-    """The key of a tenant's secret fingerprints: derived from its own secrets, so stable across runs."""
-    h = hashlib.sha256(b"tenantctl/plan-fingerprint/v1\0" + tenant.slug.encode())
-    for value in sorted(s.get_secret_value() for s in secret_values(tenant)):
-        h.update(b"\0" + value.encode("utf-8"))
-    return h.digest()
-
-
 def fingerprint(value: Sensitive, key: bytes) -> str:
-    return hmac.new(key, value.reveal().encode("utf-8"), hashlib.sha256).hexdigest()[:12]
+    return keyed_fingerprint(value.reveal(), key)
 
 
 def encode_value(value: Any, key: bytes) -> Any:

@@ -1,16 +1,36 @@
-"""Show that a secret is set, and whether two are the same, without showing it."""
+"""Show that a secret is set, and whether two are the same, without showing it.
+
+A plain SHA-256 prefix would do for long random tokens, but not for a 6-digit keypad code: all 531,441
+codes hash in a blink. So fingerprints are HMAC-SHA256 keyed by the tenant's own secrets (stable while
+they are, unknowable without them), and the same key serves `show`, plans and provider instructions.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 
 from pydantic import SecretStr
 
+from tenancy.model import Tenant
+from tenancy.redact import secret_values
 
-def fingerprint(value: SecretStr | str) -> str:
+
+def tenant_key(tenant: Tenant) -> bytes:
+    h = hashlib.sha256(b"tenantctl/plan-fingerprint/v1\0" + tenant.slug.encode())
+    for value in sorted(s.get_secret_value() for s in secret_values(tenant)):
+        h.update(b"\0" + value.encode("utf-8"))
+    return h.digest()
+
+
+def keyed_fingerprint(value: SecretStr | str, key: bytes) -> str:
     raw = value.get_secret_value() if isinstance(value, SecretStr) else value
-    return hashlib.sha256(raw.encode("utf-8")).hexdigest()[:8]
+    return hmac.new(key, raw.encode("utf-8"), hashlib.sha256).hexdigest()[:12]
 
 
-def masked(value: SecretStr | str) -> str:
-    return f"(sensitive) sha256:{fingerprint(value)}"
+def fingerprint(tenant: Tenant, value: SecretStr | str) -> str:
+    return keyed_fingerprint(value, tenant_key(tenant))
+
+
+def masked(value: SecretStr | str, key: bytes) -> str:
+    return f"(sensitive) #{keyed_fingerprint(value, key)}"

@@ -92,7 +92,7 @@ class HospitableProvider:
             for addr, lv in have.items() if addr not in want)
         hook = next(r for r in desired if r.kind == "webhook")
         done = (tenant.slug, NAME) in ctx.last_verified_event
-        note = _instructions(hook.attrs["url"], fingerprint(tenant.hospitable.webhook_secret), done)
+        note = _instructions(hook.attrs["url"], fingerprint(tenant, tenant.hospitable.webhook_secret), done)
         changes.append(Change(Action.MANUAL, NAME, "webhook", tenant.slug, hook.address, desired=hook,
                               note=note, done=done))
         return sort_changes(changes)
@@ -120,7 +120,7 @@ class HospitableProvider:
 def _instructions(url: str, secret: str, done: bool) -> str:
     steps = (f"In Hospitable: Apps → Webhooks → add a webhook. URL: {url} . Events: "
              f"{', '.join(WEBHOOK_EVENTS)}. Its signing secret must equal the tenant file's "
-             f"hospitable.webhook_secret (sha256 fingerprint {secret}).")
+             f"hospitable.webhook_secret (fingerprint #{secret}, as `tenantctl show` prints it).")
     return ("done: verified webhooks from Hospitable arrive. " if done else "") + steps
 
 

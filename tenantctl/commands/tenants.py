@@ -11,7 +11,7 @@ from pydantic import BaseModel, SecretStr
 from rich.table import Table
 
 from tenancy.findings import Severity
-from tenancy.fingerprint import masked
+from tenancy.fingerprint import masked, tenant_key
 from tenancy.loader import LoadResult
 from tenancy.onboarding import OnboardingError, create_tenant
 from tenancy.urls import tenant_domain, webhook_url
@@ -75,14 +75,14 @@ def new(
         c.echo(f"  {i}. {step}")
 
 
-def _masked_dump(node: Any) -> Any:
+def _masked_dump(node: Any, key: bytes) -> Any:
     if isinstance(node, SecretStr):
-        return masked(node)
+        return masked(node, key)
     if isinstance(node, BaseModel):
-        return {k: _masked_dump(getattr(node, k)) for k in type(node).model_fields
+        return {k: _masked_dump(getattr(node, k), key) for k in type(node).model_fields
                 if getattr(node, k) is not None}
     if isinstance(node, list):
-        return [_masked_dump(v) for v in node]
+        return [_masked_dump(v, key) for v in node]
     if hasattr(node, "isoformat"):
         return node.isoformat()
     return node.value if hasattr(node, "value") else node
@@ -101,7 +101,7 @@ def show(
     slug: Annotated[str, typer.Argument()],
     fmt: Annotated[str, typer.Option("--format", help="yaml | json")] = "yaml",
 ) -> None:
-    """Print a decrypted tenant with every secret masked: (sensitive) plus a short SHA-256 fingerprint."""
+    """Print a decrypted tenant with every secret masked: (sensitive) plus a keyed fingerprint."""
     c: Context = ctx.obj
     path = c.tenants_dir / f"{slug}.yaml"
     if not path.is_file():
@@ -110,7 +110,7 @@ def show(
     result = c.load([path])
     _require_valid(c, result)
     lt = result.tenants[0]
-    data = _masked_dump(lt.tenant)
+    data = _masked_dump(lt.tenant, tenant_key(lt.tenant))
     domain = tenant_domain(lt.tenant, c.settings.domain)
     data["webhook_urls"] = {p: webhook_url(p, slug, domain) for p in ("hospitable", "wa", "beds24", "nuki")}
     if fmt == "json":

@@ -19,9 +19,9 @@ from reconciler.plan import (
     load_plan,
     safety_violations,
     save_plan,
-    tenant_key,
 )
 from reconciler.render import plan_document, render_json, render_markdown, render_text
+from tenancy.fingerprint import tenant_key
 from tenancy.model import Nuki, Tenant
 
 CODE = "456789"

@@ -43,7 +43,7 @@ def test_a_mapped_account_plans_only_the_manual_webhook_step_and_speaks_the_spec
     [manual] = [c for c in plan if c.action is Action.MANUAL]
     assert manual.address == HOOK and not manual.done
     assert URL in manual.note and "reservation.created" in manual.note and "message.created" in manual.note
-    assert HOSP_SECRET not in manual.note and "sha256 fingerprint" in manual.note
+    assert HOSP_SECRET not in manual.note and "fingerprint #" in manual.note
     assert {c.action for c in plan if c.kind == "property"} == {Action.NOOP}
     assert len(world.calls.calls("hospitable")) == 1  # the whole cost of a no-op plan
     assert checking.violations == []
