@@ -140,7 +140,7 @@ def make_config(tenants: Iterable[Tenant], *, sandbox: bool, sandbox_url: str, d
 
 # Providers whose every write is an idempotent "set" (Meta's subscribe and override calls): a write that
 # may or may not have been applied (5xx, lost answer) is safe to send again. Nuki's creates are not.
-IDEMPOTENT_WRITE_PROVIDERS = frozenset({"whatsapp"})
+IDEMPOTENT_WRITE_PROVIDERS = frozenset({"whatsapp", "twon"})  # 2N writes are set-by-uuid: a retry cannot duplicate
 
 
 def limits_from_env(base: Limits, environ: Mapping[str, str]) -> Limits:

@@ -210,7 +210,7 @@ class Tenant(_Strict):
         names = ["hospitable", "whatsapp", "nuki", "smtp", "beds24"]
         found = [n for n in names if getattr(self, n) is not None]
         if any(p.intercom for p in self.properties):
-            found.append("2n")
+            found.append("twon")  # the provider name `--provider` takes
         return found
 
     def property(self, key: str) -> Property | None:

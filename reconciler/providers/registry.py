@@ -11,9 +11,12 @@ from reconciler.providers.base import Provider
 from reconciler.providers.beds24 import Beds24Provider
 from reconciler.providers.hospitable import HospitableProvider
 from reconciler.providers.nuki import NukiProvider
+from reconciler.providers.smtp import SmtpProvider
+from reconciler.providers.twon import TwoNProvider
 from reconciler.providers.whatsapp import WhatsAppProvider
 
-_ALL: tuple[Provider, ...] = (HospitableProvider(), WhatsAppProvider(), NukiProvider(), Beds24Provider())
+_ALL: tuple[Provider, ...] = (HospitableProvider(), WhatsAppProvider(), NukiProvider(), Beds24Provider(),
+                               TwoNProvider(), SmtpProvider())
 PROVIDERS: dict[str, Provider] = {p.name: p for p in _ALL}
 
 

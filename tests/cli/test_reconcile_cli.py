@@ -102,7 +102,7 @@ def test_rehearsal_plans_applies_and_converges(rehearsal: Rehearsal) -> None:
         assert expected in first
     code, applied = run("apply", "--sandbox", "--auto-approve")
     assert code == 0, applied
-    assert "Apply: 7 applied, 0 failed, 0 not attempted: done." in applied
+    assert "Apply: 8 applied, 0 failed, 0 not attempted: done." in applied
     assert "secret stored encrypted: nuki.webhook_secret in examples/acme.yaml" in applied
     code, again = run("plan", "--sandbox")
     assert code == 0, again
@@ -122,7 +122,7 @@ def test_rehearsal_plans_applies_and_converges(rehearsal: Rehearsal) -> None:
                                                                ("plan", "no_changes")]
     apply_run = runs.get_run(db, recorded[1].id)
     assert apply_run is not None and "@" in apply_run.actor and apply_run.plan_checksum
-    assert sorted(c.outcome for c in apply_run.changes) == ["applied"] * 7
+    assert sorted(c.outcome for c in apply_run.changes) == ["applied"] * 8
     db.dispose()
 
     secrets = rehearsal.secrets + live

@@ -1,0 +1,134 @@
+"""SMTP: health only. The tenant's mail server answers, offers STARTTLS when the file asks for it, and
+accepts the login. Nothing is observed, planned or written.
+
+Steps: connect to `smtp.host:port` (10 s timeout), EHLO, STARTTLS with the system's default TLS context
+when `starttls` (a server that does not offer it fails here, before any credential is sent), EHLO again,
+LOGIN, QUIT. Port 465 is implicit TLS (SMTPS) and needs no STARTTLS. Each failure is a failed
+HealthCheck whose message names the step and the server's reply code, never the password (the server's
+own text is scrubbed of it as well).
+
+The connection does not go through the `Http` client (SMTP is not HTTP): its safety rests on the tenant
+model instead. `smtp.host` is a `Hostname` (letters, digits, dots, hyphens) and `smtp.port` is range
+checked (1-65535); an admin could point them at an internal address, the SSRF consideration, but both
+come from the reviewed tenant file in git, and the check only talks SMTP and reports a reply code. The
+connect function is a constructor argument so tests can point it at a loopback server.
+"""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+from collections.abc import Callable, Sequence
+
+from reconciler.errors import InvalidRequest
+from reconciler.model import Change, Resource
+from reconciler.providers.base import ApplyResult, HealthCheck, Http, ProviderContext
+from tenancy.model import Tenant
+
+NAME = "smtp"
+TIMEOUT_S = 10.0
+SMTPS_PORT = 465
+_MASK = "(sensitive)"
+
+# (host, port, timeout) → a connected client that has read the server's greeting.
+Connect = Callable[[str, int, float], smtplib.SMTP]
+
+
+def default_connect(host: str, port: int, timeout: float) -> smtplib.SMTP:
+    if port == SMTPS_PORT:
+        return smtplib.SMTP_SSL(host, port, timeout=timeout, context=ssl.create_default_context())
+    return smtplib.SMTP(host, port, timeout=timeout)
+
+
+class _Failed(Exception):
+    """One step failed; the message is already safe to show."""
+
+
+class SmtpProvider:
+    name = NAME
+
+    def __init__(self, connect: Connect = default_connect, timeout_s: float = TIMEOUT_S) -> None:
+        self._connect = connect
+        self.timeout_s = timeout_s
+
+    def applies_to(self, tenant: Tenant) -> bool:
+        return tenant.smtp is not None
+
+    def desired(self, tenant: Tenant, ctx: ProviderContext) -> list[Resource]:
+        return []
+
+    def observe(self, tenant: Tenant, ctx: ProviderContext, http: Http) -> list[Resource]:
+        return []
+
+    def plan(self, tenant: Tenant, ctx: ProviderContext, live: Sequence[Resource]) -> list[Change]:
+        return []
+
+    def apply(self, tenant: Tenant, ctx: ProviderContext, change: Change, http: Http) -> ApplyResult:
+        raise InvalidRequest(NAME, f"{change.address}: SMTP is checked, never changed")
+
+    def health(self, tenant: Tenant, ctx: ProviderContext, http: Http) -> list[HealthCheck]:
+        cfg = tenant.smtp
+        if cfg is None:
+            return []
+        slug, where = tenant.slug, f"{cfg.host}:{cfg.port}"
+        password = cfg.password.get_secret_value()
+        checks: list[HealthCheck] = []
+
+        def safe(text: str) -> str:
+            return text.replace(password, _MASK) if password else text
+
+        def ok(step: str, detail: str) -> None:
+            checks.append(HealthCheck(NAME, slug, step, True, detail))
+
+        step = "connect"
+        try:
+            client = self._connect(cfg.host, cfg.port, self.timeout_s)
+        except (OSError, smtplib.SMTPException) as e:
+            return [HealthCheck(NAME, slug, step, False, safe(f"cannot connect to {where}: {_describe(e)}"))]
+        try:
+            ok(step, f"{where} answers")
+            step = "ehlo"
+            _expect(client.ehlo(), "EHLO")
+            if cfg.starttls and cfg.port != SMTPS_PORT:
+                step = "starttls"
+                if not client.has_extn("starttls"):
+                    raise _Failed(f"{where} does not offer STARTTLS (the file asks for it): nothing was sent; "
+                                  "check the port (587 usually offers it) or the server")
+                _expect(client.starttls(context=ssl.create_default_context()), "STARTTLS", code=220)
+                _expect(client.ehlo(), "EHLO after STARTTLS")
+                ok(step, "TLS established, the certificate verified")
+            step = "login"
+            client.login(cfg.username, password)
+            tls = cfg.starttls or cfg.port == SMTPS_PORT
+            ok(step, f"{cfg.username} logged in" + ("" if tls else
+                                                    " (warning: without TLS, as starttls: false asks)"))
+        except _Failed as e:
+            checks.append(HealthCheck(NAME, slug, step, False, safe(str(e))))
+        except smtplib.SMTPAuthenticationError as e:
+            checks.append(HealthCheck(NAME, slug, step, False, safe(
+                f"{where} refused the login of {cfg.username} (reply {e.smtp_code}): check username and "
+                "password")))
+        except (OSError, smtplib.SMTPException, ValueError) as e:
+            checks.append(HealthCheck(NAME, slug, step, False, safe(f"{step} failed at {where}: {_describe(e)}")))
+        finally:
+            _quit(client)
+        return checks
+
+
+def _expect(reply: tuple[int, bytes], what: str, *, code: int = 250) -> None:
+    if reply[0] != code:
+        raise _Failed(f"{what} answered {reply[0]}, expected {code}")
+
+
+def _describe(e: BaseException) -> str:
+    if isinstance(e, smtplib.SMTPResponseException):
+        text = e.smtp_error.decode("utf-8", "replace") if isinstance(e.smtp_error, bytes) else str(e.smtp_error)
+        return f"reply {e.smtp_code} {text}".strip()
+    return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+
+
+def _quit(client: smtplib.SMTP) -> None:
+    try:
+        client.quit()
+    except (OSError, smtplib.SMTPException):
+        client.close()
