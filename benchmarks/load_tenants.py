@@ -98,7 +98,7 @@ def main() -> None:
     key = pyrage.x25519.Identity.from_str(key_file.read_text().strip())
     os.environ["SOPS_AGE_KEY_FILE"] = str(key_file)
     print(f"cpus={os.cpu_count()}  sops={binary_path()}")
-    print(f"{'N':>6} {'load+validate (best of %d)' % args.repeat:>28} {'per tenant':>11} "
+    print(f"{'N':>6} {f'load+validate (best of {args.repeat})':>28} {'per tenant':>11} "
           f"{'serial sops decrypt':>20} {'speed-up':>9}")
     for n in (int(s) for s in args.sizes.split(",")):
         d = generate(n, key)
