@@ -1,0 +1,277 @@
+"""Webhook server throughput and latency against a bare Falcon ceiling, in one run on one machine.
+
+    .venv/bin/python benchmarks/webhooks.py [--duration 8] [--connections 64] [--postgres URL]
+
+Three servers on the same gunicorn settings (webhook_server/server_config.py: workers, threads, gthread,
+keep-alive; access log off for all three), each driven by wrk over loopback:
+  (a) bare:   a Falcon app that reads the body and answers 200 to the same POST (the ceiling);
+  (b) sqlite: the real server, full pipeline (route, size cap, HMAC verify, JSON parse, event id,
+              group-commit insert to SQLite, 200 only after commit);
+  (c) postgres: the same on PostgreSQL (a throw-away schema; default URL: the local test server).
+Every request carries a distinct Hospitable event id with its own valid signature (pre-computed, since
+wrk's Lua has no HMAC), so de-duplication never short-cuts the insert. Each server gets a peak run
+(closed loop, as fast as it answers) and a run at half the peak rate (wrk's per-connection delay) for
+p50/p99. Afterwards the log is checked: every 2xx answer must have its row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import hmac
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import falcon
+import httpx
+import yaml
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from store.migrate import upgrade  # noqa: E402
+from tenancy.sops import encrypt_text  # noqa: E402
+from webhook_server.server_config import ServerConfig  # noqa: E402
+
+DEFAULT_PG = os.environ.get("TENANTCTL_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+SECRET = "bench-hospitable-secret-7c1d"
+PATH = "/api/webhooks/hospitable/t/bench"
+
+LUA = r"""
+local counter = 1
+function setup(thread)
+  thread:set("id", counter)
+  counter = counter + 1
+end
+
+function init(args)
+  local nthreads = tonumber(args[1])
+  delay_ms = tonumber(args[3])
+  reqs = {}
+  local i = 0
+  for line in io.lines(args[2]) do
+    if i % nthreads == (id - 1) then
+      local sig, body = line:match("^(%S+) (.*)$")
+      reqs[#reqs + 1] = wrk.format("POST", nil,
+        {["Content-Type"] = "application/json", ["Signature"] = sig}, body)
+    end
+    i = i + 1
+  end
+  n = 0
+end
+
+function request()
+  n = n + 1
+  if n > #reqs then n = 1 end
+  return reqs[n]
+end
+
+function delay()
+  return delay_ms
+end
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'RESULT {"requests":%d,"duration_us":%d,"errors":%d,"non2xx":%d,"p50_us":%d,"p99_us":%d}\n',
+    summary.requests, summary.duration, e.connect + e.read + e.write + e.timeout, e.status,
+    latency:percentile(50), latency:percentile(99)))
+end
+"""
+
+
+def bare_app() -> falcon.App[falcon.Request, falcon.Response]:
+    """(a): reads the body and answers 200, nothing else."""
+
+    class Sink:
+        def on_post(self, req: falcon.Request, resp: falcon.Response, slug: str) -> None:
+            req.bounded_stream.read()
+            resp.content_type = "application/json"
+            resp.data = b'{"status":"ok"}'
+
+    app = falcon.App()
+    app.add_route("/api/webhooks/hospitable/t/{slug}", Sink())
+    return app
+
+
+@dataclass
+class Run:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    errors: int
+    non2xx: int
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def write_requests(path: Path, prefix: str, count: int) -> None:
+    with path.open("w") as f:
+        for i in range(count):
+            body = json.dumps({"id": f"{prefix}-{i}", "action": "reservation.created", "version": "v2",
+                               "data": {"id": f"res-{i}", "platform": "airbnb", "nights": 3}},
+                              separators=(",", ":"))
+            sig = hmac.new(SECRET.encode(), body.encode(), hashlib.sha256).hexdigest()
+            f.write(f"{sig} {body}\n")
+
+
+def wrk(url: str, script: Path, requests: Path, *, duration: int, connections: int, threads: int,
+        delay_ms: float = 0) -> Run:
+    cmd = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{duration}s", "--timeout", "5s",
+           "-s", str(script), url + PATH, "--", str(threads), str(requests), f"{delay_ms:.3f}"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60, check=True).stdout
+    line = next(ln for ln in out.splitlines() if ln.startswith("RESULT "))
+    r = json.loads(line.removeprefix("RESULT "))
+    return Run(rps=r["requests"] / (r["duration_us"] / 1e6), p50_ms=r["p50_us"] / 1000, p99_ms=r["p99_us"] / 1000,
+               requests=r["requests"], errors=r["errors"], non2xx=r["non2xx"])
+
+
+def start(cmd: list[str], env: dict[str, str], url: str, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 30
+    while True:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited {proc.returncode}; see {log}")
+        try:
+            httpx.post(url + PATH, content=b"{}", timeout=1)
+            return proc
+        except httpx.TransportError:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"server did not start; see {log}") from None
+            time.sleep(0.1)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def with_schema(url: str, schema: str) -> str:
+    return make_url(url).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
+        hide_password=False)
+
+
+def count_stored(db_url: str, prefix: str) -> int:
+    engine = create_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(text(
+                "SELECT count(*) FROM webhook_log WHERE outcome IN ('accepted', 'duplicate') "
+                "AND event_id LIKE :p"), {"p": f"{prefix}-%"}).scalar_one())
+    finally:
+        engine.dispose()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--duration", type=int, default=8, help="seconds per wrk run")
+    ap.add_argument("--connections", type=int, default=64)
+    ap.add_argument("--wrk-threads", type=int, default=2)
+    ap.add_argument("--postgres", default=DEFAULT_PG, help="PostgreSQL URL, or 'off'")
+    args = ap.parse_args()
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk not found: apt-get install -y wrk")
+
+    work = Path(tempfile.mkdtemp(prefix="tenantctl-bench-"))
+    server = ServerConfig.from_env({**os.environ, "TENANTCTL_ACCESS_LOG": "off"})
+    tenants = work / "tenants"
+    tenants.mkdir()
+    shutil.copy(ROOT / "examples" / ".sops.yaml", tenants / ".sops.yaml")
+    plain = yaml.safe_dump({"slug": "bench", "display_name": "Bench", "status": "onboarding",
+                            "hospitable": {"api_key": "bench-api-key-1", "webhook_secret": SECRET}})
+    (tenants / "bench.yaml").write_text(encrypt_text(plain, "bench.yaml", tenants / ".sops.yaml"))
+    script = work / "bench.lua"
+    script.write_text(LUA)
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith(("TENANTCTL_", "PROMETHEUS_"))}
+    base_env.update({"SOPS_AGE_KEY_FILE": str(ROOT / "examples" / "demo.agekey"), "TENANTCTL_TENANTS": str(tenants),
+                     "TENANTCTL_ACCESS_LOG": "off", "PYTHONPATH": str(ROOT)})
+
+    configs: list[tuple[str, str | None]] = [("bare", None), ("sqlite", f"sqlite:///{work}/state/tenantctl.db")]
+    pg_admin = None
+    schema = f"bench_{uuid.uuid4().hex[:8]}"
+    if args.postgres != "off":
+        pg_admin = create_engine(args.postgres)
+        with pg_admin.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        configs.append(("postgres", with_schema(args.postgres, schema)))
+
+    results: dict[str, tuple[Run, Run, int | None]] = {}
+    try:
+        for name, db_url in configs:
+            port = free_port()
+            url = f"http://127.0.0.1:{port}"
+            env = {**base_env, "TENANTCTL_BIND": f"127.0.0.1:{port}", "TENANTCTL_STATE_DIR": str(work / "state")}
+            if db_url is None:
+                cmd = [sys.executable, "-m", "gunicorn", *ServerConfig(**{**server.__dict__,
+                       "bind": f"127.0.0.1:{port}"}).gunicorn_args(), "--pythonpath", str(ROOT / "benchmarks"),
+                       "webhooks:bare_app()"]
+            else:
+                env["DATABASE_URL"] = db_url
+                upgrade(db_url)
+                cmd = [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "webhook_server" / "gunicorn.conf.py"),
+                       "webhook_server.app:get_app()"]
+            proc = start(cmd, env, url, work / f"{name}.log")
+            try:
+                peak_file, half_file = work / f"{name}-peak.txt", work / f"{name}-half.txt"
+                write_requests(peak_file, f"{name}-peak", 150_000)
+                write_requests(half_file, f"{name}-half", 80_000)
+                peak = wrk(url, script, peak_file, duration=args.duration, connections=args.connections,
+                           threads=args.wrk_threads)
+                delay = args.connections / (peak.rps / 2) * 1000
+                half = wrk(url, script, half_file, duration=args.duration, connections=args.connections,
+                           threads=args.wrk_threads, delay_ms=delay)
+            finally:
+                stop(proc)
+            stored = None
+            if db_url is not None:
+                stored = count_stored(db_url, f"{name}-peak") + count_stored(db_url, f"{name}-half")
+            results[name] = (peak, half, stored)
+            print(f"{name:9} peak {peak.rps:8.0f} req/s  p50 {peak.p50_ms:6.2f} ms  p99 {peak.p99_ms:6.2f} ms  "
+                  f"| half rate {half.rps:7.0f} req/s  p50 {half.p50_ms:6.2f} ms  p99 {half.p99_ms:6.2f} ms  "
+                  f"| errors {peak.errors + half.errors}, non-2xx {peak.non2xx + half.non2xx}"
+                  + (f", 2xx {peak.requests + half.requests - peak.non2xx - half.non2xx} / rows {stored}"
+                     if stored is not None else ""), flush=True)
+    finally:
+        if pg_admin is not None:
+            with pg_admin.begin() as conn:
+                conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+            pg_admin.dispose()
+        shutil.rmtree(work, ignore_errors=True)
+
+    bare = results["bare"][0].rps
+    print(f"\ngunicorn: {server.workers} workers x {server.threads} threads (gthread), keep-alive "
+          f"{server.keepalive}s; wrk -t{args.wrk_threads} -c{args.connections} -d{args.duration}s; "
+          f"{os.cpu_count()} CPU(s)")
+    for name, target in (("sqlite", 0.5), ("postgres", 0.4)):
+        if name in results:
+            peak, half, _ = results[name]
+            ratio = peak.rps / bare
+            verdict = "ok" if ratio >= target and half.p99_ms < 25 else "BELOW TARGET"
+            print(f"{name}/bare = {ratio:.2f} (target >= {target}); p99 at half peak {half.p99_ms:.1f} ms "
+                  f"(target < 25): {verdict}")
+
+
+if __name__ == "__main__":
+    main()

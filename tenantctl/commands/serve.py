@@ -1,0 +1,61 @@
+"""`tenantctl serve`: run the webhook server under gunicorn (the CLI becomes the gunicorn master)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from store.engine import make_engine, redact_url
+from store.errors import DatabaseNotMigrated
+from store.migrate import require_up_to_date
+from tenantctl.context import Context
+
+APP_SPEC = "webhook_server.app:get_app()"
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)
+
+
+def gunicorn_config_path() -> Path:
+    """The server's gunicorn.conf.py, found without importing the server package."""
+    spec = importlib.util.find_spec("webhook_server")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the webhook_server package is not installed")
+    return Path(next(iter(spec.submodule_search_locations))) / "gunicorn.conf.py"
+
+
+def server_command() -> list[str]:
+    return [sys.executable, "-m", "gunicorn", "-c", str(gunicorn_config_path()), APP_SPEC]
+
+
+def serve(
+    ctx: typer.Context,
+    bind: Annotated[str | None, typer.Option("--bind", help="HOST:PORT (else $TENANTCTL_BIND).")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", min=1, help="Worker processes.")] = None,
+    threads: Annotated[int | None, typer.Option("--threads", min=1, help="Threads per worker.")] = None,
+) -> None:
+    """Serve every tenant's webhooks. `kill -HUP <pid>` reloads the tenant files without dropping requests."""
+    c: Context = ctx.obj
+    url = c.settings.resolved_database_url
+    engine = make_engine(url)
+    try:
+        require_up_to_date(engine)
+    except DatabaseNotMigrated as e:
+        c.err.print(f"error: {e} (database {redact_url(url)})")
+        raise typer.Exit(1) from None
+    finally:
+        engine.dispose()
+    env = dict(os.environ)
+    env["TENANTCTL_TENANTS"] = str(c.tenants_dir)
+    knobs = {"TENANTCTL_BIND": bind, "TENANTCTL_WORKERS": workers, "TENANTCTL_THREADS": threads}
+    env.update({name: str(value) for name, value in knobs.items() if value is not None})
+    cmd = server_command()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(cmd[0], cmd, env)  # noqa: S606  # become the gunicorn master: signals reach it directly

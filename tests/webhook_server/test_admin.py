@@ -1,0 +1,96 @@
+"""`GET /admin/webhook-logs`: bearer token, filters, paging; absent when no token is configured."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import falcon.testing
+import pytest
+
+from store.engine import make_engine
+from store.migrate import upgrade
+from store.webhook_log import DirectEventStore, WebhookRecord
+from tenancy.settings import Settings
+from webhook_server.app import create_app
+from webhook_server.routing import build_routing
+from webhook_server.storage import EngineLogReader
+
+from .conftest import make_settings
+from .helpers import ADMIN_TOKEN, FixedClock, tenants
+
+T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def admin(tmp_path: Any) -> Callable[..., falcon.testing.TestClient]:
+    url = f"sqlite:///{tmp_path}/t.db"
+    upgrade(url)
+    engine = make_engine(url)
+    store = DirectEventStore(engine)
+    for i in range(5):
+        store.record(WebhookRecord(received_at=T0 + timedelta(minutes=i), tenant="acme" if i % 2 else "blue-harbor",
+                                   provider="hospitable", outcome="accepted" if i < 3 else "rejected",
+                                   status_code=200 if i < 3 else 401, event_id=f"e{i}", body_size=2, body="{}"))
+
+    def make(**overrides: Any) -> falcon.testing.TestClient:
+        s: Settings = make_settings(**overrides)
+        return falcon.testing.TestClient(create_app(build_routing(tenants()), store, s, FixedClock(),
+                                                    reader=EngineLogReader(engine)))
+
+    yield make
+    engine.dispose()
+
+
+AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+def test_lists_newest_first_with_paging(admin: Callable[..., falcon.testing.TestClient]) -> None:
+    c = admin()
+    first = c.simulate_get("/admin/webhook-logs", params={"limit": 2}, headers=AUTH).json
+    assert [i["event_id"] for i in first["items"]] == ["e4", "e3"]
+    second = c.simulate_get("/admin/webhook-logs", params={"limit": 2, "cursor": first["next_cursor"]},
+                            headers=AUTH).json
+    assert [i["event_id"] for i in second["items"]] == ["e2", "e1"]
+
+
+@pytest.mark.parametrize(
+    ("params", "ids"),
+    [
+        ({"tenant": "acme"}, ["e3", "e1"]),
+        ({"outcome": "rejected"}, ["e4", "e3"]),
+        ({"provider": "nuki"}, []),
+        ({"since": (T0 + timedelta(minutes=3)).isoformat()}, ["e4", "e3"]),
+        ({"until": "2026-11-27T12:01:00"}, ["e0"]),
+    ],
+)
+def test_filters(admin: Callable[..., falcon.testing.TestClient], params: dict[str, str], ids: list[str]) -> None:
+    r = admin().simulate_get("/admin/webhook-logs", params=params, headers=AUTH)
+    assert r.status_code == 200
+    assert [i["event_id"] for i in r.json["items"]] == ids
+
+
+@pytest.mark.parametrize("auth", [None, "Bearer wrong", f"Basic {ADMIN_TOKEN}", f"Bearer {ADMIN_TOKEN}x",
+                                  "Bearer é"])
+def test_needs_the_token(admin: Callable[..., falcon.testing.TestClient], auth: str | None) -> None:
+    r = admin().simulate_get("/admin/webhook-logs", headers={"Authorization": auth} if auth else {})
+    assert r.status_code == 401
+    assert ADMIN_TOKEN not in r.text
+
+
+def test_absent_without_a_configured_token(admin: Callable[..., falcon.testing.TestClient]) -> None:
+    r = admin(admin_token=None).simulate_get("/admin/webhook-logs", headers=AUTH)
+    assert r.status_code == 404
+
+
+@pytest.mark.parametrize("params", [{"outcome": "maybe"}, {"since": "yesterday"}, {"limit": "0"}])
+def test_bad_filters_are_400(admin: Callable[..., falcon.testing.TestClient], params: dict[str, str]) -> None:
+    assert admin().simulate_get("/admin/webhook-logs", params=params, headers=AUTH).status_code == 400
+
+
+def test_readyz_with_a_database(admin: Callable[..., falcon.testing.TestClient]) -> None:
+    r = admin().simulate_get("/readyz")
+    assert r.status_code == 200
+    assert r.json == {"ready": True, "tenants": 3, "routing_loaded": True, "database": "ok"}
+

@@ -1,0 +1,93 @@
+"""The Falcon app: ``create_app`` builds it from collaborators, ``get_app`` builds the real ones.
+
+gunicorn serves ``webhook_server.app:get_app()``; it runs in each worker, after the fork (no preload), so
+the group-commit store's writer thread and connection pool belong to that worker. The routing is the one
+the gunicorn master loaded and validated (see gunicorn.conf.py); without a master (e.g. a plain
+``gunicorn webhook_server.app:get_app()`` or a test) get_app loads the tenants itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+import falcon
+
+from store.engine import make_engine
+from store.migrate import require_up_to_date
+from store.webhook_log import EventStore, GroupCommitEventStore
+from tenancy.redact import REDACTOR
+from tenancy.settings import Settings, load_settings
+from webhook_server import routing as routing_holder
+from webhook_server.metrics import Metrics
+from webhook_server.pipeline import Clock, Limits, Pipeline, SystemClock
+from webhook_server.resources import (
+    AdminLogResource,
+    HealthResource,
+    MetricsResource,
+    ReadyResource,
+    WebhookResource,
+    WhatsAppResource,
+)
+from webhook_server.routing import URL_PROVIDERS, Routing, load_routing
+from webhook_server.storage import EngineLogReader, LogReader
+
+log = logging.getLogger(__name__)
+
+
+def create_app(
+    routing: Routing,
+    store: EventStore,
+    settings: Settings,
+    clock: Clock | None = None,
+    *,
+    reader: LogReader | None = None,
+    metrics: Metrics | None = None,
+) -> falcon.App[falcon.Request, falcon.Response]:
+    metrics = metrics or Metrics()
+    limits = Limits(settings.max_body_bytes, settings.stored_body_bytes)
+    pipeline = Pipeline(routing, store, clock or SystemClock(), limits, metrics)
+    # Plain-text errors from Falcon itself (405, unparsable params): nothing echoes request data.
+    app = falcon.App(cors_enable=False)
+    app.req_options.strip_url_path_trailing_slash = True
+    app.req_options.auto_parse_qs_csv = False
+    for segment in URL_PROVIDERS:
+        resource = (WhatsAppResource if segment == "wa" else WebhookResource)(pipeline, segment)
+        app.add_route(f"/api/webhooks/{segment}/t/{{slug}}", resource)
+    app.add_route("/healthz", HealthResource())
+    app.add_route("/readyz", ReadyResource(routing, reader))
+    app.add_route("/metrics", MetricsResource(metrics))
+    token = settings.admin_token.get_secret_value().encode("utf-8") if settings.admin_token else None
+    app.add_route("/admin/webhook-logs", AdminLogResource(token, reader))
+    return app
+
+
+_stores: list[EventStore] = []
+_stores_lock = threading.Lock()
+
+
+def get_app() -> falcon.App[falcon.Request, falcon.Response]:
+    """The production app: settings from the environment, the master's routing, a group-commit store."""
+    settings = load_settings()
+    REDACTOR.add(*settings.meta_app_secrets, settings.admin_token)
+    routing = routing_holder.current()
+    if not routing.loaded:
+        routing = load_routing(Path(settings.tenants), settings.meta_app_secrets)
+        routing_holder.install(routing)
+    engine = make_engine(settings.resolved_database_url)
+    require_up_to_date(engine)
+    store = GroupCommitEventStore(engine)
+    store.start()
+    with _stores_lock:
+        _stores.append(store)
+    log.info("webhook app ready: %d tenant(s)", len(routing))
+    return create_app(routing, store, settings, reader=EngineLogReader(engine))
+
+
+def shutdown() -> None:
+    """Drain and stop this process's stores (gunicorn's worker_exit): queued records are committed."""
+    with _stores_lock:
+        stores, _stores[:] = list(_stores), []
+    for s in stores:
+        s.close()

@@ -1,0 +1,37 @@
+# gunicorn configuration of the webhook server:
+#   python -m gunicorn -c webhook_server/gunicorn.conf.py 'webhook_server.app:get_app()'
+# (what `tenantctl serve` runs). Knobs come from the environment: see webhook_server/server_config.py and
+# .env.example. gunicorn re-reads this file on SIGHUP; the hooks live in webhook_server/server_hooks.py.
+import os
+
+from tenancy.settings import load_settings
+from webhook_server.server_config import ACCESS_LOG_FORMAT, MULTIPROC_ENV, ServerConfig
+
+# First, before anything imports prometheus_client (it picks its value class at import): metrics are
+# shared across workers through this directory. server_hooks wipes it when the master starts.
+os.environ.setdefault(MULTIPROC_ENV, str(load_settings().state_dir / "prometheus"))
+
+from webhook_server import server_hooks
+
+_server = ServerConfig.from_env()
+
+bind = [_server.bind]
+workers = _server.workers
+worker_class = "gthread"
+threads = _server.threads
+timeout = _server.timeout
+graceful_timeout = _server.graceful_timeout
+keepalive = _server.keepalive
+proc_name = "tenantctl-webhooks"
+preload_app = False  # the app (and its store's writer thread) is built in each worker, after fork
+logger_class = "webhook_server.server_hooks.RedactingLogger"
+errorlog = "-"
+accesslog = _server.access_log
+access_log_format = ACCESS_LOG_FORMAT  # no query string: the WhatsApp handshake carries a token there
+forwarded_allow_ips = os.environ.get("TENANTCTL_FORWARDED_ALLOW_IPS", "127.0.0.1")
+control_socket_disable = True  # one fixed socket path would clash between instances; SIGHUP is our control
+
+on_starting = server_hooks.on_starting
+on_reload = server_hooks.on_reload
+worker_exit = server_hooks.worker_exit
+child_exit = server_hooks.child_exit

@@ -1,0 +1,153 @@
+"""Falcon resources: thin adapters from a request to the pipeline and the operator endpoints."""
+
+from __future__ import annotations
+
+import hmac
+import json
+from datetime import UTC, datetime
+from typing import Any, get_args
+
+import falcon
+
+from store.errors import DatabaseUnavailable
+from store.webhook_log import LogRow, Outcome
+from webhook_server.metrics import Metrics
+from webhook_server.pipeline import Inbound, Pipeline, Reply
+from webhook_server.routing import Routing
+from webhook_server.storage import LogReader
+
+MAX_PAGE = 1000
+OUTCOMES: tuple[str, ...] = get_args(Outcome)
+
+
+def _inbound(req: falcon.Request, provider: str, slug: str) -> Inbound:
+    try:
+        length = req.content_length
+    except falcon.HTTPError:
+        length = None  # unparseable: the capped read still bounds what we take
+    query = {k: v for k, v in req.params.items() if isinstance(v, str)}
+    # Without a Content-Length (chunked), Falcon's bounded stream reads nothing; the server's own input
+    # stream ends at the end of the body, and the pipeline caps the read either way.
+    read = req.bounded_stream.read if length is not None else req.stream.read
+    return Inbound(provider, slug, {k.lower(): v for k, v in req.headers.items()}, length, read, query)
+
+
+def _send(resp: falcon.Response, reply: Reply) -> None:
+    resp.status = reply.status
+    resp.content_type = reply.content_type
+    resp.data = reply.body
+
+
+class WebhookResource:
+    """`POST /api/webhooks/{provider}/t/{slug}`, one instance per provider URL segment."""
+
+    def __init__(self, pipeline: Pipeline, url_provider: str) -> None:
+        self.pipeline = pipeline
+        self.url_provider = url_provider
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, slug: str) -> None:
+        _send(resp, self.pipeline.post(_inbound(req, self.url_provider, slug)))
+
+
+class WhatsAppResource(WebhookResource):
+    def on_get(self, req: falcon.Request, resp: falcon.Response, slug: str) -> None:
+        _send(resp, self.pipeline.handshake(_inbound(req, self.url_provider, slug)))
+
+
+class HealthResource:
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.content_type = "text/plain"
+        resp.text = "ok"
+
+
+class ReadyResource:
+    """Ready when the routing is loaded and the database answers."""
+
+    def __init__(self, routing: Routing, reader: LogReader | None) -> None:
+        self.routing = routing
+        self.reader = reader
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        db = "ok"
+        if self.reader is None:
+            db = "not configured"
+        else:
+            try:
+                self.reader.ping()
+            except DatabaseUnavailable:
+                db = "unreachable"
+        ready = self.routing.loaded and db == "ok"
+        resp.status = 200 if ready else 503
+        resp.media = {"ready": ready, "tenants": len(self.routing), "routing_loaded": self.routing.loaded,
+                      "database": db}
+
+
+class MetricsResource:
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.content_type = self.metrics.content_type
+        resp.data = self.metrics.render()
+
+
+def _when(req: falcon.Request, name: str) -> datetime | None:
+    raw = req.get_param(name)
+    if raw is None:
+        return None
+    try:
+        value = datetime.fromisoformat(raw)
+    except ValueError:
+        raise falcon.HTTPBadRequest(description=f"{name}: use an ISO 8601 time") from None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+def _row_json(r: LogRow) -> dict[str, Any]:
+    return {
+        "id": r.id, "received_at": r.received_at.isoformat(), "tenant": r.tenant, "provider": r.provider,
+        "outcome": r.outcome, "status_code": r.status_code, "reason": r.reason, "event_id": r.event_id,
+        "headers": r.headers, "body_size": r.body_size, "body": r.body, "latency_ms": r.latency_ms,
+    }
+
+
+class AdminLogResource:
+    """`GET /admin/webhook-logs`: the webhook log as JSON, newest first, paged by an opaque cursor.
+
+    Filters: tenant, provider, outcome, since (inclusive), until (exclusive), limit (≤ 1000), cursor.
+    Needs `Authorization: Bearer <TENANTCTL_ADMIN_TOKEN>`; when no token is configured the endpoint does
+    not exist (404), so an unconfigured server exposes nothing.
+    """
+
+    def __init__(self, token: bytes | None, reader: LogReader | None) -> None:
+        self._token = token
+        self.reader = reader
+
+    def __repr__(self) -> str:
+        return "AdminLogResource(token=(sensitive))"
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if self._token is None or self.reader is None:
+            raise falcon.HTTPNotFound()
+        auth = req.get_header("Authorization") or ""
+        scheme, _, given = auth.partition(" ")
+        try:
+            given_bytes = given.strip().encode("ascii")
+        except UnicodeEncodeError:
+            given_bytes = b""
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given_bytes, self._token):
+            raise falcon.HTTPUnauthorized(challenges=["Bearer"])
+        outcome = req.get_param("outcome")
+        if outcome is not None and outcome not in OUTCOMES:
+            raise falcon.HTTPBadRequest(description=f"outcome: one of {', '.join(OUTCOMES)}")
+        limit = req.get_param_as_int("limit", min_value=1, max_value=MAX_PAGE, default=100)
+        cursor = req.get_param_as_int("cursor", min_value=1)
+        try:
+            rows, next_cursor = self.reader.query(
+                tenant=req.get_param("tenant"), provider=req.get_param("provider"),
+                outcome=outcome,  # type: ignore[arg-type]  # checked against OUTCOMES above
+                since=_when(req, "since"), until=_when(req, "until"), limit=limit or 100, cursor=cursor,
+            )
+        except DatabaseUnavailable:
+            raise falcon.HTTPServiceUnavailable(description="database unreachable") from None
+        resp.content_type = "application/json"
+        resp.text = json.dumps({"items": [_row_json(r) for r in rows], "next_cursor": next_cursor})

@@ -1,0 +1,158 @@
+"""Routing: slug → the tenant's verified secrets and routing keys, per provider. Built once, immutable.
+
+A worker builds (or inherits from the gunicorn master, see gunicorn.conf.py) one :class:`Routing` at start
+and never per request. Secrets are held as bytes inside :class:`Keys`, whose repr shows nothing.
+
+The process-wide holder (:func:`current` / :func:`install`) lets the gunicorn master load and validate the
+tenants once (at start and on SIGHUP) and hand the result to the workers it forks: a tenant set that fails
+validation is refused and the previous routing stays installed.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+
+from pydantic import SecretStr
+
+from tenancy.loader import load_tenants
+from tenancy.model import Tenant
+
+# URL segment → provider name as recorded (the tenant model's name).
+URL_PROVIDERS: Mapping[str, str] = MappingProxyType(
+    {"hospitable": "hospitable", "wa": "whatsapp", "beds24": "beds24", "nuki": "nuki"}
+)
+
+
+class Keys:
+    """Secret byte strings, tried in order (newest first); never shown by repr or str."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self, values: Iterable[SecretStr | str | None]) -> None:
+        out: list[bytes] = []
+        for v in values:
+            raw = v.get_secret_value() if isinstance(v, SecretStr) else v
+            if raw:
+                out.append(raw.encode("utf-8"))
+        self._values = tuple(out)
+
+    @property
+    def values(self) -> tuple[bytes, ...]:
+        return self._values
+
+    def __bool__(self) -> bool:
+        return bool(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        return f"Keys(({len(self._values)} sensitive))"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True)
+class ProviderRoute:
+    """What one provider's webhooks for one tenant are checked against."""
+
+    provider: str
+    keys: Keys
+    routing_keys: frozenset[str] = frozenset()
+    verify_token: Keys = field(default_factory=lambda: Keys(()))
+
+
+@dataclass(frozen=True)
+class TenantRoute:
+    slug: str
+    providers: Mapping[str, ProviderRoute]
+
+
+@dataclass(frozen=True)
+class Routing:
+    tenants: Mapping[str, TenantRoute]
+    # phone_number_id → slug of every tenant: names the victim of a cross-tenant attempt in the log.
+    owners: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    loaded: bool = True
+
+    def tenant(self, slug: str) -> TenantRoute | None:
+        return self.tenants.get(slug)
+
+    def __len__(self) -> int:
+        return len(self.tenants)
+
+
+EMPTY = Routing(tenants=MappingProxyType({}), loaded=False)
+
+
+def _routes(t: Tenant, meta_app_secrets: Sequence[SecretStr]) -> dict[str, ProviderRoute]:
+    routes: dict[str, ProviderRoute] = {}
+    if t.hospitable is not None:
+        h = t.hospitable
+        keys = Keys([h.webhook_secret, h.previous_webhook_secret])  # newest first
+        routes["hospitable"] = ProviderRoute("hospitable", keys)
+    if t.whatsapp is not None:
+        w = t.whatsapp
+        routes["whatsapp"] = ProviderRoute(
+            "whatsapp",
+            Keys(meta_app_secrets),
+            frozenset([w.phone_number_id]) if w.phone_number_id else frozenset(),
+            Keys([w.verify_token]),
+        )
+    if t.beds24 is not None:
+        routes["beds24"] = ProviderRoute("beds24", Keys([t.beds24.webhook_secret]))
+    # A Nuki account without a webhook secret has no webhook yet: its URL does not exist.
+    if t.nuki is not None and t.nuki.webhook_secret is not None:
+        routes["nuki"] = ProviderRoute("nuki", Keys([t.nuki.webhook_secret]))
+    return routes
+
+
+def build_routing(tenants: Iterable[Tenant], meta_app_secrets: Sequence[SecretStr] = ()) -> Routing:
+    by_slug: dict[str, TenantRoute] = {}
+    owners: dict[str, str] = {}
+    for t in tenants:
+        by_slug[t.slug] = TenantRoute(t.slug, MappingProxyType(_routes(t, meta_app_secrets)))
+        if t.whatsapp is not None and t.whatsapp.phone_number_id:
+            owners[t.whatsapp.phone_number_id] = t.slug
+    return Routing(MappingProxyType(by_slug), MappingProxyType(owners))
+
+
+class RoutingRefused(Exception):
+    """The tenant files did not validate; carries the number of errors, never their values."""
+
+    def __init__(self, errors: Sequence[str]) -> None:
+        self.errors = list(errors)
+        super().__init__(f"{len(errors)} error(s) in the tenant files: routing not (re)loaded; "
+                         "run `tenantctl validate`")
+
+
+def load_routing(tenants_dir: Path, meta_app_secrets: Sequence[SecretStr]) -> Routing:
+    """Load and validate every tenant file; raise RoutingRefused when any has an error."""
+    result = load_tenants([tenants_dir], check_config=False)
+    if not result.ok:
+        raise RoutingRefused([f.text() for f in result.errors])
+    return build_routing([lt.tenant for lt in result.tenants], meta_app_secrets)
+
+
+# -- the process-wide holder (see module docstring) ---------------------------------------------------
+
+class _Holder:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.routing = EMPTY
+
+
+_holder = _Holder()
+
+
+def current() -> Routing:
+    return _holder.routing
+
+
+def install(routing: Routing) -> None:
+    with _holder.lock:
+        _holder.routing = routing

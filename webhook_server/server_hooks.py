@@ -1,0 +1,127 @@
+"""What gunicorn.conf.py wires into gunicorn: start-up checks, routing (re)load, log scrubbing.
+
+The MASTER loads and validates the tenants, at start (``on_starting``) and on SIGHUP (``on_reload``),
+into the holder in ``webhook_server.routing``; workers are forked from the master afterwards and inherit
+it, so each worker has its routing from the start and never builds one per request. A reload whose tenant
+files fail validation is refused: the previous routing stays installed and the new workers get it.
+Nothing here imports Falcon or prometheus_client at module level: the master must not import
+prometheus_client before ``PROMETHEUS_MULTIPROC_DIR`` is set.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from gunicorn.glogging import Logger as GunicornLogger
+
+from store.engine import make_engine, redact_url
+from store.errors import DatabaseNotMigrated
+from store.migrate import require_up_to_date
+from tenancy.redact import REDACTOR, RedactingFilter
+from tenancy.settings import Settings, load_settings
+from webhook_server import routing as routing_holder
+from webhook_server.routing import RoutingRefused, load_routing
+from webhook_server.server_config import MULTIPROC_ENV
+
+log = logging.getLogger("webhook_server.server")
+
+# Our packages log through gunicorn's error log, scrubbed like everything else.
+APP_LOGGERS = ("webhook_server", "store", "tenancy")
+
+
+class RedactingLogger(GunicornLogger):  # type: ignore[misc]
+    """gunicorn's logger with every handler scrubbed by value (re-applied on each reload's setup)."""
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        scrub = RedactingFilter()
+        for lg in (self.error_log, self.access_log):
+            for h in lg.handlers:
+                if not any(isinstance(f, RedactingFilter) for f in h.filters):
+                    h.addFilter(scrub)
+        for name in APP_LOGGERS:
+            app_log = logging.getLogger(name)
+            app_log.handlers = list(self.error_log.handlers)
+            app_log.setLevel(logging.INFO)
+            app_log.propagate = False
+
+
+def prometheus_dir(settings: Settings) -> Path:
+    return Path(os.environ.get(MULTIPROC_ENV) or settings.state_dir / "prometheus")
+
+
+def _reset_prometheus_dir(path: Path) -> None:
+    # Files of a previous run would add its counts to ours.
+    path.mkdir(parents=True, exist_ok=True)
+    for f in path.glob("*.db"):
+        f.unlink()
+
+
+def check_database(settings: Settings) -> str | None:
+    """None when the database is reachable and migrated, else the message to refuse to start with."""
+    url = settings.resolved_database_url
+    engine = make_engine(url)
+    try:
+        require_up_to_date(engine)
+    except DatabaseNotMigrated as e:
+        return f"{e} (database {redact_url(url)})"
+    except Exception as e:  # unreachable, bad credentials: say which database, never its password
+        return f"database {redact_url(url)} unreachable: {type(e).__name__}"
+    finally:
+        engine.dispose()  # no connection may cross the fork into a worker
+    return None
+
+
+def on_starting(server: Any) -> None:
+    settings = load_settings()
+    REDACTOR.add(*settings.meta_app_secrets, settings.admin_token)
+    _reset_prometheus_dir(prometheus_dir(settings))
+    problem = check_database(settings)
+    if problem is not None:
+        server.log.error("refusing to start: %s", problem)
+        raise SystemExit(1)
+    try:
+        routing = load_routing(Path(settings.tenants), settings.meta_app_secrets)
+    except RoutingRefused as e:
+        for err in e.errors:
+            server.log.error("%s", err)
+        server.log.error("refusing to start: %s", e)
+        raise SystemExit(1) from None
+    routing_holder.install(routing)
+    server.log.info("routing loaded: %d tenant(s) from %s", len(routing), settings.tenants)
+
+
+def on_reload(server: Any) -> None:
+    settings = load_settings()
+    previous = routing_holder.current()
+    try:
+        routing = load_routing(Path(settings.tenants), settings.meta_app_secrets)
+    except RoutingRefused as e:
+        for err in e.errors:
+            server.log.error("%s", err)
+        server.log.error("reload refused: %s; keeping the previous routing (%d tenant(s))", e, len(previous))
+        return
+    except Exception as e:  # anything unexpected must not take the running routing down
+        server.log.error("reload refused: %s; keeping the previous routing (%d tenant(s))",
+                         type(e).__name__, len(previous))
+        return
+    routing_holder.install(routing)
+    server.log.info("routing reloaded: %d tenant(s)", len(routing))
+
+
+def worker_exit(server: Any, worker: Any) -> None:
+    # Imported here: the master never needs Falcon, and the app exists only in workers.
+    from webhook_server.app import shutdown
+
+    shutdown()
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    if os.environ.get(MULTIPROC_ENV):
+        # Imported here, never at module level: see the module docstring.
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
