@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-DEMO_ENV := SOPS_AGE_KEY_FILE=examples/demo.agekey TENANTCTL_TENANTS=examples TENANTCTL_STATE_DIR=.state/demo
+
 PYTEST_ARGS ?=
 
 .PHONY: install demo test lint types imports actionlint schemas bench clean
@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: install
-	$(DEMO_ENV) $(BIN)/python -m tenantctl.demo
+	$(BIN)/python -m tenantctl.demo
 
 test: install
 	$(BIN)/pytest -n 2 -q $(PYTEST_ARGS)
