@@ -9,6 +9,7 @@ the gunicorn master loaded and validated (see gunicorn.conf.py); without a maste
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from pathlib import Path
 
@@ -67,6 +68,9 @@ _stores: list[EventStore] = []
 _stores_lock = threading.Lock()
 
 
+GIL_SWITCH_INTERVAL_S = 0.001
+
+
 def get_app() -> falcon.App[falcon.Request, falcon.Response]:
     """The production app: settings from the environment, the master's routing, a group-commit store."""
     settings = load_settings()
@@ -77,6 +81,10 @@ def get_app() -> falcon.App[falcon.Request, falcon.Response]:
         routing_holder.install(routing)
     engine = make_engine(settings.resolved_database_url)
     require_up_to_date(engine)
+    # Request threads hand each record to the store's writer thread and wait for its commit; with
+    # CPython's default 5 ms GIL switch interval every hand-over can stall that long. 1 ms measured
+    # +25 % throughput and a lower p99 under load (benchmarks/webhooks.py).
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     store = GroupCommitEventStore(engine)
     store.start()
     with _stores_lock:

@@ -9,6 +9,7 @@ a single process) each :class:`Metrics` keeps its own registry.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -45,9 +46,21 @@ class Metrics:
             registry=self._registry,
         )
 
+        # labels() takes a lock and builds its key on every call; the label sets are few, so the
+        # children are looked up once (a measurable share of a worker's time under load).
+        self._counters: dict[tuple[str, str, str], Any] = {}
+        self._histograms: dict[str, Any] = {}
+
     def observe(self, provider: str, tenant: str | None, outcome: str, seconds: float) -> None:
-        self.requests.labels(provider, tenant or UNKNOWN_TENANT, outcome).inc()
-        self.latency.labels(provider).observe(seconds)
+        key = (provider, tenant or UNKNOWN_TENANT, outcome)
+        counter = self._counters.get(key)
+        if counter is None:
+            counter = self._counters.setdefault(key, self.requests.labels(*key))
+        counter.inc()
+        hist = self._histograms.get(provider)
+        if hist is None:
+            hist = self._histograms.setdefault(provider, self.latency.labels(provider))
+        hist.observe(seconds)
 
     def render(self) -> bytes:
         if self._multiprocess:

@@ -224,22 +224,26 @@ def test_losing_the_table_fails_the_request_and_the_store_recovers(engine: Engin
 
 
 def test_a_locked_sqlite_database_raises_unavailable_after_the_busy_timeout(tmp_path: Path) -> None:
+    import sqlite3
+
     from store.migrate import upgrade
 
     url = f"sqlite:///{tmp_path}/t.db"
     upgrade(url)
-    blocker = make_engine(url)
     engine = make_engine(url, busy_timeout_ms=50)
     store = GroupCommitEventStore(engine, retry_pause_s=0.01)
+    # Another program (not a tenantctl writer) holds SQLite's write lock.
+    blocker = sqlite3.connect(tmp_path / "t.db", isolation_level=None)
     try:
-        # The blocker holds the write lock for the whole block.
-        with begin_write(blocker), pytest.raises(DatabaseUnavailable, match="locked"):
+        blocker.execute("BEGIN IMMEDIATE")
+        with pytest.raises(DatabaseUnavailable, match="locked"):
             store.record(rec())
+        blocker.execute("ROLLBACK")
         assert store.record(rec()) is RecordResult.STORED
     finally:
         store.close()
         engine.dispose()
-        blocker.dispose()
+        blocker.close()
 
 
 def test_one_bad_record_does_not_fail_its_batch_neighbours(engine: Engine) -> None:
@@ -247,38 +251,52 @@ def test_one_bad_record_does_not_fail_its_batch_neighbours(engine: Engine) -> No
     good = [rec(event_id=f"ok-{i}") for i in range(3)]
     bad = rec(event_id="bad", outcome="weird")  # violates the CHECK constraint
     # Queue all four before the writer starts so they form one batch.
-    futures = []
-    from concurrent.futures import Future
-
+    waiters = []
     from store.webhook_log import _Pending
 
     for r in [good[0], bad, *good[1:]]:
-        p = _Pending(r, Future())
+        p = _Pending(r)
         store._queue.put(p)
-        futures.append(p.future)
+        waiters.append(p)
     store.start()
     outcomes: list[RecordResult | str] = []
-    for f in futures:
+    for w in waiters:
         try:
-            outcomes.append(f.result(timeout=10))
+            outcomes.append(w.wait(10))
         except DatabaseUnavailable:
             outcomes.append("unavailable")
     store.close()
     assert outcomes == [RecordResult.STORED, "unavailable", RecordResult.STORED, RecordResult.STORED]
 
 
+def test_a_tenantctl_writer_holding_the_file_makes_callers_time_out_not_hang(tmp_path: Path) -> None:
+    from store.migrate import upgrade
+
+    url = f"sqlite:///{tmp_path}/t.db"
+    upgrade(url)
+    holder, engine = make_engine(url), make_engine(url)
+    store = GroupCommitEventStore(engine, timeout_s=0.3)
+    try:
+        with begin_write(holder), pytest.raises(DatabaseUnavailable, match="did not commit"):
+            store.record(rec(event_id="waits"))
+        # Once the other writer is done, the queued record commits; its retry is a duplicate, not lost.
+        assert store.record(rec(event_id="waits")) is RecordResult.DUPLICATE
+    finally:
+        store.close()
+        engine.dispose()
+        holder.dispose()
+
+
 def test_close_drains_the_queue_and_later_records_are_refused(engine: Engine) -> None:
     store = GroupCommitEventStore(engine)
-    from concurrent.futures import Future
-
     from store.webhook_log import _Pending
 
-    pending = [_Pending(rec(event_id=f"q{i}"), Future()) for i in range(600)]  # more than a batch
+    pending = [_Pending(rec(event_id=f"q{i}")) for i in range(600)]  # more than a batch
     for p in pending:
         store._queue.put(p)
     store.start()
     store.close()
-    assert all(p.future.result(timeout=0) is RecordResult.STORED for p in pending)
+    assert all(p.wait(0) is RecordResult.STORED for p in pending)
     with pytest.raises(DatabaseUnavailable, match="closed"):
         store.record(rec(event_id="late"))
 
