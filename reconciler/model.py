@@ -104,3 +104,11 @@ class Change:
     @property
     def is_write(self) -> bool:
         return self.action in WRITES
+
+    @property
+    def is_error(self) -> bool:
+        """A REPORT of something wrong (a missing lock, an unverified number), not mere information.
+
+        Providers write such notes as "error: ..." and informative ones as "info: ...".
+        """
+        return self.action is Action.REPORT and self.note.startswith("error:")

@@ -17,14 +17,15 @@ Credentials go in headers (the HTTP client adds none by itself); secrets never e
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
 import httpx
 
-from reconciler.model import Change, Resource
+from reconciler.errors import InvalidRequest, ProviderError
+from reconciler.model import Action, Change, Resource
 from tenancy.model import Tenant
 
 
@@ -86,3 +87,51 @@ class Provider(Protocol):
     def apply(self, tenant: Tenant, ctx: ProviderContext, change: Change, http: Http) -> ApplyResult: ...
 
     def health(self, tenant: Tenant, ctx: ProviderContext, http: Http) -> list[HealthCheck]: ...
+
+
+def _default_check(change: Change) -> tuple[bool, str] | None:
+    if change.action is Action.REPORT and not change.is_error:
+        return None  # information, not a failed check
+    ok = change.action is Action.NOOP or (change.action is Action.MANUAL and change.done)
+    return ok, change.note or ("ok" if ok else f"out of sync: {change.action.value} pending (run apply)")
+
+
+def plan_health(
+    provider: Provider,
+    tenant: Tenant,
+    ctx: ProviderContext,
+    http: Http,
+    token_detail: str,
+    check: Callable[[Change], tuple[bool, str] | None] = _default_check,
+) -> list[HealthCheck]:
+    """Health as a fresh plan sees it: the credentials work, and every change is a check that passes when
+    nothing is left to do. `check` turns a change into (ok, detail), or None to leave it out."""
+    try:
+        live = provider.observe(tenant, ctx, http)
+    except ProviderError as err:
+        return [HealthCheck(provider.name, tenant.slug, "api", False, str(err))]
+    checks = [HealthCheck(provider.name, tenant.slug, "token", True, token_detail)]
+    for change in provider.plan(tenant, ctx, live):
+        verdict = check(change)
+        if verdict is not None:
+            checks.append(HealthCheck(provider.name, tenant.slug, change.address, *verdict))
+    return checks
+
+
+class HealthOnly:
+    """Base of providers that are checked, never changed (Beds24 is read-only; SMTP has nothing to set)."""
+
+    name: str
+    reason: str = "is checked, never changed"
+
+    def desired(self, tenant: Tenant, ctx: ProviderContext) -> list[Resource]:
+        return []
+
+    def observe(self, tenant: Tenant, ctx: ProviderContext, http: Http) -> list[Resource]:
+        return []
+
+    def plan(self, tenant: Tenant, ctx: ProviderContext, live: Sequence[Resource]) -> list[Change]:
+        return []
+
+    def apply(self, tenant: Tenant, ctx: ProviderContext, change: Change, http: Http) -> ApplyResult:
+        raise InvalidRequest(self.name, f"{change.address}: {self.reason}")

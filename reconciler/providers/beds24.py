@@ -7,33 +7,21 @@ Beds24 charges credits (100 per 5 minutes per account), so the plan does not cal
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
-from reconciler.errors import InvalidRequest, PermanentError, ProviderError
-from reconciler.model import Change, Resource
-from reconciler.providers.base import ApplyResult, HealthCheck, Http, ProviderContext
+from reconciler.errors import PermanentError, ProviderError
+from reconciler.providers.base import HealthCheck, HealthOnly, Http, ProviderContext
 from tenancy.model import Tenant
 
 NAME = "beds24"
 
 
-class Beds24Provider:
+class Beds24Provider(HealthOnly):
+    reason = "is read-only here"
     name = NAME
 
     def applies_to(self, tenant: Tenant) -> bool:
         return tenant.beds24 is not None
-
-    def desired(self, tenant: Tenant, ctx: ProviderContext) -> list[Resource]:
-        return []
-
-    def observe(self, tenant: Tenant, ctx: ProviderContext, http: Http) -> list[Resource]:
-        return []
-
-    def plan(self, tenant: Tenant, ctx: ProviderContext, live: Sequence[Resource]) -> list[Change]:
-        return []
-
-    def apply(self, tenant: Tenant, ctx: ProviderContext, change: Change, http: Http) -> ApplyResult:
-        raise InvalidRequest(NAME, f"{change.address}: Beds24 is read-only here")
 
     def health(self, tenant: Tenant, ctx: ProviderContext, http: Http) -> list[HealthCheck]:
         if tenant.beds24 is None:

@@ -18,9 +18,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from reconciler.diff import sort_changes
-from reconciler.errors import InvalidRequest, PermanentError, ProviderError
+from reconciler.errors import InvalidRequest, PermanentError
 from reconciler.model import Action, Change, Resource
-from reconciler.providers.base import ApplyResult, HealthCheck, Http, ProviderContext
+from reconciler.providers.base import ApplyResult, HealthCheck, Http, ProviderContext, plan_health
 from tenancy.fingerprint import fingerprint
 from tenancy.model import Tenant
 from tenancy.urls import webhook_url
@@ -102,19 +102,15 @@ class HospitableProvider:
                              "(webhooks are set up by hand)")
 
     def health(self, tenant: Tenant, ctx: ProviderContext, http: Http) -> list[HealthCheck]:
-        slug = tenant.slug
-        try:
-            live = self.observe(tenant, ctx, http)
-        except ProviderError as err:
-            return [HealthCheck(NAME, slug, "api", False, str(err))]
-        checks = [HealthCheck(NAME, slug, "token", True, "the API key lists the account's properties")]
-        for c in self.plan(tenant, ctx, live):
-            if c.kind == "property" and (c.action is Action.NOOP or c.note.startswith("error:")):
-                checks.append(HealthCheck(NAME, slug, c.address, c.action is Action.NOOP, c.note or "found"))
-            elif c.kind == "webhook":
-                checks.append(HealthCheck(NAME, slug, c.address, c.done, "verified webhooks arrive" if c.done
-                                          else "no verified webhook from Hospitable yet"))
-        return checks
+        return plan_health(self, tenant, ctx, http, "the API key lists the account's properties", _check)
+
+
+def _check(c: Change) -> tuple[bool, str] | None:
+    if c.kind == "property" and (c.action is Action.NOOP or c.is_error):
+        return c.action is Action.NOOP, c.note or "found"
+    if c.kind == "webhook":
+        return c.done, "verified webhooks arrive" if c.done else "no verified webhook from Hospitable yet"
+    return None
 
 
 def _instructions(url: str, secret: str, done: bool) -> str:

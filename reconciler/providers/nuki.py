@@ -38,9 +38,9 @@ from datetime import date, datetime
 from typing import Any
 
 from reconciler.diff import diff, sort_changes
-from reconciler.errors import InvalidRequest, PermanentError, ProviderError
+from reconciler.errors import InvalidRequest, PermanentError
 from reconciler.model import Action, Change, Resource, Sensitive
-from reconciler.providers.base import ApplyResult, HealthCheck, Http, ProviderContext
+from reconciler.providers.base import ApplyResult, HealthCheck, Http, ProviderContext, plan_health
 from tenancy.model import Tenant, Weekday
 from tenancy.urls import webhook_url
 
@@ -324,19 +324,7 @@ class NukiProvider:
 
     # Health ---------------------------------------------------------------------------------------
     def health(self, tenant: Tenant, ctx: ProviderContext, http: Http) -> list[HealthCheck]:
-        slug = tenant.slug
-        try:
-            live = self.observe(tenant, ctx, http)
-        except ProviderError as err:
-            return [HealthCheck(NAME, slug, "api", False, str(err))]
-        checks = [HealthCheck(NAME, slug, "token", True, "the API token lists the account's locks")]
-        for c in self.plan(tenant, ctx, live):
-            if c.action is Action.REPORT and not c.note.startswith("error:"):
-                continue
-            ok = c.action is Action.NOOP
-            checks.append(HealthCheck(NAME, slug, c.address, ok,
-                                      c.note or ("ok" if ok else f"out of sync: {c.action.value} pending")))
-        return checks
+        return plan_health(self, tenant, ctx, http, "the API token lists the account's locks")
 
     # HTTP -----------------------------------------------------------------------------------------
     def _call(self, http: Http, method: str, url: str, token: str, *, params: Mapping[str, Any] | None = None,

@@ -18,11 +18,9 @@ from __future__ import annotations
 
 import smtplib
 import ssl
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
-from reconciler.errors import InvalidRequest
-from reconciler.model import Change, Resource
-from reconciler.providers.base import ApplyResult, HealthCheck, Http, ProviderContext
+from reconciler.providers.base import HealthCheck, HealthOnly, Http, ProviderContext
 from tenancy.model import Tenant
 
 NAME = "smtp"
@@ -44,7 +42,8 @@ class _Failed(Exception):
     """One step failed; the message is already safe to show."""
 
 
-class SmtpProvider:
+class SmtpProvider(HealthOnly):
+    reason = "is checked, never changed"
     name = NAME
 
     def __init__(self, connect: Connect = default_connect, timeout_s: float = TIMEOUT_S) -> None:
@@ -53,18 +52,6 @@ class SmtpProvider:
 
     def applies_to(self, tenant: Tenant) -> bool:
         return tenant.smtp is not None
-
-    def desired(self, tenant: Tenant, ctx: ProviderContext) -> list[Resource]:
-        return []
-
-    def observe(self, tenant: Tenant, ctx: ProviderContext, http: Http) -> list[Resource]:
-        return []
-
-    def plan(self, tenant: Tenant, ctx: ProviderContext, live: Sequence[Resource]) -> list[Change]:
-        return []
-
-    def apply(self, tenant: Tenant, ctx: ProviderContext, change: Change, http: Http) -> ApplyResult:
-        raise InvalidRequest(NAME, f"{change.address}: SMTP is checked, never changed")
 
     def health(self, tenant: Tenant, ctx: ProviderContext, http: Http) -> list[HealthCheck]:
         cfg = tenant.smtp

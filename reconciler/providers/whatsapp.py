@@ -42,7 +42,7 @@ from reconciler.errors import (
     TemporaryError,
 )
 from reconciler.model import Action, Change, Resource
-from reconciler.providers.base import ApplyResult, HealthCheck, Http, ProviderContext
+from reconciler.providers.base import ApplyResult, HealthCheck, Http, ProviderContext, plan_health
 from tenancy.model import Tenant
 from tenancy.urls import webhook_url
 
@@ -235,19 +235,7 @@ class WhatsAppProvider:
 
     # Health ---------------------------------------------------------------------------------------
     def health(self, tenant: Tenant, ctx: ProviderContext, http: Http) -> list[HealthCheck]:
-        slug = tenant.slug
-        try:
-            live = self.observe(tenant, ctx, http)
-        except ProviderError as err:
-            return [HealthCheck(NAME, slug, "api", False, str(err))]
-        checks = [HealthCheck(NAME, slug, "token", True, "the access token reads the WABA")]
-        for c in self.plan(tenant, ctx, live):
-            if c.action is Action.REPORT and not c.note.startswith("error:"):
-                continue  # information, not a failed check
-            ok = c.action is Action.NOOP
-            detail = c.note or ("ok" if ok else f"out of sync: {c.action.value} pending (run apply)")
-            checks.append(HealthCheck(NAME, slug, c.address, ok, detail))
-        return checks
+        return plan_health(self, tenant, ctx, http, "the access token reads the WABA")
 
     # HTTP -----------------------------------------------------------------------------------------
     def _get(self, http: Http, url: str, token: str,
