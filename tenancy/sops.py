@@ -50,7 +50,6 @@ __all__ = [
     "SopsNoMatchingKey",
     "SopsNotInstalled",
     "binary_path",
-    "encrypt_in_place",
     "encrypt_text",
 ]
 
@@ -118,11 +117,6 @@ def encrypt_text(plaintext: str, file_name: str, config: Path) -> str:
     """Encrypt YAML given on stdin as if it were FILE_NAME beside CONFIG; plaintext never hits the disk."""
     return _run(["--config", str(config), "encrypt", "--filename-override", file_name,
                  "--input-type", "yaml", "--output-type", "yaml"], cwd=config.parent, stdin=plaintext)
-
-
-def encrypt_in_place(path: Path, config: Path) -> None:
-    """Encrypt a plaintext file in place with the creation rules of `config` (`.sops.yaml`)."""
-    _run(["--config", str(config), "encrypt", "--in-place", str(path)], cwd=config.parent)
 
 
 def set_value(path: Path, config: Path, key_path: Sequence[str | int], value: str) -> None:

@@ -27,16 +27,6 @@ def regex_names(rx: str) -> frozenset[str] | None:
     return frozenset(m.group(1).split("|")) if m else None
 
 
-def matching_rule(config: Path, file_name: str = _PROBE) -> dict[str, Any] | None:
-    """The first creation rule sops would apply to FILE_NAME in CONFIG's directory."""
-    data = parse(config.read_text(encoding="utf-8")).data
-    for rule in (data or {}).get("creation_rules") or []:
-        rx = rule.get("path_regex")
-        if rx is None or re.search(str(rx), file_name):
-            return dict(rule)
-    return None
-
-
 def check_sops_config(config: Path) -> Iterator[Finding]:
     name = str(config)
     if not config.is_file():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import traceback
@@ -10,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from tenancy.redact import REDACTOR
+from tenancy.redact import REDACTOR, RedactingFilter
 from tenancy.settings import load_settings
 from tenantctl.context import Context
 
@@ -32,7 +33,13 @@ def _root(
         typer.Option("--tenants", help="Tenant directory (else $TENANTCTL_TENANTS, else tenants/)."),
     ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks (secrets scrubbed).")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log provider calls and retries.")] = False,
 ) -> None:
+    if verbose or debug:
+        handler = logging.StreamHandler()
+        handler.addFilter(RedactingFilter())  # every line scrubbed of every known secret value
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, handlers=[handler])
     settings = load_settings()
     ctx.obj = Context(settings=settings, tenants_dir=tenants or settings.tenants, debug=debug)
 
