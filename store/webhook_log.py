@@ -312,7 +312,7 @@ class GroupCommitEventStore(EventStore):
         self.timeout_s = timeout_s
         self.retry_pause_s = retry_pause_s
         self._start_lock = threading.Lock()
-        self._queue: queue.Queue[_Pending | object] = queue.Queue()
+        self._queue: queue.SimpleQueue[_Pending | object] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
         self._closed = False
@@ -326,7 +326,7 @@ class GroupCommitEventStore(EventStore):
         with self._start_lock:
             if self._pid != os.getpid():  # we were forked: nothing inherited is ours
                 self._pid = os.getpid()
-                self._queue = queue.Queue()
+                self._queue = queue.SimpleQueue()
                 self._thread = None
                 self.engine.dispose(close=False)
             if self._closed:
@@ -370,7 +370,7 @@ class GroupCommitEventStore(EventStore):
             raise DatabaseUnavailable(f"the webhook log did not commit within {self.timeout_s:g}s") from exc
 
     # -- writer side -------------------------------------------------------------------------------
-    def _run(self, q: queue.Queue[_Pending | object]) -> None:
+    def _run(self, q: queue.SimpleQueue[_Pending | object]) -> None:
         try:
             self._loop(q)
         finally:
@@ -387,7 +387,7 @@ class GroupCommitEventStore(EventStore):
                 if isinstance(item, _Pending):
                     item.set_exception(DatabaseUnavailable("the event store is closed"))
 
-    def _loop(self, q: queue.Queue[_Pending | object]) -> None:
+    def _loop(self, q: queue.SimpleQueue[_Pending | object]) -> None:
         stopping = False
         while not stopping:
             first = q.get()
@@ -404,7 +404,7 @@ class GroupCommitEventStore(EventStore):
                     if not pending.done():
                         pending.set_exception(_unavailable(exc))
 
-    def _fill(self, q: queue.Queue[_Pending | object], batch: list[_Pending]) -> bool:
+    def _fill(self, q: queue.SimpleQueue[_Pending | object], batch: list[_Pending]) -> bool:
         """Take what is queued (and, with linger, what arrives shortly); True when asked to stop."""
         deadline = time.monotonic() + self.linger_s
         while len(batch) < self.batch_size:
