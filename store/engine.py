@@ -1,8 +1,10 @@
 """Engine construction for SQLite (default) and PostgreSQL (psycopg 3).
 
 SQLite notes (why the connect/begin hooks exist):
-- WAL lets readers run while the single writer commits; ``synchronous=NORMAL`` is durable against
-  process crashes in WAL mode (an OS crash may lose the last commits, not corrupt the file).
+- WAL lets readers run while the single writer commits. ``synchronous=FULL``: a webhook is answered 200
+  only after its row is committed, and in WAL mode only FULL makes a commit survive an OS crash or power
+  loss (NORMAL survives a process crash only). With group commit the fsync is paid once per batch: it
+  measured ~36 us per row against ~30-42 with NORMAL at batches of 8 (noise), 175 against 78 alone.
 - pysqlite's own transaction handling emits BEGIN lazily (only before DML), so a SELECT followed by an
   INSERT is not one transaction. We switch the driver to autocommit and emit BEGIN ourselves.
 - Writers use ``BEGIN IMMEDIATE`` (see :func:`begin_write`): a deferred transaction that reads and then
@@ -81,7 +83,7 @@ def _install_sqlite_hooks(engine: Engine, busy_timeout_ms: int) -> None:
         try:
             cur.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
             cur.execute("PRAGMA journal_mode = WAL")
-            cur.execute("PRAGMA synchronous = NORMAL")
+            cur.execute("PRAGMA synchronous = FULL")
             cur.execute("PRAGMA foreign_keys = ON")
         finally:
             cur.close()

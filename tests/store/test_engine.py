@@ -36,7 +36,7 @@ def test_sqlite_engine_creates_the_directory_and_sets_its_pragmas(tmp_path: Path
     finally:
         engine.dispose()
     assert (tmp_path / "deep" / "er" / "t.db").exists()
-    assert pragmas == {"journal_mode": "wal", "synchronous": 1, "foreign_keys": 1, "busy_timeout": 5000}
+    assert pragmas == {"journal_mode": "wal", "synchronous": 2, "foreign_keys": 1, "busy_timeout": 5000}
 
 
 def test_postgres_engine_pings_its_pool() -> None:
