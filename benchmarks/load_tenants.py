@@ -73,7 +73,7 @@ def generate(n: int, key: pyrage.x25519.Identity) -> Path:
     (d / "key.txt").write_text(str(key) + "\n")
     cfg = d / ".sops.yaml"
     cfg.write_text(f"creation_rules:\n  - path_regex: ^[a-z0-9-]+\\.yaml$\n    age: {key.to_public()}\n"
-                   f"    encrypted_regex: {encrypted_regex()}\n")
+                   f"    mac_only_encrypted: true\n    encrypted_regex: {encrypted_regex()}\n")
 
     def one(i: int) -> None:
         (d / f"t{i:05d}.yaml").write_text(encrypt_text(tenant_yaml(i), f"t{i:05d}.yaml", cfg))

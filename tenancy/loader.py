@@ -88,16 +88,17 @@ def load_file(path: Path, decryptor: Decryptor) -> tuple[LoadedTenant | None, li
         doc = parse(text)
     except YamlError as e:
         pos = e.position or Position(1, 1)
-        return None, [Finding(name, pos.line, pos.column, "", e.message, "fix the YAML syntax", rule="yaml")]
+        hint = "keep one of the two" if e.path else "fix the YAML syntax"
+        return None, [Finding(name, pos.line, pos.column, field_path(e.path), e.message, hint, rule="yaml")]
     if not isinstance(doc.data, dict):
         return None, [Finding(name, 1, 1, "", "a tenant file is a mapping of fields", rule="not-a-mapping")]
 
-    findings = list(_plaintext_secrets(name, doc))
+    findings = list(_plaintext_secrets(name, doc, encrypted="sops" in doc.data))
     metadata = doc.data.get("sops")
     has_ciphertext = any(True for _ in _encrypted_values(doc.data))
     plain: dict[str, Any] | None
-    if findings:
-        plain = None  # a plaintext secret in git is already the error; do not pretend to decrypt
+    if findings and metadata is not None:
+        plain = None  # half-encrypted: sops cannot decrypt it; the plaintext secret is the error to fix
     elif metadata is None:
         if has_ciphertext:
             pos = doc.position(())
@@ -122,6 +123,9 @@ def load_file(path: Path, decryptor: Decryptor) -> tuple[LoadedTenant | None, li
         tenant = Tenant.model_validate(plain)
     except ValidationError as e:
         findings.extend(_validation_findings(name, doc, e))
+        return None, findings
+    if findings:  # a plaintext file: its other problems are reported with it, but it is never served
+        findings.extend(rules.tenant_findings(LoadedTenant(tenant=tenant, path=path, doc=doc)))
         return None, findings
 
     loaded = LoadedTenant(tenant=tenant, path=path, doc=doc)
@@ -157,7 +161,7 @@ def _encrypted_values(node: Any) -> Iterator[str]:
         yield node
 
 
-def _plaintext_secrets(name: str, doc: Document) -> Iterator[Finding]:
+def _plaintext_secrets(name: str, doc: Document, *, encrypted: bool) -> Iterator[Finding]:
     def walk(node: Any, path: YPath) -> Iterator[Finding]:
         if isinstance(node, dict):
             for k, v in node.items():
@@ -167,10 +171,12 @@ def _plaintext_secrets(name: str, doc: Document) -> Iterator[Finding]:
                 if k in SECRET_FIELDS and v is not None and not isinstance(v, dict | list):
                     if not (isinstance(v, str) and v.startswith(ENC_PREFIX)):
                         pos = doc.keys.get(here, doc.position(here))
+                        index = "".join(f'["{p}"]' if isinstance(p, str) else f"[{p}]" for p in here)
+                        how = (f"set it through sops: `sops set {name} '{index}' '\"<value>\"'` (or `sops edit`)"
+                               if encrypted else f"encrypt the file: `sops encrypt --in-place {name}`")
                         yield Finding(name, pos.line, pos.column, field_path(here),
                                       "secret is not encrypted (plaintext in git)",
-                                      f"encrypt it: `sops encrypt --in-place {name}`, then rotate the secret: "
-                                      "it has been exposed", rule="plaintext-secret")
+                                      f"{how}, then rotate the secret: it has been exposed", rule="plaintext-secret")
                 else:
                     yield from walk(v, here)
         elif isinstance(node, list):
@@ -178,6 +184,23 @@ def _plaintext_secrets(name: str, doc: Document) -> Iterator[Finding]:
                 yield from walk(v, (*path, i))
 
     yield from walk(doc.data, ())
+
+
+_SCHEMA_HINT = "see the field in schemas/tenant.schema.json (editors show it as you type)"
+_TYPE_HINTS = {
+    "int": "use a whole number",
+    "float": "use a number",
+    "bool": "use true or false",
+    "enum": "use one of the values listed above",
+    "literal": "use one of the values listed above",
+    "string": "check the value's format: " + _SCHEMA_HINT,
+    "list": "use a list: [a, b] or one `- item` per line",
+    "model": "use a mapping of fields",
+    "dict": "use a mapping of fields",
+    "value": "",
+    "time": "use HH:MM",
+    "date": "use YYYY-MM-DD",
+}
 
 
 def _validation_findings(name: str, doc: Document, err: ValidationError) -> Iterator[Finding]:
@@ -190,7 +213,7 @@ def _validation_findings(name: str, doc: Document, err: ValidationError) -> Iter
         elif e["type"] == "missing":
             msg, hint = "required field is missing", "add it"
         else:
-            msg, hint = msg.removeprefix("Value error, "), ""
+            msg, hint = msg.removeprefix("Value error, "), _TYPE_HINTS.get(e["type"].split("_")[0], _SCHEMA_HINT)
         yield Finding(name, pos.line, pos.column, field_path(loc), msg, hint, rule=f"schema.{e['type']}")
 
 
@@ -207,14 +230,22 @@ def load_tenants(
     # shipping the loaded tenants back costs what the second core saves.
     dec = decryptor or BinaryThenInProcess()
     outcomes = [load_file(f, dec) for f in files]
+    validated: list[LoadedTenant] = []  # every tenant the model accepted, errors or not
     for loaded, found in outcomes:
         result.findings.extend(found)
-        if loaded is not None and not any(f.severity is Severity.ERROR for f in found):
-            result.tenants.append(loaded)
+        if loaded is not None:
+            validated.append(loaded)
+            REDACTOR.add_model(loaded.tenant)
+            if not any(f.severity is Severity.ERROR for f in found):
+                result.tenants.append(loaded)
     result.tenants.sort(key=lambda t: t.tenant.slug)
-    for lt in result.tenants:
-        REDACTOR.add_model(lt.tenant)
-    result.findings.extend(rules.cross_tenant_findings(result.tenants))
+    # Across every validated tenant, so one run reports a collision next to the tenant's other errors.
+    validated.sort(key=lambda t: t.tenant.slug)
+    cross = list(rules.cross_tenant_findings(validated))
+    result.findings.extend(cross)
+    # A tenant involved in a collision is not served: which of the two owns the key is unknown.
+    clashing = {f.file for f in cross if f.severity is Severity.ERROR}
+    result.tenants = [t for t in result.tenants if str(t.path) not in clashing]
     if check_config:
         for d in {p if p.is_dir() else p.parent for p in paths if p.exists()}:
             result.findings.extend(check_sops_config(d / SOPS_CONFIG_NAME))

@@ -6,10 +6,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from tenancy.findings import Severity
 from tenancy.model import SLUG_PATTERN
 from tenancy.scaffold import scaffold
 from tenancy.sops import encrypt_text
-from tenancy.sops_config import SOPS_CONFIG_NAME
+from tenancy.sops_config import SOPS_CONFIG_NAME, check_sops_config
 from tenancy.urls import webhook_url
 
 
@@ -34,6 +35,10 @@ def create_tenant(tenants_dir: Path, slug: str, domain: str, display_name: str |
     config = tenants_dir / SOPS_CONFIG_NAME
     if not config.is_file():
         raise OnboardingError(f"{config} is missing: it names the age recipients the secrets are encrypted to")
+    problems = [f for f in check_sops_config(config) if f.severity is Severity.ERROR]
+    if problems:
+        raise OnboardingError("refusing to encrypt new secrets with these rules:\n" +
+                              "\n".join(f.text() for f in problems))
     encrypted = encrypt_text(scaffold(slug, display_name), path.name, config)
     # O_EXCL: two admins racing on one slug cannot overwrite each other.
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)

@@ -137,6 +137,8 @@ def cross_tenant_findings(tenants: Sequence[LoadedTenant]) -> Iterator[Finding]:
                     owner = "this tenant" if other is lt else f"tenant {other.tenant.slug!r}"
                     yield _at(lt, path, f"{label} {value} is already used by {owner} "
                               f"({other.path}:{pos.line})",
-                              "a routing key belongs to exactly one tenant: fix the ID", "duplicate-routing-key")
+                              "two tenants cannot share a slug: rename one of them (file and slug)"
+                              if label == "slug" else "a routing key belongs to exactly one tenant: fix the ID",
+                              "duplicate-routing-key")
                 else:
                     first[value] = (lt, path)

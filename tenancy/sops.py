@@ -95,6 +95,8 @@ def _run(args: Sequence[str], *, cwd: Path | None = None, env: Mapping[str, str]
     msg = (proc.stderr.strip().splitlines() or ["(no message)"])[-1]
     if proc.returncode in (51, 52):
         raise SopsMacMismatch("MAC mismatch: the file was modified without sops (or is corrupt)")
+    if proc.returncode == 25:  # a value's AES-GCM tag: the ciphertext was altered or moved to another key
+        raise SopsMacMismatch("a secret does not authenticate: the file was modified without sops (or is corrupt)")
     if proc.returncode == 128:
         raise SopsNoMatchingKey(
             "no available key decrypts this file: set SOPS_AGE_KEY_FILE or SOPS_AGE_KEY to a key "
@@ -115,6 +117,7 @@ def decrypt_with_binary(path: Path) -> dict[str, Any]:
 
 def encrypt_text(plaintext: str, file_name: str, config: Path) -> str:
     """Encrypt YAML given on stdin as if it were FILE_NAME beside CONFIG; plaintext never hits the disk."""
+    config = config.resolve()  # sops runs in the config's directory: a relative path would not resolve there
     return _run(["--config", str(config), "encrypt", "--filename-override", file_name,
                  "--input-type", "yaml", "--output-type", "yaml"], cwd=config.parent, stdin=plaintext)
 
@@ -122,6 +125,7 @@ def encrypt_text(plaintext: str, file_name: str, config: Path) -> str:
 def set_value(path: Path, config: Path, key_path: Sequence[str | int], value: str) -> None:
     """Set one (secret) value inside an encrypted file; sops re-encrypts it and updates the MAC."""
     index = "".join(f"[{json.dumps(k)}]" for k in key_path)
+    path, config = path.resolve(), config.resolve()
     _run(["--config", str(config), "set", str(path), index, json.dumps(value)], cwd=config.parent)
 
 

@@ -19,8 +19,9 @@ from yaml.cyaml import CParser  # type: ignore[attr-defined]
 
 Path = tuple[str | int, ...]
 
-_CORE_RESOLVERS: list[tuple[str, re.Pattern[str], str]] = [
-    ("tag:yaml.org,2002:null", re.compile(r"^(?:~|null|Null|NULL|)$"), "~nN"),
+_CORE_RESOLVERS: list[tuple[str, re.Pattern[str], str | list[str]]] = [
+    # "" too: an empty plain scalar (`key:`) is null, as in every YAML 1.2 reader
+    ("tag:yaml.org,2002:null", re.compile(r"^(?:~|null|Null|NULL|)$"), ["~", "n", "N", ""]),
     ("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), "tTfF"),
     ("tag:yaml.org,2002:int", re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"), "-+0123456789"),
     (
@@ -59,10 +60,11 @@ class Position(NamedTuple):
 class YamlError(Exception):
     """The file is not YAML we accept (syntax, duplicate key, non-string key, several documents)."""
 
-    def __init__(self, message: str, position: Position | None) -> None:
+    def __init__(self, message: str, position: Position | None, path: Path = ()) -> None:
         super().__init__(message)
         self.message = message
         self.position = position
+        self.path = path
 
 
 @dataclass
@@ -152,7 +154,7 @@ def _build(node: yaml.Node, path: Path, doc: Document) -> Any:
             if key in out:
                 first = doc.keys[(*path, key)]
                 raise YamlError(
-                    f"duplicate key {key!r} (first defined at line {first.line})", _pos(knode)
+                    f"duplicate key {key!r} (first defined at line {first.line})", _pos(knode), (*path, key)
                 )
             doc.keys[(*path, key)] = _pos(knode)
             out[key] = _build(vnode, (*path, key), doc)

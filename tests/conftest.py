@@ -41,6 +41,7 @@ def write_sops_config(directory: Path, recipient: str, regex: str | None = None)
         "creation_rules:\n"
         "  - path_regex: ^[a-z0-9-]+\\.yaml$\n"
         f"    age: {recipient}\n"
+        "    mac_only_encrypted: true\n"
         f"    encrypted_regex: {regex or encrypted_regex()}\n"
     )
     return cfg

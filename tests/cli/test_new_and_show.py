@@ -59,10 +59,21 @@ def test_the_scaffold_keeps_its_comments_after_an_edit(cli: RunCli, tenant_dir: 
     doc["display_name"] = "Sunny Flats Ltd"  # a non-secret edit, as a reviewer would make it
     buf = io.StringIO()
     yaml.dump(doc, buf)
-    edited = buf.getvalue()
+    path.write_text(buf.getvalue())
+    edited = path.read_text()
     assert "# Personal access token: Hospitable" in edited
     assert "# Meta phone-number ID" in edited
     assert "yaml-language-server: $schema=" in edited
+    # The MAC covers only encrypted values, so the hand-edited file is still valid...
+    v = cli("--tenants", str(tenant_dir), "validate")
+    assert v.code == 0, v.all
+    # ...while touching a secret's ciphertext is still caught.
+    doc["hospitable"]["api_key"] = doc["hospitable"]["webhook_secret"]
+    buf = io.StringIO()
+    yaml.dump(doc, buf)
+    path.write_text(buf.getvalue())
+    v = cli("--tenants", str(tenant_dir), "validate")
+    assert v.code == 1 and "modified without sops" in v.out
 
 
 def test_show_masks_every_secret_with_a_fingerprint(cli: RunCli, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -89,3 +100,31 @@ def test_list_summarises_the_examples(cli: RunCli) -> None:
     assert r.code == 0, r.all
     for slug in ("acme", "blue-harbor", "casa-sol"):
         assert slug in r.out
+
+
+def test_new_works_with_a_relative_tenant_directory(cli: RunCli, tenant_dir: Path) -> None:
+    # As an admin runs it from the repository root: `tenantctl new SLUG` with the default tenants/.
+    r = cli("--tenants", "tenants", "new", "sunny-flats", cwd=tenant_dir.parent)
+    assert r.code == 0, r.all
+    v = cli("--tenants", "tenants", "validate", cwd=tenant_dir.parent)
+    assert v.code == 0, v.all
+
+
+def test_new_refuses_rules_that_would_expose_the_secrets(cli: RunCli, tmp_path: Path) -> None:
+    from tenancy.sops_config import DEMO_RECIPIENT
+    from tests.conftest import write_sops_config
+
+    d = tmp_path / "tenants"
+    d.mkdir()
+    write_sops_config(d, DEMO_RECIPIENT)  # the public demo key, without the demo key file beside it
+    r = cli("--tenants", str(d), "new", "sunny-flats")
+    assert r.code == 1 and "PUBLIC demo key" in r.all
+    assert not (d / "sunny-flats.yaml").exists()
+    v = cli("--tenants", str(d), "validate")
+    assert v.code == 1 and ".sops.yaml:3:" in v.out
+
+
+def test_the_repositorys_tenants_directory_waits_for_real_recipients(cli: RunCli) -> None:
+    r = cli("validate")  # the default tenants/: empty, with a placeholder where the team's keys go
+    assert r.code == 1
+    assert "tenants/.sops.yaml:6:" in r.out and "no valid age recipient" in r.out

@@ -51,7 +51,7 @@ def test_a_valid_tenant_passes(cli: RunCli, write_tenant: WriteTenant, tenant_di
 # sops rewrites the layout of what it encrypts, so some lines are found by their content.
 BROKEN = [
     ("yaml syntax", BASE.replace("status: active", "status: [active"), True, 4, None, "YAML syntax"),
-    ("duplicate key", BASE.replace("status: active\n", "status: active\nstatus: active\n"), True, 4, None,
+    ("duplicate key", BASE.replace("status: active\n", "status: active\nstatus: active\n"), True, 4, "status",
      "duplicate key 'status'"),
     ("unknown field", BASE.replace("status: active\n", "status: active\ncolour: blue\n"), True, 4, "colour",
      "unknown field"),
@@ -103,10 +103,19 @@ def _raw(tenant_dir: Path, text: str) -> Path:
 
 def test_a_tampered_file_fails_its_mac(cli: RunCli, write_tenant: WriteTenant, tenant_dir: Path) -> None:
     path = write_tenant(BASE)
-    path.write_text(path.read_text().replace("display_name: Acme Stays", "display_name: Evil Stays"))
+    lines = path.read_text().splitlines()
+    # Swap two secrets' ciphertexts: each is bound to its own key path, so the swap cannot go unnoticed.
+    i, j = (next(n for n, ln in enumerate(lines) if ln.strip().startswith(k)) for k in ("api_key:", "api_token:"))
+    ki, _, vi = lines[i].partition(": ")
+    kj, _, vj = lines[j].partition(": ")
+    lines[i], lines[j] = f"{ki}: {vj}", f"{kj}: {vi}"
+    path.write_text("\n".join(lines) + "\n")
+    sops_line = next(n for n, ln in enumerate(lines, 1) if ln.startswith("sops:"))
     r = cli("--tenants", str(tenant_dir), "validate")
     assert r.code == 1
-    assert "MAC mismatch" in r.out and f"{path}:" in r.out
+    assert f"{path}:{sops_line}:1: sops: " in r.out and "modified without sops" in r.out
+    for s in SECRETS:
+        assert s not in r.all
 
 
 def test_a_file_without_the_key_cannot_be_decrypted(cli: RunCli, write_tenant: WriteTenant, tenant_dir: Path,
@@ -118,7 +127,9 @@ def test_a_file_without_the_key_cannot_be_decrypted(cli: RunCli, write_tenant: W
     other.write_text(str(pyrage.x25519.Identity.generate()) + "\n")
     r = cli("--tenants", str(tenant_dir), "validate", env={"SOPS_AGE_KEY_FILE": str(other)})
     assert r.code == 1
-    assert "no available key" in r.out
+    sops_line = next(n for n, ln in enumerate((tenant_dir / "acme.yaml").read_text().splitlines(), 1)
+                     if ln.startswith("sops:"))
+    assert f"{tenant_dir / 'acme.yaml'}:{sops_line}:1: sops: no available key" in r.out
 
 
 CROSS = [
@@ -173,7 +184,7 @@ def test_sops_config_must_encrypt_exactly_the_secret_fields(cli: RunCli, tenant_
     write_sops_config(tenant_dir, throwaway_key.recipient, regex)
     r = cli("--tenants", str(tenant_dir), "validate")
     assert r.code == 1
-    assert f"{tenant_dir / '.sops.yaml'}:4:" in r.out and fragment in r.out
+    assert f"{tenant_dir / '.sops.yaml'}:5:" in r.out and fragment in r.out
 
 
 def test_json_output_lists_the_same_findings(cli: RunCli, write_tenant: WriteTenant, tenant_dir: Path) -> None:
@@ -190,3 +201,33 @@ def test_tenants_dir_comes_from_the_environment(cli: RunCli, write_tenant: Write
     write_tenant(BASE.replace("status: active\n", "status: active\ncolour: blue\n"))
     r = cli("validate", env={"TENANTCTL_TENANTS": str(tenant_dir)})
     assert r.code == 1 and "colour" in r.out
+
+
+def test_one_run_reports_a_collision_next_to_a_tenants_other_errors(cli: RunCli, write_tenant: WriteTenant,
+                                                                     tenant_dir: Path) -> None:
+    write_tenant(BASE)
+    # bravo is broken on its own (no routing key) AND shares acme's lock: both must be reported at once.
+    bravo = BASE.replace("slug: acme", "slug: bravo").replace('  phone_number_id: "106540352242922"\n', "")
+    bravo = bravo.replace("6a1c3f0e-8d2b-4c7a-9e1f-2b3c4d5e6f70", "7b2d4e1f-9e3c-4d8b-8f2a-3c4d5e6f7a81")
+    write_tenant(bravo, name="bravo")
+    r = cli("--tenants", str(tenant_dir), "validate")
+    assert r.code == 1
+    bravo_lines = [ln for ln in r.out.splitlines() if ln.startswith(str(tenant_dir / "bravo.yaml"))]
+    assert any("silently rejected" in ln for ln in bravo_lines)
+    assert any("Nuki lock ID 17010001 is already used by tenant 'acme'" in ln for ln in bravo_lines)
+
+
+def test_a_slug_used_in_two_directories_is_refused(cli: RunCli, write_tenant: WriteTenant, tenant_dir: Path,
+                                                   tmp_path: Path, throwaway_key) -> None:
+    write_tenant(BASE)
+    other = tmp_path / "more"
+    other.mkdir()
+    write_sops_config(other, throwaway_key.recipient)
+    from tenancy.sops import encrypt_text
+
+    text = BASE.replace("106540352242922", "106540352249999").replace(
+        "6a1c3f0e-8d2b-4c7a-9e1f-2b3c4d5e6f70", "7b2d4e1f-9e3c-4d8b-8f2a-3c4d5e6f7a81").replace("17010001", "17019999")
+    (other / "acme.yaml").write_text(encrypt_text(text, "acme.yaml", other / ".sops.yaml"))
+    r = cli("validate", str(tenant_dir), str(other))
+    assert r.code == 1
+    assert f"{other / 'acme.yaml'}:1:1: slug: slug acme is already used by tenant 'acme'" in r.out

@@ -20,8 +20,9 @@ def test_sops_rules_encrypt_exactly_the_model_secret_fields(directory: str) -> N
     config = REPO / directory / ".sops.yaml"
     assert encrypted_regex() in config.read_text()
     assert regex_names(encrypted_regex()) == secret_field_names()
-    errors = [f for f in check_sops_config(config) if f.severity is Severity.ERROR]
-    assert errors == []
+    rules = {f.rule for f in check_sops_config(config) if f.severity is Severity.ERROR}
+    # The examples are complete; tenants/ waits for the operator's own age recipients.
+    assert rules == (set() if directory == "examples" else {"sops-recipients"})
 
 
 def test_the_checked_in_schema_is_fresh() -> None:
