@@ -116,6 +116,18 @@ webhook_log = Table(
     ),
 )
 
+# Item keys of accepted deliveries that batch several events (WhatsApp: one key per message or status).
+# A redelivery whose items were all seen before is a duplicate, whatever the batch it arrives in.
+webhook_event_keys = Table(
+    "webhook_event_keys",
+    metadata,
+    Column("provider", String(32), primary_key=True),
+    Column("tenant", String(64), primary_key=True),
+    Column("item_key", String(255), primary_key=True),
+    Column("received_at", UTCDateTime(), nullable=False),
+    Index(None, "received_at"),
+)
+
 reconcile_runs = Table(
     "reconcile_runs",
     metadata,

@@ -36,7 +36,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlch
 
 from store.engine import begin_write, writer_lock
 from store.errors import DatabaseUnavailable
-from store.schema import ACCEPTED_EVENT_PREDICATE, webhook_log
+from store.schema import ACCEPTED_EVENT_PREDICATE, webhook_event_keys, webhook_log
 
 log = logging.getLogger(__name__)
 
@@ -63,12 +63,15 @@ class WebhookRecord:
     body_size: int = 0
     body: str | None = None
     latency_ms: float | None = None
+    # The items of a delivery that batches several events (WhatsApp messages and statuses). Not a log
+    # column: kept in webhook_event_keys, so an item is stored once whatever batch it arrives in.
+    item_keys: tuple[str, ...] = ()
 
     def as_duplicate(self) -> WebhookRecord:
         return replace(self, outcome="duplicate", body=None)
 
 
-_RECORD_FIELDS = tuple(f.name for f in fields(WebhookRecord))
+_RECORD_FIELDS = tuple(f.name for f in fields(WebhookRecord) if f.name != "item_keys")
 
 
 @dataclass(frozen=True)
@@ -117,15 +120,18 @@ def _insert_sql(dialect: str, rows: int, on_conflict: bool) -> str:
     return sql
 
 
-def _row(rec: WebhookRecord, sqlite_dialect: bool) -> tuple[Any, ...]:
-    at = rec.received_at
+def _row_time(at: datetime, sqlite_dialect: bool) -> Any:
     if at.tzinfo is None:
         raise ValueError("naive datetime: pass a timezone-aware datetime (UTC)")
     if at.tzinfo is not UTC:
         at = at.astimezone(UTC)
+    # isoformat with fixed microseconds is SQLAlchemy's SQLite DATETIME text, at a third of strftime's cost
+    return at.replace(tzinfo=None).isoformat(" ", "microseconds") if sqlite_dialect else at
+
+
+def _row(rec: WebhookRecord, sqlite_dialect: bool) -> tuple[Any, ...]:
     return (
-        # isoformat with fixed microseconds is SQLAlchemy's SQLite DATETIME text, at a third of strftime's cost
-        at.replace(tzinfo=None).isoformat(" ", "microseconds") if sqlite_dialect else at,
+        _row_time(rec.received_at, sqlite_dialect),
         rec.tenant, rec.provider, rec.outcome, rec.status_code, rec.reason, rec.event_id,
         None if rec.headers is None else json.dumps(rec.headers, separators=(",", ":")),
         rec.body_size, rec.body, rec.latency_ms,
@@ -167,6 +173,31 @@ def _insert(execute: Executor, dialect: str, records: Sequence[WebhookRecord], *
     return returned
 
 
+@functools.lru_cache(maxsize=64)
+def _item_keys_sql(dialect: str, rows: int) -> str:
+    mark = "?" if dialect == "sqlite" else "%s"
+    values = ", ".join([f"({mark}, {mark}, {mark}, {mark})"] * rows)
+    return (f"INSERT INTO {webhook_event_keys.name} (provider, tenant, item_key, received_at) "  # noqa: S608
+            f"VALUES {values} ON CONFLICT DO NOTHING RETURNING provider, tenant, item_key")
+
+
+def _new_item_keys(execute: Executor, dialect: str, records: Sequence[WebhookRecord]) -> set[tuple[Any, ...]]:
+    """Insert the item keys of RECORDS; return those that were not known before."""
+    keys: dict[tuple[str, str | None, str], datetime] = {}
+    for rec in records:
+        for k in rec.item_keys:
+            keys.setdefault((rec.provider, rec.tenant, k), rec.received_at)
+    sqlite_dialect = dialect == "sqlite"
+    items = list(keys.items())
+    new: set[tuple[Any, ...]] = set()
+    for start in range(0, len(items), _MAX_ROWS_PER_STATEMENT):
+        chunk = items[start:start + _MAX_ROWS_PER_STATEMENT]
+        params = tuple(v for (provider, tenant, k), at in chunk
+                       for v in (provider, tenant, k, _row_time(at, sqlite_dialect)))
+        new.update(tuple(r) for r in execute(_item_keys_sql(dialect, len(chunk)), params, True))
+    return new
+
+
 def write_batch(conn: Connection, records: Sequence[WebhookRecord]) -> list[RecordResult]:
     """Write ``records`` inside the caller's transaction; one result per record, in order."""
     return _write_rows(_connection_executor(conn), conn.dialect.name, records)
@@ -183,9 +214,23 @@ def _write_rows(execute: Executor, dialect: str, records: Sequence[WebhookRecord
     results = [RecordResult.STORED] * len(records)
     candidates: dict[tuple[str, str | None, str], int] = {}
     plain: list[WebhookRecord] = []
+    # Deliveries that batch several events are duplicates when none of their items is new.
+    keyed = [i for i, rec in enumerate(records) if rec.item_keys and _dedup_key(rec) is not None]
+    stale: set[int] = set()
+    if keyed:
+        unclaimed = _new_item_keys(execute, dialect, [records[i] for i in keyed])
+        for i in keyed:
+            rec = records[i]
+            mine = {(rec.provider, rec.tenant, k) for k in rec.item_keys} & unclaimed
+            unclaimed -= mine  # an item new in this batch belongs to its first delivery only
+            if not mine:
+                stale.add(i)
     for i, rec in enumerate(records):
         key = _dedup_key(rec)
-        if key is None:
+        if i in stale:
+            results[i] = RecordResult.DUPLICATE
+            plain.append(rec.as_duplicate())
+        elif key is None:
             plain.append(rec)
         elif key in candidates:
             results[i] = RecordResult.DUPLICATE
@@ -596,8 +641,9 @@ def stats(engine: Engine, *, now: datetime, window: timedelta = timedelta(hours=
 
 
 def prune(engine: Engine, older_than: datetime) -> int:
-    """Delete log rows received before ``older_than``; returns how many."""
+    """Delete log rows (and item keys) received before ``older_than``; returns how many log rows."""
     with begin_write(engine) as conn:
+        conn.execute(delete(webhook_event_keys).where(webhook_event_keys.c.received_at < older_than))
         return conn.execute(delete(webhook_log).where(webhook_log.c.received_at < older_than)).rowcount
 
 

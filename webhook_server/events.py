@@ -5,7 +5,9 @@ Event IDs, per provider:
 - WhatsApp: one delivery may batch several messages and status updates. Each item has a key
   (``msg:<wamid>``; ``status:<wamid>:<status>``, since sent/delivered/read share the message's wamid;
   ``group:<request_id or group_id>:<type>``). One item → its key; several → ``batch:`` + SHA-256 of
-  the sorted keys, so the same batch always gets the same ID whatever its order.
+  the sorted keys, so the same batch always gets the same ID whatever its order. The item keys are
+  also recorded one by one (``item_keys``): a delivery none of whose items is new is a duplicate, even
+  when Meta batches them differently on a retry.
 - Nuki and Beds24 document no event ID; and any payload without one: ``sha256:`` + digest of the raw
   body, so an identical redelivery is still stored once.
 IDs longer than the log column allows are replaced by their digest.
@@ -67,6 +69,13 @@ def _whatsapp_item_keys(payload: Mapping[str, Any]) -> Iterator[str]:
         for g in value.get("groups") or []:
             if isinstance(g, dict) and (g.get("request_id") or g.get("group_id")):
                 yield f"group:{g.get('request_id') or g.get('group_id')}:{g.get('type', '')}"
+
+
+def item_keys(provider: str, payload: Mapping[str, Any]) -> tuple[str, ...]:
+    """The events a delivery carries (WhatsApp only): each is stored once, whatever batch brings it."""
+    if provider != "whatsapp":
+        return ()
+    return tuple(sorted({_fit(k) for k in _whatsapp_item_keys(payload)}))
 
 
 def whatsapp_event_id(payload: Mapping[str, Any], body: bytes) -> str:

@@ -105,6 +105,7 @@ class _Ctx:
     tenant: str | None = None
     body_size: int = 0
     event_id: str | None = None
+    item_keys: tuple[str, ...] = ()
 
 
 def safe_headers(headers: Mapping[str, str]) -> dict[str, str]:
@@ -150,6 +151,7 @@ class Pipeline:
         if not isinstance(payload, dict):
             return self._refuse(ctx, 400, "json-not-an-object")
         ctx.event_id = events.event_id(provider, payload, body)
+        ctx.item_keys = events.item_keys(provider, payload)
 
         refusal = self._check_routing_keys(provider, route, tenant, payload)
         if refusal is not None:
@@ -233,7 +235,7 @@ class Pipeline:
         rec = WebhookRecord(
             received_at=ctx.received_at, tenant=ctx.tenant, provider=ctx.provider, outcome=outcome,
             status_code=status, reason=reason, event_id=ctx.event_id, headers=ctx.headers,
-            body_size=ctx.body_size, body=body, latency_ms=round(latency * 1000, 3),
+            body_size=ctx.body_size, body=body, latency_ms=round(latency * 1000, 3), item_keys=ctx.item_keys,
         )
         try:
             result = self.store.record(rec)

@@ -62,6 +62,38 @@ def test_the_same_event_twice_is_one_accepted_row_and_one_duplicate_without_body
     ]
 
 
+def wa(event_id: str, *keys: str, tenant: str = "acme") -> WebhookRecord:
+    return rec(provider="whatsapp", event_id=event_id, item_keys=tuple(keys), tenant=tenant)
+
+
+def test_a_whatsapp_item_is_stored_once_whatever_batch_it_arrives_in(store: EventStore, engine: Engine) -> None:
+    assert store.record(wa("msg:A", "msg:A")) is RecordResult.STORED
+    # Redelivered inside a batch with a status already seen too: nothing new, a duplicate.
+    assert store.record(wa("batch:1", "msg:A")) is RecordResult.DUPLICATE
+    assert store.record(wa("batch:2", "msg:A", "status:A:read")) is RecordResult.STORED  # one new item
+    assert store.record(wa("batch:3", "status:A:read", "msg:A")) is RecordResult.DUPLICATE
+    assert store.record(wa("batch:4", "msg:A", tenant="other")) is RecordResult.STORED  # keys are per tenant
+    outcomes = [r[2] for r in _rows(engine)]
+    assert outcomes == ["accepted", "duplicate", "accepted", "duplicate", "accepted"]
+
+
+def test_items_repeated_inside_one_batch_belong_to_their_first_delivery(engine: Engine) -> None:
+    with begin_write(engine) as conn:
+        results = write_batch(conn, [wa("batch:1", "msg:A", "msg:B"), wa("batch:2", "msg:B", "msg:A"),
+                                     wa("batch:3", "msg:B", "msg:C")])
+    assert results == [RecordResult.STORED, RecordResult.DUPLICATE, RecordResult.STORED]
+
+
+def test_pruning_forgets_item_keys_with_their_log_rows(store: EventStore, engine: Engine) -> None:
+    from datetime import timedelta
+
+    from store.webhook_log import prune
+
+    assert store.record(wa("msg:A", "msg:A")) is RecordResult.STORED
+    assert prune(engine, T0 + timedelta(seconds=1)) == 1
+    assert store.record(wa("msg:A", "msg:A")) is RecordResult.STORED
+
+
 @pytest.mark.parametrize(
     ("first", "second"),
     [

@@ -67,3 +67,22 @@ def test_outage_gives_503_and_the_retry_stores_the_event_once(db: tuple[str, fal
     assert _send(client, "during") == 200  # the provider retries
     assert _send(client, "during") == 200  # and perhaps again
     assert sorted(_accepted(path)) == ["before", "during"]
+
+
+def test_a_whatsapp_message_redelivered_in_another_batch_is_stored_once(
+        db: tuple[str, falcon.testing.TestClient]) -> None:
+    from .helpers import ACME_PHONE, sign_meta, wa_payload
+
+    _, client = db
+
+    def deliver(*ids: str) -> str:
+        body = dumps(wa_payload(ACME_PHONE, *ids))
+        r = client.simulate_post("/api/webhooks/wa/t/acme", body=body,
+                                 headers={"X-Hub-Signature-256": sign_meta(body)})
+        assert r.status_code == 200
+        return r.text
+
+    first = deliver("wamid.A")
+    again = deliver("wamid.A", "wamid.B")  # Meta's retry batched with a new message: B is new
+    replay = deliver("wamid.B")  # B alone: a delivery never seen as such, but nothing in it is new
+    assert "duplicate" not in first and "duplicate" not in again and "duplicate" in replay
