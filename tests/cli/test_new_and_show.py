@@ -128,3 +128,21 @@ def test_the_repositorys_tenants_directory_waits_for_real_recipients(cli: RunCli
     r = cli("validate")  # the default tenants/: empty, with a placeholder where the team's keys go
     assert r.code == 1
     assert "tenants/.sops.yaml:6:" in r.out and "no valid age recipient" in r.out
+
+
+def test_with_a_platform_key_a_fingerprint_survives_other_secrets_changing(cli: RunCli, tenant_dir: Path) -> None:
+    assert cli("--tenants", str(tenant_dir), "new", "sunny-flats").code == 0
+    env = {"TENANTCTL_FINGERPRINT_KEY": "test-platform-fingerprint-key"}
+
+    def verify_token_fingerprint() -> str:
+        r = cli("--tenants", str(tenant_dir), "show", "sunny-flats", "--format", "json", env=env)
+        assert r.code == 0, r.all
+        import json
+
+        return str(json.loads(r.out)["whatsapp"]["verify_token"])
+
+    before = verify_token_fingerprint()
+    from tenancy.sops import set_value
+
+    set_value(tenant_dir / "sunny-flats.yaml", tenant_dir / ".sops.yaml", ["nuki", "api_token"], "a-new-nuki-token")
+    assert verify_token_fingerprint() == before
