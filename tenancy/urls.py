@@ -16,3 +16,8 @@ def webhook_url(provider: str, slug: str, domain: str) -> str:
 
 def tenant_domain(tenant: Tenant, platform_domain: str) -> str:
     return tenant.domain or platform_domain
+
+
+def tenant_webhook_url(provider: str, tenant: Tenant, platform_domain: str) -> str:
+    """The URL a provider must call for this tenant (its own domain, else the platform's)."""
+    return webhook_url(provider, tenant.slug, tenant_domain(tenant, platform_domain))

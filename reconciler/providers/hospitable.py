@@ -23,7 +23,7 @@ from reconciler.model import Action, Change, Resource
 from reconciler.providers.base import ApplyResult, HealthCheck, Http, ProviderContext, plan_health
 from tenancy.fingerprint import fingerprint
 from tenancy.model import Tenant
-from tenancy.urls import webhook_url
+from tenancy.urls import tenant_webhook_url
 
 NAME = "hospitable"
 PER_PAGE = 100
@@ -127,4 +127,4 @@ def _token(tenant: Tenant) -> str:
 
 
 def _url(tenant: Tenant, ctx: ProviderContext) -> str:
-    return webhook_url("hospitable", tenant.slug, tenant.domain or ctx.domain)
+    return tenant_webhook_url("hospitable", tenant, ctx.domain)

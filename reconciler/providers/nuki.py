@@ -42,7 +42,7 @@ from reconciler.errors import InvalidRequest, PermanentError
 from reconciler.model import Action, Change, Resource, Sensitive
 from reconciler.providers.base import ApplyResult, HealthCheck, Http, ProviderContext, plan_health
 from tenancy.model import Tenant, Weekday
-from tenancy.urls import webhook_url
+from tenancy.urls import tenant_webhook_url
 
 NAME = "nuki"
 KEYPAD = 13
@@ -343,7 +343,7 @@ def _token(tenant: Tenant) -> str:
 
 
 def _url(tenant: Tenant, ctx: ProviderContext) -> str:
-    return webhook_url("nuki", tenant.slug, tenant.domain or ctx.domain)
+    return tenant_webhook_url("nuki", tenant, ctx.domain)
 
 
 def _base(ctx: ProviderContext) -> str:

@@ -44,7 +44,7 @@ from reconciler.errors import (
 from reconciler.model import Action, Change, Resource
 from reconciler.providers.base import ApplyResult, HealthCheck, Http, ProviderContext, plan_health
 from tenancy.model import Tenant
-from tenancy.urls import webhook_url
+from tenancy.urls import tenant_webhook_url
 
 NAME = "whatsapp"
 PHONE_LIST_FIELDS = "id,display_phone_number,verified_name,code_verification_status,platform_type,status"
@@ -261,7 +261,7 @@ class WhatsAppProvider:
 
 
 def _url(tenant: Tenant, ctx: ProviderContext) -> str:
-    return webhook_url("wa", tenant.slug, tenant.domain or ctx.domain)
+    return tenant_webhook_url("wa", tenant, ctx.domain)
 
 
 def _base(ctx: ProviderContext) -> str:
