@@ -43,9 +43,11 @@ schemas: install
 	$(BIN)/python -m tenancy.schema > schemas/tenant.schema.json
 
 bench: install
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python benchmarks/load_tenants.py
 	$(BIN)/python benchmarks/webhooks.py
 	$(BIN)/python benchmarks/reconcile.py
+	$(BIN)/python benchmarks/store_insert.py
 
 clean:
 	rm -rf $(VENV) .state .mypy_cache .ruff_cache .pytest_cache
