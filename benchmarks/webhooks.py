@@ -2,8 +2,8 @@
 
     .venv/bin/python benchmarks/webhooks.py [--duration 8] [--connections 64] [--postgres URL]
 
-Three servers on the same gunicorn settings (webhook_server/server_config.py: workers, threads, gthread,
-keep-alive; access log off for all three), each driven by wrk over loopback:
+Three servers on the same gunicorn settings (webhook_server/server_config.py: worker class, workers,
+connections or threads, keep-alive; access log off for all three), each driven by wrk over loopback:
   (a) bare:   a Falcon app that reads the body and answers 200 to the same POST (the ceiling);
   (b) sqlite: the real server, full pipeline (route, size cap, HMAC verify, JSON parse, event id,
               group-commit insert to SQLite, 200 only after commit);
@@ -261,7 +261,9 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
     bare = results["bare"][0].rps
-    print(f"\ngunicorn: {server.workers} workers x {server.threads} threads (gthread), keep-alive "
+    per_worker = (f"{server.worker_connections} connections" if server.worker_class == "gevent"
+                  else f"{server.threads} threads")
+    print(f"\ngunicorn: {server.workers} {server.worker_class} workers x {per_worker}, keep-alive "
           f"{server.keepalive}s; wrk -t{args.wrk_threads} -c{args.connections} -d{args.duration}s; "
           f"{os.cpu_count()} CPU(s)")
     for name, target in (("sqlite", 0.5), ("postgres", 0.4)):

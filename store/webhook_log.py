@@ -326,6 +326,15 @@ class _Pending:
 
 _STOP = object()
 
+# The writer's commit of one batch, and what may run it elsewhere: under gevent the webhook server hands
+# SQLite's commits (blocking C calls and an fsync) to a native thread, so the event loop keeps serving.
+CommitFn = Callable[[list[WebhookRecord]], list[RecordResult]]
+CommitRunner = Callable[[CommitFn, list[WebhookRecord]], list[RecordResult]]
+
+
+def _run_here(commit: CommitFn, records: list[WebhookRecord]) -> list[RecordResult]:
+    return commit(records)
+
 
 class GroupCommitEventStore(EventStore):
     """Many request threads, one writer thread, one commit per batch.
@@ -340,6 +349,11 @@ class GroupCommitEventStore(EventStore):
     every caller of the batch gets DatabaseUnavailable. A non-operational error of a batch (for example
     one record that violates a constraint) is retried record by record, so one bad record cannot fail
     its neighbours. The writer thread survives every error.
+
+    Under gevent's monkey-patching the threads, locks and queue here are greenlets and their primitives,
+    so waiting for a commit parks a greenlet. ``commit_runner`` then decides where the commit runs: in
+    the writer greenlet (PostgreSQL: psycopg yields while it waits for the server) or in a native thread
+    (SQLite, whose calls would otherwise block every request of the worker).
     """
 
     def __init__(
@@ -350,8 +364,10 @@ class GroupCommitEventStore(EventStore):
         linger_s: float = 0.0,
         timeout_s: float = 30.0,
         retry_pause_s: float = 0.05,
+        commit_runner: CommitRunner = _run_here,
     ) -> None:
         self.engine = engine
+        self.commit_runner = commit_runner
         self.batch_size = batch_size
         self.linger_s = linger_s
         self.timeout_s = timeout_s
@@ -477,13 +493,14 @@ class GroupCommitEventStore(EventStore):
 
     def _write(self, batch: list[_Pending]) -> None:
         records = [p.rec for p in batch]
+        run = self.commit_runner
         try:
-            results = self._commit(records)
+            results = run(self._commit, records)
         except Exception as exc:
             if _is_operational(exc):
                 time.sleep(self.retry_pause_s)
                 try:
-                    results = self._commit(records)
+                    results = run(self._commit, records)
                 except Exception as again:
                     self._fail(batch, again)
                     return
@@ -503,7 +520,7 @@ class GroupCommitEventStore(EventStore):
         )
         for pending in batch:
             try:
-                result = self._commit([pending.rec])[0]
+                result = self.commit_runner(self._commit, [pending.rec])[0]
             except Exception as exc:
                 self._fail([pending], exc)
             else:

@@ -5,12 +5,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyrage
 import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 from tenancy.model import encrypted_regex
 from tenancy.sops import encrypt_text
@@ -100,3 +104,67 @@ def cli(tmp_path: Path) -> RunCli:
         return CliResult(p.returncode, p.stdout, p.stderr)
 
     return run
+
+
+# -- PostgreSQL ---------------------------------------------------------------------------------------
+# From TENANTCTL_TEST_POSTGRES_URL (default: the local server, database ``test``). When it cannot be
+# reached the postgres tests are skipped, unless CI is set: then they fail. Tests work in schemas of their
+# own, selected through ``search_path`` and dropped at the end of the session.
+
+DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+def with_schema(url: str, schema: str) -> str:
+    return (
+        make_url(url)
+        .update_query_dict({"options": f"-csearch_path={schema}"})
+        .render_as_string(hide_password=False)
+    )
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> str:
+    """The server URL, checked reachable (skip or, under CI, fail)."""
+    url = os.environ.get("TENANTCTL_TEST_POSTGRES_URL", DEFAULT_PG_URL)
+    probe = create_engine(url, connect_args={"connect_timeout": 3})
+    try:
+        with probe.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except OperationalError as exc:
+        msg = f"PostgreSQL unreachable ({type(exc.orig).__name__}); set TENANTCTL_TEST_POSTGRES_URL"
+        if os.environ.get("CI"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    finally:
+        probe.dispose()
+    return url
+
+
+class PgSchemas:
+    """Creates schemas private to this test process and drops them all at the end."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.admin = create_engine(url)
+        self.worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        self.created: list[str] = []
+
+    def new(self) -> str:
+        name = f"tenantctl_test_{self.worker}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+        with self.admin.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{name}"'))
+        self.created.append(name)
+        return with_schema(self.url, name)
+
+    def drop_all(self) -> None:
+        with self.admin.begin() as conn:
+            for name in self.created:
+                conn.execute(text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
+        self.admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_schemas(pg_url: str) -> Iterator[PgSchemas]:
+    schemas = PgSchemas(pg_url)
+    yield schemas
+    schemas.drop_all()

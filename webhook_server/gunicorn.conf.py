@@ -11,14 +11,21 @@ from webhook_server.server_config import ACCESS_LOG_FORMAT, MULTIPROC_ENV, Serve
 # shared across workers through this directory. server_hooks wipes it when the master starts.
 os.environ.setdefault(MULTIPROC_ENV, str(load_settings().state_dir / "prometheus"))
 
-from webhook_server import server_hooks
-
 _server = ServerConfig.from_env()
+
+if _server.worker_class == "gevent":
+    # psycopg picks its wait function when first imported, which the master does before any worker
+    # patches `select`; wait_select looks the (then patched) select up on each call, so a worker's
+    # greenlet waiting on PostgreSQL yields to the others instead of blocking the whole worker.
+    os.environ.setdefault("PSYCOPG_WAIT_FUNC", "wait_select")
+
+from webhook_server import server_hooks  # noqa: E402  (after the environment above is set)
 
 bind = [_server.bind]
 workers = _server.workers
-worker_class = "gthread"
+worker_class = _server.worker_class
 threads = _server.threads
+worker_connections = _server.worker_connections
 timeout = _server.timeout
 graceful_timeout = _server.graceful_timeout
 keepalive = _server.keepalive

@@ -31,17 +31,27 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> i
     return value
 
 
-def default_workers() -> int:
-    """gunicorn's rule of thumb, 2 x cores + 1: a worker waiting for its commit leaves the core to another
-    (measured on 2 cores: 5 workers x 16 threads served ~1.5x the requests of 2 x 16, at a lower p99)."""
-    return 2 * (os.cpu_count() or 1) + 1
+WORKER_CLASSES = ("gevent", "gthread")
+
+
+def default_workers(worker_class: str) -> int:
+    """gevent: one worker per core, each serving every connection it holds from one event loop (measured
+    on 2 cores: 2 workers served ~15 % more than 3 or 5). gthread: gunicorn's 2 x cores + 1, since a
+    thread blocked on its commit leaves the core to another worker."""
+    cores = os.cpu_count() or 1
+    return cores if worker_class == "gevent" else 2 * cores + 1
 
 
 @dataclass(frozen=True)
 class ServerConfig:
     bind: str = "127.0.0.1:8000"
+    # gevent: a request waiting for its group commit is a parked greenlet, not a blocked thread, so the
+    # hand-over costs no thread wake-up or GIL switch (benchmarks/webhooks.py: about 1.5x the accepted
+    # requests/s of gthread on the same machine). gthread stays selectable as the conservative fallback.
+    worker_class: str = "gevent"
     workers: int = 2
-    threads: int = 16
+    threads: int = 16  # gthread only
+    worker_connections: int = 1000  # gevent only: concurrent connections per worker
     timeout: int = 30
     graceful_timeout: int = 30
     keepalive: int = 5
@@ -51,10 +61,15 @@ class ServerConfig:
     def from_env(cls, env: Mapping[str, str] | None = None) -> ServerConfig:
         env = os.environ if env is None else env
         access = env.get("TENANTCTL_ACCESS_LOG", "-").strip()
+        worker_class = env.get("TENANTCTL_WORKER_CLASS", "").strip() or cls.worker_class
+        if worker_class not in WORKER_CLASSES:
+            raise ValueError(f"TENANTCTL_WORKER_CLASS must be one of {', '.join(WORKER_CLASSES)}, got {worker_class!r}")
         return cls(
             bind=env.get("TENANTCTL_BIND", "").strip() or cls.bind,
-            workers=_int(env, "TENANTCTL_WORKERS", default_workers()),
+            worker_class=worker_class,
+            workers=_int(env, "TENANTCTL_WORKERS", default_workers(worker_class)),
             threads=_int(env, "TENANTCTL_THREADS", cls.threads),
+            worker_connections=_int(env, "TENANTCTL_WORKER_CONNECTIONS", cls.worker_connections),
             timeout=_int(env, "TENANTCTL_TIMEOUT", cls.timeout),
             graceful_timeout=_int(env, "TENANTCTL_GRACEFUL_TIMEOUT", cls.graceful_timeout),
             keepalive=_int(env, "TENANTCTL_KEEPALIVE", cls.keepalive, minimum=0),
@@ -64,7 +79,8 @@ class ServerConfig:
     def gunicorn_args(self) -> list[str]:
         """The same settings as command-line flags (for a server without our config file)."""
         args = ["--bind", self.bind, "--workers", str(self.workers), "--threads", str(self.threads),
-                "--worker-class", "gthread", "--timeout", str(self.timeout),
+                "--worker-class", self.worker_class, "--worker-connections", str(self.worker_connections),
+                "--timeout", str(self.timeout),
                 "--graceful-timeout", str(self.graceful_timeout), "--keep-alive", str(self.keepalive)]
         if self.access_log:
             args += ["--access-logfile", self.access_log, "--access-logformat", ACCESS_LOG_FORMAT]

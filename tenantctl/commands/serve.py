@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -16,6 +17,13 @@ from store.migrate import require_up_to_date
 from tenantctl.context import Context
 
 APP_SPEC = "webhook_server.app:get_app()"
+
+
+class WorkerClass(StrEnum):
+    """gunicorn worker classes the server supports (webhook_server.server_config.WORKER_CLASSES)."""
+
+    gevent = "gevent"
+    gthread = "gthread"
 
 
 def register(app: typer.Typer) -> None:
@@ -38,7 +46,9 @@ def serve(
     ctx: typer.Context,
     bind: Annotated[str | None, typer.Option("--bind", help="HOST:PORT (else $TENANTCTL_BIND).")] = None,
     workers: Annotated[int | None, typer.Option("--workers", min=1, help="Worker processes.")] = None,
-    threads: Annotated[int | None, typer.Option("--threads", min=1, help="Threads per worker.")] = None,
+    threads: Annotated[int | None, typer.Option("--threads", min=1, help="Threads per worker (gthread).")] = None,
+    worker_class: Annotated[WorkerClass | None, typer.Option(
+        "--worker-class", help="gevent (default): greenlets; gthread: a thread per request.")] = None,
 ) -> None:
     """Serve every tenant's webhooks. `kill -HUP <pid>` reloads the tenant files without dropping requests."""
     c: Context = ctx.obj
@@ -53,7 +63,8 @@ def serve(
         engine.dispose()
     env = dict(os.environ)
     env["TENANTCTL_TENANTS"] = str(c.tenants_dir)
-    knobs = {"TENANTCTL_BIND": bind, "TENANTCTL_WORKERS": workers, "TENANTCTL_THREADS": threads}
+    knobs = {"TENANTCTL_BIND": bind, "TENANTCTL_WORKERS": workers, "TENANTCTL_THREADS": threads,
+             "TENANTCTL_WORKER_CLASS": worker_class.value if worker_class else None}
     env.update({name: str(value) for name, value in knobs.items() if value is not None})
     cmd = server_command()
     sys.stdout.flush()

@@ -98,7 +98,7 @@ def server_env(state: Path, tenants: Path, port: int, **extra: str) -> dict[str,
 
 
 def start_server(root: Path, tenants: Path, *, migrate: bool = True, wait: bool = True,
-                 **extra_env: str) -> Server:
+                 serve_args: tuple[str, ...] = (), **extra_env: str) -> Server:
     state = root / "state"
     state.mkdir(exist_ok=True)
     if migrate:
@@ -108,7 +108,7 @@ def start_server(root: Path, tenants: Path, *, migrate: bool = True, wait: bool 
     log = root / "server.log"
     out = log.open("ab")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tenantctl", "serve", "--bind", f"127.0.0.1:{port}"],
+        [sys.executable, "-m", "tenantctl", "serve", "--bind", f"127.0.0.1:{port}", *serve_args],
         cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT,
     )
     out.close()

@@ -1,0 +1,111 @@
+"""The real server's worker models: gevent by default (SQLite commits in a native thread, PostgreSQL waits
+that yield), gthread as the fallback. Each is driven over HTTP with concurrent requests: every 200 has its
+row, a database that cannot commit answers 503, and the provider's retry is stored exactly once."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import create_engine, text
+
+from store.migrate import upgrade
+
+from ..conftest import PgSchemas
+from .helpers import SECRETS, dumps, sign_hex, tenant_dicts
+from .server_harness import Server, make_tenants_dir, start_server
+
+pytestmark = pytest.mark.slow
+
+SECRET = SECRETS["acme"]["hospitable"]
+
+
+def deliver(client: httpx.Client, event: str) -> int:
+    body = dumps({"id": event, "action": "reservation.created", "data": {}})
+    return client.post("/api/webhooks/hospitable/t/acme", content=body,
+                       headers={"Signature": sign_hex(SECRET, body), "Content-Type": "application/json"}).status_code
+
+
+def deliver_concurrently(server: Server, events: list[str]) -> list[int]:
+    with httpx.Client(base_url=server.url, timeout=30) as client, ThreadPoolExecutor(16) as pool:
+        return list(pool.map(lambda e: deliver(client, e), events))
+
+
+def accepted_sqlite(server: Server) -> list[str]:
+    with sqlite3.connect(server.state / "tenantctl.db") as conn:
+        return [r[0] for r in conn.execute("SELECT event_id FROM webhook_log WHERE outcome = 'accepted'")]
+
+
+def accepted_pg(url: str) -> list[str]:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return list(conn.execute(text("SELECT event_id FROM webhook_log WHERE outcome = 'accepted'")).scalars())
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def pg_server(tmp_path: Path, pg_schemas: PgSchemas) -> Iterator[tuple[Server, str]]:
+    url = pg_schemas.new()
+    upgrade(url)
+    s = start_server(tmp_path, make_tenants_dir(tmp_path, tenant_dicts()[:1]), migrate=False, DATABASE_URL=url)
+    yield s, url
+    s.stop()
+
+
+def test_the_default_worker_is_gevent_and_sqlite_keeps_every_accepted_event(tmp_path: Path) -> None:
+    server = start_server(tmp_path, make_tenants_dir(tmp_path, tenant_dicts()[:1]))
+    try:
+        events = [f"g-{i}" for i in range(300)]
+        assert deliver_concurrently(server, events) == [200] * len(events)
+        assert sorted(accepted_sqlite(server)) == sorted(events)
+        assert "Using worker: gevent" in server.logs()
+    finally:
+        server.stop()
+
+
+def test_gthread_remains_a_working_fallback(tmp_path: Path) -> None:
+    server = start_server(tmp_path, make_tenants_dir(tmp_path, tenant_dicts()[:1]),
+                          serve_args=("--worker-class", "gthread"))
+    try:
+        events = [f"t-{i}" for i in range(100)]
+        assert deliver_concurrently(server, events) == [200] * len(events)
+        assert sorted(accepted_sqlite(server)) == sorted(events)
+        assert "Using worker: gthread" in server.logs()
+    finally:
+        server.stop()
+
+
+@pytest.mark.postgres
+def test_postgres_under_gevent_stores_every_event_once_and_refuses_with_503_when_it_cannot(
+        pg_server: tuple[Server, str]) -> None:
+    server, url = pg_server
+    events = [f"p-{i}" for i in range(300)]
+    assert deliver_concurrently(server, events) == [200] * len(events)
+    assert deliver_concurrently(server, events[:50]) == [200] * 50  # replays: 200, stored once
+    assert sorted(accepted_pg(url)) == sorted(events)
+
+    admin = create_engine(url)
+    try:
+        with admin.begin() as conn:  # the log table is gone: no commit can succeed
+            conn.execute(text("ALTER TABLE webhook_log RENAME TO webhook_log_away"))
+        try:
+            with httpx.Client(base_url=server.url, timeout=30) as c:
+                assert deliver(c, "during-outage") == 503
+        finally:
+            with admin.begin() as conn:
+                conn.execute(text("ALTER TABLE webhook_log_away RENAME TO webhook_log"))
+    finally:
+        admin.dispose()
+    assert "during-outage" not in accepted_pg(url)
+
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        assert deliver(c, "during-outage") == 200  # the provider's retry
+        assert deliver(c, "during-outage") == 200
+        assert c.get("/readyz").status_code == 200
+    assert accepted_pg(url).count("during-outage") == 1
