@@ -10,8 +10,10 @@ connections or threads, keep-alive; access log off for all three), each driven b
   (c) postgres: the same on PostgreSQL (a throw-away schema; default URL: the local test server).
 Every request carries a distinct Hospitable event id with its own valid signature (pre-computed, since
 wrk's Lua has no HMAC), so de-duplication never short-cuts the insert. Each server gets a peak run
-(closed loop, as fast as it answers) and a run at half the peak rate (wrk's per-connection delay) for
-p50/p99. Afterwards the log is checked: every 2xx answer must have its row.
+(closed loop, as fast as it answers) and a run at half the peak rate for p50/p99: each connection waits a
+random think time (uniform, mean = connections / half the peak rate) between requests, so arrivals spread
+out rather than coming in synchronised waves of every connection at once. Afterwards the log is checked:
+every 2xx answer must have its row.
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ function init(args)
     i = i + 1
   end
   n = 0
+  math.randomseed(id * 7919 + os.time())
 end
 
 function request()
@@ -78,8 +81,10 @@ function request()
   return reqs[n]
 end
 
+-- A think time drawn uniformly from [0, 2 x mean]: the same mean rate, but the connections drift apart
+-- instead of firing in lock-step waves of all of them at once (wrk starts them together).
 function delay()
-  return delay_ms
+  return math.floor(math.random() * 2 * delay_ms)
 end
 
 function done(summary, latency, requests)

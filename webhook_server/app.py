@@ -21,7 +21,6 @@ from store.webhook_log import EventStore, GroupCommitEventStore
 from tenancy.redact import REDACTOR
 from tenancy.settings import Settings, load_settings
 from webhook_server import routing as routing_holder
-from webhook_server.cooperative import gevent_patched, native_thread_runner
 from webhook_server.metrics import Metrics
 from webhook_server.pipeline import Clock, Limits, Pipeline, SystemClock
 from webhook_server.resources import (
@@ -82,14 +81,11 @@ def get_app() -> falcon.App[falcon.Request, falcon.Response]:
         routing_holder.install(routing)
     engine = make_engine(settings.resolved_database_url)
     require_up_to_date(engine)
-    # Records cross threads on their way to the commit (gthread: request thread to writer; gevent with
-    # SQLite: event loop to the commit thread); with CPython's default 5 ms GIL switch interval every
-    # hand-over can stall that long. 1 ms measured +25 % throughput under load (benchmarks/webhooks.py).
+    # Under gthread, request threads hand each record to the store's writer thread and wait for its
+    # commit; with CPython's default 5 ms GIL switch interval every hand-over can stall that long. 1 ms
+    # measured +25 % throughput under load there (benchmarks/webhooks.py); gevent has one thread.
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
-    if gevent_patched() and engine.dialect.name == "sqlite":
-        store = GroupCommitEventStore(engine, commit_runner=native_thread_runner())
-    else:
-        store = GroupCommitEventStore(engine)
+    store = GroupCommitEventStore(engine)
     store.start()
     with _stores_lock:
         _stores.append(store)

@@ -119,7 +119,26 @@ def test_rejected_and_unknown_tenant_requests_are_logged(store: EventStore, engi
     ]
 
 
-def test_duplicates_within_one_batch_keep_the_first_and_log_the_rest(engine: Engine) -> None:
+BatchWriter = Callable[[list[WebhookRecord]], list[RecordResult]]
+
+
+@pytest.fixture(params=["transaction", "group-commit writer"])
+def write(request: pytest.FixtureRequest, engine: Engine) -> Iterator[BatchWriter]:
+    """One batch, written either by ``write_batch`` inside a caller's transaction or the way the
+    group-commit writer commits what it dequeued (on PostgreSQL: one statement, no transaction)."""
+    if request.param == "transaction":
+        def in_transaction(batch: list[WebhookRecord]) -> list[RecordResult]:
+            with begin_write(engine) as conn:
+                return write_batch(conn, batch)
+
+        yield in_transaction
+    else:
+        store = GroupCommitEventStore(engine)
+        yield store._commit  # the writer's own step, called without its queue and thread
+        store.close()
+
+
+def test_duplicates_within_one_batch_keep_the_first_and_log_the_rest(engine: Engine, write: BatchWriter) -> None:
     batch = [
         rec(event_id="a"),
         rec(event_id="b"),
@@ -127,8 +146,7 @@ def test_duplicates_within_one_batch_keep_the_first_and_log_the_rest(engine: Eng
         rec(event_id="a", outcome="rejected", status_code=401, body=None),
         rec(event_id="b", tenant="other"),
     ]
-    with begin_write(engine) as conn:
-        results = write_batch(conn, batch)
+    results = write(batch)
     assert results == [
         RecordResult.STORED,
         RecordResult.STORED,
@@ -146,11 +164,9 @@ def test_duplicates_within_one_batch_keep_the_first_and_log_the_rest(engine: Eng
     ]
 
 
-def test_a_batch_mixing_new_and_already_accepted_events(engine: Engine) -> None:
-    with begin_write(engine) as conn:
-        write_batch(conn, [rec(event_id="old")])
-    with begin_write(engine) as conn:
-        results = write_batch(conn, [rec(event_id="new"), rec(event_id="old"), rec(event_id="new")])
+def test_a_batch_mixing_new_and_already_accepted_events(engine: Engine, write: BatchWriter) -> None:
+    write([rec(event_id="old")])
+    results = write([rec(event_id="new"), rec(event_id="old"), rec(event_id="new")])
     assert results == [RecordResult.STORED, RecordResult.DUPLICATE, RecordResult.DUPLICATE]
     with engine.connect() as conn:
         counts: dict[str, int] = dict(
