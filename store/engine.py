@@ -20,7 +20,9 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import sys
 import threading
+import time
 import weakref
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -102,7 +104,7 @@ class _WriterQueue:
     The wait has no deadline of its own: holders are our own writers inside one transaction, a dead
     holder's lock is released by the kernel, and a request never waits longer than its event store's
     timeout (it is then answered 503). The lock file is opened per process: a descriptor inherited
-    through fork would share its flock with the parent.
+    through fork would share its flock with the parent. Under gevent the wait polls instead (see below).
     """
 
     def __init__(self, database: Path) -> None:
@@ -110,6 +112,11 @@ class _WriterQueue:
         self._thread_lock = threading.Lock()
         self._fd: int | None = None
         self._pid = -1
+        # Under gevent (the webhook server's workers) a blocking flock would freeze every request of the
+        # worker, its timeouts included, for as long as another process writes (a prune can take
+        # seconds): there the lock is polled, and the wait sleeps cooperatively. Measured against a
+        # blocking flock with 2 gevent workers: 0.50-0.66x of bare against 0.46-0.50x.
+        self._cooperative = _gevent_patched()
 
     @contextlib.contextmanager
     def hold(self) -> Iterator[None]:
@@ -120,11 +127,30 @@ class _WriterQueue:
             fd = self._fd
             if fd is None:  # pragma: no cover - set just above
                 raise RuntimeError("writer lock not open")
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            if self._cooperative:
+                _poll_flock(fd)
+            else:
+                fcntl.flock(fd, fcntl.LOCK_EX)
             try:
                 yield
             finally:
                 fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+def _gevent_patched() -> bool:
+    monkey = sys.modules.get("gevent.monkey")
+    return monkey is not None and bool(monkey.is_module_patched("time"))
+
+
+def _poll_flock(fd: int) -> None:
+    pause = 0.0002
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            time.sleep(pause)  # gevent's sleep: the worker serves other requests meanwhile
+            pause = min(pause * 2, 0.001)
 
 
 _WRITER_QUEUES: weakref.WeakKeyDictionary[Engine, _WriterQueue] = weakref.WeakKeyDictionary()

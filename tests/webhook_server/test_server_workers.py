@@ -4,7 +4,10 @@ row, a database that cannot commit answers 503, and the provider's retry is stor
 
 from __future__ import annotations
 
+import fcntl
+import os
 import sqlite3
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -109,3 +112,27 @@ def test_postgres_under_gevent_stores_every_event_once_and_refuses_with_503_when
         assert deliver(c, "during-outage") == 200
         assert c.get("/readyz").status_code == 200
     assert accepted_pg(url).count("during-outage") == 1
+
+
+def test_a_worker_waiting_for_the_sqlite_write_lock_keeps_serving(tmp_path: Path) -> None:
+    """Another process (a long `webhooks prune`, say) holds the database's writer lock: the webhook waits
+    for it, but the worker's event loop does not freeze, so health checks still answer at once."""
+    server = start_server(tmp_path, make_tenants_dir(tmp_path, tenant_dicts()[:1]), TENANTCTL_WORKERS="1")
+    try:
+        lock_fd = os.open(server.state / "tenantctl.db.write-lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX)
+            with httpx.Client(base_url=server.url, timeout=30) as c, ThreadPoolExecutor(1) as pool:
+                pending = pool.submit(deliver, c, "while-locked")
+                time.sleep(0.5)
+                assert not pending.done()  # it waits for the lock: no 200 before its commit
+                started = time.monotonic()
+                assert c.get("/healthz").status_code == 200
+                assert time.monotonic() - started < 0.5
+                fcntl.flock(lock_fd, fcntl.LOCK_UN)
+                assert pending.result(timeout=10) == 200
+        finally:
+            os.close(lock_fd)
+        assert accepted_sqlite(server) == ["while-locked"]
+    finally:
+        server.stop()
