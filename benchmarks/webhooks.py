@@ -1,6 +1,6 @@
 """Webhook server throughput and latency against a bare Falcon ceiling, in one run on one machine.
 
-    .venv/bin/python benchmarks/webhooks.py [--duration 8] [--connections 64] [--postgres URL]
+    .venv/bin/python benchmarks/webhooks.py [--duration 8] [--rounds 3] [--connections 64] [--postgres URL]
 
 Three servers on the same gunicorn settings (webhook_server/server_config.py: worker class, workers,
 connections or threads, keep-alive; access log off for all three), each driven by wrk over loopback:
@@ -13,7 +13,8 @@ wrk's Lua has no HMAC), so de-duplication never short-cuts the insert. Each serv
 (closed loop, as fast as it answers) and a run at half the peak rate for p50/p99: each connection waits a
 random think time (uniform, mean = connections / half the peak rate) between requests, so arrivals spread
 out rather than coming in synchronised waves of every connection at once. Afterwards the log is checked:
-every 2xx answer must have its row.
+every 2xx answer must have its row. The three servers are measured in turn, for several rounds on fresh
+databases; the verdict takes the median ratio, since the machine's speed drifts from minute to minute.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -195,6 +197,8 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--wrk-threads", type=int, default=2)
     ap.add_argument("--postgres", default=DEFAULT_PG, help="PostgreSQL URL, or 'off'")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="rounds of all three servers; the verdict takes the median (the ceiling drifts)")
     args = ap.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk not found: apt-get install -y wrk")
@@ -213,72 +217,98 @@ def main() -> None:
     base_env.update({"SOPS_AGE_KEY_FILE": str(ROOT / "examples" / "demo.agekey"), "TENANTCTL_TENANTS": str(tenants),
                      "TENANTCTL_ACCESS_LOG": "off", "PYTHONPATH": str(ROOT)})
 
-    configs: list[tuple[str, str | None]] = [("bare", None), ("sqlite", f"sqlite:///{work}/state/tenantctl.db")]
-    pg_admin = None
-    schema = f"bench_{uuid.uuid4().hex[:8]}"
-    if args.postgres != "off":
-        pg_admin = create_engine(args.postgres)
-        with pg_admin.begin() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-        configs.append(("postgres", with_schema(args.postgres, schema)))
+    pg_admin = create_engine(args.postgres) if args.postgres != "off" else None
+    schemas: list[str] = []
 
-    results: dict[str, tuple[Run, Run, int | None]] = {}
+    def configs(round_no: int) -> list[tuple[str, str | None]]:
+        """Fresh databases every round, so no round inherits another's rows."""
+        out: list[tuple[str, str | None]] = [("bare", None),
+                                             ("sqlite", f"sqlite:///{work}/state-{round_no}/tenantctl.db")]
+        if pg_admin is not None:
+            schema = f"bench_{uuid.uuid4().hex[:8]}"
+            with pg_admin.begin() as conn:
+                conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+            schemas.append(schema)
+            out.append(("postgres", with_schema(args.postgres, schema)))
+        return out
+
+    rounds: list[dict[str, tuple[Run, Run]]] = []
     try:
-        for name, db_url in configs:
-            port = free_port()
-            url = f"http://127.0.0.1:{port}"
-            env = {**base_env, "TENANTCTL_BIND": f"127.0.0.1:{port}", "TENANTCTL_STATE_DIR": str(work / "state")}
-            if db_url is None:
-                cmd = [sys.executable, "-m", "gunicorn", *ServerConfig(**{**server.__dict__,
-                       "bind": f"127.0.0.1:{port}"}).gunicorn_args(), "--pythonpath", str(ROOT / "benchmarks"),
-                       "webhooks:bare_app()"]
-            else:
-                env["DATABASE_URL"] = db_url
-                upgrade(db_url)
-                cmd = [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "webhook_server" / "gunicorn.conf.py"),
-                       "webhook_server.app:get_app()"]
-            proc = start(cmd, env, url, work / f"{name}.log")
-            try:
-                peak_file, half_file = work / f"{name}-peak.txt", work / f"{name}-half.txt"
-                write_requests(peak_file, f"{name}-peak", 150_000)
-                write_requests(half_file, f"{name}-half", 80_000)
-                peak = wrk(url, script, peak_file, duration=args.duration, connections=args.connections,
-                           threads=args.wrk_threads)
-                delay = args.connections / (peak.rps / 2) * 1000
-                half = wrk(url, script, half_file, duration=args.duration, connections=args.connections,
-                           threads=args.wrk_threads, delay_ms=delay)
-            finally:
-                stop(proc)
-            stored = None
-            if db_url is not None:
-                stored = count_stored(db_url, f"{name}-peak") + count_stored(db_url, f"{name}-half")
-            results[name] = (peak, half, stored)
-            print(f"{name:9} peak {peak.rps:8.0f} req/s  p50 {peak.p50_ms:6.2f} ms  p99 {peak.p99_ms:6.2f} ms  "
-                  f"| half rate {half.rps:7.0f} req/s  p50 {half.p50_ms:6.2f} ms  p99 {half.p99_ms:6.2f} ms  "
-                  f"| errors {peak.errors + half.errors}, non-2xx {peak.non2xx + half.non2xx}"
-                  + (f", 2xx {peak.requests + half.requests - peak.non2xx - half.non2xx} / rows {stored}"
-                     if stored is not None else ""), flush=True)
+        for round_no in range(1, args.rounds + 1):
+            print(f"round {round_no}/{args.rounds}", flush=True)
+            results: dict[str, tuple[Run, Run]] = {}
+            for name, db_url in configs(round_no):
+                results[name] = measure(name, db_url, round_no, work, base_env, server, script, args)
+            rounds.append(results)
+            print(ratios_line(results), flush=True)
     finally:
         if pg_admin is not None:
             with pg_admin.begin() as conn:
-                conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+                for schema in schemas:
+                    conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
             pg_admin.dispose()
         shutil.rmtree(work, ignore_errors=True)
 
-    bare = results["bare"][0].rps
     per_worker = (f"{server.worker_connections} connections" if server.worker_class == "gevent"
                   else f"{server.threads} threads")
     print(f"\ngunicorn: {server.workers} {server.worker_class} workers x {per_worker}, keep-alive "
           f"{server.keepalive}s; wrk -t{args.wrk_threads} -c{args.connections} -d{args.duration}s; "
-          f"{os.cpu_count()} CPU(s)")
+          f"{os.cpu_count()} CPU(s); median of {len(rounds)} round(s), each measuring all three in turn")
     for name, target in (("sqlite", 0.5), ("postgres", 0.4)):
-        if name in results:
-            peak, half, _ = results[name]
-            ratio = peak.rps / bare
-            verdict = "ok" if ratio >= target and half.p99_ms < 25 else "BELOW TARGET"
-            print(f"{name}/bare = {ratio:.2f} (target >= {target}); p99 at half peak {half.p99_ms:.1f} ms "
-                  f"(target < 25): {verdict}")
+        if name not in rounds[0]:
+            continue
+        ratio = statistics.median(r[name][0].rps / r["bare"][0].rps for r in rounds)
+        p99 = statistics.median(r[name][1].p99_ms for r in rounds)
+        verdict = "ok" if ratio >= target and p99 < 25 else "BELOW TARGET"
+        print(f"{name}/bare = {ratio:.2f} (target >= {target}); p99 at half peak {p99:.1f} ms "
+              f"(target < 25): {verdict}")
 
+
+def measure(name: str, db_url: str | None, round_no: int, work: Path, base_env: dict[str, str],
+            server: ServerConfig, script: Path, args: argparse.Namespace) -> tuple[Run, Run]:
+    """Start one server, drive it at peak and at half the peak, stop it, check every 2xx has its row."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**base_env, "TENANTCTL_BIND": f"127.0.0.1:{port}", "TENANTCTL_STATE_DIR": str(work / "state")}
+    if db_url is None:
+        cmd = [sys.executable, "-m", "gunicorn", *ServerConfig(**{**server.__dict__,
+               "bind": f"127.0.0.1:{port}"}).gunicorn_args(), "--pythonpath", str(ROOT / "benchmarks"),
+               "webhooks:bare_app()"]
+    else:
+        env["DATABASE_URL"] = db_url
+        upgrade(db_url)
+        cmd = [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "webhook_server" / "gunicorn.conf.py"),
+               "webhook_server.app:get_app()"]
+    prefix = f"{name}-r{round_no}"
+    peak_file, half_file = work / f"{prefix}-peak.txt", work / f"{prefix}-half.txt"
+    write_requests(peak_file, f"{prefix}-peak", 150_000)
+    write_requests(half_file, f"{prefix}-half", 80_000)
+    proc = start(cmd, env, url, work / f"{name}.log")
+    try:
+        peak = wrk(url, script, peak_file, duration=args.duration, connections=args.connections,
+                   threads=args.wrk_threads)
+        delay = args.connections / (peak.rps / 2) * 1000
+        half = wrk(url, script, half_file, duration=args.duration, connections=args.connections,
+                   threads=args.wrk_threads, delay_ms=delay)
+    finally:
+        stop(proc)
+    line = (f"  {name:9} peak {peak.rps:8.0f} req/s  p50 {peak.p50_ms:6.2f} ms  p99 {peak.p99_ms:6.2f} ms  "
+            f"| half rate {half.rps:7.0f} req/s  p50 {half.p50_ms:6.2f} ms  p99 {half.p99_ms:6.2f} ms  "
+            f"| errors {peak.errors + half.errors}, non-2xx {peak.non2xx + half.non2xx}")
+    if db_url is not None:
+        stored = count_stored(db_url, f"{prefix}-peak") + count_stored(db_url, f"{prefix}-half")
+        answered = peak.requests + half.requests - peak.non2xx - half.non2xx
+        line += f", 2xx {answered} / rows {stored}"
+        if stored < answered:
+            line += "  LOST EVENTS"
+    print(line, flush=True)
+    return peak, half
+
+
+def ratios_line(results: dict[str, tuple[Run, Run]]) -> str:
+    bare = results["bare"][0].rps
+    return "  " + "; ".join(f"{name}/bare {peak.rps / bare:.2f}, p99 at half peak {half.p99_ms:.1f} ms"
+                            for name, (peak, half) in results.items() if name != "bare")
 
 if __name__ == "__main__":
     main()
