@@ -45,9 +45,11 @@ def default_workers(worker_class: str) -> int:
 @dataclass(frozen=True)
 class ServerConfig:
     bind: str = "127.0.0.1:8000"
-    # gevent: a request waiting for its group commit is a parked greenlet, not a blocked thread, so the
-    # hand-over costs no thread wake-up or GIL switch (benchmarks/webhooks.py: about 1.5x the accepted
-    # requests/s of gthread on the same machine). gthread stays selectable as the conservative fallback.
+    # gevent: a request waiting for its group commit is a parked greenlet, not a blocked thread, and a
+    # worker holds worker_connections connections (slow clients cannot exhaust a pool of 16 threads).
+    # benchmarks/webhooks.py on 2 cores: the full pipeline reaches 0.54x (SQLite) / 0.45x (PostgreSQL) of
+    # a bare Falcon app under gevent, 0.48x / 0.36x under gthread; in absolute requests/s the two are
+    # about even, bare gthread being the faster ceiling. gthread stays selectable.
     worker_class: str = "gevent"
     workers: int = 2
     threads: int = 16  # gthread only
