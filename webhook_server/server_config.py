@@ -48,7 +48,7 @@ class ServerConfig:
     # gevent: a request waiting for its group commit is a parked greenlet, not a blocked thread, and a
     # worker holds worker_connections connections (slow clients cannot exhaust a pool of 16 threads).
     # benchmarks/webhooks.py on 2 cores: the full pipeline reaches 0.54x (SQLite) / 0.45x (PostgreSQL) of
-    # a bare Falcon app under gevent, 0.48x / 0.36x under gthread; in absolute requests/s the two are
+    # a bare Falcon app under gevent, 0.47-0.49x / 0.31-0.37x under gthread; in absolute requests/s the two are
     # about even, bare gthread being the faster ceiling. gthread stays selectable.
     worker_class: str = "gevent"
     workers: int = 2
