@@ -94,7 +94,10 @@ class EventStore(Protocol):
     def close(self) -> None: ...
 
 
-def _dedup_key(rec: WebhookRecord) -> tuple[str, str | None, str] | None:
+DedupKey = tuple[str, str | None, str]  # (provider, tenant, event_id)
+
+
+def _dedup_key(rec: WebhookRecord) -> DedupKey | None:
     if rec.outcome == "accepted" and rec.event_id is not None:
         return (rec.provider, rec.tenant, rec.event_id)
     return None
@@ -204,6 +207,26 @@ def write_batch(conn: Connection, records: Sequence[WebhookRecord]) -> list[Reco
     return _write_rows(_connection_executor(conn), conn.dialect.name, records)
 
 
+def _classify(records: Sequence[WebhookRecord], stale: set[int]) -> tuple[
+        list[RecordResult], dict[DedupKey, int], list[WebhookRecord]]:
+    """Split a batch before it meets the database: the de-duplication candidates (first accepted record
+    of each key, by index) and the rows to insert as they are. Stale deliveries (indexes in STALE) and
+    keys repeated within the batch are duplicates already; their results say so."""
+    results = [RecordResult.STORED] * len(records)
+    candidates: dict[DedupKey, int] = {}
+    plain: list[WebhookRecord] = []
+    for i, rec in enumerate(records):
+        key = _dedup_key(rec)
+        if key is None:
+            plain.append(rec)
+        elif i in stale or key in candidates:
+            results[i] = RecordResult.DUPLICATE
+            plain.append(rec.as_duplicate())
+        else:
+            candidates[key] = i
+    return results, candidates, plain
+
+
 def _write_rows(execute: Executor, dialect: str, records: Sequence[WebhookRecord]) -> list[RecordResult]:
     """The batch write, on a SQLAlchemy connection or on a bare DBAPI cursor.
 
@@ -212,9 +235,6 @@ def _write_rows(execute: Executor, dialect: str, records: Sequence[WebhookRecord
     batch is a duplicate of its first occurrence without asking the database. Every duplicate is then
     inserted as a ``duplicate`` row in the same transaction.
     """
-    results = [RecordResult.STORED] * len(records)
-    candidates: dict[tuple[str, str | None, str], int] = {}
-    plain: list[WebhookRecord] = []
     # Deliveries that batch several events are duplicates when none of their items is new.
     keyed = [i for i, rec in enumerate(records) if rec.item_keys and _dedup_key(rec) is not None]
     stale: set[int] = set()
@@ -226,18 +246,7 @@ def _write_rows(execute: Executor, dialect: str, records: Sequence[WebhookRecord
             unclaimed -= mine  # an item new in this batch belongs to its first delivery only
             if not mine:
                 stale.add(i)
-    for i, rec in enumerate(records):
-        key = _dedup_key(rec)
-        if i in stale:
-            results[i] = RecordResult.DUPLICATE
-            plain.append(rec.as_duplicate())
-        elif key is None:
-            plain.append(rec)
-        elif key in candidates:
-            results[i] = RecordResult.DUPLICATE
-            plain.append(rec.as_duplicate())
-        else:
-            candidates[key] = i
+    results, candidates, plain = _classify(records, stale)
     if candidates:
         rows = _insert(execute, dialect, [records[i] for i in candidates.values()], on_conflict=True)
         inserted = {(row[0], row[1], row[2]) for row in rows}
@@ -286,19 +295,8 @@ def _fits_one_statement(dialect: str, records: Sequence[WebhookRecord]) -> bool:
 
 def _write_rows_one_statement(execute: Executor, records: Sequence[WebhookRecord]) -> list[RecordResult]:
     """``_write_rows`` for PostgreSQL in one statement; records with item keys are not accepted here."""
-    results = [RecordResult.STORED] * len(records)
-    rows: list[tuple[WebhookRecord, bool]] = []
-    candidates: dict[tuple[str, str | None, str], int] = {}
-    for i, rec in enumerate(records):
-        key = _dedup_key(rec)
-        if key is None:
-            rows.append((rec, False))
-        elif key in candidates:  # repeated within the batch: a duplicate of its first occurrence
-            results[i] = RecordResult.DUPLICATE
-            rows.append((rec.as_duplicate(), False))
-        else:
-            candidates[key] = i
-            rows.append((rec, True))
+    results, candidates, plain = _classify(records, set())
+    rows = [(records[i], True) for i in candidates.values()] + [(rec, False) for rec in plain]
     params = tuple(v for rec, candidate in rows for v in (*_row(rec, False), candidate))
     inserted = {(r[0], r[1], r[2]) for r in execute(_pg_batch_sql(len(rows)), params, True)}
     for key, i in candidates.items():

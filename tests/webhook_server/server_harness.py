@@ -6,6 +6,7 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -19,10 +20,25 @@ import yaml
 from store.migrate import upgrade
 from tenancy.sops import encrypt_text
 
-from .helpers import ADMIN_TOKEN, APP_SECRET, OLD_APP_SECRET
+from .helpers import ADMIN_TOKEN, APP_SECRET, OLD_APP_SECRET, SECRETS, dumps, sign_hex
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_KEY = ROOT / "examples" / "demo.agekey"
+
+
+def hosp(client: httpx.Client, event: str, slug: str = "acme",
+         secret: str = SECRETS["acme"]["hospitable"]) -> httpx.Response:
+    """Deliver one signed Hospitable event with envelope id EVENT."""
+    body = dumps({"id": event, "action": "reservation.created", "data": {}})
+    return client.post(f"/api/webhooks/hospitable/t/{slug}", content=body,
+                       headers={"Signature": sign_hex(secret, body), "Content-Type": "application/json"})
+
+
+def accepted_events(server: Server) -> list[str]:
+    """The event ids of the accepted rows in the server's SQLite log."""
+    with sqlite3.connect(server.state / "tenantctl.db") as conn:
+        return [r[0] for r in conn.execute(
+            "SELECT event_id FROM webhook_log WHERE outcome = 'accepted' AND event_id IS NOT NULL")]
 
 
 def free_port() -> int:

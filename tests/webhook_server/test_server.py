@@ -27,7 +27,15 @@ from .helpers import (
     tenant_dicts,
     wa_payload,
 )
-from .server_harness import Server, make_tenants_dir, server_env, start_server, write_tenant
+from .server_harness import (
+    Server,
+    accepted_events,
+    hosp,
+    make_tenants_dir,
+    server_env,
+    start_server,
+    write_tenant,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -39,18 +47,6 @@ def server(tmp_path: Path) -> Iterator[Server]:
     s = start_server(tmp_path, make_tenants_dir(tmp_path, tenant_dicts()[:2]))
     yield s
     s.stop()
-
-
-def hosp(client: httpx.Client, event: str, slug: str = "acme", secret: str = A["hospitable"]) -> httpx.Response:
-    body = dumps({"id": event, "action": "reservation.created", "data": {}})
-    return client.post(f"/api/webhooks/hospitable/t/{slug}", content=body,
-                       headers={"Signature": sign_hex(secret, body), "Content-Type": "application/json"})
-
-
-def accepted_events(server: Server) -> list[str]:
-    with sqlite3.connect(server.state / "tenantctl.db") as conn:
-        return [r[0] for r in conn.execute(
-            "SELECT event_id FROM webhook_log WHERE outcome = 'accepted' AND event_id IS NOT NULL")]
 
 
 def test_serves_every_provider_over_http(server: Server) -> None:

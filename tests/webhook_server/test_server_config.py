@@ -6,7 +6,8 @@ import os
 
 import pytest
 
-from webhook_server.server_config import ServerConfig
+from tenantctl.commands.serve import WorkerClass
+from webhook_server.server_config import WORKER_CLASSES, ServerConfig
 
 
 def test_defaults_to_gevent_with_one_worker_per_core() -> None:
@@ -34,3 +35,8 @@ def test_the_command_line_form_carries_the_same_settings() -> None:
     assert flags["--workers"] == "3"
     assert flags["--worker-connections"] == "200"
     assert "--access-logfile" not in flags
+
+
+def test_serve_offers_exactly_the_worker_classes_the_server_supports() -> None:
+    # The CLI keeps its own list (it never imports the server package); the two must not drift apart.
+    assert {w.value for w in WorkerClass} == set(WORKER_CLASSES)

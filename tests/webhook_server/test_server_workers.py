@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import sqlite3
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -19,28 +18,19 @@ from sqlalchemy import create_engine, text
 from store.migrate import upgrade
 
 from ..conftest import PgSchemas
-from .helpers import SECRETS, dumps, sign_hex, tenant_dicts
-from .server_harness import Server, make_tenants_dir, start_server
+from .helpers import tenant_dicts
+from .server_harness import Server, accepted_events, hosp, make_tenants_dir, start_server
 
 pytestmark = pytest.mark.slow
 
-SECRET = SECRETS["acme"]["hospitable"]
-
 
 def deliver(client: httpx.Client, event: str) -> int:
-    body = dumps({"id": event, "action": "reservation.created", "data": {}})
-    return client.post("/api/webhooks/hospitable/t/acme", content=body,
-                       headers={"Signature": sign_hex(SECRET, body), "Content-Type": "application/json"}).status_code
+    return hosp(client, event).status_code
 
 
 def deliver_concurrently(server: Server, events: list[str]) -> list[int]:
     with httpx.Client(base_url=server.url, timeout=30) as client, ThreadPoolExecutor(16) as pool:
         return list(pool.map(lambda e: deliver(client, e), events))
-
-
-def accepted_sqlite(server: Server) -> list[str]:
-    with sqlite3.connect(server.state / "tenantctl.db") as conn:
-        return [r[0] for r in conn.execute("SELECT event_id FROM webhook_log WHERE outcome = 'accepted'")]
 
 
 def accepted_pg(url: str) -> list[str]:
@@ -66,7 +56,7 @@ def test_the_default_worker_is_gevent_and_sqlite_keeps_every_accepted_event(tmp_
     try:
         events = [f"g-{i}" for i in range(300)]
         assert deliver_concurrently(server, events) == [200] * len(events)
-        assert sorted(accepted_sqlite(server)) == sorted(events)
+        assert sorted(accepted_events(server)) == sorted(events)
         assert "Using worker: gevent" in server.logs()
     finally:
         server.stop()
@@ -78,7 +68,7 @@ def test_gthread_remains_a_working_fallback(tmp_path: Path) -> None:
     try:
         events = [f"t-{i}" for i in range(100)]
         assert deliver_concurrently(server, events) == [200] * len(events)
-        assert sorted(accepted_sqlite(server)) == sorted(events)
+        assert sorted(accepted_events(server)) == sorted(events)
         assert "Using worker: gthread" in server.logs()
     finally:
         server.stop()
@@ -133,6 +123,6 @@ def test_a_worker_waiting_for_the_sqlite_write_lock_keeps_serving(tmp_path: Path
                 assert pending.result(timeout=10) == 200
         finally:
             os.close(lock_fd)
-        assert accepted_sqlite(server) == ["while-locked"]
+        assert accepted_events(server) == ["while-locked"]
     finally:
         server.stop()
