@@ -170,18 +170,7 @@ class Pipeline:
             return got
         body, payload = got
 
-        by_tenant: dict[str, set[tuple[int, int]]] = {}
-        unroutable: list[tuple[tuple[int, int], str]] = []
-        changes = events.whatsapp_changes(payload)
-        for c in changes:
-            targets, why = self.routing.whatsapp_targets(c.account, c.phone)
-            for slug in targets:
-                by_tenant.setdefault(slug, set()).add((c.entry, c.change))
-            if why is not None:
-                key = c.phone if why == "unknown-phone-number-id" else c.account
-                shown = key if key is not None and _ROUTING_ID.fullmatch(key) else "(invalid)"
-                unroutable.append(((c.entry, c.change), f"{why}:{shown}" if key is not None else why))
-
+        by_tenant, unroutable = self._split(payload)
         results: list[RecordResult | None] = []
         whole = len(by_tenant) == 1 and not unroutable
         for slug in sorted(by_tenant):
@@ -192,24 +181,37 @@ class Pipeline:
                            item_keys=events.item_keys("whatsapp", part))
             stored = part_body[: self.limits.stored_body_bytes].decode("utf-8", errors="replace")
             results.append(self._record(tctx, "accepted", 200, None, stored))
-        if unroutable or not changes:
+        if unroutable or not by_tenant:
             # Answered 200 all the same: the signature proved Meta sent it, and no retry can make a WABA
-            # nobody onboarded routable; 4xx/5xx would only have Meta retry it for days and then
-            # disable the app's callback, and with it every tenant's template and quality events.
+            # nobody onboarded routable; 4xx/5xx would only have Meta retry it for days and then flag
+            # the app's callback, which every tenant's template and quality events share.
             # The record (reason, event ID; never the body: it is no tenant's data) is what an operator
             # sees in `tenantctl webhooks log` and `stats`.
-            picks = {p for p, _ in unroutable}
-            part = events.whatsapp_subset(payload, picks) if changes else payload
+            part = events.whatsapp_subset(payload, {p for p, _ in unroutable}) if unroutable else payload
             more = f" +{len(unroutable) - 1}" if len(unroutable) > 1 else ""
             reason = f"unroutable:{unroutable[0][1] if unroutable else 'missing-routing-key'}{more}"
-            uctx = replace(ctx, tenant=None, item_keys=(),
-                           event_id=events.event_id("whatsapp", part, _dumps(part) if changes else body))
+            uctx = replace(ctx, tenant=None, item_keys=(), event_id=events.event_id("whatsapp", part, body))
             results.append(self._record(uctx, "rejected", 200, reason[:64], None))
         if any(r is None for r in results):
             return Reply(503, BODIES[503])
         if by_tenant and all(r is RecordResult.DUPLICATE for r in results[:len(by_tenant)]):
             return Reply(200, DUPLICATE_BODY)
         return Reply(200, BODIES[200])
+
+    def _split(self, payload: dict[str, Any]) -> tuple[
+            dict[str, set[tuple[int, int]]], list[tuple[tuple[int, int], str]]]:
+        """The changes of each tenant (as WhatsAppChange positions), and those of none with their reason."""
+        by_tenant: dict[str, set[tuple[int, int]]] = {}
+        unroutable: list[tuple[tuple[int, int], str]] = []
+        for c in events.whatsapp_changes(payload):
+            targets, why = self.routing.whatsapp_targets(c.account, c.phone)
+            for slug in targets:
+                by_tenant.setdefault(slug, set()).add((c.entry, c.change))
+            if why is not None:
+                key = c.phone if why == "unknown-phone-number-id" else c.account
+                shown = key if key is not None and _ROUTING_ID.fullmatch(key) else "(invalid)"
+                unroutable.append(((c.entry, c.change), f"{why}:{shown}" if key is not None else why))
+        return by_tenant, unroutable
 
     def handshake(self, req: Inbound) -> Reply:
         """Meta's GET handshake: echo ``hub.challenge`` when the verify token is the tenant's."""

@@ -122,7 +122,8 @@ class Routing:
         """
         if phone is not None:
             owner = self.owners.get(phone)
-            route = self.tenants[owner].providers.get("whatsapp") if owner in self.tenants else None
+            tenant = self.tenants.get(owner) if owner is not None else None
+            route = tenant.providers.get("whatsapp") if tenant is not None else None
             if owner is None or route is None:
                 return (), "unknown-phone-number-id"
             if route.accounts and account not in route.accounts:
