@@ -1,4 +1,5 @@
-"""Routing: slug → the tenant's verified secrets and routing keys, per provider. Built once, immutable.
+"""Routing: slug → the tenant's verified secrets and routing keys, per provider; and for the app-level
+WhatsApp callback, phone-number ID → tenant and WABA ID → tenants. Built once, immutable.
 
 A worker builds (or inherits from the gunicorn master, see gunicorn.conf.py) one :class:`Routing` at start
 and never per request. Secrets are held as bytes inside :class:`Keys`, whose repr shows nothing.
