@@ -11,7 +11,7 @@ from tenancy.model import SLUG_PATTERN
 from tenancy.scaffold import scaffold
 from tenancy.sops import encrypt_text
 from tenancy.sops_config import SOPS_CONFIG_NAME, check_sops_config
-from tenancy.urls import webhook_url
+from tenancy.urls import webhook_url, whatsapp_app_callback_url
 
 
 class OnboardingError(Exception):
@@ -50,7 +50,11 @@ def create_tenant(tenants_dir: Path, slug: str, domain: str, display_name: str |
         "Hospitable → Apps → Webhooks: add " + urls["hospitable"] + " and paste hospitable.webhook_secret "
         f"(see it with `sops decrypt --extract '[\"hospitable\"][\"webhook_secret\"]' {path}`).",
         "Meta: set whatsapp.phone_number_id and business_account_id; `tenantctl apply` subscribes the WABA to "
-        + urls["wa"] + " with the generated verify token.",
+        + urls["wa"] + " with the generated verify token: messages and message statuses arrive there.",
+        "Meta (once per platform): the app's callback URL (Meta app dashboard → WhatsApp → Configuration) "
+        "must be " + whatsapp_app_callback_url(domain) + " with the platform verify token "
+        "TENANTCTL_META_VERIFY_TOKEN: template status/category, phone-number quality and account events "
+        "arrive only there, routed to this tenant by business_account_id (docs/whatsapp-webhooks.md).",
         "Beds24 (if used): Settings → Properties → Booking webhook → " + urls["beds24"]
         + " with custom header `X-Tenantctl-Secret: <beds24.webhook_secret>`.",
         "Nuki: `tenantctl apply` registers the lock webhook and stores its secret.",

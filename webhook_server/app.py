@@ -29,9 +29,10 @@ from webhook_server.resources import (
     MetricsResource,
     ReadyResource,
     WebhookResource,
+    WhatsAppAppResource,
     WhatsAppResource,
 )
-from webhook_server.routing import URL_PROVIDERS, Routing, load_routing
+from webhook_server.routing import URL_PROVIDERS, Keys, Routing, load_routing
 from webhook_server.storage import EngineLogReader, LogReader
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,8 @@ def create_app(
 ) -> falcon.App[falcon.Request, falcon.Response]:
     metrics = metrics or Metrics()
     limits = Limits(settings.max_body_bytes, settings.stored_body_bytes)
-    pipeline = Pipeline(routing, store, clock or SystemClock(), limits, metrics)
+    pipeline = Pipeline(routing, store, clock or SystemClock(), limits, metrics,
+                        meta_verify_token=Keys([settings.meta_verify_token]))
     # Plain-text errors from Falcon itself (405, unparsable params): nothing echoes request data.
     app = falcon.App(cors_enable=False)
     app.req_options.strip_url_path_trailing_slash = True
@@ -56,6 +58,8 @@ def create_app(
     for segment in URL_PROVIDERS:
         resource = (WhatsAppResource if segment == "wa" else WebhookResource)(pipeline, segment)
         app.add_route(f"/api/webhooks/{segment}/t/{{slug}}", resource)
+    # Meta's app default callback: the only URL Meta sends template, quality and account events to.
+    app.add_route("/api/webhooks/wa", WhatsAppAppResource(pipeline))
     app.add_route("/healthz", HealthResource())
     app.add_route("/readyz", ReadyResource(routing, reader))
     app.add_route("/metrics", MetricsResource(metrics))
@@ -74,7 +78,7 @@ GIL_SWITCH_INTERVAL_S = 0.001
 def get_app() -> falcon.App[falcon.Request, falcon.Response]:
     """The production app: settings from the environment, the master's routing, a group-commit store."""
     settings = load_settings()
-    REDACTOR.add(*settings.meta_app_secrets, settings.admin_token)
+    REDACTOR.add(*settings.meta_app_secrets, settings.admin_token, settings.meta_verify_token)
     routing = routing_holder.current()
     if not routing.loaded:
         routing = load_routing(Path(settings.tenants), settings.meta_app_secrets)

@@ -8,6 +8,14 @@ Event IDs, per provider:
   the sorted keys, so the same batch always gets the same ID whatever its order. The item keys are
   also recorded one by one (``item_keys``): a delivery none of whose items is new is a duplicate, even
   when Meta batches them differently on a retry.
+  A change that carries none of these (the account-level fields: ``message_template_status_update``,
+  ``template_category_update``, ``phone_number_quality_update``, ``account_update``, … and any other
+  field) has no ID of its own; its key is ``chg:<field>:<entry id>:<event>:<time>:<digest>``, from the
+  entry's WABA ID, the field, the value's ``event`` (its status, e.g. ``APPROVED``, ``FLAGGED``), the
+  entry's ``time`` (Meta's trigger timestamp: fixed when the event happens, resent unchanged on every
+  retry) or else the value's ``timestamp``, and a digest of the canonical JSON of the value (what the
+  event says: template ID, old and new category, limits…). A retry, alone or batched with other events,
+  gets the same key; the same event happening again later has a new trigger time, so a new key.
 - Nuki and Beds24 document no event ID; and any payload without one: ``sha256:`` + digest of the raw
   body, so an identical redelivery is still stored once.
 IDs longer than the log column allows are replaced by their digest.
@@ -16,10 +24,17 @@ IDs longer than the log column allows are replaced by their digest.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Mapping
+import json
+import re
+from collections.abc import Collection, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 MAX_EVENT_ID = 255
+# Outside text in an item key (it is shown by `tenantctl webhooks log`): Meta's field and event names
+# are identifiers; anything else becomes "?".
+_TOKEN = re.compile(r"[A-Za-z0-9_.-]{1,48}")
+CHANGE_DIGEST_CHARS = 24
 
 
 def _digest(text: bytes) -> str:
@@ -34,41 +49,109 @@ def body_digest_id(body: bytes) -> str:
     return "sha256:" + _digest(body)
 
 
-def _changes(payload: Mapping[str, Any]) -> Iterator[Any]:
+def _id(v: object) -> str | None:
+    """An ID as Meta sends it: a string, sometimes a number; anything else names nothing."""
+    if isinstance(v, bool) or not isinstance(v, str | int):
+        return None
+    return str(v)
+
+
+@dataclass(frozen=True)
+class WhatsAppChange:
+    """Where one change sits in a WhatsApp payload and the routing keys it names.
+
+    ``entry``/``change``: indexes into ``payload["entry"]`` and that entry's ``changes``;
+    ``account``: the entry's ``id``, the WABA ID (spec: ``Entry.id``); ``phone``: the change's
+    ``value.metadata.phone_number_id``, None for the account-level fields that name no phone number.
+    """
+
+    entry: int
+    change: int
+    account: str | None
+    phone: str | None
+
+
+def whatsapp_changes(payload: Mapping[str, Any]) -> list[WhatsAppChange]:
+    """Every change of a WhatsApp payload (spec: ``WebhookPayload.entry[].changes[]``), in order."""
+    found: list[WhatsAppChange] = []
     entries = payload.get("entry")
     if not isinstance(entries, list):
-        return
-    for entry in entries:
+        return found
+    for i, entry in enumerate(entries):
         changes = entry.get("changes") if isinstance(entry, dict) else None
-        if isinstance(changes, list):
-            yield from changes
+        if not isinstance(entry, dict) or not isinstance(changes, list):
+            continue
+        account = _id(entry.get("id"))
+        for j, change in enumerate(changes):
+            value = change.get("value") if isinstance(change, dict) else None
+            metadata = value.get("metadata") if isinstance(value, dict) else None
+            phone = _id(metadata.get("phone_number_id")) if isinstance(metadata, dict) else None
+            found.append(WhatsAppChange(i, j, account, phone))
+    return found
 
 
 def whatsapp_routing_keys(payload: Mapping[str, Any]) -> list[str | None]:
     """The ``metadata.phone_number_id`` of every change, in order; None where a change names none."""
-    found: list[str | None] = []
-    for change in _changes(payload):
-        value = change.get("value") if isinstance(change, dict) else None
-        metadata = value.get("metadata") if isinstance(value, dict) else None
-        pnid = metadata.get("phone_number_id") if isinstance(metadata, dict) else None
-        found.append(str(pnid) if isinstance(pnid, str | int) and not isinstance(pnid, bool) else None)
-    return found
+    return [c.phone for c in whatsapp_changes(payload)]
+
+
+def whatsapp_subset(payload: Mapping[str, Any], picks: Collection[tuple[int, int]]) -> dict[str, Any]:
+    """The payload with only the changes at PICKS, (entry index, change index) as in WhatsAppChange.
+
+    Entries keep their other keys (``id``, ``time``); entries left without a picked change are dropped.
+    """
+    entries = payload.get("entry")
+    out: dict[str, Any] = {k: v for k, v in payload.items() if k != "entry"}
+    kept: list[Any] = []
+    for i, entry in enumerate(entries if isinstance(entries, list) else []):
+        changes = entry.get("changes") if isinstance(entry, dict) else None
+        if not isinstance(entry, dict) or not isinstance(changes, list):
+            continue
+        mine = [c for j, c in enumerate(changes) if (i, j) in picks]
+        if mine:
+            kept.append({**entry, "changes": mine})
+    out["entry"] = kept
+    return out
+
+
+def _token(v: object) -> str:
+    text = _id(v) or ""
+    return text if _TOKEN.fullmatch(text) else "?"
+
+
+def _change_key(entry: Mapping[str, Any], change: Mapping[str, Any], value: Mapping[str, Any]) -> str:
+    """The key of a change that carries no message, status or group ID (see the module docstring)."""
+    at = entry.get("time") if _id(entry.get("time")) is not None else value.get("timestamp")
+    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    digest = _digest(canonical.encode("utf-8"))[:CHANGE_DIGEST_CHARS]
+    return (f"chg:{_token(change.get('field'))}:{_token(entry.get('id'))}:{_token(value.get('event'))}:"
+            f"{_token(at)}:{digest}")
+
+
+def _ids_of(value: Mapping[str, Any]) -> Iterator[str]:
+    for m in value.get("messages") or []:
+        if isinstance(m, dict) and m.get("id"):
+            yield f"msg:{m['id']}"
+    for s in value.get("statuses") or []:
+        if isinstance(s, dict) and s.get("id"):
+            yield f"status:{s['id']}:{s.get('status', '')}"
+    for g in value.get("groups") or []:
+        if isinstance(g, dict) and (g.get("request_id") or g.get("group_id")):
+            yield f"group:{g.get('request_id') or g.get('group_id')}:{g.get('type', '')}"
 
 
 def _whatsapp_item_keys(payload: Mapping[str, Any]) -> Iterator[str]:
-    for change in _changes(payload):
-        value = change.get("value") if isinstance(change, dict) else None
-        if not isinstance(value, dict):
+    entries = payload.get("entry")
+    for entry in entries if isinstance(entries, list) else []:
+        changes = entry.get("changes") if isinstance(entry, dict) else None
+        if not isinstance(changes, list):
             continue
-        for m in value.get("messages") or []:
-            if isinstance(m, dict) and m.get("id"):
-                yield f"msg:{m['id']}"
-        for s in value.get("statuses") or []:
-            if isinstance(s, dict) and s.get("id"):
-                yield f"status:{s['id']}:{s.get('status', '')}"
-        for g in value.get("groups") or []:
-            if isinstance(g, dict) and (g.get("request_id") or g.get("group_id")):
-                yield f"group:{g.get('request_id') or g.get('group_id')}:{g.get('type', '')}"
+        for change in changes:
+            value = change.get("value") if isinstance(change, dict) else None
+            if not isinstance(value, dict):
+                continue
+            keys = list(_ids_of(value))
+            yield from keys if keys else [_change_key(entry, change, value)]
 
 
 def item_keys(provider: str, payload: Mapping[str, Any]) -> tuple[str, ...]:

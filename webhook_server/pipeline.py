@@ -7,6 +7,13 @@
 Every request, accepted or refused, becomes one webhook-log record. Refusals say why only in the record's
 ``reason``; the answer's body is one fixed text per status, so a caller learns nothing about secrets,
 tenants or which check failed. An accepted event is answered 200 only after its row is committed.
+
+The app-level WhatsApp callback (:meth:`Pipeline.post_app`, Meta's app default callback URL) has no slug:
+size limit (413) → verify with the Meta app secret (401) → parse (400) → route each change by its
+phone-number ID, else its WABA ID → one record per tenant → 200. There the batch is split, not refused:
+Meta batches per app, not per WABA, so a refusal would be retried as the same batch and never succeed.
+A change no tenant owns is recorded as ``rejected`` with reason ``unroutable:…`` and answered 200 (see
+``post_app``); docs/whatsapp-webhooks.md says which events arrive where.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -25,7 +32,7 @@ from store.webhook_log import EventStore, Outcome, RecordResult, WebhookRecord
 from tenancy.model import SLUG_PATTERN
 from webhook_server import events, verify
 from webhook_server.metrics import Metrics
-from webhook_server.routing import URL_PROVIDERS, ProviderRoute, Routing, TenantRoute
+from webhook_server.routing import URL_PROVIDERS, Keys, ProviderRoute, Routing, TenantRoute
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +41,7 @@ SAFE_HEADERS = ("content-type", "content-length", "user-agent", "x-forwarded-for
                 "x-real-ip", "x-hospitable-event")
 MAX_HEADER_VALUE = 256
 _SLUG = re.compile(SLUG_PATTERN)
+_ROUTING_ID = re.compile(r"[0-9]{1,20}")
 
 SIGNATURE_HEADERS: Mapping[str, tuple[str, ...]] = {
     "hospitable": ("signature", "x-hospitable-signature"),
@@ -114,12 +122,14 @@ def safe_headers(headers: Mapping[str, str]) -> dict[str, str]:
 
 class Pipeline:
     def __init__(self, routing: Routing, store: EventStore, clock: Clock, limits: Limits,
-                 metrics: Metrics | None = None) -> None:
+                 metrics: Metrics | None = None, meta_verify_token: Keys | None = None) -> None:
         self.routing = routing
         self.store = store
         self.clock = clock
         self.limits = limits
         self.metrics = metrics
+        # The platform's verify token for the handshake of the app-level WhatsApp callback.
+        self.meta_verify_token = meta_verify_token or Keys(())
 
     # -- entry points ------------------------------------------------------------------------------
     def post(self, req: Inbound) -> Reply:
@@ -130,26 +140,10 @@ class Pipeline:
             return found
         tenant, route = found
 
-        if req.content_length is not None and req.content_length > self.limits.max_body_bytes:
-            ctx.body_size = req.content_length
-            return self._refuse(ctx, 413, "body-too-large")
-        # Read at most one byte past the limit: a lying or absent Content-Length cannot make us buffer more.
-        body = req.read(self.limits.max_body_bytes + 1)
-        ctx.body_size = len(body)
-        if len(body) > self.limits.max_body_bytes:
-            return self._refuse(ctx, 413, "body-too-large")
-
-        try:
-            self._verify(provider, route, req.headers, body)
-        except verify.VerificationFailed as e:
-            return self._refuse(ctx, 401, e.reason)
-
-        try:
-            payload = json.loads(body)
-        except (ValueError, RecursionError):
-            return self._refuse(ctx, 400, "invalid-json")
-        if not isinstance(payload, dict):
-            return self._refuse(ctx, 400, "json-not-an-object")
+        got = self._read_verified(ctx, req, lambda body: self._verify(provider, route, req.headers, body))
+        if isinstance(got, Reply):
+            return got
+        body, payload = got
         ctx.event_id = events.event_id(provider, payload, body)
         ctx.item_keys = events.item_keys(provider, payload)
 
@@ -159,6 +153,66 @@ class Pipeline:
 
         return self._accept(ctx, body)
 
+    def post_app(self, req: Inbound) -> Reply:
+        """`POST /api/webhooks/wa`: Meta's app-level callback, routed change by change (module docstring).
+
+        Each tenant named by the batch gets one record holding only its own changes (the original body
+        when the batch is all one tenant's), de-duplicated on its item keys, so a retry after a partial
+        failure stores each part once. The changes no tenant owns become one ``rejected`` record with
+        status 200 and reason ``unroutable:<why>:<the ID>``, without their body. 200 only when every
+        record was committed; otherwise 503 and Meta retries the whole batch.
+        """
+        ctx = _Ctx("whatsapp", "", self.clock.monotonic(), self.clock.now(), safe_headers(req.headers))
+        header = req.headers.get(SIGNATURE_HEADERS["whatsapp"][0])
+        got = self._read_verified(
+            ctx, req, lambda body: verify.verify_meta_signature(body, header, self.routing.meta_app_keys.values))
+        if isinstance(got, Reply):
+            return got
+        body, payload = got
+
+        by_tenant, unroutable = self._split(payload)
+        results: list[RecordResult | None] = []
+        whole = len(by_tenant) == 1 and not unroutable
+        for slug in sorted(by_tenant):
+            part = payload if whole else events.whatsapp_subset(payload, by_tenant[slug])
+            part_body = body if whole else _dumps(part)
+            tctx = replace(ctx, tenant=slug, body_size=len(part_body),
+                           event_id=events.event_id("whatsapp", part, part_body),
+                           item_keys=events.item_keys("whatsapp", part))
+            stored = part_body[: self.limits.stored_body_bytes].decode("utf-8", errors="replace")
+            results.append(self._record(tctx, "accepted", 200, None, stored))
+        if unroutable or not by_tenant:
+            # Answered 200 all the same: the signature proved Meta sent it, and no retry can make a WABA
+            # nobody onboarded routable; 4xx/5xx would only have Meta retry it for days and then flag
+            # the app's callback, which every tenant's template and quality events share.
+            # The record (reason, event ID; never the body: it is no tenant's data) is what an operator
+            # sees in `tenantctl webhooks log` and `stats`.
+            part = events.whatsapp_subset(payload, {p for p, _ in unroutable}) if unroutable else payload
+            more = f" +{len(unroutable) - 1}" if len(unroutable) > 1 else ""
+            reason = f"unroutable:{unroutable[0][1] if unroutable else 'missing-routing-key'}{more}"
+            uctx = replace(ctx, tenant=None, item_keys=(), event_id=events.event_id("whatsapp", part, body))
+            results.append(self._record(uctx, "rejected", 200, reason[:64], None))
+        if any(r is None for r in results):
+            return Reply(503, BODIES[503])
+        if by_tenant and all(r is RecordResult.DUPLICATE for r in results[:len(by_tenant)]):
+            return Reply(200, DUPLICATE_BODY)
+        return Reply(200, BODIES[200])
+
+    def _split(self, payload: dict[str, Any]) -> tuple[
+            dict[str, set[tuple[int, int]]], list[tuple[tuple[int, int], str]]]:
+        """The changes of each tenant (as WhatsAppChange positions), and those of none with their reason."""
+        by_tenant: dict[str, set[tuple[int, int]]] = {}
+        unroutable: list[tuple[tuple[int, int], str]] = []
+        for c in events.whatsapp_changes(payload):
+            targets, why = self.routing.whatsapp_targets(c.account, c.phone)
+            for slug in targets:
+                by_tenant.setdefault(slug, set()).add((c.entry, c.change))
+            if why is not None:
+                key = c.phone if why == "unknown-phone-number-id" else c.account
+                shown = key if key is not None and _ROUTING_ID.fullmatch(key) else "(invalid)"
+                unroutable.append(((c.entry, c.change), f"{why}:{shown}" if key is not None else why))
+        return by_tenant, unroutable
+
     def handshake(self, req: Inbound) -> Reply:
         """Meta's GET handshake: echo ``hub.challenge`` when the verify token is the tenant's."""
         ctx = _Ctx("whatsapp", req.slug, self.clock.monotonic(), self.clock.now(), safe_headers(req.headers))
@@ -166,8 +220,16 @@ class Pipeline:
         if isinstance(found, Reply):
             return found
         _, route = found
+        return self._handshake(ctx, req, route.verify_token)
+
+    def handshake_app(self, req: Inbound) -> Reply:
+        """The handshake of the app-level callback: the verify token is the platform's (settings)."""
+        ctx = _Ctx("whatsapp", "", self.clock.monotonic(), self.clock.now(), safe_headers(req.headers))
+        return self._handshake(ctx, req, self.meta_verify_token)
+
+    def _handshake(self, ctx: _Ctx, req: Inbound, token: Keys) -> Reply:
         q = req.query or {}
-        expected = route.verify_token.values[0] if route.verify_token else None
+        expected = token.values[0] if token else None
         try:
             challenge = verify.verify_handshake(q.get("hub.mode"), q.get("hub.verify_token"),
                                                 q.get("hub.challenge"), expected)
@@ -179,6 +241,31 @@ class Pipeline:
         return Reply(200, challenge.encode("utf-8"), "text/plain")
 
     # -- steps -------------------------------------------------------------------------------------
+    def _read_verified(self, ctx: _Ctx, req: Inbound,
+                       check: Callable[[bytes], None]) -> tuple[bytes, dict[str, Any]] | Reply:
+        """Size limit (413) → raw bytes → CHECK the sender (401) → a JSON object (400)."""
+        if req.content_length is not None and req.content_length > self.limits.max_body_bytes:
+            ctx.body_size = req.content_length
+            return self._refuse(ctx, 413, "body-too-large")
+        # Read at most one byte past the limit: a lying or absent Content-Length cannot make us buffer more.
+        body = req.read(self.limits.max_body_bytes + 1)
+        ctx.body_size = len(body)
+        if len(body) > self.limits.max_body_bytes:
+            return self._refuse(ctx, 413, "body-too-large")
+
+        try:
+            check(body)
+        except verify.VerificationFailed as e:
+            return self._refuse(ctx, 401, e.reason)
+
+        try:
+            payload = json.loads(body)
+        except (ValueError, RecursionError):
+            return self._refuse(ctx, 400, "invalid-json")
+        if not isinstance(payload, dict):
+            return self._refuse(ctx, 400, "json-not-an-object")
+        return body, payload
+
     def _route(self, ctx: _Ctx, provider: str) -> tuple[TenantRoute, ProviderRoute] | Reply:
         tenant = self.routing.tenant(ctx.slug)
         if tenant is None:
@@ -206,13 +293,13 @@ class Pipeline:
         """The trust boundary: the URL chose the tenant; the payload may only confirm it."""
         if provider != "whatsapp":
             return None
-        keys = events.whatsapp_routing_keys(payload)
-        if not keys or any(k is None for k in keys):
+        changes = events.whatsapp_changes(payload)
+        if not changes:
             return "missing-routing-key"
-        for k in keys:
-            if k not in route.routing_keys:
-                owner = self.routing.owners.get(str(k))
-                return f"cross-tenant:{owner}"[:64] if owner else "cross-tenant:unknown-phone-number-id"
+        for c in changes:
+            refusal = self.routing.whatsapp_refusal(route, c.account, c.phone)
+            if refusal is not None:
+                return refusal
         return None
 
     def _accept(self, ctx: _Ctx, body: bytes) -> Reply:
@@ -254,3 +341,7 @@ class Pipeline:
 
 def _provider(url_segment: str) -> str:
     return URL_PROVIDERS[url_segment]
+
+
+def _dumps(payload: dict[str, Any]) -> bytes:
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")

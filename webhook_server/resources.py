@@ -54,6 +54,19 @@ class WhatsAppResource(WebhookResource):
         _send(resp, self.pipeline.handshake(_inbound(req, self.url_provider, slug)))
 
 
+class WhatsAppAppResource:
+    """`POST/GET /api/webhooks/wa`: the Meta app's default callback URL, routed by WABA/phone-number ID."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        _send(resp, self.pipeline.post_app(_inbound(req, "wa", "")))
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        _send(resp, self.pipeline.handshake_app(_inbound(req, "wa", "")))
+
+
 class HealthResource:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         resp.content_type = "text/plain"

@@ -1,4 +1,5 @@
-"""Routing: slug → the tenant's verified secrets and routing keys, per provider. Built once, immutable.
+"""Routing: slug → the tenant's verified secrets and routing keys, per provider; and for the app-level
+WhatsApp callback, phone-number ID → tenant and WABA ID → tenants. Built once, immutable.
 
 A worker builds (or inherits from the gunicorn master, see gunicorn.conf.py) one :class:`Routing` at start
 and never per request. Secrets are held as bytes inside :class:`Keys`, whose repr shows nothing.
@@ -64,6 +65,8 @@ class ProviderRoute:
     keys: Keys
     routing_keys: frozenset[str] = frozenset()
     verify_token: Keys = field(default_factory=lambda: Keys(()))
+    # WhatsApp: the tenant's WhatsApp Business Account IDs (`entry[].id` of every change Meta sends).
+    accounts: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -78,12 +81,59 @@ class Routing:
     # phone_number_id → slug of every tenant: names the victim of a cross-tenant attempt in the log.
     owners: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     loaded: bool = True
+    # WABA ID → the slugs of the tenants that name it (sorted; validation does not forbid sharing one).
+    account_owners: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
+    # The Meta app secret(s) that sign what arrives at the app-level WhatsApp callback.
+    meta_app_keys: Keys = field(default_factory=lambda: Keys(()))
 
     def tenant(self, slug: str) -> TenantRoute | None:
         return self.tenants.get(slug)
 
     def __len__(self) -> int:
         return len(self.tenants)
+
+    def whatsapp_refusal(self, route: ProviderRoute, account: str | None, phone: str | None) -> str | None:
+        """Why one WhatsApp change may not be accepted at this tenant's own URL, or None when it may.
+
+        A change naming a phone-number ID must name one of the tenant's, under the tenant's WABA (when
+        the tenant names its WABA); a change naming none (account-level fields: templates, quality,
+        account) must come from the tenant's WABA. The reason names the owner when another tenant owns
+        the key, like ``cross-tenant:blue-harbor``; ``cross-tenant:unknown-…`` when nobody does.
+        """
+        if phone is None and account is None:
+            return "missing-routing-key"
+        if phone is not None and phone not in route.routing_keys:
+            owner = self.owners.get(phone)
+            return f"cross-tenant:{owner}"[:64] if owner else "cross-tenant:unknown-phone-number-id"
+        if phone is not None and not route.accounts:
+            return None  # the tenant names no WABA: its phone-number ID is the only key to check
+        if account is None:
+            return "missing-routing-key"
+        if account not in route.accounts:
+            owners = self.account_owners.get(account)
+            return f"cross-tenant:{owners[0]}"[:64] if owners else "cross-tenant:unknown-waba"
+        return None
+
+    def whatsapp_targets(self, account: str | None, phone: str | None) -> tuple[tuple[str, ...], str | None]:
+        """The tenants one change belongs to at the app-level callback, or ``((), reason)`` when none.
+
+        By phone-number ID where the change names one (it must also come from that tenant's WABA, as
+        at the tenant's own URL); else by WABA ID, to every tenant that names the WABA. Reasons:
+        ``unknown-phone-number-id``, ``waba-mismatch``, ``unknown-waba``, ``missing-routing-key``.
+        """
+        if phone is not None:
+            owner = self.owners.get(phone)
+            tenant = self.tenants.get(owner) if owner is not None else None
+            route = tenant.providers.get("whatsapp") if tenant is not None else None
+            if owner is None or route is None:
+                return (), "unknown-phone-number-id"
+            if route.accounts and account not in route.accounts:
+                return (), "waba-mismatch"
+            return (owner,), None
+        if account is None:
+            return (), "missing-routing-key"
+        owners = self.account_owners.get(account)
+        return (owners, None) if owners else ((), "unknown-waba")
 
 
 EMPTY = Routing(tenants=MappingProxyType({}), loaded=False)
@@ -102,6 +152,7 @@ def _routes(t: Tenant, meta_app_secrets: Sequence[SecretStr]) -> dict[str, Provi
             Keys(meta_app_secrets),
             frozenset([w.phone_number_id]) if w.phone_number_id else frozenset(),
             Keys([w.verify_token]),
+            frozenset([w.business_account_id]) if w.business_account_id else frozenset(),
         )
     if t.beds24 is not None:
         routes["beds24"] = ProviderRoute("beds24", Keys([t.beds24.webhook_secret]))
@@ -114,11 +165,16 @@ def _routes(t: Tenant, meta_app_secrets: Sequence[SecretStr]) -> dict[str, Provi
 def build_routing(tenants: Iterable[Tenant], meta_app_secrets: Sequence[SecretStr] = ()) -> Routing:
     by_slug: dict[str, TenantRoute] = {}
     owners: dict[str, str] = {}
+    accounts: dict[str, list[str]] = {}
     for t in tenants:
         by_slug[t.slug] = TenantRoute(t.slug, MappingProxyType(_routes(t, meta_app_secrets)))
         if t.whatsapp is not None and t.whatsapp.phone_number_id:
             owners[t.whatsapp.phone_number_id] = t.slug
-    return Routing(MappingProxyType(by_slug), MappingProxyType(owners))
+        if t.whatsapp is not None and t.whatsapp.business_account_id:
+            accounts.setdefault(t.whatsapp.business_account_id, []).append(t.slug)
+    return Routing(MappingProxyType(by_slug), MappingProxyType(owners),
+                   account_owners=MappingProxyType({k: tuple(sorted(v)) for k, v in accounts.items()}),
+                   meta_app_keys=Keys(meta_app_secrets))
 
 
 class RoutingRefused(Exception):

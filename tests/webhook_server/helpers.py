@@ -22,6 +22,8 @@ ADMIN_TOKEN = "admin-token-5d2c8e1f9a"
 
 ACME_PHONE = "106540352242922"
 BLUE_PHONE = "106540352242933"
+ACME_WABA = "102290129340398"
+BLUE_WABA = "102290129340399"
 
 SECRETS = {
     "acme": {
@@ -55,7 +57,7 @@ def tenant_dicts() -> list[dict[str, Any]]:
             "slug": "acme", "display_name": "Acme", "status": "active",
             "hospitable": {"api_key": "acme-api-key-9911", "webhook_secret": a["hospitable"],
                            "previous_webhook_secret": a["hospitable_prev"]},
-            "whatsapp": {"phone_number_id": ACME_PHONE, "business_account_id": "102290129340398",
+            "whatsapp": {"phone_number_id": ACME_PHONE, "business_account_id": ACME_WABA,
                          "verify_token": a["verify_token"],
                          "access_token": "acme-wa-access-2233"},
             "nuki": {"api_token": "acme-nuki-api-4455", "webhook_secret": a["nuki"]},
@@ -64,7 +66,7 @@ def tenant_dicts() -> list[dict[str, Any]]:
         {
             "slug": "blue-harbor", "display_name": "Blue Harbor", "status": "active",
             "hospitable": {"api_key": "blue-api-key-8899", "webhook_secret": b["hospitable"]},
-            "whatsapp": {"phone_number_id": BLUE_PHONE, "business_account_id": "102290129340399",
+            "whatsapp": {"phone_number_id": BLUE_PHONE, "business_account_id": BLUE_WABA,
                          "verify_token": b["verify_token"],
                          "access_token": "blue-wa-access-0011"},
             # Nuki without a webhook secret yet: its webhook URL does not exist.
@@ -86,10 +88,11 @@ def app_secrets() -> list[SecretStr]:
 
 
 def wa_payload(phone: str = ACME_PHONE, *message_ids: str) -> dict[str, Any]:
+    """A messages change for PHONE, sent from that number's WABA (acme's for a number nobody owns)."""
     ids = message_ids or ("wamid.TEST1",)
     return {
         "object": "whatsapp_business_account",
-        "entry": [{"id": "102290129340398", "changes": [{"field": "messages", "value": {
+        "entry": [{"id": BLUE_WABA if phone == BLUE_PHONE else ACME_WABA, "changes": [{"field": "messages", "value": {
             "messaging_product": "whatsapp",
             "metadata": {"display_phone_number": "15550783881", "phone_number_id": phone},
             "messages": [{"from": "16505551234", "id": i, "timestamp": "1749416383", "type": "text",
