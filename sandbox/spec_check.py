@@ -37,9 +37,9 @@ from openapi_core.templating.paths.exceptions import PathNotFound
 from openapi_core.templating.responses.exceptions import ResponseNotFound
 from openapi_core.testing import MockRequest, MockResponse
 
-SPECS_ENV = "TENANTCTL_SPECS_DIR"
-# The specs ship in ../shared/reference beside the repository (developers and CI both have it).
-DEFAULT_SPECS_DIR = pathlib.Path(__file__).resolve().parents[2] / "shared" / "reference"
+SPECS_ENV = "TENANTCTL_SPECS_DIR"  # override: check against another copy (e.g. a newer spec version)
+# The vendored specs, in the repository (see specs/README.md): any clone can check conformance.
+DEFAULT_SPECS_DIR = pathlib.Path(__file__).resolve().parents[1] / "specs"
 META_FILE = "meta-whatsapp-business-messaging-api_v23.0.yaml"
 HOSPITABLE_FILE = "hospitable-public-api-v2.openapi.json"
 NUKI_FILE = "nuki-web-api-4.4.1.swagger.json"
