@@ -126,7 +126,7 @@ def test_a_phone_number_problem_is_an_error_report(seed: str, problem: str) -> N
     elif seed == "unverified":
         world.meta.phones[PHONE].code_verification_status = "UNVERIFIED"
     else:
-        world.meta.phones[PHONE].platform_type = "ON_PREMISE"
+        world.meta.phones[PHONE].host_platform = "ON_PREMISE"
     plan = plan_live(provider, tenant, ctx, http_for(world))
     [report] = [c for c in plan if c.action is Action.REPORT]
     assert report.address == NUMBER
@@ -160,7 +160,7 @@ def test_plan_is_pure_and_works_from_live_resources_alone() -> None:
     live = [
         Resource("whatsapp", "waba_subscription", SLUG, "", {"override_callback_uri": URL}),
         Resource("whatsapp", "phone_number", SLUG, PHONE, {
-            "in_waba": True, "code_verification_status": "VERIFIED", "platform_type": "CLOUD_API"}),
+            "in_waba": True, "code_verification_status": "VERIFIED", "host_platform": "CLOUD_API"}),
         Resource("whatsapp", "phone_webhook", SLUG, PHONE, {"override_callback_uri": ELSEWHERE}),
     ]
     plan = provider.plan(tenant, ctx, live)
