@@ -41,6 +41,19 @@ LIST_DEFAULT_FIELDS = ("display_phone_number", "verified_name", "status", "quali
                        "code_verification_status")
 
 
+# Every operation the sandbox emulates: (method, the spec's template variable of the node, edge). The
+# spec-conformance tests run over each; anything else is answered as Graph answers an unknown path.
+OPERATIONS = frozenset({
+    ("GET", "WABA-ID", None),  # getWhatsAppBusinessAccountDetails
+    ("GET", "WABA-ID", "subscribed_apps"),  # getAllSubscriptionsForAWaba
+    ("POST", "WABA-ID", "subscribed_apps"),  # subscribeToWabaWebhooks
+    ("DELETE", "WABA-ID", "subscribed_apps"),  # unsubscribeFromWabaWebhooks
+    ("GET", "WABA-ID", "phone_numbers"),  # getWhatsAppBusinessAccountPhoneNumbers
+    ("GET", "Phone-Number-ID", None),  # getPhoneNumberById
+    ("POST", "Phone-Number-ID", None),  # updatePhoneNumberStatus
+})
+
+
 @dataclasses.dataclass
 class MetaApp:
     app_id: str
@@ -297,6 +310,9 @@ class GraphResource:
                   params: dict[str, Any]) -> Any:
         node, edge = target
         method = req.method
+        if (method, state.node_kind(node), edge) not in OPERATIONS:
+            raise _unknown_object(node, method) if edge is None or node not in state.wabas else GraphError(
+                400, 100, f"Unknown path components: /{edge}", type_="OAuthException")
         if node in state.wabas:
             waba = state.wabas[node]
             if node not in tok.wabas:
