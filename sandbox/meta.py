@@ -51,7 +51,22 @@ OPERATIONS = frozenset({
     ("GET", "WABA-ID", "phone_numbers"),  # getWhatsAppBusinessAccountPhoneNumbers
     ("GET", "Phone-Number-ID", None),  # getPhoneNumberById
     ("POST", "Phone-Number-ID", None),  # updatePhoneNumberStatus
+    # Not in the v23.0 spec: Graph API reference, Application "subscriptions" edge (app access token).
+    ("GET", "Application-ID", "subscriptions"),
+    ("POST", "Application-ID", "subscriptions"),
 })
+GRAPH_VERSION = "v23.0"
+
+
+@dataclasses.dataclass
+class AppSubscription:
+    """The app's webhook subscription to one object type (e.g. `whatsapp_business_account`)."""
+
+    callback_url: str
+    fields: list[str] = dataclasses.field(default_factory=list)
+    active: bool = True
+    # Kept to emulate the handshake's secret; never returned by any GET.
+    verify_token: str | None = None
 
 
 @dataclasses.dataclass
@@ -59,6 +74,7 @@ class MetaApp:
     app_id: str
     name: str
     callback_url: str
+    subscriptions: dict[str, AppSubscription] = dataclasses.field(default_factory=dict)  # by object
 
 
 @dataclasses.dataclass
@@ -66,6 +82,7 @@ class MetaToken:
     app_id: str
     wabas: list[str] = dataclasses.field(default_factory=list)
     expired: bool = False
+    app_token: bool = False  # an app access token (`{app-id}|{app-secret}`): app-level edges only
 
 
 @dataclasses.dataclass
@@ -130,6 +147,13 @@ class MetaState:
         if waba_id not in tok.wabas:
             tok.wabas.append(waba_id)
         return waba
+
+    def add_app_token(self, token: str, app_id: str = DEFAULT_APP_ID) -> MetaToken:
+        """An app access token: it reads and writes the app's own subscriptions, no WABA."""
+        if app_id not in self.apps:
+            self.add_app(app_id)
+        tok = self.tokens.setdefault(token, MetaToken(app_id=app_id, app_token=True))
+        return tok
 
     def grant(self, token: str, waba_id: str) -> None:
         """Authorise one more token on an existing WABA."""
@@ -323,6 +347,10 @@ class GraphResource:
                 return self._subscribed_apps(state, method, waba, tok, params)
             if edge == "phone_numbers" and method == "GET":
                 return self._phone_numbers(state, req, waba, params)
+        elif node in state.apps:
+            if not tok.app_token or tok.app_id != node:
+                raise GraphError(400, 15, "(#15) This method must be called with an app access_token.")
+            return self._app_subscriptions(state.apps[node], method, params)
         elif node in state.phones:
             phone = state.phones[node]
             if phone.waba_id not in tok.wabas:
@@ -361,6 +389,28 @@ class GraphResource:
             waba.subscriptions.pop(tok.app_id, None)
             return {"success": True}
         raise _unknown_object(waba.id, method)
+
+    @staticmethod
+    def _app_subscriptions(app: MetaApp, method: str, params: dict[str, Any]) -> Any:
+        """GET: {data: [{object, callback_url, active, fields: [{name, version}]}]}; POST: set the callback
+        and add fields (subscribing to a field leaves the others subscribed)."""
+        if method == "GET":
+            return {"data": [
+                {"object": obj, "callback_url": sub.callback_url, "active": sub.active,
+                 "fields": [{"name": f, "version": GRAPH_VERSION} for f in sub.fields]}
+                for obj, sub in app.subscriptions.items()]}
+        obj = params.get("object")
+        if not isinstance(obj, str) or not obj:
+            raise GraphError(400, 100, "(#100) The parameter object is required")
+        url = params.get("callback_url")
+        _check_callback(url, params.get("verify_token"), name="callback_url")
+        raw = params.get("fields") or []
+        fields = [f.strip() for f in raw.split(",")] if isinstance(raw, str) else [str(f) for f in raw]
+        current = app.subscriptions.get(obj)
+        known = current.fields if current is not None else []
+        app.subscriptions[obj] = AppSubscription(str(url), [*known, *(f for f in fields if f and f not in known)],
+                                                 True, str(params.get("verify_token")))
+        return {"success": True}
 
     @staticmethod
     def _phone_numbers(state: MetaState, req: falcon.Request, waba: Waba, params: dict[str, Any]) -> Any:
@@ -422,10 +472,10 @@ def _permission_error() -> GraphError:
                       "for this WhatsApp Business Account.")
 
 
-def _check_callback(uri: Any, verify_token: Any) -> None:
+def _check_callback(uri: Any, verify_token: Any, name: str = "override_callback_uri") -> None:
     parsed = urllib.parse.urlparse(str(uri))
     if parsed.scheme != "https" or not parsed.netloc:
-        raise GraphError(400, 100, "(#100) Param override_callback_uri must be a valid https URL")
+        raise GraphError(400, 100, f"(#100) Param {name} must be a valid https URL")
     if not verify_token:
         raise GraphError(400, 100, "(#100) The parameter verify_token is required")
 

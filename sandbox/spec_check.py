@@ -113,6 +113,37 @@ UNDOCUMENTED: tuple[Undocumented, ...] = (
 )
 
 
+APP_SUBSCRIPTIONS_DOC = ("Graph API reference, Application 'subscriptions' edge (https://developers.facebook.com/"
+                         "docs/graph-api/reference/app/subscriptions/): read and set with an app access token")
+_GRAPH_ERRORS = {status: {"description": "Graph error", "content": {"application/json": {
+    "schema": {"$ref": "#/components/schemas/GraphAPIError"}}}} for status in ("400", "401", "403")}
+_APP_PARAMETERS = [
+    {"name": "Version", "in": "path", "required": True, "schema": {"type": "string", "pattern": r"^v[0-9]+\.[0-9]+$"}},
+    {"name": "Application-ID", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[0-9]+$"}},
+]
+_APP_SUBSCRIPTION = {"type": "object", "properties": {
+    "object": _STRING, "callback_url": _STRING, "active": {"type": "boolean"},
+    "fields": {"type": "array", "items": {"type": "object", "properties": {"name": _STRING, "version": _STRING}}},
+}}
+_APP_SUBSCRIBE = {"type": "object", "required": ["object", "callback_url", "verify_token"], "properties": {
+    "object": _STRING, "callback_url": _STRING, "verify_token": _STRING, "include_values": {"type": "boolean"},
+    "fields": {"oneOf": [_STRING, {"type": "array", "items": _STRING}]},
+}}
+UNDOCUMENTED += (
+    Undocumented("meta", "/paths", "/{Version}/{Application-ID}/subscriptions", {
+        "get": {"operationId": "getAppSubscriptions", "parameters": _APP_PARAMETERS, "responses": {
+            "200": {"description": "the app's subscriptions", "content": {"application/json": {"schema": {
+                "type": "object", "required": ["data"],
+                "properties": {"data": {"type": "array", "items": _APP_SUBSCRIPTION}}}}}},
+            **_GRAPH_ERRORS}},
+        "post": {"operationId": "setAppSubscription", "parameters": _APP_PARAMETERS,
+                 "requestBody": {"required": True, "content": {"application/json": {"schema": _APP_SUBSCRIBE}}},
+                 "responses": {"200": {"description": "subscribed", "content": {"application/json": {
+                     "schema": {"$ref": "#/components/schemas/SuccessResponse"}}}}, **_GRAPH_ERRORS}},
+    }, f"{APP_SUBSCRIPTIONS_DOC}; the v23.0 spec has no app-level operation for webhooks"),
+)
+
+
 @dataclasses.dataclass(frozen=True)
 class Violation:
     provider: str

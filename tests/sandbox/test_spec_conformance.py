@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from sandbox import hospitable, meta, nuki
+from sandbox.meta import AppSubscription
 from sandbox.nuki import Webhook
 from sandbox.spec_check import UNDOCUMENTED, SpecCheckingTransport, SpecRegistry, Undocumented, add_undocumented
 from sandbox.spec_schema import graph_fields, object_fields
@@ -25,6 +26,10 @@ PROPERTY = "3fa85f64-5717-4562-b3fc-2c963f66afa6"
 AUTH = "{auth}"  # replaced by the seeded keypad authorisation's ID
 TOKENS = {"meta": META_TOKEN, "nuki": NUKI_TOKEN, "hospitable": HOSP_TOKEN}
 HOOK = {"override_callback_uri": "https://hooks.example/t/acme", "verify_token": "t"}
+APP = "900000000000001"
+APP_TOKEN = f"{APP}|app-secret"
+APP_SUBSCRIBE = {"object": "whatsapp_business_account", "callback_url": "https://hooks.example/api/webhooks/wa",
+                 "fields": "messages,account_update", "verify_token": "t"}
 CODE = {"name": "tc:Maria", "allowedWeekDays": 124, "allowedFromTime": 480, "allowedUntilTime": 1080,
         "remoteAllowed": False, "code": 345679}
 
@@ -42,6 +47,7 @@ class Op:
     body: dict[str, Any] | None = None
     bad_params: dict[str, str] | None = None
     bad_body: dict[str, Any] | None = None
+    token: str | None = None  # another token than the provider's usual one
 
     @property
     def bad(self) -> str:
@@ -81,6 +87,11 @@ OPS = [
     Op("updatePhoneNumberStatus", "meta", "POST", f"/meta/v23.0/{PHONES[0]}", ("Phone-Number-ID", None),
        body={"webhook_configuration": HOOK},
        bad_body=_with_flag({"webhook_configuration": HOOK}, "webhook_configuration")),
+    # Not in the v23.0 spec: the app's own subscription (sandbox.spec_check.UNDOCUMENTED gives its shape).
+    Op("getAppSubscriptions", "meta", "GET", f"/meta/v23.0/{APP}/subscriptions", ("Application-ID", "subscriptions"),
+       bad_params={"limit": "5"}, token=APP_TOKEN),
+    Op("setAppSubscription", "meta", "POST", f"/meta/v23.0/{APP}/subscriptions", ("Application-ID", "subscriptions"),
+       body=APP_SUBSCRIBE, bad_body=_with_flag(APP_SUBSCRIBE), token=APP_TOKEN),
     # Nuki Web API 4.4.1 --------------------------------------------------------------------------
     Op("GET /smartlock", "nuki", "GET", "/nuki/smartlock", "/nuki/smartlock", bad_params={"favorite": "1"}),
     Op("GET /smartlock/auth", "nuki", "GET", "/nuki/smartlock/auth", "/nuki/smartlock/auth",
@@ -117,6 +128,9 @@ def seeded(world: World) -> World:
     world.nuki.apply_after_reads = 0
     world.meta.subscribe(WABA, override_callback_uri=HOOK["override_callback_uri"], verify_token="t")
     world.meta.phones[PHONES[0]].override_callback_uri = "https://hooks.example/p"
+    world.meta.add_app_token(APP_TOKEN, APP)
+    world.meta.apps[APP].subscriptions["whatsapp_business_account"] = AppSubscription(
+        "https://hooks.example/api/webhooks/wa", ["messages"], True, "t")
     world.nuki.add_keypad_code(NUKI_TOKEN, LOCK, "tc:Tom", 456789)
     world.nuki.accounts[NUKI_TOKEN].webhooks[1] = Webhook(1, "https://hooks.example/n", ["DEVICE_AUTHS"], "s")
     world.nuki.next_webhook_id = 2
@@ -130,7 +144,7 @@ def _call(world: World, transport: httpx.BaseTransport, op: Op, *, bad: bool = F
     params = op.bad_params if bad and op.bad_params is not None else op.params
     body = op.bad_body if bad and op.bad_body is not None else op.body
     with httpx.Client(transport=transport, base_url="http://sandbox",
-                      headers={"Authorization": f"Bearer {TOKENS[op.provider]}"}) as client:
+                      headers={"Authorization": f"Bearer {op.token or TOKENS[op.provider]}"}) as client:
         return client.request(op.method, path, params=params, json=body)
 
 
