@@ -157,18 +157,26 @@ class WhatsAppProvider:
             "host_platform": phone.get("host_platform"),
         }, remote_id=pid))
         conf = self._webhook_configuration(http, base, pid, token)
+        if conf is None:
+            return live  # Graph would not say: the plan reports the override as not checked
         wc = conf.get("webhook_configuration") or {}
         live.append(Resource(NAME, "phone_webhook", tenant.slug, pid,
                              {"override_callback_uri": wc.get("phone_number") or None}, remote_id=pid))
         return live
 
-    def _webhook_configuration(self, http: Http, base: str, pid: str, token: str) -> dict[str, Any]:
+    def _webhook_configuration(self, http: Http, base: str, pid: str, token: str) -> dict[str, Any] | None:
         """The phone's callback URLs by level. NOT IN THE SPEC: getPhoneNumberById's `fields` and its
         PhoneNumberInfo answer do not name `webhook_configuration`; Meta's "Webhook overrides" page does
         (https://developers.facebook.com/documentation/business-messaging/whatsapp/webhooks/override/):
         `GET /<PHONE_NUMBER_ID>?fields=webhook_configuration` → {"webhook_configuration": {"phone_number",
-        "whatsapp_business_account", "application"}, "id"}. Absent: no phone-level override is seen."""
-        return self._get(http, f"{base}/{pid}", token, params={"fields": "webhook_configuration"})
+        "whatsapp_business_account", "application"}, "id"}. Absent in the answer: no phone-level override.
+        None when Graph refuses the field (code 100; the number itself was just listed): not knowable."""
+        try:
+            return self._get(http, f"{base}/{pid}", token, params={"fields": "webhook_configuration"})
+        except NotFound as err:
+            if str(err.code) == "100":
+                return None
+            raise
 
     def _find_phone(self, http: Http, base: str, waba: str, pid: str, token: str) -> dict[str, Any] | None:
         # Spec: getWhatsAppBusinessAccountPhoneNumbers (fields, limit ≤ 100, cursor `after`).
@@ -205,8 +213,13 @@ class WhatsAppProvider:
             elif d.kind == "phone_webhook":
                 phone_ok = (NAME + ".phone_number[" + f"{slug}/{d.name}]") in have
                 lv = have.get(d.address)
-                if not phone_ok or lv is None:
+                if not phone_ok:
                     continue  # no such number: the phone_number REPORT says so
+                if lv is None:
+                    changes.append(Change(Action.REPORT, NAME, d.kind, slug, d.address, desired=d, note=(
+                        "info: Meta would not show the number's webhook_configuration (not in the v23.0 spec): "
+                        "a phone-level override, which would beat the WABA's, is not checked")))
+                    continue
                 if lv.attrs.get("override_callback_uri") is None:
                     # No phone-level override: the WABA level (ours) governs. Nothing to do.
                     changes.append(Change(Action.NOOP, NAME, d.kind, slug, d.address, desired=d, live=lv,
@@ -247,7 +260,7 @@ class WhatsAppProvider:
             body = {"webhook_configuration": {"override_callback_uri": url, "verify_token": verify}}
             self._post(http, f"{base}/{pid}", token, body, verify)
             conf = self._webhook_configuration(http, base, pid, token)
-            if "webhook_configuration" not in conf:  # undocumented in v23.0: cannot read it back
+            if conf is None or "webhook_configuration" not in conf:  # not in the v23.0 spec: no read-back
                 return ApplyResult(change, detail=f"phone number {pid} → {url} (Meta accepted it; its answer "
                                    "has no webhook_configuration to confirm it)")
             now = (conf.get("webhook_configuration") or {}).get("phone_number")

@@ -285,3 +285,28 @@ def test_a_phone_override_write_that_cannot_be_read_back_is_applied_and_says_so(
                                                                              "webhook_configuration")))
     assert world.meta.phones[PHONE].override_callback_uri == URL
     assert "no webhook_configuration to confirm it" in result.detail
+
+
+class _RefuseWebhookConfiguration(httpx.BaseTransport):
+    """Graph refusing the undocumented field as it refuses any unknown one (code 100)."""
+
+    def __init__(self, inner: httpx.BaseTransport) -> None:
+        self.inner = inner
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if "webhook_configuration" in request.url.params.get("fields", ""):
+            return httpx.Response(400, json={"error": {
+                "message": "(#100) Tried accessing nonexisting field (webhook_configuration)",
+                "type": "OAuthException", "code": 100, "fbtrace_id": "T"}}, request=request)
+        return self.inner.handle_request(request)
+
+
+def test_a_refused_webhook_configuration_is_reported_as_not_checked_not_as_an_error() -> None:
+    world, tenant, ctx = make_world(), make_tenant(), make_ctx()
+    world.meta.subscribe(WABA, override_callback_uri=URL, verify_token=VERIFY)
+    http = SimpleHttp(_RefuseWebhookConfiguration(sandbox_transport(world)))
+    plan = plan_live(provider, tenant, ctx, http)
+    assert actions(plan) == {SUB: Action.NOOP, NUMBER: Action.NOOP, PHONE_HOOK: Action.REPORT}
+    [hook] = [c for c in plan if c.address == PHONE_HOOK]
+    assert hook.note.startswith("info:") and not hook.is_error
+    assert all(c.ok for c in provider.health(tenant, ctx, http))
