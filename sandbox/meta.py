@@ -27,7 +27,7 @@ DEFAULT_APP_ID = "900000000000001"
 # its answer (a test compares them with specs/). A name outside them is refused with code 100, as Graph
 # does; a known name the sandbox has no value for is left out, as Graph leaves out unset fields.
 PHONE_FIELDS = frozenset({  # getPhoneNumberById → PhoneNumberInfo, plus webhook_configuration, which the
-    # spec omits (Meta's "Webhook overrides" page documents it; see sandbox.spec_check.UNDOCUMENTED)
+    # spec omits (Meta's "Webhook overrides" page documents it; see sandbox.spec_allowances.UNDOCUMENTED)
     "id", "display_phone_number", "verified_name", "quality_rating", "code_verification_status", "name_status",
     "webhook_configuration",
 })

@@ -17,7 +17,7 @@ NOT IN THE SPEC: the v23.0 spec has no `/{app-id}/subscriptions`. Source: Graph 
 "subscriptions" edge (https://developers.facebook.com/docs/graph-api/reference/app/subscriptions/):
 `GET /{app-id}/subscriptions` → {data: [{object, callback_url, active, fields: [{name, version}]}]};
 `POST /{app-id}/subscriptions` with object, callback_url, fields, verify_token; both with an app access
-token. The sandbox emulates it and `sandbox.spec_check.UNDOCUMENTED` holds both to that shape.
+token. The sandbox emulates it and `sandbox.spec_allowances.UNDOCUMENTED` holds both to that shape.
 """
 
 from __future__ import annotations

@@ -16,7 +16,8 @@ import pytest
 from sandbox import hospitable, meta, nuki
 from sandbox.meta import AppSubscription
 from sandbox.nuki import Webhook
-from sandbox.spec_check import UNDOCUMENTED, SpecCheckingTransport, SpecRegistry, Undocumented, add_undocumented
+from sandbox.spec_allowances import UNDOCUMENTED, Undocumented, add_undocumented
+from sandbox.spec_check import SpecCheckingTransport, SpecRegistry
 from sandbox.spec_schema import graph_fields, object_fields
 from sandbox.transport import sandbox_transport
 from sandbox.world import World
@@ -87,7 +88,7 @@ OPS = [
     Op("updatePhoneNumberStatus", "meta", "POST", f"/meta/v23.0/{PHONES[0]}", ("Phone-Number-ID", None),
        body={"webhook_configuration": HOOK},
        bad_body=_with_flag({"webhook_configuration": HOOK}, "webhook_configuration")),
-    # Not in the v23.0 spec: the app's own subscription (sandbox.spec_check.UNDOCUMENTED gives its shape).
+    # Not in the v23.0 spec: the app's own subscription (sandbox.spec_allowances.UNDOCUMENTED gives its shape).
     Op("getAppSubscriptions", "meta", "GET", f"/meta/v23.0/{APP}/subscriptions", ("Application-ID", "subscriptions"),
        bad_params={"limit": "5"}, token=APP_TOKEN),
     Op("setAppSubscription", "meta", "POST", f"/meta/v23.0/{APP}/subscriptions", ("Application-ID", "subscriptions"),
