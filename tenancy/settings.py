@@ -27,8 +27,13 @@ class Settings(BaseSettings):
     meta_app_secrets: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list, description="Meta app secrets, comma-separated, newest first (rotation)."
     )
+    meta_app_id: str | None = Field(default=None, description="Meta app ID: plan its webhook subscription.")
+    meta_app_token: SecretStr | None = Field(
+        default=None, description="Meta app access token (`<app-id>|<app-secret>`): apply sets the subscription."
+    )
     meta_verify_token: SecretStr | None = Field(
-        default=None, description="Verify token of the app-level WhatsApp callback (GET /api/webhooks/wa).")
+        default=None, description="Verify token of the app-level WhatsApp callback (/api/webhooks/wa)."
+    )
     admin_token: SecretStr | None = Field(default=None, description="Bearer token for /admin endpoints.")
     max_body_bytes: int = Field(default=1_048_576, ge=1024, description="Largest webhook body accepted.")
     stored_body_bytes: int = Field(default=65_536, ge=0, description="Largest body kept in the webhook log.")

@@ -50,7 +50,9 @@ class HospitableProvider:
         live: list[Resource] = []
         page = 1
         while page <= MAX_PAGES:
+            # Spec: get-properties (page, per_page ≤ 100; data[].id, data[].name, meta.last_page).
             # Build each page's URL ourselves: the API's `links` are http:// (and a body never picks a host).
+            # `X-hospitable-trace` is not in the spec: read only when present, as the error's trace ID.
             resp = http.request(NAME, "GET", url, headers={"Authorization": f"Bearer {token}"},
                                 params={"page": page, "per_page": PER_PAGE}, secrets=[token])
             if resp.status_code >= 400:  # a client that hands error responses back instead of raising

@@ -327,6 +327,10 @@ class NukiProvider:
         return plan_health(self, tenant, ctx, http, "the API token lists the account's locks")
 
     # HTTP -----------------------------------------------------------------------------------------
+    # Every call follows an operation of specs/nuki-web-api-4.4.1.swagger.json (docs/provider-calls.md).
+    # NOT IN THE SPEC: the spec declares only OAuth2 (implicit flow); the account's API token from Nuki Web
+    # (Menu > API) is sent as `Authorization: Bearer <token>`, per Nuki's developer portal
+    # (https://developer.nuki.io/t/swagger-interface/53, Nuki Web API).
     def _call(self, http: Http, method: str, url: str, token: str, *, params: Mapping[str, Any] | None = None,
               json: Any = None, extra: str = "") -> Any:
         resp = http.request(NAME, method, url, headers={"Authorization": f"Bearer {token}"}, params=params,

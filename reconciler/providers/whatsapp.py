@@ -22,7 +22,10 @@ handshake Meta performs when an override is written; a rotated token takes effec
 override is written (a URL change). Forcing a rewrite is out of scope.
 
 Calls (per tenant): a no-op plan makes 3 GETs (subscribed_apps, phone_numbers with limit=100, the phone's
-webhook_configuration); each write is 1 POST + 1 GET read-back.
+webhook_configuration); each write is 1 POST + 1 GET read-back. Each call names the operation of the
+vendored v23.0 spec (specs/meta-whatsapp-business-messaging-api_v23.0.yaml) it follows, or the public
+source where the spec is silent; docs/provider-calls.md lists them all. A field the spec does not document
+that Meta leaves out never becomes an error: the check it feeds is skipped and the plan says so.
 """
 
 from __future__ import annotations
@@ -47,7 +50,10 @@ from tenancy.model import Tenant
 from tenancy.urls import tenant_webhook_url
 
 NAME = "whatsapp"
-PHONE_LIST_FIELDS = "id,display_phone_number,verified_name,code_verification_status,platform_type,status"
+# Spec: getWhatsAppBusinessAccountPhoneNumbers answers WhatsAppBusinessAccountPhoneNumber objects; every
+# name asked for is one of its properties (`host_platform`, not the `platform_type` some libraries use).
+PHONE_LIST_FIELDS = "id,display_phone_number,verified_name,code_verification_status,host_platform,status"
+CLOUD_API = "CLOUD_API"  # WhatsAppBusinessAccountHostPlatform
 PAGE_LIMIT = 100
 
 # Graph error codes (decide on `code`, never on the HTTP status: sources disagree on the status).
@@ -121,7 +127,7 @@ class WhatsAppProvider:
         if wa.phone_number_id:
             pid = wa.phone_number_id
             out.append(Resource(NAME, "phone_number", tenant.slug, pid, {
-                "in_waba": True, "code_verification_status": "VERIFIED", "platform_type": "CLOUD_API"}))
+                "in_waba": True, "code_verification_status": "VERIFIED", "host_platform": CLOUD_API}))
             out.append(Resource(NAME, "phone_webhook", tenant.slug, pid, {"override_callback_uri": url}))
         return out
 
@@ -134,6 +140,9 @@ class WhatsAppProvider:
         base = _base(ctx)
         waba = wa.business_account_id
         token = wa.access_token.get_secret_value()
+        # Spec: getAllSubscriptionsForAWaba. Each entry's `override_callback_uri` and
+        # `whatsapp_business_api_data` are not in its SubscribedApp schema, only in the spec's examples and
+        # Meta's "Webhook overrides" page: an entry without an override reads as "no override" (an UPDATE).
         subs = self._get(http, f"{base}/{waba}/subscribed_apps", token)
         live = _subscriptions(tenant.slug, subs.get("data") or [], url)
         pid = wa.phone_number_id
@@ -145,15 +154,32 @@ class WhatsAppProvider:
         live.append(Resource(NAME, "phone_number", tenant.slug, pid, {
             "in_waba": True,
             "code_verification_status": phone.get("code_verification_status"),
-            "platform_type": phone.get("platform_type"),
+            "host_platform": phone.get("host_platform"),
         }, remote_id=pid))
-        conf = self._get(http, f"{base}/{pid}", token, params={"fields": "webhook_configuration"})
+        conf = self._webhook_configuration(http, base, pid, token)
+        if conf is None:
+            return live  # Graph would not say: the plan reports the override as not checked
         wc = conf.get("webhook_configuration") or {}
         live.append(Resource(NAME, "phone_webhook", tenant.slug, pid,
                              {"override_callback_uri": wc.get("phone_number") or None}, remote_id=pid))
         return live
 
+    def _webhook_configuration(self, http: Http, base: str, pid: str, token: str) -> dict[str, Any] | None:
+        """The phone's callback URLs by level. NOT IN THE SPEC: getPhoneNumberById's `fields` and its
+        PhoneNumberInfo answer do not name `webhook_configuration`; Meta's "Webhook overrides" page does
+        (https://developers.facebook.com/documentation/business-messaging/whatsapp/webhooks/override/):
+        `GET /<PHONE_NUMBER_ID>?fields=webhook_configuration` → {"webhook_configuration": {"phone_number",
+        "whatsapp_business_account", "application"}, "id"}. Absent in the answer: no phone-level override.
+        None when Graph refuses the field (code 100; the number itself was just listed): not knowable."""
+        try:
+            return self._get(http, f"{base}/{pid}", token, params={"fields": "webhook_configuration"})
+        except NotFound as err:
+            if str(err.code) == "100":
+                return None
+            raise
+
     def _find_phone(self, http: Http, base: str, waba: str, pid: str, token: str) -> dict[str, Any] | None:
+        # Spec: getWhatsAppBusinessAccountPhoneNumbers (fields, limit ≤ 100, cursor `after`).
         params: dict[str, Any] = {"fields": PHONE_LIST_FIELDS, "limit": PAGE_LIMIT}
         while True:
             page = self._get(http, f"{base}/{waba}/phone_numbers", token, params=params)
@@ -187,8 +213,13 @@ class WhatsAppProvider:
             elif d.kind == "phone_webhook":
                 phone_ok = (NAME + ".phone_number[" + f"{slug}/{d.name}]") in have
                 lv = have.get(d.address)
-                if not phone_ok or lv is None:
+                if not phone_ok:
                     continue  # no such number: the phone_number REPORT says so
+                if lv is None:
+                    changes.append(Change(Action.REPORT, NAME, d.kind, slug, d.address, desired=d, note=(
+                        "info: Meta would not show the number's webhook_configuration (not in the v23.0 spec): "
+                        "a phone-level override, which would beat the WABA's, is not checked")))
+                    continue
                 if lv.attrs.get("override_callback_uri") is None:
                     # No phone-level override: the WABA level (ours) governs. Nothing to do.
                     changes.append(Change(Action.NOOP, NAME, d.kind, slug, d.address, desired=d, live=lv,
@@ -213,6 +244,8 @@ class WhatsAppProvider:
         verify = wa.verify_token.get_secret_value()
         url = str(change.desired.attrs["override_callback_uri"])
         if change.kind == "waba_subscription" and change.action in (Action.CREATE, Action.UPDATE):
+            # Spec: subscribeToWabaWebhooks (SubscriptionRequest: override_callback_uri, verify_token), then
+            # getAllSubscriptionsForAWaba to read it back.
             edge = f"{base}/{wa.business_account_id}/subscribed_apps"
             self._post(http, edge, token, {"override_callback_uri": url, "verify_token": verify}, verify)
             seen = self._get(http, edge, token).get("data") or []
@@ -223,9 +256,13 @@ class WhatsAppProvider:
             return ApplyResult(change, detail=f"app subscribed to WABA {wa.business_account_id} → {url}")
         if change.kind == "phone_webhook" and change.action is Action.UPDATE:
             pid = change.desired.name
+            # Spec: updatePhoneNumberStatus (PhoneNumberStatusUpdateRequest.webhook_configuration).
             body = {"webhook_configuration": {"override_callback_uri": url, "verify_token": verify}}
             self._post(http, f"{base}/{pid}", token, body, verify)
-            conf = self._get(http, f"{base}/{pid}", token, params={"fields": "webhook_configuration"})
+            conf = self._webhook_configuration(http, base, pid, token)
+            if conf is None or "webhook_configuration" not in conf:  # not in the v23.0 spec: no read-back
+                return ApplyResult(change, detail=f"phone number {pid} → {url} (Meta accepted it; its answer "
+                                   "has no webhook_configuration to confirm it)")
             now = (conf.get("webhook_configuration") or {}).get("phone_number")
             if now != url:
                 raise PermanentError(NAME, f"the phone-number override did not stick: Meta shows {now!r} "
@@ -296,11 +333,18 @@ def _phone_check(d: Resource, lv: Resource | None) -> Change:
     if lv is None:
         problems.append(f"phone number {d.name} is not in the WABA (or the token cannot see it)")
     else:
-        if lv.attrs.get("platform_type") != "CLOUD_API":
-            problems.append(f"platform is {lv.attrs.get('platform_type')!r}, not the Cloud API")
-        if lv.attrs.get("code_verification_status") != "VERIFIED":
-            problems.append(f"the number is not verified ({lv.attrs.get('code_verification_status')!r})")
+        # Both are optional in the spec's WhatsAppBusinessAccountPhoneNumber: a value that is there and
+        # wrong is an error; one Meta leaves out is not checked, and the plan says so.
+        platform = lv.attrs.get("host_platform")
+        if platform is not None and platform != CLOUD_API:
+            problems.append(f"the number is hosted on {platform!r}, not the Cloud API")
+        verification = lv.attrs.get("code_verification_status")
+        if verification is not None and verification != "VERIFIED":
+            problems.append(f"the number is not verified ({verification!r})")
     if not problems:
-        return Change(Action.NOOP, NAME, d.kind, d.tenant, d.address, desired=d, live=lv)
+        unknown = [k for k in ("host_platform", "code_verification_status")
+                   if lv is not None and lv.attrs.get(k) is None]
+        note = f"info: Meta did not return {' or '.join(unknown)}; not checked" if unknown else ""
+        return Change(Action.NOOP, NAME, d.kind, d.tenant, d.address, desired=d, live=lv, note=note)
     note = _note_error("; ".join(problems) + ": fix it in WhatsApp Manager (tenantctl cannot)")
     return Change(Action.REPORT, NAME, d.kind, d.tenant, d.address, desired=d, live=lv, note=note)

@@ -23,6 +23,7 @@ from rich.table import Table
 from sqlalchemy import Engine
 
 from reconciler import engine as eng
+from reconciler import platform
 from reconciler.config import ReconcileConfig, limits_for, limits_from_env, make_config
 from reconciler.errors import ReconcileError, StalePlan
 from reconciler.health import all_ok, run_health
@@ -37,6 +38,7 @@ from reconciler.plan import (
     save_plan,
 )
 from reconciler.providers.base import Provider, ProviderContext
+from reconciler.providers.meta_app import PLATFORM, MetaAppSubscription
 from reconciler.providers.registry import get_providers
 from reconciler.render import plan_document, render_json, render_markdown, render_report, render_text
 from store import migrate
@@ -73,6 +75,8 @@ class Session:
     http: HttpClient
     ctx: ProviderContext
     db: Engine | None
+    app: MetaAppSubscription  # the platform-level resource (the Meta app's webhook subscription)
+    with_platform: bool  # whole-platform runs carry it; a run limited to some tenants does not
 
 
 def _fail(c: Context, message: str) -> typer.Exit:
@@ -92,7 +96,12 @@ def open_db(c: Context) -> Engine:
 
 @contextlib.contextmanager
 def session(c: Context, tenants: Sequence[str] | None, providers: Sequence[str] | None, sandbox: bool, *,
-            with_db: bool = True) -> Iterator[Session]:
+            with_db: bool = True, with_platform: bool | None = None) -> Iterator[Session]:
+    app = MetaAppSubscription(c.settings.meta_app_id, c.settings.meta_app_token, c.settings.meta_verify_token)
+    if with_platform is None:
+        with_platform = not tenants
+    with_platform = with_platform and app.enabled and (not providers or app.name in providers)
+    tenants = [t for t in tenants or () if t != PLATFORM] or None
     result = c.load()
     if not result.ok:
         for f in result.errors:
@@ -119,15 +128,17 @@ def session(c: Context, tenants: Sequence[str] | None, providers: Sequence[str] 
         raise _fail(c, str(e)) from None
     with inprocess_transport() as transport, HttpClient(config, transport=transport) as http:
         try:
-            yield Session(c, loaded, chosen, config, http, eng.make_context(config, evidence), db)
+            yield Session(c, loaded, chosen, config, http, eng.make_context(config, evidence), db, app,
+                          with_platform)
         finally:
             if db is not None:
                 db.dispose()
 
 
 def _plan(s: Session) -> Plan:
-    return eng.make_plan([lt.tenant for lt in s.loaded], s.providers, s.ctx, s.http,
-                         workers=s.config.limits.tenant_workers, sandbox=s.config.sandbox)
+    p = eng.make_plan([lt.tenant for lt in s.loaded], s.providers, s.ctx, s.http,
+                      workers=s.config.limits.tenant_workers, sandbox=s.config.sandbox)
+    return platform.with_platform(p, platform.plan_items(s.app, s.ctx, s.http)) if s.with_platform else p
 
 
 def _show(s: Session, text: str) -> None:
@@ -187,7 +198,8 @@ def apply(
         except PlanFileError as e:
             raise _fail(c, str(e)) from None
         tenant, provider, sandbox = saved.tenants, saved.providers, saved.sandbox
-    with session(c, tenant, provider, sandbox) as s:
+    with session(c, tenant, provider, sandbox,
+                 with_platform=PLATFORM in saved.tenants if saved is not None else None) as s:
         assert s.db is not None  # noqa: S101  (session opens it)
         code = _apply(s, s.db, saved, auto_approve=auto_approve, force=force)
     raise typer.Exit(code)
@@ -218,9 +230,11 @@ def _apply(s: Session, db: Engine, saved: SavedPlan | None, *, auto_approve: boo
                 raise _fail(c, "cancelled: nothing was applied")
             run_id = eng.start_apply(db, who, p.tenants, p.checksum)
             try:
-                report = eng.apply_plan(p, {lt.tenant.slug: lt.tenant for lt in s.loaded},
+                done = platform.apply_platform(p, s.app, s.ctx, s.http)
+                report = eng.apply_plan(platform.tenants_part(p), {lt.tenant.slug: lt.tenant for lt in s.loaded},
                                         {pr.name: pr for pr in s.providers}, s.ctx, s.http,
                                         workers=s.config.limits.tenant_workers, write_back=_writer(s.loaded))
+                report = platform.merge_report(report, done, p)
             except BaseException as e:
                 eng.finish_apply(db, run_id, None, error=eng.describe_error(e))
                 raise
@@ -261,6 +275,8 @@ def health(
     with session(c, tenant, provider, sandbox) as s:
         checks = run_health([lt.tenant for lt in s.loaded], s.providers, s.ctx, s.http,
                             workers=s.config.limits.tenant_workers)
+        if s.with_platform:
+            checks = [*s.app.health(s.ctx, s.http), *checks]
     table = Table(title="Health")
     for col in ("tenant", "provider", "check", "ok", "detail"):
         table.add_column(col)

@@ -74,8 +74,8 @@ def test_phone_numbers_page_with_cursors(meta: httpx.Client) -> None:
 
 def test_phone_number_fields_and_webhook_override_lifecycle(meta: httpx.Client) -> None:
     phone = PHONES[0]
-    body = meta.get(f"/{phone}", params={"fields": "display_phone_number,platform_type"}).json()
-    assert body == {"display_phone_number": "+49 30 12345670", "platform_type": "CLOUD_API", "id": phone}
+    body = meta.get(f"/{phone}", params={"fields": "display_phone_number,code_verification_status"}).json()
+    assert body == {"display_phone_number": "+49 30 12345670", "code_verification_status": "VERIFIED", "id": phone}
     resp = meta.post(
         f"/{phone}",
         json={
@@ -89,6 +89,17 @@ def test_phone_number_fields_and_webhook_override_lifecycle(meta: httpx.Client) 
     meta.post(f"/{phone}", json={"webhook_configuration": {"override_callback_uri": ""}})
     conf = meta.get(f"/{phone}", params={"fields": "webhook_configuration"}).json()["webhook_configuration"]
     assert "phone_number" not in conf
+
+
+def test_a_field_the_spec_does_not_document_is_refused_with_code_100(meta: httpx.Client) -> None:
+    listed = meta.get(f"/{WABA}/phone_numbers", params={"fields": "id,host_platform"}).json()["data"]
+    assert listed[0] == {"host_platform": "CLOUD_API", "id": PHONES[0]}
+    for path in (f"/{WABA}/phone_numbers", f"/{PHONES[0]}"):
+        resp = meta.get(path, params={"fields": "id,platform_type"})
+        assert resp.status_code == 400
+        err = resp.json()["error"]
+        assert err["code"] == 100
+        assert "nonexisting field (platform_type)" in err["message"]
 
 
 def test_unknown_object_is_code_100_with_trace_id(meta: httpx.Client) -> None:

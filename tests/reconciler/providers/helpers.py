@@ -7,8 +7,11 @@ from typing import Any
 
 from reconciler.model import Action, Change
 from reconciler.providers.base import ApplyResult, Http, Provider, ProviderContext
+from sandbox.spec_check import SpecCheckingTransport, SpecRegistry
+from sandbox.transport import sandbox_transport
 from sandbox.world import World
 from tenancy.model import Tenant
+from tests.reconciler.conftest import SimpleHttp
 
 SLUG = "acme"
 DOMAIN = "ops.example.com"
@@ -77,6 +80,15 @@ def make_ctx(**kwargs: Any) -> ProviderContext:
     return ProviderContext(domain=DOMAIN, base_urls={
         "whatsapp": f"{SANDBOX}/meta/v23.0", "nuki": f"{SANDBOX}/nuki",
         "hospitable": f"{SANDBOX}/hospitable/v2", "beds24": f"{SANDBOX}/beds24/v2"}, **kwargs)
+
+
+SPECS = SpecRegistry()  # the vendored specs, loaded once per test process
+
+
+def spec_checked_http(world: World) -> SimpleHttp:
+    """HTTP to the sandbox where every exchange must conform to the provider's spec (else it raises)."""
+    return SimpleHttp(SpecCheckingTransport(sandbox_transport(world), SPECS, strict=True,
+                                            node_kind=world.meta.node_kind))
 
 
 def plan_live(provider: Provider, tenant: Tenant, ctx: ProviderContext, http: Http) -> list[Change]:

@@ -23,6 +23,7 @@ from tests.reconciler.providers.helpers import (
     make_tenant,
     make_world,
     plan_live,
+    spec_checked_http,
     writes,
 )
 
@@ -32,7 +33,7 @@ provider = HospitableProvider()
 
 
 def http_for(world: World) -> SimpleHttp:
-    return SimpleHttp(sandbox_transport(world))
+    return spec_checked_http(world)  # every call of every test conforms to the vendored spec
 
 
 def test_a_mapped_account_plans_only_the_manual_webhook_step_and_speaks_the_spec() -> None:

@@ -33,6 +33,7 @@ from tests.reconciler.providers.helpers import (
     make_tenant,
     make_world,
     plan_live,
+    spec_checked_http,
     tenant_data,
     with_nuki_secret,
     writes,
@@ -45,7 +46,7 @@ provider = NukiProvider(readback_delays=(0.0, 0.0, 0.0, 0.0))  # the sandbox set
 
 
 def http_for(world: World) -> SimpleHttp:
-    return SimpleHttp(sandbox_transport(world))
+    return spec_checked_http(world)  # every call of every test conforms to the vendored spec
 
 
 def code_addr(lock: int, who: str) -> str:

@@ -31,6 +31,7 @@ from tests.reconciler.providers.helpers import (
     make_tenant,
     make_world,
     plan_live,
+    spec_checked_http,
     writes,
 )
 
@@ -43,7 +44,7 @@ provider = WhatsAppProvider()
 
 
 def http_for(world: World) -> SimpleHttp:
-    return SimpleHttp(sandbox_transport(world))
+    return spec_checked_http(world)  # every call of every test conforms to the vendored spec
 
 
 def test_converges_and_speaks_the_meta_spec() -> None:
@@ -126,7 +127,7 @@ def test_a_phone_number_problem_is_an_error_report(seed: str, problem: str) -> N
     elif seed == "unverified":
         world.meta.phones[PHONE].code_verification_status = "UNVERIFIED"
     else:
-        world.meta.phones[PHONE].platform_type = "ON_PREMISE"
+        world.meta.phones[PHONE].host_platform = "ON_PREMISE"
     plan = plan_live(provider, tenant, ctx, http_for(world))
     [report] = [c for c in plan if c.action is Action.REPORT]
     assert report.address == NUMBER
@@ -160,7 +161,7 @@ def test_plan_is_pure_and_works_from_live_resources_alone() -> None:
     live = [
         Resource("whatsapp", "waba_subscription", SLUG, "", {"override_callback_uri": URL}),
         Resource("whatsapp", "phone_number", SLUG, PHONE, {
-            "in_waba": True, "code_verification_status": "VERIFIED", "platform_type": "CLOUD_API"}),
+            "in_waba": True, "code_verification_status": "VERIFIED", "host_platform": "CLOUD_API"}),
         Resource("whatsapp", "phone_webhook", SLUG, PHONE, {"override_callback_uri": ELSEWHERE}),
     ]
     plan = provider.plan(tenant, ctx, live)
@@ -233,3 +234,79 @@ def test_health_is_green_once_applied() -> None:
     checks = provider.health(tenant, ctx, http)
     assert all(c.ok for c in checks), checks
     assert {c.name for c in checks} >= {"token", SUB, NUMBER}
+
+
+class _Without(httpx.BaseTransport):
+    """Meta answering without some optional or undocumented fields (the spec does not promise them)."""
+
+    def __init__(self, inner: httpx.BaseTransport, *names: str) -> None:
+        self.inner, self.names = inner, names
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        resp = self.inner.handle_request(request)
+        resp.read()
+        if request.method != "GET" or resp.status_code != 200:
+            return resp
+        body = resp.json()
+        for item in [body, *body.get("data", [])]:
+            for name in self.names:
+                item.pop(name, None)
+        return httpx.Response(200, json=body, request=request)
+
+
+def test_the_phone_check_asks_meta_only_for_documented_fields() -> None:
+    world, tenant, ctx = make_world(), make_tenant(), make_ctx()
+    checking = SpecCheckingTransport(sandbox_transport(world), strict=True)
+    provider.observe(tenant, ctx, SimpleHttp(checking))
+    [listing] = [c for c in world.calls.calls("meta") if c.path.endswith("/phone_numbers")]
+    assert checking.violations == []
+    assert listing.status == 200
+
+
+def test_fields_meta_leaves_out_are_not_turned_into_errors() -> None:
+    world, tenant, ctx = make_world(), make_tenant(), make_ctx()
+    world.meta.subscribe(WABA, override_callback_uri=URL, verify_token=VERIFY)
+    http = SimpleHttp(_Without(sandbox_transport(world), "host_platform", "code_verification_status",
+                               "webhook_configuration"))
+    plan = plan_live(provider, tenant, ctx, http)
+    assert actions(plan) == {SUB: Action.NOOP, NUMBER: Action.NOOP, PHONE_HOOK: Action.NOOP}
+    [number] = [c for c in plan if c.address == NUMBER]
+    assert number.note == "info: Meta did not return host_platform or code_verification_status; not checked"
+    assert all(c.ok for c in provider.health(tenant, ctx, http))
+
+
+def test_a_phone_override_write_that_cannot_be_read_back_is_applied_and_says_so() -> None:
+    world, tenant, ctx = make_world(), make_tenant(), make_ctx()
+    world.meta.subscribe(WABA, override_callback_uri=URL, verify_token=VERIFY)
+    world.meta.phones[PHONE].override_callback_uri = ELSEWHERE
+    plan = plan_live(provider, tenant, ctx, http_for(world))
+    [change] = writes(plan)
+    [result] = apply_all(provider, tenant, ctx, [change], SimpleHttp(_Without(sandbox_transport(world),
+                                                                             "webhook_configuration")))
+    assert world.meta.phones[PHONE].override_callback_uri == URL
+    assert "no webhook_configuration to confirm it" in result.detail
+
+
+class _RefuseWebhookConfiguration(httpx.BaseTransport):
+    """Graph refusing the undocumented field as it refuses any unknown one (code 100)."""
+
+    def __init__(self, inner: httpx.BaseTransport) -> None:
+        self.inner = inner
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if "webhook_configuration" in request.url.params.get("fields", ""):
+            return httpx.Response(400, json={"error": {
+                "message": "(#100) Tried accessing nonexisting field (webhook_configuration)",
+                "type": "OAuthException", "code": 100, "fbtrace_id": "T"}}, request=request)
+        return self.inner.handle_request(request)
+
+
+def test_a_refused_webhook_configuration_is_reported_as_not_checked_not_as_an_error() -> None:
+    world, tenant, ctx = make_world(), make_tenant(), make_ctx()
+    world.meta.subscribe(WABA, override_callback_uri=URL, verify_token=VERIFY)
+    http = SimpleHttp(_RefuseWebhookConfiguration(sandbox_transport(world)))
+    plan = plan_live(provider, tenant, ctx, http)
+    assert actions(plan) == {SUB: Action.NOOP, NUMBER: Action.NOOP, PHONE_HOOK: Action.REPORT}
+    [hook] = [c for c in plan if c.address == PHONE_HOOK]
+    assert hook.note.startswith("info:") and not hook.is_error
+    assert all(c.ok for c in provider.health(tenant, ctx, http))
