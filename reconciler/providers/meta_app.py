@@ -32,18 +32,13 @@ from reconciler.errors import InvalidRequest, PermanentError, ProviderError
 from reconciler.model import Action, Change, Resource
 from reconciler.providers.base import ApplyResult, HealthCheck, Http, ProviderContext
 from reconciler.providers.whatsapp import NAME, classify_graph_error, graph_error_class
+from tenancy.urls import whatsapp_app_callback_url
 
 PLATFORM = "(platform)"  # the tenant column of platform-level resources
 KIND = "app_subscription"
 OBJECT = "whatsapp_business_account"
 APP_FIELDS = ("messages", "message_template_status_update", "account_update", "phone_number_quality_update",
               "template_category_update")
-APP_WEBHOOK_PATH = "/api/webhooks/wa"
-
-
-def app_callback_url(domain: str) -> str:
-    """The app's default callback URL: the webhook server's app-level WhatsApp route."""
-    return f"https://{domain}{APP_WEBHOOK_PATH}"
 
 
 class MetaAppSubscription:
@@ -68,7 +63,7 @@ class MetaAppSubscription:
 
     def desired(self, ctx: ProviderContext) -> Resource:
         return Resource(NAME, KIND, PLATFORM, "", {
-            "callback_url": app_callback_url(ctx.domain), "fields": list(APP_FIELDS), "active": True})
+            "callback_url": whatsapp_app_callback_url(ctx.domain), "fields": list(APP_FIELDS), "active": True})
 
     def observe(self, ctx: ProviderContext, http: Http) -> list[Resource]:
         if not self.managed:
