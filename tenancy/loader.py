@@ -27,8 +27,8 @@ from tenancy.yaml_source import Path as YPath
 
 SECRET_FIELDS = secret_field_names()
 ENC_PREFIX = "ENC[AES256_GCM,"
-# The largest tenant file read. A real one is ~3 KB per 10 properties once encrypted (the examples:
-# 2-3 KB), so 256 KiB holds several hundred properties; past it a file is a mistake or an attack, and
+# The largest tenant file read. The encrypted examples are 2-4 KB for 2-6 properties and teammates
+# (~0.5 KB each), so 256 KiB holds several hundred; past it a file is a mistake or an attack, and
 # reading, parsing and decrypting it would cost seconds and hundreds of MB (a 5.9 MB file: 20 s, 718 MB).
 MAX_TENANT_FILE_BYTES = 256 * 1024
 
@@ -122,7 +122,8 @@ def read_tenant_text(path: Path) -> str:
         raise TenantFileRefused(outside)
     name = str(path)
     try:
-        with path.open("rb") as fh:
+        # O_NONBLOCK: opening a FIFO swapped in after the listing must not wait for a writer.
+        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as fh:
             st = os.fstat(fh.fileno())
             if not stat.S_ISREG(st.st_mode):
                 raise TenantFileRefused(Finding(name, 1, 1, "", "not a regular file", rule="unreadable"))

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import RunCli, WriteTenant, write_sops_config
+from tests.conftest import CliResult, RunCli, ThrowawayKey, WriteTenant, write_sops_config
 
 BASE = """\
 slug: acme
@@ -317,3 +318,81 @@ def test_a_slug_used_in_two_directories_is_refused(cli: RunCli, write_tenant: Wr
     r = cli("validate", str(tenant_dir), str(other))
     assert r.code == 1
     assert f"{other / 'acme.yaml'}:1:1: slug: slug acme is already used by tenant 'acme'" in r.out
+
+
+# Nine levels of nine aliases: ~387 million nodes once expanded (a 337-byte file once took 21 s and 578 MB).
+ALIAS_BOMB = BASE + "x0: &x0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
+    f"x{i}: &x{i} [{', '.join([f'*x{i - 1}'] * 9)}]\n" for i in range(1, 10))
+
+
+def _timed(cli: RunCli, *args: str) -> tuple[CliResult, float]:
+    start = time.perf_counter()
+    r = cli(*args)
+    return r, time.perf_counter() - start
+
+
+def test_an_alias_bomb_is_refused_at_its_first_anchor_without_expanding(cli: RunCli, tenant_dir: Path) -> None:
+    path = _raw(tenant_dir, ALIAS_BOMB)
+    anchor_line = BASE.count("\n") + 1
+    r, elapsed = _timed(cli, "--tenants", str(tenant_dir), "validate")
+    assert r.code == 1
+    assert f"{path}:{anchor_line}:5: anchors and aliases are not allowed in tenant files" in r.out
+    # The process's start dominates (~1 s on a busy machine); expanding would take minutes and gigabytes.
+    assert elapsed < 15, elapsed
+
+
+def test_a_40_mb_display_name_is_refused_by_the_file_size_limit(cli: RunCli, tenant_dir: Path) -> None:
+    path = _raw(tenant_dir, BASE.replace("Acme Stays", "A" * 40_000_000))
+    r, elapsed = _timed(cli, "--tenants", str(tenant_dir), "validate")
+    assert r.code == 1
+    assert f"{path}:1:1: the file is too large (40,00" in r.out and "at most 262,144 bytes (256 KiB)" in r.out
+    assert elapsed < 15, elapsed
+
+
+def _outside_tenant(tmp_path: Path, throwaway_key: ThrowawayKey) -> Path:
+    """A valid tenant file `bravo.yaml` in a directory beside the tenants directory."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    write_sops_config(outside, throwaway_key.recipient)
+    from tenancy.sops import encrypt_text
+
+    text = BASE.replace("slug: acme", "slug: bravo").replace("106540352242922", "106540352249999").replace(
+        "6a1c3f0e-8d2b-4c7a-9e1f-2b3c4d5e6f70", "7b2d4e1f-9e3c-4d8b-8f2a-3c4d5e6f7a81").replace("17010001", "17019999")
+    target = outside / "bravo.yaml"
+    target.write_text(encrypt_text(text, "bravo.yaml", outside / ".sops.yaml"))
+    return target
+
+
+def test_a_link_that_leaves_the_tenants_directory_is_refused(cli: RunCli, write_tenant: WriteTenant,
+                                                               tenant_dir: Path, tmp_path: Path,
+                                                               throwaway_key: ThrowawayKey) -> None:
+    write_tenant(BASE)
+    link = tenant_dir / "bravo.yaml"
+    link.symlink_to(_outside_tenant(tmp_path, throwaway_key))
+    for args in (("--tenants", str(tenant_dir), "validate"), ("validate", str(link))):
+        r = cli(*args)
+        assert r.code == 1, r.all
+        assert f"{link}:1:1: a symbolic link that leads outside the tenants directory" in r.out
+        assert "→ copy the file into the tenants directory" in r.out
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs Linux /proc")
+def test_a_link_to_the_process_environment_is_never_read(cli: RunCli, write_tenant: WriteTenant,
+                                                         tenant_dir: Path) -> None:
+    write_tenant(BASE)
+    (tenant_dir / "env.yaml").symlink_to("/proc/self/environ")
+    r = cli("--tenants", str(tenant_dir), "validate", env={"TENANTCTL_PROBE": "env-secret-value-1"})
+    assert r.code == 1
+    assert f"{tenant_dir / 'env.yaml'}:1:1: a symbolic link that leads outside the tenants directory" in r.out
+    assert "env-secret-value-1" not in r.all and "TENANTCTL_PROBE" not in r.all
+
+
+def test_a_link_that_stays_inside_the_tenants_directory_is_read(cli: RunCli, write_tenant: WriteTenant,
+                                                                tenant_dir: Path) -> None:
+    real = write_tenant(BASE)
+    (tenant_dir / "archive").mkdir()
+    moved = real.rename(tenant_dir / "archive" / "acme.yaml")
+    (tenant_dir / "acme.yaml").symlink_to(Path("archive") / "acme.yaml")
+    r = cli("--tenants", str(tenant_dir), "validate")
+    assert r.code == 0, r.all
+    assert moved.is_file()
