@@ -421,20 +421,21 @@ def _keys_fingerprint() -> bytes:
 
 
 def _load_cached(path: Path, dec: Decryptor, cache: TenantCache | None,
-                 keys: bytes) -> tuple[LoadedTenant | None, list[Finding]]:
+                 keys: bytes) -> tuple[LoadedTenant | None, list[Finding], bool]:
+    """(tenant, findings, fresh): fresh is False when the outcome came from CACHE."""
     if cache is None:
-        return load_file(path, dec)
+        return (*load_file(path, dec), True)
     try:
         text = read_tenant_text(path)
     except TenantFileRefused as e:
-        return None, [e.finding]
+        return None, [e.finding], True
     digest = hashlib.sha256(keys + text.encode("utf-8")).digest()
     entry = cache.get(path, digest)
-    if entry is None:
-        loaded, found = _load_text(path, text, dec)
-        entry = _Entry(digest, loaded, tuple(found))
-        cache.put(path, entry)
-    return entry.loaded, list(entry.findings)
+    if entry is not None:
+        return entry.loaded, list(entry.findings), False
+    loaded, found = _load_text(path, text, dec)
+    cache.put(path, _Entry(digest, loaded, tuple(found)))
+    return loaded, found, True
 
 
 def load_tenants(
@@ -462,11 +463,12 @@ def load_tenants(
     if cache is not None:
         cache.forget_except([p for p in paths if p.is_dir()], set(files))
     validated: list[LoadedTenant] = []  # every tenant the model accepted, errors or not
-    for loaded, found in outcomes:
+    for loaded, found, fresh in outcomes:
         result.findings.extend(found)
         if loaded is not None:
             validated.append(loaded)
-            REDACTOR.add_model(loaded.tenant)
+            if fresh:  # a cached tenant's secrets were registered when it was loaded (REDACTOR never forgets)
+                REDACTOR.add_model(loaded.tenant)
             if not any(f.severity is Severity.ERROR for f in found):
                 result.tenants.append(loaded)
     result.tenants.sort(key=lambda t: t.tenant.slug)
