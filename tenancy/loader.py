@@ -121,12 +121,17 @@ def read_tenant_text(path: Path) -> str:
     Raises TenantFileRefused (a located Finding inside). The size is checked on the open file, and at
     most MAX_TENANT_FILE_BYTES + 1 bytes are read, so a file that grows or lies about its size is bounded.
     """
-    if path.is_symlink() and (outside := _escapes(path, path.parent)):
-        raise TenantFileRefused(outside)
     name = str(path)
+    opened = path
     try:
-        # O_NONBLOCK: opening a FIFO swapped in after the listing must not wait for a writer.
-        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as fh:
+        if path.is_symlink():
+            if outside := _escapes(path, path.parent):
+                raise TenantFileRefused(outside)
+            opened = path.resolve(strict=True)
+        # O_NOFOLLOW: a link swapped in after the check above is not followed (the open fails);
+        # O_NONBLOCK: nor does a FIFO swapped in wait for a writer.
+        flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0)
+        with os.fdopen(os.open(opened, flags), "rb") as fh:
             st = os.fstat(fh.fileno())
             if not stat.S_ISREG(st.st_mode):
                 raise TenantFileRefused(Finding(name, 1, 1, "", "not a regular file", rule="unreadable"))
