@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -22,6 +23,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from tenancy.hosts import check_device_host
 
 # The value `tenantctl new` leaves where an admin must supply one; `validate` reports it.
 PLACEHOLDER = "CHANGE-ME"
@@ -35,6 +38,31 @@ Digits = Annotated[str, StringConstraints(pattern=r"^[0-9]{5,20}$")]
 Hostname = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?$")]
 Email = Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
 Uuid = Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F-]{32,36}$")]
+
+# Bounds on free text: every value is shown in tables, plans and provider calls, and a field without a
+# bound let a 40 MB display_name through. Secrets: the longest real ones (JWT access tokens) are ~1-2 KB.
+MAX_NAME_CHARS = 200
+MAX_USERNAME_CHARS = 128
+MAX_SECRET_CHARS = 8192
+# A secret that is empty (or only spaces, stripped) would make the server refuse every event of the tenant.
+Secret = Annotated[SecretStr, Field(min_length=1, max_length=MAX_SECRET_CHARS)]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME_CHARS)]
+Username = Annotated[str, StringConstraints(min_length=1, max_length=MAX_USERNAME_CHARS)]
+
+
+def _device_host(v: str) -> str:
+    why = check_device_host(v)
+    if why is not None:
+        raise ValueError(f"not a device host: {why} (see tenancy/hosts.py for the rule)")
+    return v
+
+
+# The text pattern is for editors; the rule is tenancy.hosts (no loopback, metadata, provider hosts...).
+DeviceHost = Annotated[
+    str,
+    StringConstraints(pattern=r"^(?:\[[0-9A-Fa-f:.]{2,45}\]|[A-Za-z0-9.-]{1,253})(?::[0-9]{1,5})?$"),
+    AfterValidator(_device_host),
+]
 
 
 class _Strict(BaseModel):
@@ -50,9 +78,9 @@ class Status(StrEnum):
 class Hospitable(_Strict):
     """Booking-channel aggregator. Webhooks are signed with `webhook_secret` (HMAC-SHA256)."""
 
-    api_key: SecretStr = Field(description="Personal access token for the Hospitable v2 API.")
-    webhook_secret: SecretStr = Field(description="HMAC secret Hospitable signs webhooks with.")
-    previous_webhook_secret: SecretStr | None = Field(
+    api_key: Secret = Field(description="Personal access token for the Hospitable v2 API.")
+    webhook_secret: Secret = Field(description="HMAC secret Hospitable signs webhooks with.")
+    previous_webhook_secret: Secret | None = Field(
         default=None,
         description="The secret being rotated out: still accepted until removed.",
     )
@@ -65,15 +93,15 @@ class WhatsApp(_Strict):
         default=None, description="Meta phone-number ID; inbound messages are routed by it."
     )
     business_account_id: Digits | None = Field(default=None, description="WhatsApp Business Account (WABA) ID.")
-    verify_token: SecretStr = Field(description="Token Meta echoes in the webhook handshake.")
-    access_token: SecretStr = Field(description="System-user access token for the Graph API.")
+    verify_token: Secret = Field(description="Token Meta echoes in the webhook handshake.")
+    access_token: Secret = Field(description="System-user access token for the Graph API.")
 
 
 class Nuki(_Strict):
     """Nuki Web API account holding the tenant's smart locks."""
 
-    api_token: SecretStr = Field(description="Nuki Web API token.")
-    webhook_secret: SecretStr | None = Field(
+    api_token: Secret = Field(description="Nuki Web API token.")
+    webhook_secret: Secret | None = Field(
         default=None,
         description="Secret of the decentral webhook; written back by `tenantctl apply` when created.",
     )
@@ -82,8 +110,8 @@ class Nuki(_Strict):
 class Smtp(_Strict):
     host: Hostname
     port: int = Field(default=587, ge=1, le=65535)
-    username: str
-    password: SecretStr
+    username: Username
+    password: Secret
     from_address: Email
     starttls: bool = True
 
@@ -91,23 +119,24 @@ class Smtp(_Strict):
 class Beds24(_Strict):
     """Legacy, read-only. Its webhooks carry no signature: `webhook_secret` travels in a custom header."""
 
-    token: SecretStr = Field(description="Beds24 v2 API token.")
+    token: Secret = Field(description="Beds24 v2 API token.")
     property_ids: list[int] = Field(default_factory=list)
-    webhook_secret: SecretStr = Field(description="Shared secret Beds24 sends in the custom header.")
+    webhook_secret: Secret = Field(description="Shared secret Beds24 sends in the custom header.")
 
 
 class Intercom(_Strict):
     """A 2N IP intercom on site (HTTP API with Digest auth)."""
 
-    host: Hostname
+    host: DeviceHost = Field(description="DNS name or site IP of the device, optionally :port (a router's port "
+                             "forward); never loopback, link-local, metadata or a provider's host.")
     device_id: str = Field(min_length=1, max_length=64, description="Serial number of the device.")
-    username: str
-    password: SecretStr
+    username: Username
+    password: Secret
 
 
 class Property(_Strict):
     key: Key
-    name: str = Field(min_length=1)
+    name: Name
     hospitable_property_id: Uuid | None = None
     beds24_property_id: int | None = None
     nuki_lock_ids: list[int] = Field(default_factory=list)
@@ -145,10 +174,10 @@ _PIN = re.compile(r"^[0-9]{4,16}$")
 class Access(_Strict):
     """What a teammate may open: a Nuki keypad code and/or a 2N PIN (QR access needs ≥ 10 digits)."""
 
-    keypad_code: SecretStr | None = Field(
+    keypad_code: Secret | None = Field(
         default=None, description="Nuki keypad code: 6 digits 1-9, not starting with 12."
     )
-    intercom_pin: SecretStr | None = Field(default=None, description="2N PIN / QR code digits.")
+    intercom_pin: Secret | None = Field(default=None, description="2N PIN / QR code digits.")
     weekdays: list[Weekday] = Field(default_factory=lambda: list(Weekday))
     from_time: time | None = None
     until_time: time | None = None
@@ -195,7 +224,7 @@ class Tenant(_Strict):
     """One property-management company and every integration it connects."""
 
     slug: Slug = Field(description="Lower-case letters, digits and hyphens; equal to the file name.")
-    display_name: str = Field(min_length=1)
+    display_name: Name
     status: Status = Status.ONBOARDING
     domain: Hostname | None = Field(default=None, description="Overrides the platform domain for webhook URLs.")
     hospitable: Hospitable | None = None

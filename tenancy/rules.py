@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, SecretStr
 
 from tenancy.findings import Finding, Severity, field_path
-from tenancy.model import PLACEHOLDER, Status, Tenant
+from tenancy.model import PLACEHOLDER, Property, Status, Tenant
 from tenancy.yaml_source import Path as YPath
 
 if TYPE_CHECKING:
@@ -50,7 +50,48 @@ def tenant_findings(lt: LoadedTenant) -> Iterator[Finding]:
             yield _at(lt, ("teammates", i, "access", "intercom_pin"),
                       "none of this teammate's properties has a 2N intercom",
                       "add an intercom to a property or remove the PIN", "pin-without-intercom")
+    yield from _shared_codes(lt)
     yield from _routing_keys(lt)
+
+
+def _locks(p: Property) -> list[str]:
+    return [f"Nuki lock {lock}" for lock in p.nuki_lock_ids]
+
+
+def _intercoms(p: Property) -> list[str]:
+    return [f"2N device {p.intercom.device_id}"] if p.intercom else []
+
+
+def _shared_codes(lt: LoadedTenant) -> Iterator[Finding]:
+    """One keypad code per Nuki lock, one PIN per 2N device: the providers refuse a second (Nuki: 409),
+    and a refused create stops that tenant's later changes, revocations of former teammates included.
+
+    A teammate's code goes to every lock and device of every property they may enter, so two teammates
+    collide when they share a code and a lock (or device). Values are compared, never printed.
+    """
+    t = lt.tenant
+    for field, label, devices in (("keypad_code", "keypad code", _locks), ("intercom_pin", "2N PIN", _intercoms)):
+        first: dict[tuple[str, str], int] = {}  # (device, code) → index of the first teammate using it
+        for i, m in enumerate(t.teammates):
+            code = getattr(m.access, field, None) if m.access else None
+            if code is None:
+                continue
+            clashes: list[tuple[str, int]] = []
+            for key in dict.fromkeys(m.properties):  # a property listed twice is one set of devices
+                prop = t.property(key)
+                for device in devices(prop) if prop else []:
+                    other = first.setdefault((device, code.get_secret_value()), i)
+                    if other != i:
+                        clashes.append((device, other))
+            if clashes:
+                device, other = clashes[0]
+                mate = t.teammates[other]
+                pos = lt.where(("teammates", other, "access", field))
+                more = f" and {len(clashes) - 1} more" if len(clashes) > 1 else ""
+                yield _at(lt, ("teammates", i, "access", field),
+                          f"same {label} as teammate {mate.key!r} (line {pos.line}) on {device}{more}: "
+                          "the provider refuses a second one", f"give teammate {m.key!r} a {label} of their own",
+                          f"shared-{field.replace('_', '-')}")
 
 
 def _unique_keys(lt: LoadedTenant, section: str, keys: list[str]) -> Iterator[Finding]:

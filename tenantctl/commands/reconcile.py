@@ -255,8 +255,8 @@ def _writer(loaded: Sequence[LoadedTenant]) -> eng.WriteBack:
 
     def write(slug: str, path: tuple[str | int, ...], value: str) -> str:
         lt = by_slug[slug]
-        target = lt.path.resolve()  # sops runs in the config's directory: relative paths would break
-        set_value(target, target.parent / SOPS_CONFIG_NAME, list(path), value)
+        # The path as listed, not resolved: set_value refuses a symbolic link (it resolves the rest).
+        set_value(lt.path, lt.path.parent / SOPS_CONFIG_NAME, list(path), value)
         return f"{'.'.join(str(p) for p in path)} in {lt.path}"
 
     return write

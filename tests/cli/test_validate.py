@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import RunCli, WriteTenant, write_sops_config
+from tests.conftest import CliResult, RunCli, ThrowawayKey, WriteTenant, write_sops_config
 
 BASE = """\
 slug: acme
@@ -37,7 +38,46 @@ teammates:
       keypad_code: "583947"
 """
 SECRETS = ["hk-secret-value-1", "hmac-secret-value-1", "verify-secret-value-1", "meta-secret-value-1",
-           "nuki-secret-value-1", "583947"]
+           "nuki-secret-value-1", "583947", "482913", "0123456", "42798"]  # 42798: 0123456 read as octal
+
+# A second teammate, appended to BASE's teammates.
+JONAS = """\
+  - key: jonas
+    name: Jonas
+    role: host
+    properties: [{props}]
+    access:
+      {field}: "{value}"
+"""
+INTERCOM = """\
+    intercom:
+      host: {host}
+      device_id: 54-0001
+      username: admin
+      password: pw-secret-value-1
+"""
+
+
+def _with_intercom(text: str, host: str = "door.example") -> str:
+    return text.replace("    nuki_lock_ids: [17010001]\n",
+                        "    nuki_lock_ids: [17010001]\n" + INTERCOM.format(host=host))
+
+
+def _two_properties(text: str) -> str:
+    """loft has lock 17010001; attic has locks 17010002 and 17010003; maria opens both."""
+    return text.replace("    nuki_lock_ids: [17010001]\n", "    nuki_lock_ids: [17010001]\n"
+                        "  - key: attic\n    name: Attic\n    nuki_lock_ids: [17010002, 17010003]\n").replace(
+        "properties: [loft]", "properties: [loft, attic]")
+
+
+SHARED_KEYPAD = BASE + JONAS.format(props="loft", field="keypad_code", value="583947")
+SHARED_KEYPAD_ON_A_PROPERTY = _two_properties(BASE) + JONAS.format(props="attic", field="keypad_code",
+                                                                    value="583947")
+SHARED_PIN = _with_intercom(BASE).replace('      keypad_code: "583947"\n',
+                                          '      keypad_code: "583947"\n      intercom_pin: "482913"\n') + \
+    JONAS.format(props="loft", field="intercom_pin", value="482913")
+ALIASES = BASE.replace("display_name: Acme Stays", "display_name: &name Acme Stays").replace(
+    "    name: Loft", "    name: *name")
 
 
 def test_a_valid_tenant_passes(cli: RunCli, write_tenant: WriteTenant, tenant_dir: Path) -> None:
@@ -69,26 +109,73 @@ BROKEN = [
      "teammates[0].properties[0]", "unknown property 'attic'"),
     ("missing required field", BASE.replace("  api_token: nuki-secret-value-1\n", "  {}\n").replace(
         "nuki:\n  {}", "nuki: {}"), True, 12, "nuki.api_token", "required field is missing"),
+    # The providers refuse a second identical code on one lock (Nuki: 409) or device (2N).
+    ("keypad code twice on one lock", SHARED_KEYPAD, True, ("keypad_code", 2), "teammates[1].access.keypad_code",
+     "same keypad code as teammate 'maria'"),
+    ("keypad code twice on the locks of one property", SHARED_KEYPAD_ON_A_PROPERTY, True, ("keypad_code", 2),
+     "teammates[1].access.keypad_code", "on Nuki lock 17010002 and 1 more"),
+    ("2N PIN twice on one device", SHARED_PIN, True, ("intercom_pin", 2), "teammates[1].access.intercom_pin",
+     "same 2N PIN as teammate 'maria' (line"),
+    # Secrets the server could never verify with, and secrets YAML turned into something else.
+    ("whitespace-only secret", BASE.replace("webhook_secret: hmac-secret-value-1", 'webhook_secret: "   "'), True,
+     "webhook_secret", "hospitable.webhook_secret", "a secret is empty or only whitespace"),
+    ("empty secret", BASE.replace("webhook_secret: hmac-secret-value-1", 'webhook_secret: ""'), True,
+     "webhook_secret", "hospitable.webhook_secret", "a secret is empty or only whitespace"),
+    ("secret written as a YAML integer", BASE.replace("verify_token: verify-secret-value-1", "verify_token: 0123456"),
+     True, "verify_token", "whatsapp.verify_token", "a secret written as a YAML integer"),
+    ("secret written as a YAML boolean", BASE.replace("access_token: meta-secret-value-1", "access_token: true"),
+     True, "access_token", "whatsapp.access_token", "a secret written as a YAML boolean"),
+    # Input that would cost seconds and hundreds of MB is refused before it is expanded or read.
+    ("anchors and aliases", ALIASES, False, 2, None, "anchors and aliases are not allowed in tenant files"),
+    ("file larger than the limit", BASE.replace("Acme Stays", "A" * 300_000), False, 1, None,
+     "the file is too large (300,"),
+    ("display_name too long", BASE.replace("Acme Stays", "A" * 201), True, 2, "display_name",
+     "at most 200 characters"),
+    # An intercom host that is this machine, a metadata service, another provider or an odd IPv4 form.
+    ("intercom host on loopback", _with_intercom(BASE, "127.0.0.1:8080"), True, "host:",
+     "properties[0].intercom.host", "a loopback address"),
+    ("intercom host is a metadata service", _with_intercom(BASE, "metadata.google.internal"), True, "host:",
+     "properties[0].intercom.host", "a cloud metadata service"),
+    ("intercom host is a provider", _with_intercom(BASE, "api.nuki.io"), True, "host:",
+     "properties[0].intercom.host", "a provider's API domain"),
+    ("intercom host in hex", _with_intercom(BASE, "0x7f000001"), True, "host:",
+     "properties[0].intercom.host", "four decimal numbers"),
 ]
+RAW = {"yaml syntax", "duplicate key", "anchors and aliases", "file larger than the limit"}
+# The fix printed under each new rule's finding (the `→` line).
+HINTS = {
+    "keypad code twice on one lock": "give teammate 'jonas' a keypad code of their own",
+    "2N PIN twice on one device": "give teammate 'jonas' a 2N PIN of their own",
+    "whitespace-only secret": "set the real value with sops",
+    "secret written as a YAML integer": "quote it: YAML reads 034567 as an octal number",
+    "secret written as a YAML boolean": "quote it",
+    "anchors and aliases": "write each value out in full",
+    "file larger than the limit": "remove what does not belong there",
+    "intercom host on loopback": "use the device's DNS name or its address on the site's network",
+}
 
 
 @pytest.mark.parametrize(("case", "text", "encrypt", "line", "field", "fragment"), BROKEN,
                          ids=[b[0] for b in BROKEN])
 def test_each_broken_file_is_reported_with_file_line_and_field(
     cli: RunCli, write_tenant: WriteTenant, tenant_dir: Path,
-    case: str, text: str, encrypt: bool, line: int | str, field: str | None, fragment: str,
+    case: str, text: str, encrypt: bool, line: int | str | tuple[str, int], field: str | None, fragment: str,
 ) -> None:
-    path = _raw(tenant_dir, text) if case in ("yaml syntax", "duplicate key") else write_tenant(text, encrypt=encrypt)
+    path = _raw(tenant_dir, text) if case in RAW else write_tenant(text, encrypt=encrypt)
     before = path.read_bytes()
-    if isinstance(line, str):
-        line = next(i for i, ln in enumerate(path.read_text().splitlines(), 1) if line in ln)
+    if not isinstance(line, int):  # the n-th line (1-based) holding a text
+        text_on_line, nth = (line, 1) if isinstance(line, str) else line
+        line = [i for i, ln in enumerate(path.read_text().splitlines(), 1) if text_on_line in ln][nth - 1]
     r = cli("--tenants", str(tenant_dir), "validate")
     assert r.code == 1, r.all
     expected = f"{path}:{line}:"
-    matching = [ln for ln in r.out.splitlines() if ln.startswith(expected) and fragment in ln]
+    lines = r.out.splitlines()
+    matching = [n for n, ln in enumerate(lines) if ln.startswith(expected) and fragment in ln]
     assert matching, f"no finding at {expected} with {fragment!r}:\n{r.out}"
     if field is not None:
-        assert f": {field}: " in matching[0]
+        assert f": {field}: " in lines[matching[0]]
+    if case in HINTS:
+        assert lines[matching[0] + 1].strip().startswith("→ ") and HINTS[case] in lines[matching[0] + 1], r.out
     assert path.read_bytes() == before, "validate must change nothing"
     for s in SECRETS:
         assert s not in r.all
@@ -231,3 +318,81 @@ def test_a_slug_used_in_two_directories_is_refused(cli: RunCli, write_tenant: Wr
     r = cli("validate", str(tenant_dir), str(other))
     assert r.code == 1
     assert f"{other / 'acme.yaml'}:1:1: slug: slug acme is already used by tenant 'acme'" in r.out
+
+
+# Nine levels of nine aliases: ~387 million nodes once expanded (a 337-byte file once took 21 s and 578 MB).
+ALIAS_BOMB = BASE + "x0: &x0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
+    f"x{i}: &x{i} [{', '.join([f'*x{i - 1}'] * 9)}]\n" for i in range(1, 10))
+
+
+def _timed(cli: RunCli, *args: str) -> tuple[CliResult, float]:
+    start = time.perf_counter()
+    r = cli(*args)
+    return r, time.perf_counter() - start
+
+
+def test_an_alias_bomb_is_refused_at_its_first_anchor_without_expanding(cli: RunCli, tenant_dir: Path) -> None:
+    path = _raw(tenant_dir, ALIAS_BOMB)
+    anchor_line = BASE.count("\n") + 1
+    r, elapsed = _timed(cli, "--tenants", str(tenant_dir), "validate")
+    assert r.code == 1
+    assert f"{path}:{anchor_line}:5: anchors and aliases are not allowed in tenant files" in r.out
+    # The process's start dominates (~1 s on a busy machine); expanding would take minutes and gigabytes.
+    assert elapsed < 15, elapsed
+
+
+def test_a_40_mb_display_name_is_refused_by_the_file_size_limit(cli: RunCli, tenant_dir: Path) -> None:
+    path = _raw(tenant_dir, BASE.replace("Acme Stays", "A" * 40_000_000))
+    r, elapsed = _timed(cli, "--tenants", str(tenant_dir), "validate")
+    assert r.code == 1
+    assert f"{path}:1:1: the file is too large (40,00" in r.out and "at most 262,144 bytes (256 KiB)" in r.out
+    assert elapsed < 15, elapsed
+
+
+def _outside_tenant(tmp_path: Path, throwaway_key: ThrowawayKey) -> Path:
+    """A valid tenant file `bravo.yaml` in a directory beside the tenants directory."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    write_sops_config(outside, throwaway_key.recipient)
+    from tenancy.sops import encrypt_text
+
+    text = BASE.replace("slug: acme", "slug: bravo").replace("106540352242922", "106540352249999").replace(
+        "6a1c3f0e-8d2b-4c7a-9e1f-2b3c4d5e6f70", "7b2d4e1f-9e3c-4d8b-8f2a-3c4d5e6f7a81").replace("17010001", "17019999")
+    target = outside / "bravo.yaml"
+    target.write_text(encrypt_text(text, "bravo.yaml", outside / ".sops.yaml"))
+    return target
+
+
+def test_a_link_that_leaves_the_tenants_directory_is_refused(cli: RunCli, write_tenant: WriteTenant,
+                                                               tenant_dir: Path, tmp_path: Path,
+                                                               throwaway_key: ThrowawayKey) -> None:
+    write_tenant(BASE)
+    link = tenant_dir / "bravo.yaml"
+    link.symlink_to(_outside_tenant(tmp_path, throwaway_key))
+    for args in (("--tenants", str(tenant_dir), "validate"), ("validate", str(link))):
+        r = cli(*args)
+        assert r.code == 1, r.all
+        assert f"{link}:1:1: a symbolic link that leads outside the tenants directory" in r.out
+        assert "→ copy the file into the tenants directory" in r.out
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs Linux /proc")
+def test_a_link_to_the_process_environment_is_never_read(cli: RunCli, write_tenant: WriteTenant,
+                                                         tenant_dir: Path) -> None:
+    write_tenant(BASE)
+    (tenant_dir / "env.yaml").symlink_to("/proc/self/environ")
+    r = cli("--tenants", str(tenant_dir), "validate", env={"TENANTCTL_PROBE": "env-secret-value-1"})
+    assert r.code == 1
+    assert f"{tenant_dir / 'env.yaml'}:1:1: a symbolic link that leads outside the tenants directory" in r.out
+    assert "env-secret-value-1" not in r.all and "TENANTCTL_PROBE" not in r.all
+
+
+def test_a_link_that_stays_inside_the_tenants_directory_is_read(cli: RunCli, write_tenant: WriteTenant,
+                                                                tenant_dir: Path) -> None:
+    real = write_tenant(BASE)
+    (tenant_dir / "archive").mkdir()
+    moved = real.rename(tenant_dir / "archive" / "acme.yaml")
+    (tenant_dir / "acme.yaml").symlink_to(Path("archive") / "acme.yaml")
+    r = cli("--tenants", str(tenant_dir), "validate")
+    assert r.code == 0, r.all
+    assert moved.is_file()

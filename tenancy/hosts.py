@@ -1,0 +1,145 @@
+"""Which hosts a tenant file may name as a device (`properties[].intercom.host`): the rule, pure.
+
+A tenant file sends credentials (2N Digest auth) to the host it names, so a host must be a device on a
+site, never this machine, a cloud metadata service or another provider's API. The same rule runs twice:
+on the text when a tenant file is validated (`check_device_host`), and on the address actually connected
+to, after DNS, by the outbound client (`check_device_address`), since a name can resolve anywhere.
+
+Accepted: a DNS name (RFC 1123 labels: letters, digits, hyphens; ≤ 63 per label, ≤ 253 in all; the last
+label not numeric, RFC 3696 §2), a dotted-quad IPv4 address or a bracketed IPv6 address, each optionally
+with `:port`. A port is allowed because sites reach a device through their router's port forward
+(e.g. `https://site.example:8443` forwarded to the intercom's 443); the address rule still applies.
+
+Refused, each with its reason:
+- names: `localhost` and `*.localhost` (RFC 6761), cloud metadata names (`metadata`,
+  `metadata.google.internal`, `metadata.goog`, `instance-data`, `instance-data.ec2.internal`, ...),
+  the providers' API domains (facebook.com, nuki.io, hospitable.com, beds24.com and their subdomains);
+- addresses: loopback (127.0.0.0/8, ::1), link-local (169.254.0.0/16, fe80::/10), unspecified and
+  "this network" (0.0.0.0/8, ::), multicast, broadcast, reserved (240.0.0.0/4), IETF protocol
+  assignments (192.0.0.0/24), benchmarking (198.18.0.0/15), documentation ranges, the metadata
+  addresses that live in other ranges (100.100.100.200, fd00:ec2::254), and IPv6 forms embedding a
+  refused IPv4 address (::ffff:127.0.0.1, 64:ff9b::7f00:1);
+- IPv4 written in any form but four decimal numbers: octal (0177.0.0.1), decimal (2130706433), hex
+  (0x7f000001) and shortened (127.1) forms are read differently by different resolvers, so a check on
+  the text could disagree with the address connected to.
+Private LAN ranges (10/8, 172.16/12, 192.168/16, fc00::/7) and shared address space (100.64/10, used by
+overlay VPNs) are allowed: a device on a site's network is the point.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+__all__ = ["check_device_address", "check_device_host"]
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+_NUMERIC_LABEL = re.compile(r"^(?:0x[0-9a-f]*|[0-9]+)$")  # what inet_aton would read as a number
+_PORT = re.compile(r"^[1-9][0-9]{0,4}$")
+
+METADATA_NAMES = frozenset({
+    "metadata", "metadata.google.internal", "metadata.goog", "instance-data", "instance-data.ec2.internal",
+    "metadata.azure.internal", "metadata.tencentyun.com", "metadata.platformequinix.com",
+})
+# The providers' API hosts are public.api.hospitable.com, graph.facebook.com, api.nuki.io and
+# api.beds24.com (reconciler/config.py; a test keeps the two in step): a device never lives there.
+PROVIDER_DOMAINS = frozenset({"facebook.com", "nuki.io", "hospitable.com", "beds24.com"})
+
+_REFUSED_NETWORKS: tuple[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str], ...] = tuple(
+    (ipaddress.ip_network(net), why) for net, why in [
+        ("0.0.0.0/8", "'this network' (0.0.0.0/8) reaches this machine"),
+        ("127.0.0.0/8", "a loopback address"),
+        ("169.254.0.0/16", "a link-local address (cloud metadata lives at 169.254.169.254)"),
+        ("192.0.0.0/24", "an IETF protocol address (192.0.0.0/24; some clouds serve metadata there)"),
+        ("192.0.2.0/24", "a documentation address"),
+        ("198.18.0.0/15", "a benchmarking address"),
+        ("198.51.100.0/24", "a documentation address"),
+        ("203.0.113.0/24", "a documentation address"),
+        ("224.0.0.0/4", "a multicast address"),
+        ("240.0.0.0/4", "a reserved address (240.0.0.0/4, broadcast included)"),
+        ("100.100.100.200/32", "a cloud metadata address"),
+        ("::/128", "the unspecified address"),
+        ("::1/128", "a loopback address"),
+        ("fe80::/10", "a link-local address"),
+        ("ff00::/8", "a multicast address"),
+        ("2001:db8::/32", "a documentation address"),
+        ("fd00:ec2::254/128", "a cloud metadata address"),
+    ]
+)
+
+
+def check_device_address(ip: IPAddress) -> str | None:
+    """Why a device may not be reached at IP (an address a name resolved to), or None when it may."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = ip.ipv4_mapped
+        if embedded is None and ip in ipaddress.IPv6Network("64:ff9b::/96"):  # NAT64 (RFC 6052)
+            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        if embedded is not None:
+            why = check_device_address(embedded)
+            return f"{why} (inside an IPv6 address)" if why else None
+    for net, why in _REFUSED_NETWORKS:
+        if ip.version == net.version and ip in net:
+            return why
+    if ip.is_unspecified or ip.is_loopback or ip.is_link_local or ip.is_multicast:
+        return "not a device address"  # the table above covers these; kept in case it drifts
+    return None
+
+
+def check_device_host(host: str) -> str | None:
+    """Why HOST (`name`, `a.b.c.d`, `[v6]`, each optionally `:port`) may not be a device, or None.
+
+    The reason is a short phrase for a finding ("a loopback address"); HOST itself is not repeated.
+    """
+    if not host or host != host.strip():
+        return "empty, or surrounded by spaces"
+    name, port = _split_port(host)
+    if name is None:
+        return "write an IPv6 address in brackets: [2001:db8::1] or [2001:db8::1]:8443"
+    if port is not None and not (_PORT.match(port) and int(port) <= 65535):
+        return "the port must be a number from 1 to 65535"
+    if name.startswith("["):
+        if not name.endswith("]"):
+            return "an IPv6 address in brackets is missing its closing ]"
+        try:
+            v6 = ipaddress.IPv6Address(name[1:-1])
+        except ValueError:
+            return "not an IPv6 address inside the brackets"
+        if v6.scope_id:
+            return "an IPv6 zone (%...) only names a link-local address"
+        return check_device_address(v6)
+    name = name.lower()
+    if name.endswith("."):
+        name = name[:-1]  # the root; `localhost.` is `localhost`
+    try:
+        return check_device_address(ipaddress.IPv4Address(name))
+    except ValueError:
+        pass
+    labels = name.split(".")
+    if _NUMERIC_LABEL.match(labels[-1]):
+        return "an IPv4 address must be four decimal numbers (no octal, hex, decimal-integer or shortened forms)"
+    if len(name) > 253 or not all(_LABEL.match(label) for label in labels):
+        return "not a host name (letters, digits and hyphens between dots)"
+    if name == "localhost" or name.endswith(".localhost") or name in ("localhost.localdomain", "ip6-localhost",
+                                                                       "ip6-loopback"):
+        return "a name of this machine (localhost)"
+    if name in METADATA_NAMES:
+        return "a cloud metadata service"
+    for domain in PROVIDER_DOMAINS:
+        if name == domain or name.endswith("." + domain):
+            return f"a provider's API domain ({domain}), not a device"
+    return None
+
+
+def _split_port(host: str) -> tuple[str | None, str | None]:
+    """(name, port) from `name[:port]` or `[v6][:port]`; (None, None) for an unbracketed IPv6 address."""
+    if host.startswith("["):
+        end = host.find("]")
+        if end != -1 and host[end + 1:].startswith(":"):
+            return host[:end + 1], host[end + 2:]
+        return host, None
+    if host.count(":") > 1:
+        return None, None
+    name, sep, port = host.partition(":")
+    return name, (port if sep else None)

@@ -1,0 +1,95 @@
+"""Reloading tenants decrypts and validates only the files whose bytes changed; cross-tenant rules still
+run over every tenant, and nothing that depends on more than the bytes is remembered."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pyrage
+import pytest
+
+from tenancy.loader import TenantCache, load_tenants
+from tenancy.sops import BinaryThenInProcess, SopsFailed
+from tests.cli.test_validate import BASE
+from tests.conftest import WriteTenant
+
+BRAVO = BASE.replace("slug: acme", "slug: bravo").replace("106540352242922", "106540352249999").replace(
+    "6a1c3f0e-8d2b-4c7a-9e1f-2b3c4d5e6f70", "7b2d4e1f-9e3c-4d8b-8f2a-3c4d5e6f7a81").replace("17010001", "17019999")
+
+
+class CountingDecryptor:
+    def __init__(self, fail: int = 0) -> None:
+        self.inner = BinaryThenInProcess()
+        self.calls: list[str] = []
+        self.fail = fail
+
+    def decrypt(self, path: Path, document: Mapping[str, Any]) -> dict[str, Any]:
+        self.calls.append(path.name)
+        if self.fail:
+            self.fail -= 1
+            raise SopsFailed("the binary was not reachable")
+        return self.inner.decrypt(path, document)
+
+
+@pytest.fixture
+def two_tenants(write_tenant: WriteTenant, tenant_dir: Path) -> Path:
+    write_tenant(BASE)
+    write_tenant(BRAVO, name="bravo")
+    return tenant_dir
+
+
+def test_a_reload_without_changes_decrypts_nothing(two_tenants: Path) -> None:
+    cache, dec = TenantCache(), CountingDecryptor()
+    first = load_tenants([two_tenants], dec, cache=cache)
+    again = load_tenants([two_tenants], dec, cache=cache)
+    assert dec.calls == ["acme.yaml", "bravo.yaml"]
+    assert [lt.tenant.slug for lt in again.tenants] == ["acme", "bravo"] == [lt.tenant.slug for lt in first.tenants]
+
+
+def test_after_one_file_changes_only_that_file_is_decrypted(two_tenants: Path) -> None:
+    cache, dec = TenantCache(), CountingDecryptor()
+    load_tenants([two_tenants], dec, cache=cache)
+    bravo = two_tenants / "bravo.yaml"
+    # A plain field edited by hand (mac_only_encrypted: the MAC covers the secrets only).
+    bravo.write_text(bravo.read_text().replace("display_name: Acme Stays", "display_name: Bravo Stays"))
+    result = load_tenants([two_tenants], dec, cache=cache)
+    assert dec.calls == ["acme.yaml", "bravo.yaml", "bravo.yaml"]
+    assert result.by_slug()["bravo"].tenant.display_name == "Bravo Stays"
+
+
+def test_cross_tenant_rules_see_cached_and_changed_tenants_alike(two_tenants: Path) -> None:
+    cache, dec = TenantCache(), CountingDecryptor()
+    assert load_tenants([two_tenants], dec, cache=cache).ok
+    bravo = two_tenants / "bravo.yaml"
+    bravo.write_text(bravo.read_text().replace("17019999", "17010001"))  # now shares acme's lock
+    result = load_tenants([two_tenants], dec, cache=cache)
+    assert [f.rule for f in result.errors] == ["duplicate-routing-key"]
+    assert result.errors[0].file == str(bravo) and "already used by tenant 'acme'" in result.errors[0].message
+    assert [lt.tenant.slug for lt in result.tenants] == ["acme"]
+
+
+def test_a_deleted_file_leaves_the_cache(two_tenants: Path) -> None:
+    cache = TenantCache()
+    load_tenants([two_tenants], CountingDecryptor(), cache=cache)
+    (two_tenants / "bravo.yaml").unlink()
+    result = load_tenants([two_tenants], CountingDecryptor(), cache=cache)
+    assert [lt.tenant.slug for lt in result.tenants] == ["acme"] and len(cache) == 1
+
+
+def test_a_failed_decryption_is_tried_again_on_the_next_load(two_tenants: Path) -> None:
+    cache, dec = TenantCache(), CountingDecryptor(fail=1)
+    assert [f.rule for f in load_tenants([two_tenants], dec, cache=cache).errors] == ["sops-decrypt"]
+    assert load_tenants([two_tenants], dec, cache=cache).ok
+    assert dec.calls == ["acme.yaml", "bravo.yaml", "acme.yaml"]
+
+
+def test_the_process_cache_does_not_outlive_a_change_of_keys(two_tenants: Path, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_tenants([two_tenants], check_config=False).ok  # default decryptor: the process cache
+    other = tmp_path / "other.agekey"
+    other.write_text(str(pyrage.x25519.Identity.generate()) + "\n")
+    monkeypatch.setenv("SOPS_AGE_KEY_FILE", str(other))
+    result = load_tenants([two_tenants], check_config=False)
+    assert {f.rule for f in result.errors} == {"sops-decrypt"} and result.tenants == []
