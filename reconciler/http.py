@@ -27,6 +27,7 @@ import httpx
 
 from reconciler.config import IDEMPOTENT_WRITE_PROVIDERS, ProviderLimit, ReconcileConfig, host_of
 from reconciler.errors import (
+    AnswerLost,
     AuthError,
     InvalidRequest,
     NotFound,
@@ -44,6 +45,8 @@ log = logging.getLogger("reconciler.http")
 Classifier = Callable[[httpx.Response], ProviderError | None]
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+MAYBE_APPLIED = frozenset({Failure.LOST, Failure.SERVER_ERROR})
 REQUEST_ID_HEADERS = ("x-fb-trace-id", "x-hospitable-trace", "x-request-id", "x-amzn-requestid")
 # Graph API codes (PROVIDERS.md): decide on the code, not on the HTTP status.
 META_RATE_LIMIT_CODES = frozenset({4, 17, 32, 613, 80007, 130429, 131056})
@@ -156,9 +159,15 @@ class HttpClient:
                 return outcome
             error, kind = outcome
             delay = decide(kind, attempt=attempt, idempotent=idempotent, retry_after=error.retry_after,
-                           policy=self.config.limits.retry, jitter=self._jitter())
+                           policy=self.config.limits.retry, jitter=self._jitter(),
+                           read=method in READ_METHODS)
             if delay is None:
                 log.info("%s failed for good after %d attempt(s): %s", where, attempt, error)
+                if kind in MAYBE_APPLIED and method not in READ_METHODS:
+                    # The write reached the provider and its answer is lost (or was a 5xx): it may have
+                    # happened. Say so, so the engine reads back instead of calling it failed.
+                    raise AnswerLost(provider, error.message, status=error.status, code=error.code,
+                                     request_id=error.request_id) from error
                 raise error
             with self._stats_lock:
                 self.retries[provider] += 1

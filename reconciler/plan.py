@@ -98,6 +98,8 @@ class ProviderPlan:
     live_digest: str | None = None  # None when observing failed
     live_count: int = 0  # live resources we own (the base of the safety share)
     error: str | None = None
+    # When observing failed: the addresses whose changes (if any) this error hides from the plan.
+    hidden: tuple[str, ...] = ()
 
     @property
     def writes(self) -> list[Change]:
@@ -162,6 +164,7 @@ def item_json(item: ProviderPlan, key: bytes) -> dict[str, Any]:
         "live_digest": item.live_digest,
         "live_count": item.live_count,
         "error": item.error,
+        **({"hidden": list(item.hidden)} if item.hidden else {}),
         "changes": [encode_change(c, key) for c in item.changes if c.action is not Action.NOOP],
     }
 

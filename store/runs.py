@@ -17,8 +17,11 @@ from store.engine import begin_write, utcnow
 from store.schema import reconcile_changes, reconcile_runs
 
 RunKind = Literal["plan", "apply"]
-RunStatus = Literal["running", "succeeded", "failed", "partial", "no_changes"]
-ChangeOutcome = Literal["planned", "applied", "failed", "skipped", "not_attempted"]
+RunStatus = Literal["running", "succeeded", "failed", "partial", "no_changes", "aborted"]
+# confirmed: applied, known by reading back after its answer was lost; not_applied: read back, did not
+# happen; unknown: could not be told (the error says what to check).
+ChangeOutcome = Literal["planned", "applied", "confirmed", "not_applied", "unknown", "failed", "skipped",
+                        "not_attempted"]
 
 
 @dataclass(frozen=True)

@@ -38,8 +38,9 @@ from sqlalchemy.types import TypeDecorator
 ACCEPTED_EVENT_PREDICATE = "outcome = 'accepted' AND event_id IS NOT NULL"
 OUTCOMES = ("accepted", "rejected", "duplicate")
 RUN_KINDS = ("plan", "apply")
-RUN_STATUSES = ("running", "succeeded", "failed", "partial", "no_changes")
-CHANGE_OUTCOMES = ("planned", "applied", "failed", "skipped", "not_attempted")
+RUN_STATUSES = ("running", "succeeded", "failed", "partial", "no_changes", "aborted")
+CHANGE_OUTCOMES = ("planned", "applied", "confirmed", "not_applied", "unknown", "failed", "skipped",
+                   "not_attempted")
 
 metadata = MetaData(
     naming_convention={
@@ -170,4 +171,7 @@ tenant_locks = Table(
     Column("acquired_at", UTCDateTime(), nullable=False),
     Column("run_id", Integer(), ForeignKey("reconcile_runs.id", ondelete="SET NULL"), nullable=True),
     Column("expires_at", UTCDateTime(), nullable=True),
+    # Where the holder runs: a holder on this host whose pid is not alive is provably gone.
+    Column("host", String(255), nullable=True),
+    Column("pid", Integer(), nullable=True),
 )

@@ -15,6 +15,6 @@ def config() -> ReconcileConfig:
         allowed_hosts=frozenset({"api.nuki.io", "graph.facebook.com"}),
         sandbox=False,
         limits=Limits(providers={}, default=ProviderLimit(concurrency=4, rate=None),
-                      retry=RetryPolicy(max_attempts=4, base_delay_s=0.01)),
+                      retry=RetryPolicy(max_attempts=4, base_delay_s=0.01, read_attempts=None)),
         domain="ops.example.com",
     )
