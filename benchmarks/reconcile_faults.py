@@ -60,14 +60,14 @@ class SeedResult:
 def _world(tenants: Sequence[Tenant]) -> World:
     world = unconfigured(seed_world(tenants, domain=DOMAIN, drift=False))
     for t in tenants:  # a former teammate's code on the first lock: access to revoke
-        assert t.nuki is not None  # noqa: S101
+        assert t.nuki is not None
         lock = t.properties[0].nuki_lock_ids[0]
         world.nuki.add_keypad_code(t.nuki.api_token.get_secret_value(), lock, FORMER, 987654)
     return world
 
 
 def _with_secret(t: Tenant, value: str) -> Tenant:
-    assert t.nuki is not None  # noqa: S101
+    assert t.nuki is not None
     return t.model_copy(update={"nuki": t.nuki.model_copy(update={"webhook_secret": SecretStr(value)})})
 
 
@@ -107,10 +107,13 @@ def run_seed(n_tenants: int, rate: float, seed: int, *, max_runs: int = 5) -> Se
         faults = FaultConfig(rate=rate, kinds=KINDS, retry_after_s=0, seed=seed * 1000 + attempt)
         plan, http, (providers, ctx, config) = _plan(tenants, world, faults, limits)
         secrets: dict[str, str] = {}
+
+        def keep(slug: str, path: tuple[str | int, ...], value: str, into: dict[str, str] = secrets) -> str:
+            return into.setdefault(slug, value) and f"{path} of {slug}"
+
         with http:
             report = apply_plan(plan, {t.slug: t for t in tenants}, {p.name: p for p in providers}, ctx, http,
-                                workers=config.limits.tenant_workers,
-                                write_back=lambda slug, path, value: secrets.setdefault(slug, value))
+                                workers=config.limits.tenant_workers, write_back=keep)
         tenants = [_with_secret(t, secrets[t.slug]) if t.slug in secrets else t for t in tenants]
         for k, v in report.counts().items():
             outcomes[k] = outcomes.get(k, 0) + v

@@ -38,7 +38,14 @@ from reconciler.plan import (
 )
 from reconciler.providers.base import Provider, ProviderContext
 from reconciler.providers.registry import get_providers
-from reconciler.render import plan_document, render_json, render_markdown, render_report, render_text
+from reconciler.render import (
+    plan_document,
+    render_json,
+    render_markdown,
+    render_report,
+    render_report_json,
+    render_text,
+)
 from store import migrate
 from store.engine import make_engine
 from store.errors import LockHeld, StoreError
@@ -175,9 +182,15 @@ def apply(
     tenant: TenantOpt = None,
     provider: ProviderOpt = None,
     sandbox: SandboxOpt = False,
+    fmt: Annotated[str, typer.Option("--format", help="text | json (the report only; needs --auto-approve "
+                                     "or a plan file)")] = "text",
 ) -> None:
     """Apply changes: a saved plan (refused if the live state changed since), or plan, confirm, apply."""
     c: Context = ctx.obj
+    if fmt not in ("text", "json"):
+        raise typer.BadParameter("use text or json", param_hint="--format")
+    if fmt == "json" and file is None and not auto_approve:
+        raise _fail(c, "--format json prints no plan to confirm: give --auto-approve or a plan file")
     saved: SavedPlan | None = None
     if file is not None:
         if tenant or provider:
@@ -189,11 +202,12 @@ def apply(
         tenant, provider, sandbox = saved.tenants, saved.providers, saved.sandbox
     with session(c, tenant, provider, sandbox) as s:
         assert s.db is not None  # noqa: S101  (session opens it)
-        code = _apply(s, s.db, saved, auto_approve=auto_approve, force=force)
+        code = _apply(s, s.db, saved, auto_approve=auto_approve, force=force, as_json=fmt == "json")
     raise typer.Exit(code)
 
 
-def _apply(s: Session, db: Engine, saved: SavedPlan | None, *, auto_approve: bool, force: bool) -> int:
+def _apply(s: Session, db: Engine, saved: SavedPlan | None, *, auto_approve: bool, force: bool,
+           as_json: bool = False) -> int:
     c = s.c
     slugs = [lt.tenant.slug for lt in s.loaded]
     who = eng.actor()
@@ -202,9 +216,13 @@ def _apply(s: Session, db: Engine, saved: SavedPlan | None, *, auto_approve: boo
             p = _plan(s)
             if saved is not None:
                 check_fresh(saved, p)
-            _show(s, render_text(p, colour=sys.stdout.isatty()))
+            if not as_json:
+                _show(s, render_text(p, colour=sys.stdout.isatty()))
             if not p.writes:
-                _show(s, "No changes to apply.")
+                if as_json:
+                    _show(s, render_report_json(eng.apply_plan(p, {}, {}, s.ctx, s.http, workers=1)))
+                else:
+                    _show(s, "No changes to apply.")
                 return 1 if p.errors else 0
             violations = safety_violations(p, share=s.config.limits.safety_share,
                                            min_changes=s.config.limits.safety_min_changes)
@@ -225,7 +243,7 @@ def _apply(s: Session, db: Engine, saved: SavedPlan | None, *, auto_approve: boo
                 eng.finish_apply(db, run_id, None, error=eng.describe_error(e))
                 raise
             eng.finish_apply(db, run_id, report)
-            _show(s, render_report(report))
+            _show(s, render_report_json(report) if as_json else render_report(report))
             return 0 if report.ok else 1
     except LockHeld as e:
         raise _fail(c, f"{e}; nothing was applied. If that run is dead: tenantctl lock release {e.tenant}") \

@@ -105,7 +105,7 @@ def test_without_a_dependency_the_tenants_other_changes_still_run(config: Reconc
 def test_deletions_that_revoke_access_run_first(config: ReconcileConfig) -> None:
     fake = Fake()
     _run(fake, config)
-    assert [a for a in fake.order if "[a/" in a][0] == "fake.thing[a/gone]"
+    assert next(a for a in fake.order if "[a/" in a) == "fake.thing[a/gone]"
 
 
 @pytest.mark.parametrize(("lose", "expected"), [
