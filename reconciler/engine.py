@@ -307,14 +307,20 @@ def hidden_text(error: str, hidden: Sequence[str], limit: int = 10) -> str:
 
 # Locks, run records, webhook evidence ----------------------------------------------------------------
 @contextlib.contextmanager
-def tenant_locks(db: Engine, slugs: Sequence[str], holder: str) -> Iterator[None]:
-    """Hold every tenant's lock for the block, or none: LockHeld names the holder of the first taken one."""
+def tenant_locks(db: Engine, slugs: Sequence[str], holder: str) -> Iterator[list[str]]:
+    """Hold every tenant's lock for the block, or none: LockHeld names the holder of the first taken one.
+
+    Yields one message per stale lock taken over from a holder that is provably gone."""
     taken: list[str] = []
+    messages: list[str] = []
     try:
         for slug in sorted(slugs):  # one order everywhere: two runs cannot deadlock each other
-            locks.acquire(db, slug, holder)
+            got = locks.acquire(db, slug, holder)
             taken.append(slug)
-        yield
+            if got.took_over is not None:
+                messages.append(f"took over the lock of {slug} from {got.took_over}: that process is gone"
+                                " (its run, if any, is marked aborted)")
+        yield messages
     finally:
         for slug in taken:
             with contextlib.suppress(Exception):

@@ -46,7 +46,7 @@ from reconciler.render import (
     render_report_json,
     render_text,
 )
-from store import migrate
+from store import locks, migrate
 from store.engine import make_engine
 from store.errors import LockHeld, StoreError
 from store.locks import default_holder
@@ -121,6 +121,8 @@ def session(c: Context, tenants: Sequence[str] | None, providers: Sequence[str] 
     db: Engine | None = None
     try:
         db = open_db(c) if with_db else None
+        if db is not None:
+            locks.reap_stale(db)  # a run whose process died is marked aborted whenever anyone looks
         evidence = eng.last_verified(db, [lt.tenant for lt in loaded]) if db is not None else {}
     except StoreError as e:
         raise _fail(c, str(e)) from None
@@ -212,7 +214,10 @@ def _apply(s: Session, db: Engine, saved: SavedPlan | None, *, auto_approve: boo
     slugs = [lt.tenant.slug for lt in s.loaded]
     who = eng.actor()
     try:
-        with eng.tenant_locks(db, slugs, default_holder()):
+        holder = default_holder()
+        with eng.tenant_locks(db, slugs, holder) as took_over:
+            for message in took_over:
+                c.err.print(REDACTOR.scrub(f"warning: {message}"), markup=False)
             p = _plan(s)
             if saved is not None:
                 check_fresh(saved, p)
@@ -235,6 +240,7 @@ def _apply(s: Session, db: Engine, saved: SavedPlan | None, *, auto_approve: boo
             if not approved and not typer.confirm("Apply these changes?", default=False):
                 raise _fail(c, "cancelled: nothing was applied")
             run_id = eng.start_apply(db, who, p.tenants, p.checksum)
+            locks.set_run(db, slugs, holder, run_id)  # `lock list` shows which run holds a tenant
             try:
                 report = eng.apply_plan(p, {lt.tenant.slug: lt.tenant for lt in s.loaded},
                                         {pr.name: pr for pr in s.providers}, s.ctx, s.http,
