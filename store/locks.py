@@ -14,8 +14,9 @@ Semantics
   ends (crash, kill, lost connection) the advisory lock vanishes and the row left behind is stale and
   simply replaced by the next acquirer (``took_over`` names it). ``lock list`` asks ``pg_locks``
   whether each row's advisory lock is still held, so it tells live from stale. A force release
-  deletes the row but cannot break a live session: stop that process (or ``pg_terminate_backend``) to free the tenant. A holder whose database
-  session drops while it keeps running has lost its lock without noticing; keep applies short.
+  deletes the row but cannot break a live session: stop that process (or ``pg_terminate_backend``)
+  to free the tenant. A holder whose database session drops while it keeps running has lost its lock
+  without noticing; keep applies short.
 - Locks are not re-entrant: the same holder acquiring twice gets LockHeld.
 - A run whose lock is stale died with its process: ``reap_stale`` (called whenever plan, apply or
   ``lock list`` look) marks it ``aborted``.
