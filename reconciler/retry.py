@@ -24,6 +24,7 @@ class Failure(StrEnum):
     CONNECT = "connect"
     SERVER_ERROR = "server_error"
     LOST = "lost"
+    DEADLINE = "deadline"  # the answer did not arrive whole within the call's total deadline: not retried
     PERMANENT = "permanent"
 
 

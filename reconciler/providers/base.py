@@ -54,6 +54,7 @@ class Http(Protocol):
         data: Mapping[str, str] | None = None,
         auth: httpx.Auth | None = None,
         secrets: Sequence[str] = (),
+        tenant: str | None = None,  # the tenant whose own device is called (2N): its hosts are its own
     ) -> httpx.Response: ...
 
 

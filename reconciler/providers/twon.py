@@ -356,7 +356,8 @@ class TwoNProvider:
         """One device call → its `result`; `success: false` (HTTP 200) becomes the mapped error."""
         base = device_base(ctx, ic)
         secrets = [ic.password.get_secret_value(), *_pins(tenant)]
-        resp = http.request(NAME, method, base + path, json=json, auth=self._auth(base, ic), secrets=secrets)
+        resp = http.request(NAME, method, base + path, json=json, auth=self._auth(base, ic), secrets=secrets,
+                            tenant=tenant.slug)
         if resp.status_code == 401:
             raise AuthError(NAME, f"{method} {path}: the intercom refused the username or password",
                             status=401)

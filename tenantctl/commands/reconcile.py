@@ -23,7 +23,7 @@ from rich.table import Table
 from sqlalchemy import Engine
 
 from reconciler import engine as eng
-from reconciler.config import ReconcileConfig, limits_for, limits_from_env, make_config
+from reconciler.config import ReconcileConfig, host_of, limits_for, limits_from_env, make_config
 from reconciler.errors import ReconcileError, StalePlan
 from reconciler.health import all_ok, run_health
 from reconciler.http import HttpClient
@@ -116,8 +116,15 @@ def session(c: Context, tenants: Sequence[str] | None, providers: Sequence[str] 
         raise _fail(c, f"unknown provider: {e}") from None
     sandbox = sandbox or c.settings.sandbox
     limits = limits_from_env(limits_for(sandbox=sandbox), os.environ)
-    config = make_config([lt.tenant for lt in loaded], sandbox=sandbox, sandbox_url=c.settings.sandbox_url,
-                         domain=c.settings.domain, limits=limits)
+    try:
+        config = make_config([lt.tenant for lt in loaded], sandbox=sandbox, sandbox_url=c.settings.sandbox_url,
+                             domain=c.settings.domain, limits=limits)
+    except ReconcileError as e:
+        raise _fail(c, str(e)) from None
+    if sandbox:
+        # Loud, on stderr (stdout may be a JSON plan): every real token goes to the local sandbox instead.
+        c.err.print(f"SANDBOX MODE: talking only to the local sandbox at {host_of(c.settings.sandbox_url)} "
+                    "(TENANTCTL_SANDBOX / --sandbox); no real provider is contacted.", markup=False)
     db: Engine | None = None
     try:
         db = open_db(c) if with_db else None

@@ -28,7 +28,7 @@ from store.engine import make_engine
 from tenancy.loader import load_tenants
 from tenancy.redact import secret_values
 from tenantctl.cli import app
-from tests.conftest import DEMO_KEY, EXAMPLES
+from tests.conftest import DEMO_KEY, EXAMPLES, REPO, RunCli
 
 
 @dataclass
@@ -294,3 +294,23 @@ def test_served_sandbox_end_to_end(rehearsal: Rehearsal, monkeypatch: pytest.Mon
     finally:
         os.killpg(server.pid, 15)
         server.wait(timeout=10)
+
+
+def test_sandbox_mode_from_a_dotenv_never_sends_tokens_off_this_machine(cli: RunCli, tmp_path: Path) -> None:
+    shutil.copytree(EXAMPLES, tmp_path / "examples")
+    (tmp_path / ".env").write_text("TENANTCTL_SANDBOX=1\nTENANTCTL_SANDBOX_URL=http://203.0.113.7:8790\n")
+    env = {"SOPS_AGE_KEY_FILE": str(DEMO_KEY), "PYTHONPATH": str(REPO)}
+    for command in ("plan", "apply", "health"):
+        r = cli("--tenants", "examples", command, "--auto-approve" if command == "apply" else "--sandbox",
+                env=env, cwd=tmp_path)
+        assert r.code == 1, r.all
+        assert "203.0.113.7:8790" in r.err and "not a loopback address" in r.err
+
+
+def test_sandbox_mode_says_so_on_stderr(cli: RunCli, tmp_path: Path) -> None:
+    env = {"SOPS_AGE_KEY_FILE": str(DEMO_KEY), "TENANTCTL_SANDBOX_INPROCESS": str(tmp_path / "world.json"),
+           "TENANTCTL_SANDBOX": "1"}
+    r = cli("--tenants", str(EXAMPLES), "plan", "--format", "json", env=env)
+    assert "SANDBOX MODE" in r.err and "127.0.0.1:8790" in r.err
+    assert "SANDBOX MODE" not in r.out  # stdout stays a clean JSON plan
+    json.loads(r.out)

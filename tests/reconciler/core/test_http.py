@@ -54,7 +54,7 @@ def test_a_secret_the_redactor_knows_is_refused_in_a_query_too(config: Reconcile
 def test_sandbox_mode_allows_http_to_the_sandbox_only(config: ReconcileConfig) -> None:
     import dataclasses
 
-    sandbox = dataclasses.replace(config, sandbox=True, allowed_hosts=frozenset({"127.0.0.1:8790"}))
+    sandbox = dataclasses.replace(config, sandbox=True, allowed_hosts={"*": frozenset({"127.0.0.1:8790"})})
     c = client(sandbox, ok)
     assert c.request("nuki", "GET", "http://127.0.0.1:8790/nuki/smartlock").status_code == 200
     with pytest.raises(errors.OutboundBlocked):
