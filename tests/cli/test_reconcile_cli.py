@@ -277,7 +277,7 @@ def test_served_sandbox_end_to_end(rehearsal: Rehearsal, monkeypatch: pytest.Mon
         deadline = time.monotonic() + 20
         while True:
             try:
-                if httpx.get(url + "/_sandbox/calls", timeout=1).status_code == 200:
+                if httpx.get(url + "/_sandbox/healthz", timeout=1).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
@@ -285,7 +285,19 @@ def test_served_sandbox_end_to_end(rehearsal: Rehearsal, monkeypatch: pytest.Mon
             time.sleep(0.1)
         monkeypatch.delenv("TENANTCTL_SANDBOX_INPROCESS")
         monkeypatch.setenv("TENANTCTL_SANDBOX_URL", url)
+        token_file = rehearsal.root / "state" / "sandbox-admin-token"
+        assert token_file.stat().st_mode & 0o777 == 0o600
+        token = token_file.read_text().strip()
+        # The admin endpoints need this run's token; a rebound name (another Host) gets nothing at all.
+        assert httpx.get(url + "/_sandbox/state").status_code == 401
+        assert httpx.put(url + "/_sandbox/state", content=b"{}").status_code == 401
+        assert httpx.get(url + "/_sandbox/state", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        assert httpx.get(url + "/_sandbox/state", headers={"Authorization": f"Bearer {token}",
+                                                           "Host": f"rebound.example:{port}"}).status_code == 421
+        assert httpx.get(url + "/nuki/smartlock", headers={"Host": "rebound.example"}).status_code == 421
         assert run("sandbox", "seed")[0] == 0
+        state = httpx.get(url + "/_sandbox/state", headers={"Authorization": f"Bearer {token}"})
+        assert state.status_code == 200 and state.json()["nuki"]["accounts"]
         monkeypatch.setenv("TENANTCTL_SANDBOX", "1")  # the setting instead of --sandbox
         assert run("plan")[0] == 2
         code, out = run("apply", "--auto-approve")
