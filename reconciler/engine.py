@@ -68,9 +68,10 @@ def describe_error(exc: BaseException) -> str:
 
 
 def make_context(config: ReconcileConfig,
-                 last_verified: Mapping[tuple[str, str], datetime] | None = None) -> ProviderContext:
+                 last_verified: Mapping[tuple[str, str], datetime] | None = None, *,
+                 prune: bool = False) -> ProviderContext:
     return ProviderContext(domain=config.domain, base_urls=config.base_urls,
-                           last_verified_event=dict(last_verified or {}))
+                           last_verified_event=dict(last_verified or {}), prune=prune)
 
 
 def _pool(workers: int, n: int) -> ThreadPoolExecutor:
@@ -111,7 +112,7 @@ def make_plan(tenants: Sequence[Tenant], providers: Sequence[Provider], ctx: Pro
     with _pool(workers, len(tenants)) as pool:
         per_tenant = list(pool.map(lambda t: plan_tenant(t, providers, ctx, http), tenants))
     return Plan(items=tuple(i for items in per_tenant for i in items), sandbox=sandbox,
-                keys={t.slug: tenant_key(t) for t in tenants})
+                keys={t.slug: tenant_key(t) for t in tenants}, prune=ctx.prune)
 
 
 # Apply ------------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ JSON plan format, version 1 (`tenantctl plan --format json`, and the file `plan 
       "checksum": "sha256:<hex>",              # over format_version, sandbox and items (not created_at)
       "created_at": "2026-11-27T12:00:00+00:00",
       "sandbox": false,                        # made against the local sandbox?
+      "prune": false,                          # made with --prune (foreign resources deleted)?
       "summary": {"create": 1, "update": 2, "delete": 0, "manual": 1, "report": 1, "noop": 9,
                   "errors": 0},
       "items": [                               # one per tenant x provider that applies to the tenant
@@ -67,6 +68,7 @@ def plan_document(plan: Plan) -> dict[str, Any]:
         "checksum": plan.checksum,
         "created_at": plan.created_at.isoformat(),
         "sandbox": plan.sandbox,
+        "prune": plan.prune,
         "summary": plan.counts(),
         "items": plan.items_json(),
     }

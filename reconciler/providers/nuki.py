@@ -250,8 +250,13 @@ class NukiProvider:
         notes = {Action.CREATE: "the webhook's secret will be written into the tenant file, encrypted",
                  Action.DELETE: "replaced or stale webhook of ours (its secret is not in the tenant file, or "
                                 "its URL or features differ)"}
-        changes.extend(replace(c, note=notes[c.action]) if c.action in notes else c
-                       for c in diff([want_hook], hooks))
+        pruned = "a webhook tenantctl did not make (another integration's?): deleted because of --prune"
+        # Only webhooks are pruned: hand-made keypad codes are people's access, never ours to remove.
+        unpruned = "a webhook tenantctl did not make: left untouched (plan/apply --prune deletes it)"
+        changes.extend(replace(c, note=pruned) if c.action is Action.DELETE and c.live and not c.live.owned
+                       else replace(c, note=unpruned) if c.action is Action.REPORT
+                       else replace(c, note=notes[c.action]) if c.action in notes else c
+                       for c in diff([want_hook], hooks, prune=ctx.prune))
         return sort_changes(changes)
 
     # Apply ----------------------------------------------------------------------------------------

@@ -63,6 +63,14 @@ ProviderOpt = Annotated[list[str] | None,
                         typer.Option("--provider", "-p", help="Only this provider (repeatable).")]
 SandboxOpt = Annotated[bool,
                        typer.Option("--sandbox", help="Use the local sandbox (or TENANTCTL_SANDBOX=1).")]
+# --prune: why a flag and not the hint removed. A foreign Nuki webhook (another vendor's, left from a
+# migration) keeps receiving every lock event, and removing it is a real cleanup an operator asks for; but
+# tenantctl never deletes what it did not make unless asked, per run, in the reviewed plan. So foreign
+# resources become deletions only with --prune, they show in the plan first, and only where the provider
+# can delete them and they are not people's access (hand-made keypad codes and intercom users are never
+# pruned; another app's WhatsApp subscription cannot be).
+PruneOpt = Annotated[bool, typer.Option("--prune", help="Also delete foreign resources the plan lists "
+                                        "(shown in the plan first; only those the provider can delete).")]
 
 
 def register(app: typer.Typer) -> None:
@@ -99,7 +107,7 @@ def open_db(c: Context) -> Engine:
 
 @contextlib.contextmanager
 def session(c: Context, tenants: Sequence[str] | None, providers: Sequence[str] | None, sandbox: bool, *,
-            with_db: bool = True) -> Iterator[Session]:
+            with_db: bool = True, prune: bool = False) -> Iterator[Session]:
     result = c.load()
     if not result.ok:
         for f in result.errors:
@@ -135,7 +143,7 @@ def session(c: Context, tenants: Sequence[str] | None, providers: Sequence[str] 
         raise _fail(c, str(e)) from None
     with inprocess_transport() as transport, HttpClient(config, transport=transport) as http:
         try:
-            yield Session(c, loaded, chosen, config, http, eng.make_context(config, evidence), db)
+            yield Session(c, loaded, chosen, config, http, eng.make_context(config, evidence, prune=prune), db)
         finally:
             if db is not None:
                 db.dispose()
@@ -158,12 +166,13 @@ def plan(
     out: Annotated[Path | None, typer.Option("--out", help="Save the plan (JSON) for `apply FILE`.")] = None,
     fmt: Annotated[str, typer.Option("--format", help="text | json | markdown")] = "text",
     sandbox: SandboxOpt = False,
+    prune: PruneOpt = False,
 ) -> None:
     """Show what apply would change. Exit 0: no changes, 2: changes, 1: error."""
     c: Context = ctx.obj
     if fmt not in ("text", "json", "markdown"):
         raise typer.BadParameter("use text, json or markdown", param_hint="--format")
-    with session(c, tenant, provider, sandbox) as s:
+    with session(c, tenant, provider, sandbox, prune=prune) as s:
         p = _plan(s)
         if s.db is not None:
             eng.record_plan(s.db, p, eng.actor())
@@ -191,6 +200,7 @@ def apply(
     tenant: TenantOpt = None,
     provider: ProviderOpt = None,
     sandbox: SandboxOpt = False,
+    prune: PruneOpt = False,
     fmt: Annotated[str, typer.Option("--format", help="text | json (the report only; needs --auto-approve "
                                      "or a plan file)")] = "text",
 ) -> None:
@@ -202,14 +212,15 @@ def apply(
         raise _fail(c, "--format json prints no plan to confirm: give --auto-approve or a plan file")
     saved: SavedPlan | None = None
     if file is not None:
-        if tenant or provider:
-            raise _fail(c, "a saved plan already names its tenants and providers: drop --tenant/--provider")
+        if tenant or provider or prune:
+            raise _fail(c, "a saved plan already names its tenants, providers and --prune: drop "
+                        "--tenant/--provider/--prune")
         try:
             saved = load_plan(file)
         except PlanFileError as e:
             raise _fail(c, str(e)) from None
-        tenant, provider, sandbox = saved.tenants, saved.providers, saved.sandbox
-    with session(c, tenant, provider, sandbox) as s:
+        tenant, provider, sandbox, prune = saved.tenants, saved.providers, saved.sandbox, saved.prune
+    with session(c, tenant, provider, sandbox, prune=prune) as s:
         assert s.db is not None  # noqa: S101  (session opens it)
         code = _apply(s, s.db, saved, auto_approve=auto_approve, force=force, as_json=fmt == "json")
     raise typer.Exit(code)

@@ -17,11 +17,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from typer.testing import CliRunner
 
+from sandbox.nuki import Webhook
 from sandbox.world import World
 from store import locks, runs
 from store.engine import make_engine
@@ -72,11 +74,12 @@ def rehearsal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Rehearsal:
     return r
 
 
-def run(*args: str, input: str | None = None) -> tuple[int, str]:
+def run(*args: str, input: str | None = None, stdout_only: bool = False) -> tuple[int, str]:
+    """The CLI in process: exit code and its output (stderr included, unless `stdout_only`)."""
     result = CliRunner().invoke(app, ["--tenants", "examples", *args], input=input)
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception
-    return result.exit_code, result.output
+    return result.exit_code, result.stdout if stdout_only else result.output
 
 
 def assert_no_secret(text: str, secrets: list[str]) -> None:
@@ -132,7 +135,7 @@ def test_rehearsal_plans_applies_and_converges(rehearsal: Rehearsal) -> None:
 
 @pytest.mark.parametrize("fmt", ["json", "markdown"])
 def test_machine_and_review_formats_hold_no_secret(rehearsal: Rehearsal, fmt: str) -> None:
-    code, out = run("plan", "--sandbox", "--format", fmt)
+    code, out = run("plan", "--sandbox", "--format", fmt, stdout_only=True)
     assert code == 2
     assert_no_secret(out, rehearsal.secrets)
     if fmt == "json":
@@ -219,7 +222,7 @@ def test_a_held_lock_blocks_apply_and_names_its_holder(rehearsal: Rehearsal) -> 
 def test_under_faults_every_report_line_is_true_and_apply_converges(
         rehearsal: Rehearsal, monkeypatch: pytest.MonkeyPatch, faults: dict[str, object]) -> None:
     monkeypatch.setenv("TENANTCTL_SANDBOX_FAULTS", json.dumps(faults))
-    code, out = run("apply", "--sandbox", "--auto-approve", "--format", "json")
+    code, out = run("apply", "--sandbox", "--auto-approve", "--format", "json", stdout_only=True)
     calls = rehearsal.calls()["calls"]
     assert isinstance(calls, list) and any(c["fault"] for c in calls)
     report = json.loads(out)
@@ -238,7 +241,7 @@ def test_under_faults_every_report_line_is_true_and_apply_converges(
     undone = set().union(*(by_outcome.get(k, set()) for k in ("failed", "not_applied", "not_attempted")))
 
     monkeypatch.delenv("TENANTCTL_SANDBOX_FAULTS")
-    code, out = run("plan", "--sandbox", "--format", "json")
+    code, out = run("plan", "--sandbox", "--format", "json", stdout_only=True)
     still = {c["address"] for i in json.loads(out)["items"] for c in i["changes"]
              if c["action"] in ("create", "update", "delete")}
     # Every line was true: what it called done is done, what it called undone is still to do (unknown
@@ -326,3 +329,37 @@ def test_sandbox_mode_says_so_on_stderr(cli: RunCli, tmp_path: Path) -> None:
     assert "SANDBOX MODE" in r.err and "127.0.0.1:8790" in r.err
     assert "SANDBOX MODE" not in r.out  # stdout stays a clean JSON plan
     json.loads(r.out)
+
+
+def test_foreign_resources_are_deleted_only_with_prune_and_shown_first(rehearsal: Rehearsal, tmp_path: Path) -> None:
+    world = rehearsal.world()
+    account = next(iter(world.nuki.accounts.values()))
+    hid = world.nuki.next_webhook_id
+    world.nuki.next_webhook_id += 1
+    account.webhooks[hid] = Webhook(hid, "https://old-vendor.example/hook", ["DEVICE_LOGS"], "old-secret")
+    rehearsal.save(world)
+
+    def foreign(doc: dict[str, Any]) -> list[dict[str, Any]]:
+        return [c for i in doc["items"] for c in i["changes"] if c["address"].endswith(f"/#{hid}]")]
+
+    code, out = run("plan", "--sandbox", "--format", "json", stdout_only=True)
+    [change] = foreign(json.loads(out))
+    assert change["action"] == "report" and "--prune deletes it" in change["note"]
+    assert run("apply", "--sandbox", "--auto-approve")[0] == 0
+    assert hid in next(iter(rehearsal.world().nuki.accounts.values())).webhooks  # untouched without --prune
+
+    saved = tmp_path / "prune.json"
+    code, out = run("plan", "--sandbox", "--prune", "--out", str(saved))
+    assert code == 2 and "- nuki.decentral_webhook[" in out and "deleted because of --prune" in out
+    doc = json.loads(saved.read_text())
+    assert doc["prune"] is True and [c["action"] for c in foreign(doc)] == ["delete"]
+    # Pruning never reaches people's access: the hand-made keypad code is not planned for deletion.
+    assert not [c for i in doc["items"] for c in i["changes"]
+                if c["action"] == "delete" and c["kind"] != "decentral_webhook"]
+    assert run("apply", str(saved))[0] == 0
+    after = rehearsal.world()
+    assert hid not in next(iter(after.nuki.accounts.values())).webhooks
+    names = {a.name for acc in after.nuki.accounts.values() for lock in acc.smartlocks.values()
+             for a in lock.auths.values()}
+    assert "Front desk" in names
+    assert run("plan", "--sandbox", "--prune")[0] == 0
