@@ -189,20 +189,23 @@ class HttpClient:
         where = scrub(f"{method} {request.url.copy_with(query=None)}")
         gate = self._gate(provider)
         attempt = 0
+        maybe_applied = False  # some attempt may have reached the provider and acted
         while True:
             attempt += 1
             outcome = self._attempt(provider, request, auth, gate, where=where, scrub=scrub)
             if isinstance(outcome, httpx.Response):
                 return outcome
             error, kind = outcome
+            maybe_applied = maybe_applied or kind in MAYBE_APPLIED
             delay = decide(kind, attempt=attempt, idempotent=idempotent, retry_after=error.retry_after,
                            policy=self.config.limits.retry, jitter=self._jitter(),
                            read=method in READ_METHODS)
             if delay is None:
                 log.info("%s failed for good after %d attempt(s): %s", where, attempt, error)
-                if kind in MAYBE_APPLIED and method not in READ_METHODS:
-                    # The write reached the provider and its answer is lost (or was a 5xx): it may have
-                    # happened. Say so, so the engine reads back instead of calling it failed.
+                if maybe_applied and method not in READ_METHODS:
+                    # An attempt of this write reached the provider and its answer was lost (or was a
+                    # 5xx): it may have happened, whatever the last attempt said (a 429 after a lost
+                    # DELETE, say). Say so, so the engine reads back instead of calling it failed.
                     raise AnswerLost(provider, error.message, status=error.status, code=error.code,
                                      request_id=error.request_id) from error
                 raise error
