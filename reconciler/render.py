@@ -160,7 +160,8 @@ def render_markdown(plan: Plan, *, limit: int = GITHUB_COMMENT_LIMIT) -> str:
     head = [f"### tenantctl plan{' (sandbox)' if plan.sandbox else ''}", "", summary_line(plan), ""]
     if plan.errors:
         head += ["**Could not observe:**", ""]
-        head += [f"- `{i.tenant}` / {i.provider}: {_md_escape(i.error or '')}" for i in plan.errors] + [""]
+        head += [f"- `{i.tenant}` / {i.provider}: {_md_escape(hidden_text(i.error or '', i.hidden))}"
+                 for i in plan.errors] + [""]
     sections: list[tuple[str, int]] = []
     for tenant, items in _by_tenant(plan):
         changes = [c for i in items for c in _visible(i)]
