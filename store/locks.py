@@ -40,6 +40,7 @@ from sqlalchemy import Connection, Engine, delete, func, insert, select, text, u
 
 from store.engine import begin_write, utcnow
 from store.errors import LockHeld
+from store.runs import pid_alive, reap_dead_runs
 from store.schema import reconcile_runs, tenant_locks
 
 
@@ -106,17 +107,6 @@ def _row(conn: Connection, tenant: str) -> TenantLock | None:
     return None if row is None else _lock(row)
 
 
-def pid_alive(pid: int) -> bool:
-    """Whether a process with this pid exists on this host (signal 0 checks without sending anything)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # it exists, under another user
-        return True
-    return True
-
-
 def dead_on_this_host(lock: TenantLock) -> bool:
     """Provably gone: the holder ran on this host, under a pid that is not alive any more."""
     return lock.host == socket.gethostname() and lock.pid is not None and not pid_alive(lock.pid)
@@ -146,7 +136,9 @@ def lock_state(engine: Engine, lock: TenantLock, now: datetime | None = None) ->
 
 
 def reap_stale(engine: Engine) -> list[TenantLock]:
-    """Mark the runs of stale locks ``aborted`` (their process died); returns the stale locks."""
+    """Mark ``aborted`` the runs of stale locks and every run of this host whose process is gone;
+    returns the stale locks."""
+    reap_dead_runs(engine)
     stale = [lk for lk in list_locks(engine) if lock_state(engine, lk) == "stale"]
     run_ids = [lk.run_id for lk in stale if lk.run_id is not None]
     if run_ids:

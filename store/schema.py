@@ -141,6 +141,9 @@ reconcile_runs = Table(
     Column("status", String(16), nullable=False),
     Column("summary", JSON(), nullable=True),
     Column("tenants", JSON(), nullable=False),
+    # Where the run's process runs: one on this host whose pid is gone died without finishing.
+    Column("host", String(255), nullable=True),
+    Column("pid", Integer(), nullable=True),
     CheckConstraint(_in("kind", RUN_KINDS), name="kind"),
     CheckConstraint(_in("status", RUN_STATUSES), name="status"),
     Index(None, "started_at"),

@@ -363,3 +363,35 @@ def test_foreign_resources_are_deleted_only_with_prune_and_shown_first(rehearsal
              for a in lock.auths.values()}
     assert "Front desk" in names
     assert run("plan", "--sandbox", "--prune")[0] == 0
+
+
+KILLED_HOLDER = """
+import sys, time
+from store.engine import make_engine
+from store import locks, runs
+e = make_engine(sys.argv[1])
+run_id = runs.start_run(e, "apply", "ana@laptop", ["blue-harbor"])
+locks.acquire(e, "blue-harbor", "ana@laptop pid dying", run_id=run_id)
+print(run_id, flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_killed_applys_lock_shows_stale_and_is_taken_over_by_name(rehearsal: Rehearsal) -> None:
+    assert run("plan", "--sandbox")[0] == 2  # creates and migrates the database
+    with subprocess.Popen([sys.executable, "-c", KILLED_HOLDER, rehearsal.db_url], stdout=subprocess.PIPE,
+                          text=True, cwd=REPO) as holder:
+        assert holder.stdout is not None
+        run_id = int(holder.stdout.readline())
+        os.kill(holder.pid, 9)
+        holder.wait(timeout=10)
+    code, out = run("lock", "list")
+    assert code == 0 and "ana@laptop pid dying" in out and "stale" in out and f" {run_id} " in out
+    db = make_engine(rehearsal.db_url)
+    run_record = runs.get_run(db, run_id)
+    assert run_record is not None and run_record.status == "aborted"  # looking was enough
+    code, out = run("apply", "--sandbox", "--auto-approve")
+    assert code == 0, out
+    assert "took over the lock of blue-harbor from ana@laptop pid dying" in out
+    assert locks.list_locks(db) == []
+    db.dispose()

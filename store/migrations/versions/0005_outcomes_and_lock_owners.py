@@ -3,8 +3,8 @@
 - reconcile_changes.outcome gains `confirmed` (applied, known by reading back after a lost answer),
   `not_applied` and `unknown`.
 - reconcile_runs.status gains `aborted` (the process died; found out the next time anyone looks).
-- tenant_locks gains `host` and `pid`: a lock whose holder ran on this host under a pid that is not
-  alive any more is taken over.
+- tenant_locks and reconcile_runs gain `host` and `pid`: a lock whose holder ran on this host under a pid
+  that is not alive any more is taken over; such a run still `running` is marked `aborted`.
 
 Revision ID: 0005
 Revises: 0002
@@ -39,15 +39,17 @@ def _swap_check(table: str, name: str, condition: str) -> None:
 def upgrade() -> None:
     _swap_check("reconcile_changes", "outcome", NEW_OUTCOMES)
     _swap_check("reconcile_runs", "status", NEW_STATUSES)
-    with op.batch_alter_table("tenant_locks") as batch:
-        batch.add_column(sa.Column("host", sa.String(length=255), nullable=True))
-        batch.add_column(sa.Column("pid", sa.Integer(), nullable=True))
+    for table in ("tenant_locks", "reconcile_runs"):
+        with op.batch_alter_table(table) as batch:
+            batch.add_column(sa.Column("host", sa.String(length=255), nullable=True))
+            batch.add_column(sa.Column("pid", sa.Integer(), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("tenant_locks") as batch:
-        batch.drop_column("pid")
-        batch.drop_column("host")
+    for table in ("tenant_locks", "reconcile_runs"):
+        with op.batch_alter_table(table) as batch:
+            batch.drop_column("pid")
+            batch.drop_column("host")
     op.execute("UPDATE reconcile_runs SET status = 'failed' WHERE status = 'aborted'")
     op.execute("UPDATE reconcile_changes SET outcome = 'failed' "
                "WHERE outcome IN ('confirmed', 'not_applied', 'unknown')")
