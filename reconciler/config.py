@@ -6,10 +6,12 @@ Everything here is data: the HTTP client and the engine read it, nothing here do
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from reconciler.errors import OutboundBlocked
 from reconciler.retry import RetryPolicy
 from tenancy.model import Tenant
 
@@ -33,9 +35,17 @@ SANDBOX_PATHS: Mapping[str, str] = {
     "twon": "/2n/{device_id}",
 }
 
-# Hosts any tenant may reach. 2N device hosts are added per tenant file (`allowed_hosts`).
-PROVIDER_HOSTS = frozenset({"graph.facebook.com", "api.nuki.io", "public.api.hospitable.com",
-                            "api.beds24.com"})
+# Each provider's own API host: a provider may reach only its own (a bug or a hostile tenant file cannot
+# send one provider's token to another's host). 2N device hosts are per tenant (`tenant_hosts`).
+PROVIDER_HOSTS: Mapping[str, frozenset[str]] = {
+    "whatsapp": frozenset({"graph.facebook.com"}),
+    "nuki": frozenset({"api.nuki.io"}),
+    "hospitable": frozenset({"public.api.hospitable.com"}),
+    "beds24": frozenset({"api.beds24.com"}),
+}
+ANY_PROVIDER = "*"  # key of `allowed_hosts` for hosts every provider may reach (the sandbox)
+DEVICE_PROVIDERS = frozenset({"twon"})  # hosts from tenant files: the connected address is checked
+LOOPBACK_NAMES = frozenset({"localhost"})
 
 
 def base_urls(*, sandbox: bool, sandbox_url: str) -> dict[str, str]:
@@ -52,13 +62,45 @@ def host_of(url: str) -> str:
     return f"{host}:{parts.port}" if parts.port else host
 
 
-def allowed_hosts(tenants: Iterable[Tenant], *, sandbox: bool, sandbox_url: str) -> frozenset[str]:
-    """The provider APIs and the 2N devices declared in tenant files; in sandbox mode only the sandbox."""
+def is_loopback_url(url: str) -> bool:
+    """Whether `url` names this machine: localhost, 127.0.0.0/8 or ::1 (the only sandbox addresses)."""
+    host = (urlsplit(url).hostname or "").lower()
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_sandbox_url(url: str) -> None:
+    """Sandbox mode sends every tenant's real tokens to the sandbox: only ever to this machine."""
+    if not is_loopback_url(url):
+        raise OutboundBlocked(
+            f"TENANTCTL_SANDBOX_URL={host_of(url) or url!r} is not a loopback address: sandbox mode only "
+            "talks to a sandbox on this machine (http://127.0.0.1:PORT); check TENANTCTL_SANDBOX_URL in the "
+            "environment and in ./.env")
+
+
+def allowed_hosts(*, sandbox: bool, sandbox_url: str) -> dict[str, frozenset[str]]:
+    """Provider → the hosts it may reach; in sandbox mode only the (loopback) sandbox, for every one."""
     if sandbox:
         # Nothing real is reachable while rehearsing: a mistake cannot touch a live account.
-        return frozenset({host_of(sandbox_url)})
-    devices = {p.intercom.host.lower() for t in tenants for p in t.properties if p.intercom is not None}
-    return PROVIDER_HOSTS | frozenset(devices)
+        check_sandbox_url(sandbox_url)
+        return {ANY_PROVIDER: frozenset({host_of(sandbox_url)})}
+    return dict(PROVIDER_HOSTS)
+
+
+def tenant_hosts(tenants: Iterable[Tenant], *, sandbox: bool) -> dict[tuple[str, str], frozenset[str]]:
+    """(provider, tenant) → hosts only that tenant's calls of that provider may reach: its 2N intercoms."""
+    if sandbox:
+        return {}
+    out: dict[tuple[str, str], frozenset[str]] = {}
+    for t in tenants:
+        hosts = frozenset(p.intercom.host.lower() for p in t.properties if p.intercom is not None)
+        if hosts:
+            out[("twon", t.slug)] = hosts
+    return out
 
 
 @dataclass(frozen=True)
@@ -77,6 +119,10 @@ class Limits:
     default: ProviderLimit = ProviderLimit()
     connect_timeout_s: float = 5.0
     read_timeout_s: float = 30.0
+    # Per call (one attempt): the whole answer within this many seconds, and at most this many bytes
+    # (decoded). Provider answers are small JSON; a slow or huge one is an error, not a stall or a OOM.
+    total_deadline_s: float = 60.0
+    max_response_bytes: int = 10 * 1024 * 1024
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     # Safety (octoDNS-style): a tenant's plan that updates+deletes more than this share of its live
     # resources, and more than `safety_min_changes` of them, needs --force.
@@ -116,25 +162,35 @@ class ReconcileConfig:
     """What the engine and the HTTP client need to know about the world outside."""
 
     base_urls: Mapping[str, str]
-    allowed_hosts: frozenset[str]
+    allowed_hosts: Mapping[str, frozenset[str]]  # provider → hosts ("*": any provider)
     sandbox: bool
     limits: Limits
     domain: str
+    tenant_hosts: Mapping[tuple[str, str], frozenset[str]] = field(default_factory=dict)
 
     @property
     def https_only(self) -> bool:
         return not self.sandbox
 
+    def may_reach(self, provider: str, host: str, tenant: str | None) -> bool:
+        """Whether `provider` (on behalf of `tenant`, when the call is a tenant's own device) may call `host`."""
+        if host in self.allowed_hosts.get(provider, frozenset()) or \
+                host in self.allowed_hosts.get(ANY_PROVIDER, frozenset()):
+            return True
+        return tenant is not None and host in self.tenant_hosts.get((provider, tenant), frozenset())
+
 
 def make_config(tenants: Iterable[Tenant], *, sandbox: bool, sandbox_url: str, domain: str,
                 limits: Limits | None = None) -> ReconcileConfig:
+    """Raises OutboundBlocked when sandbox mode is asked for with a sandbox URL that is not loopback."""
     tenants = list(tenants)
     return ReconcileConfig(
         base_urls=base_urls(sandbox=sandbox, sandbox_url=sandbox_url),
-        allowed_hosts=allowed_hosts(tenants, sandbox=sandbox, sandbox_url=sandbox_url),
+        allowed_hosts=allowed_hosts(sandbox=sandbox, sandbox_url=sandbox_url),
         sandbox=sandbox,
         limits=limits or limits_for(sandbox=sandbox),
         domain=domain,
+        tenant_hosts=tenant_hosts(tenants, sandbox=sandbox),
     )
 
 

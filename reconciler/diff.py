@@ -43,7 +43,7 @@ def diff(desired: Iterable[Resource], live: Iterable[Resource], *, prune: bool =
                                   field_changes(lv.attrs, {}), live=lv))
         else:
             changes.append(Change(Action.REPORT, lv.provider, lv.kind, lv.tenant, addr, live=lv,
-                                  note="not managed by tenantctl: left untouched (use --prune to delete)"))
+                                  note="not managed by tenantctl: left untouched"))
     return sort_changes(changes)
 
 

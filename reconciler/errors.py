@@ -4,11 +4,14 @@
     ├── OutboundBlocked          the HTTP client refused to send (host not allowed, http outside sandbox)
     ├── ProviderError            a provider answered badly or not at all
     │   ├── TemporaryError       retry with backoff: 429, 5xx, timeouts, resets, rate-limit error codes
+    │   │   └── AnswerLost       a write was sent but its answer lost (timeout/reset after sending, or a
+    │   │                        5xx on a write): it may or may not have happened; read back to know
     │   └── PermanentError       do not retry
     │       ├── AuthError        401 / expired or wrong token (Meta code 190)
     │       ├── PermissionDenied 403 / missing permission (Meta 10, 200-299)
     │       ├── NotFound         404 / unknown object (Meta code 100 on an unknown ID)
     │       └── InvalidRequest   400 / the provider rejected what we sent
+    ├── OutcomeUnknown           a write was sent, and neither its answer nor a read-back tells if it happened
     ├── StalePlan                the live state changed since the saved plan was made
     └── UnsafePlan               the plan deletes or rewrites too much without --force
 reprs show the provider, status and request ID, never a body that might echo a secret.
@@ -55,6 +58,10 @@ class TemporaryError(ProviderError):
     pass
 
 
+class AnswerLost(TemporaryError):
+    """The request was sent and may have been applied; only reading the resource back can tell."""
+
+
 class PermanentError(ProviderError):
     pass
 
@@ -73,6 +80,14 @@ class NotFound(PermanentError):
 
 class InvalidRequest(PermanentError):
     pass
+
+
+class OutcomeUnknown(ReconcileError):
+    """Whether a write happened cannot be told; `check` says what a person should look at."""
+
+    def __init__(self, message: str, check: str) -> None:
+        super().__init__(message)
+        self.check = check
 
 
 class StalePlan(ReconcileError):

@@ -5,7 +5,14 @@ Guarantees, in the order a request meets them:
    only the sandbox), and only https outside the sandbox: `OutboundBlocked`.
 2. Credentials travel in headers: a URL whose query holds a known secret (the request's `secrets=` or any
    value the redactor knows) is refused before it is sent.
-3. Per-provider concurrency (a semaphore) and rate (a token bucket), a timeout on every call.
+3. Per-provider concurrency (a semaphore) and rate (a token bucket), a timeout on every call, and per
+   attempt a total deadline and a cap on the answer's size (a 1 byte/s or a 200 MB answer is an error:
+   `PermanentError` for too large, a lost answer for too slow, never retried).
+   Each provider reaches only its own hosts (`ReconcileConfig.may_reach`); a tenant's 2N intercom host
+   only for that tenant's `twon` calls. For device providers, the name is resolved here and every address
+   it resolves to must pass `device_hosts.check_device_address` (no loopback, link-local or metadata
+   address); the request is then pinned to the checked address (Host header and TLS SNI keep the name), so
+   a DNS answer that changes between check and connect cannot redirect it.
 4. Redirects are never followed (a redirect would carry the Authorization header elsewhere): an error.
 5. Failures map to `reconciler.errors` by status, or by the provider's own `classify(response)` hook
    (Meta's Graph error codes are built in); temporary ones are retried as `retry.decide` says.
@@ -14,8 +21,10 @@ Guarantees, in the order a request meets them:
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import random
+import socket
 import threading
 import time
 from collections import Counter
@@ -25,8 +34,16 @@ from typing import Any
 
 import httpx
 
-from reconciler.config import IDEMPOTENT_WRITE_PROVIDERS, ProviderLimit, ReconcileConfig, host_of
+from reconciler.config import (
+    DEVICE_PROVIDERS,
+    IDEMPOTENT_WRITE_PROVIDERS,
+    ProviderLimit,
+    ReconcileConfig,
+    host_of,
+)
+from reconciler.device_hosts import check_device_address
 from reconciler.errors import (
+    AnswerLost,
     AuthError,
     InvalidRequest,
     NotFound,
@@ -44,6 +61,22 @@ log = logging.getLogger("reconciler.http")
 Classifier = Callable[[httpx.Response], ProviderError | None]
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+MAYBE_APPLIED = frozenset({Failure.LOST, Failure.SERVER_ERROR, Failure.DEADLINE})
+Resolver = Callable[[str, int], list[str]]
+
+
+def resolve(host: str, port: int) -> list[str]:
+    """Every address `host` resolves to (the system resolver)."""
+    return sorted({str(info[4][0]) for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)})
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class _TooSlow(Exception):
+    pass
 REQUEST_ID_HEADERS = ("x-fb-trace-id", "x-hospitable-trace", "x-request-id", "x-amzn-requestid")
 # Graph API codes (PROVIDERS.md): decide on the code, not on the HTTP status.
 META_RATE_LIMIT_CODES = frozenset({4, 17, 32, 613, 80007, 130429, 131056})
@@ -92,14 +125,18 @@ class HttpClient:
         sleep: Callable[[float], None] = time.sleep,
         jitter: Callable[[], float] = random.random,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        resolver: Resolver = resolve,
     ) -> None:
         self.config = config
         limits = config.limits
+        self._resolve = resolver
+        cap = limits.total_deadline_s  # no single wait may outlast the whole call's deadline
         self._client = httpx.Client(
             transport=transport,
             follow_redirects=False,
             trust_env=False,  # no proxies or .netrc credentials from the environment
-            timeout=httpx.Timeout(limits.read_timeout_s, connect=limits.connect_timeout_s),
+            timeout=httpx.Timeout(min(limits.read_timeout_s, cap), connect=min(limits.connect_timeout_s, cap),
+                                  pool=cap),
             limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
         )
         self._classifiers = dict(classifiers or {})
@@ -139,26 +176,38 @@ class HttpClient:
         data: Mapping[str, str] | None = None,
         auth: httpx.Auth | None = None,
         secrets: Sequence[str] = (),
+        tenant: str | None = None,
     ) -> httpx.Response:
+        """`tenant`: the tenant on whose own device the call is (2N): its hosts are allowed for it alone."""
         method = method.upper()
         scrub = _scrubber(secrets)
         request = self._client.build_request(method, url, headers=headers, params=params,  # type: ignore[arg-type]
                                              json=json, data=data)
-        self._check(provider, request, secrets, scrub)
+        self._check(provider, request, secrets, scrub, tenant)
+        self._pin(provider, request)
         idempotent = method in IDEMPOTENT_METHODS or provider in IDEMPOTENT_WRITE_PROVIDERS
         where = scrub(f"{method} {request.url.copy_with(query=None)}")
         gate = self._gate(provider)
         attempt = 0
+        maybe_applied = False  # some attempt may have reached the provider and acted
         while True:
             attempt += 1
             outcome = self._attempt(provider, request, auth, gate, where=where, scrub=scrub)
             if isinstance(outcome, httpx.Response):
                 return outcome
             error, kind = outcome
+            maybe_applied = maybe_applied or kind in MAYBE_APPLIED
             delay = decide(kind, attempt=attempt, idempotent=idempotent, retry_after=error.retry_after,
-                           policy=self.config.limits.retry, jitter=self._jitter())
+                           policy=self.config.limits.retry, jitter=self._jitter(),
+                           read=method in READ_METHODS)
             if delay is None:
                 log.info("%s failed for good after %d attempt(s): %s", where, attempt, error)
+                if maybe_applied and method not in READ_METHODS:
+                    # An attempt of this write reached the provider and its answer was lost (or was a
+                    # 5xx): it may have happened, whatever the last attempt said (a 429 after a lost
+                    # DELETE, say). Say so, so the engine reads back instead of calling it failed.
+                    raise AnswerLost(provider, error.message, status=error.status, code=error.code,
+                                     request_id=error.request_id) from error
                 raise error
             with self._stats_lock:
                 self.retries[provider] += 1
@@ -175,7 +224,15 @@ class HttpClient:
                 self.calls[provider] += 1
             started = time.monotonic()
             try:
-                response = self._client.send(request, auth=auth) if auth else self._client.send(request)
+                response = self._send(request, auth, started + self.config.limits.total_deadline_s)
+            except _TooLarge:
+                return PermanentError(provider, scrub(f"{where}: the answer is larger than "
+                                                      f"{self.config.limits.max_response_bytes} bytes; "
+                                                      "not read")), Failure.PERMANENT
+            except _TooSlow:
+                return TemporaryError(provider, scrub(f"{where}: no whole answer within "
+                                                      f"{self.config.limits.total_deadline_s:g} s")), \
+                    Failure.DEADLINE
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as e:
                 return TemporaryError(provider, scrub(f"{where}: cannot connect ({type(e).__name__})")), \
                     Failure.CONNECT
@@ -201,6 +258,62 @@ class HttpClient:
             return error, failure
         return error, Failure.PERMANENT
 
+    def _send(self, request: httpx.Request, auth: httpx.Auth | None, deadline: float) -> httpx.Response:
+        """Send, and read the answer whole within `deadline` (monotonic) and the size cap."""
+        cap = self.config.limits.max_response_bytes
+        response = self._client.send(request, auth=auth, stream=True) if auth else \
+            self._client.send(request, stream=True)
+        try:
+            declared = response.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > cap:
+                raise _TooLarge
+            chunks: list[bytes] = []
+            size = 0
+            for chunk in response.iter_bytes():
+                size += len(chunk)
+                if size > cap:
+                    raise _TooLarge
+                chunks.append(chunk)
+                if time.monotonic() > deadline:
+                    raise _TooSlow
+            if time.monotonic() > deadline:
+                raise _TooSlow
+        finally:
+            response.close()
+        # A plain, fully read response: decoded already, so the encoding headers no longer apply.
+        headers = [(k, v) for k, v in response.headers.multi_items()
+                   if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")]
+        ext = {k: v for k, v in response.extensions.items() if k in ("http_version", "reason_phrase")}
+        return httpx.Response(response.status_code, headers=headers, content=b"".join(chunks),
+                              request=response.request, extensions=ext)
+
+    def _pin(self, provider: str, request: httpx.Request) -> None:
+        """Device hosts: check every address the name resolves to, then connect to the checked one."""
+        if self.config.sandbox or provider not in DEVICE_PROVIDERS:
+            return
+        host = request.url.host
+        try:
+            literal = ipaddress.ip_address(host)
+        except ValueError:
+            literal = None
+        if literal is not None:
+            addresses = [str(literal)]
+        else:
+            try:
+                addresses = self._resolve(host, request.url.port or 443)
+            except OSError as e:
+                raise OutboundBlocked(f"{provider}: cannot resolve {host}: {e}") from None
+        if not addresses:
+            raise OutboundBlocked(f"{provider}: {host} resolves to no address")
+        for ip in addresses:
+            reason = check_device_address(ip)
+            if reason is not None:
+                raise OutboundBlocked(f"{provider}: {host} resolves to {ip}, {reason}: a device host must be a "
+                                      "public or private-LAN address")
+        if literal is None:
+            request.extensions = {**request.extensions, "sni_hostname": host}
+            request.url = request.url.copy_with(host=addresses[0])
+
     def _classify(self, provider: str, response: httpx.Response, where: str,
                   scrub: Callable[[str], str]) -> ProviderError:
         response.read()
@@ -219,11 +332,12 @@ class HttpClient:
         return error
 
     def _check(self, provider: str, request: httpx.Request, secrets: Sequence[str],
-               scrub: Callable[[str], str]) -> None:
+               scrub: Callable[[str], str], tenant: str | None = None) -> None:
         url = request.url
         host = host_of(str(url))
-        if host not in self.config.allowed_hosts:
-            raise OutboundBlocked(f"{provider}: host {host or '(none)'} is not allow-listed")
+        if not self.config.may_reach(provider, host, tenant):
+            raise OutboundBlocked(f"{provider}: host {host or '(none)'} is not allow-listed for {provider}"
+                                  + (f" (tenant {tenant})" if tenant else ""))
         if self.config.https_only and url.scheme != "https":
             raise OutboundBlocked(f"{provider}: {url.scheme}:// refused outside the sandbox; use https")
         query = url.query.decode("ascii", "replace")

@@ -98,6 +98,8 @@ class ProviderPlan:
     live_digest: str | None = None  # None when observing failed
     live_count: int = 0  # live resources we own (the base of the safety share)
     error: str | None = None
+    # When observing failed: the addresses whose changes (if any) this error hides from the plan.
+    hidden: tuple[str, ...] = ()
 
     @property
     def writes(self) -> list[Change]:
@@ -110,6 +112,7 @@ class Plan:
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     sandbox: bool = False
     keys: Mapping[str, bytes] = field(default_factory=dict, compare=False, repr=False)
+    prune: bool = False  # foreign resources the providers can delete are planned as deletions
 
     def key(self, tenant: str) -> bytes:
         return self.keys.get(tenant, b"")
@@ -162,6 +165,7 @@ def item_json(item: ProviderPlan, key: bytes) -> dict[str, Any]:
         "live_digest": item.live_digest,
         "live_count": item.live_count,
         "error": item.error,
+        **({"hidden": list(item.hidden)} if item.hidden else {}),
         "changes": [encode_change(c, key) for c in item.changes if c.action is not Action.NOOP],
     }
 
@@ -206,6 +210,7 @@ class SavedPlan:
     sandbox: bool
     created_at: str
     items: tuple[Mapping[str, Any], ...]
+    prune: bool = False  # made with --prune: re-planned the same way (its deletions are in the checksum)
 
     @property
     def targets(self) -> list[tuple[str, str]]:
@@ -235,12 +240,14 @@ def load_plan(path: Path) -> SavedPlan:
     items = doc.get("items")
     if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
         raise PlanFileError(f"{path}: no items")
-    stripped = [{k: i.get(k) for k in ("tenant", "provider", "live_digest", "live_count", "error", "changes")}
+    stripped = [{k: i.get(k) for k in ("tenant", "provider", "live_digest", "live_count", "error")}
+                | ({"hidden": i["hidden"]} if "hidden" in i else {}) | {"changes": i.get("changes")}
                 for i in items]
     sandbox = bool(doc.get("sandbox", False))
     if checksum(stripped, sandbox=sandbox) != doc.get("checksum"):
         raise PlanFileError(f"{path}: checksum mismatch: the plan file was edited after it was made")
-    return SavedPlan(str(doc["checksum"]), sandbox, str(doc.get("created_at", "")), tuple(stripped))
+    return SavedPlan(str(doc["checksum"]), sandbox, str(doc.get("created_at", "")), tuple(stripped),
+                     prune=bool(doc.get("prune", False)))
 
 
 def check_fresh(saved: SavedPlan, current: Plan) -> None:

@@ -10,6 +10,7 @@ JSON plan format, version 1 (`tenantctl plan --format json`, and the file `plan 
       "checksum": "sha256:<hex>",              # over format_version, sandbox and items (not created_at)
       "created_at": "2026-11-27T12:00:00+00:00",
       "sandbox": false,                        # made against the local sandbox?
+      "prune": false,                          # made with --prune (foreign resources deleted)?
       "summary": {"create": 1, "update": 2, "delete": 0, "manual": 1, "report": 1, "noop": 9,
                   "errors": 0},
       "items": [                               # one per tenant x provider that applies to the tenant
@@ -47,7 +48,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from reconciler.engine import ApplyReport, Outcome
+from reconciler.engine import ApplyReport, Outcome, hidden_text
 from reconciler.model import Action, Change, FieldChange
 from reconciler.plan import FORMAT_VERSION, Plan, ProviderPlan, encode_value
 from tenancy.redact import REDACTOR
@@ -67,6 +68,7 @@ def plan_document(plan: Plan) -> dict[str, Any]:
         "checksum": plan.checksum,
         "created_at": plan.created_at.isoformat(),
         "sandbox": plan.sandbox,
+        "prune": plan.prune,
         "summary": plan.counts(),
         "items": plan.items_json(),
     }
@@ -132,7 +134,8 @@ def render_text(plan: Plan, *, colour: bool = False) -> str:
         errors = [i for i in items if i.error]
         out.append(paint(f"tenant {tenant}", "1") + f": {_tenant_summary(changes)}")
         for i in errors:
-            out.append(paint(f"  x {i.provider}: could not observe: {i.error}", "31"))
+            out.append(paint(f"  x {i.provider}: could not observe: {hidden_text(i.error or '', i.hidden)}",
+                             "31"))
         for c in changes:
             lines = change_lines(c, plan.key(tenant))
             out.append("  " + paint(lines[0], COLOURS[c.action]))
@@ -157,7 +160,8 @@ def render_markdown(plan: Plan, *, limit: int = GITHUB_COMMENT_LIMIT) -> str:
     head = [f"### tenantctl plan{' (sandbox)' if plan.sandbox else ''}", "", summary_line(plan), ""]
     if plan.errors:
         head += ["**Could not observe:**", ""]
-        head += [f"- `{i.tenant}` / {i.provider}: {_md_escape(i.error or '')}" for i in plan.errors] + [""]
+        head += [f"- `{i.tenant}` / {i.provider}: {_md_escape(hidden_text(i.error or '', i.hidden))}"
+                 for i in plan.errors] + [""]
     sections: list[tuple[str, int]] = []
     for tenant, items in _by_tenant(plan):
         changes = [c for i in items for c in _visible(i)]
@@ -187,24 +191,64 @@ def _md_escape(text: str) -> str:
 
 
 # Apply reports ---------------------------------------------------------------------------------------
+MARKS = {Outcome.APPLIED: "done", Outcome.CONFIRMED: "done", Outcome.NOT_APPLIED: "NOT APPLIED",
+         Outcome.UNKNOWN: "UNKNOWN", Outcome.FAILED: "FAILED", Outcome.NOT_ATTEMPTED: "not attempted"}
+REPORT_FORMAT_VERSION = 1
+
+
 def render_report(report: ApplyReport) -> str:
+    """One line per change: done (applied, or "applied (confirmed by read-back)" after a lost answer),
+    NOT APPLIED, UNKNOWN (with what to check), FAILED, not attempted (with what it depends on)."""
     out: list[str] = []
     tenants = sorted({r.change.tenant for r in report.results} | {u.tenant for u in report.unobserved})
-    marks = {Outcome.APPLIED: "done", Outcome.FAILED: "FAILED", Outcome.NOT_ATTEMPTED: "not attempted"}
     for tenant in tenants:
         out.append(f"tenant {tenant}:")
         for u in (u for u in report.unobserved if u.tenant == tenant):
-            out.append(f"  FAILED        {u.provider}: could not observe, nothing attempted: {u.error}")
+            out.append(f"  FAILED        {u.provider}: could not observe, nothing attempted: "
+                       f"{hidden_text(u.error, u.hidden)}")
         for r in (r for r in report.results if r.change.tenant == tenant):
-            line = f"  {marks[r.outcome]:<13} {r.change.action.value} {r.change.address}"
-            if r.detail and r.outcome is Outcome.APPLIED:
+            line = f"  {MARKS[r.outcome]:<13} {r.change.action.value} {r.change.address}"
+            if r.outcome is Outcome.CONFIRMED:
+                line += ": applied (confirmed by read-back)"
+            elif r.detail and r.outcome is Outcome.APPLIED:
                 line += f": {r.detail}"
             if r.error:
                 line += f": {r.error}"
             out.append(line)
             out += [f"                secret stored encrypted: {w}" for w in r.wrote_back]
     n = report.counts()
-    out.append(f"Apply: {n['applied']} applied, {n['failed']} failed, {n['not_attempted']} not attempted"
-               + (f", {n['unobserved']} provider(s) not observed" if n["unobserved"] else "")
+    parts = [f"{n['applied'] + n['confirmed']} applied"
+             + (f" ({n['confirmed']} confirmed by read-back)" if n["confirmed"] else ""),
+             f"{n['failed']} failed"]
+    parts += [f"{n[k]} {label}" for k, label in (("not_applied", "not applied"), ("unknown", "unknown")) if n[k]]
+    parts.append(f"{n['not_attempted']} not attempted")
+    if n["unobserved"]:
+        parts.append(f"{n['unobserved']} provider(s) not observed")
+    out.append("Apply: " + ", ".join(parts)
                + (": done." if report.ok else ": run `tenantctl apply` again once the cause is fixed."))
     return REDACTOR.scrub("\n".join(out))
+
+
+def report_document(report: ApplyReport) -> dict[str, Any]:
+    """The apply report for machines (`apply --format json`), version 1:
+
+        {"format_version": 1, "ok": false, "counts": {"applied": 3, "confirmed": 1, ...},
+         "results": [{"tenant", "provider", "address", "action",
+                      "outcome": "applied | confirmed | not_applied | unknown | failed | not_attempted",
+                      "detail", "error", "wrote_back": [...]}],
+         "unobserved": [{"tenant", "provider", "error", "hidden": [addresses]}]}
+    """
+    return {
+        "format_version": REPORT_FORMAT_VERSION,
+        "ok": report.ok,
+        "counts": report.counts(),
+        "results": [{"tenant": r.change.tenant, "provider": r.change.provider, "address": r.change.address,
+                     "action": r.change.action.value, "outcome": r.outcome.value, "detail": r.detail,
+                     "error": r.error, "wrote_back": list(r.wrote_back)} for r in report.results],
+        "unobserved": [{"tenant": u.tenant, "provider": u.provider, "error": u.error, "hidden": list(u.hidden)}
+                       for u in report.unobserved],
+    }
+
+
+def render_report_json(report: ApplyReport) -> str:
+    return REDACTOR.scrub(json.dumps(report_document(report), indent=2, sort_keys=True))

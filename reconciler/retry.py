@@ -24,6 +24,7 @@ class Failure(StrEnum):
     CONNECT = "connect"
     SERVER_ERROR = "server_error"
     LOST = "lost"
+    DEADLINE = "deadline"  # the answer did not arrive whole within the call's total deadline: not retried
     PERMANENT = "permanent"
 
 
@@ -34,6 +35,9 @@ SAFE_IF_IDEMPOTENT = frozenset({Failure.SERVER_ERROR, Failure.LOST})
 @dataclass(frozen=True)
 class RetryPolicy:
     max_attempts: int = 5  # including the first
+    # Reads are harmless to repeat, and a read that gives up hides a provider from the whole run (or
+    # leaves a write's outcome unknown): they get more tries. None: as many as `max_attempts`.
+    read_attempts: int | None = 8
     base_delay_s: float = 0.25
     max_delay_s: float = 20.0
     max_retry_after_s: float = 60.0
@@ -46,9 +50,11 @@ def backoff(attempt: int, policy: RetryPolicy, jitter: float) -> float:
 
 
 def decide(failure: Failure, *, attempt: int, idempotent: bool, retry_after: float | None,
-           policy: RetryPolicy, jitter: float) -> float | None:
-    """Seconds to wait before the next try, or None to give up. `attempt` counts tries made so far."""
-    if attempt >= policy.max_attempts:
+           policy: RetryPolicy, jitter: float, read: bool = False) -> float | None:
+    """Seconds to wait before the next try, or None to give up. `attempt` counts tries made so far;
+    `read`: a request that changes nothing (GET), allowed `policy.read_attempts`."""
+    limit = policy.read_attempts if read and policy.read_attempts is not None else policy.max_attempts
+    if attempt >= limit:
         return None
     if failure not in ALWAYS_SAFE and not (idempotent and failure in SAFE_IF_IDEMPOTENT):
         return None

@@ -4,14 +4,24 @@ Serve it with `gunicorn 'sandbox.app:get_app()'`; `TENANTCTL_SANDBOX_STATE` name
 start from. Admin endpoints (not logged as calls):
   GET|PUT /_sandbox/state   dump | replace the world        POST /_sandbox/reset    empty world
   GET|PUT /_sandbox/faults  served-mode fault config         POST /_sandbox/nuki/settle
-  GET|DELETE /_sandbox/calls  the call log
+  GET|DELETE /_sandbox/calls  the call log                   GET /_sandbox/healthz   liveness (open)
+
+Served, the admin endpoints need `Authorization: Bearer <token>`: the per-run token `tenantctl sandbox
+serve` generates and writes to a 0600 file named by `TENANTCTL_SANDBOX_TOKEN_FILE` (the world holds every
+seeded tenant's tokens). Without that file the token is random and unknown: admin is closed. Every request
+must carry a Host header naming this machine (localhost, 127.0.0.0/8, [::1]), and the served port when
+`TENANTCTL_SANDBOX_BIND` gives it: a web page whose name was rebound to 127.0.0.1 sends its own Host and
+is refused (421), so a browser cannot read or wipe the world.
 """
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import json
 import os
 import pathlib
+import secrets
 import time
 from collections.abc import Callable
 from typing import Any
@@ -25,6 +35,10 @@ from sandbox.faults import FaultConfig
 from sandbox.world import World
 
 STATE_ENV = "TENANTCTL_SANDBOX_STATE"
+TOKEN_FILE_ENV = "TENANTCTL_SANDBOX_TOKEN_FILE"
+BIND_ENV = "TENANTCTL_SANDBOX_BIND"
+ADMIN_PREFIX = "/_sandbox/"
+OPEN_ADMIN = frozenset({"/_sandbox/healthz"})
 FAULT_HEADER = "x-sandbox-fault"  # set by the in-process transport for a "lost-response" call
 _PREFIXES = {"meta": "meta", "nuki": "nuki", "hospitable": "hospitable", "beds24": "beds24", "2n": "2n"}
 
@@ -90,6 +104,46 @@ class _Gate:
             # Served mode: the write happened; the client waits in vain.
             time.sleep(self.world.fault_injector.config.served_timeout_s)
         self.world.calls.record(Call(provider, req.method, req.path, status, fault))
+
+
+def host_is_local(host_header: str, port: int | None) -> bool:
+    """A Host header naming this machine (and `port`, when given)."""
+    host, _, rest = host_header.rpartition(":") if not host_header.endswith("]") else (host_header, "", "")
+    if not host or (rest and not rest.isdigit()):
+        host, rest = host_header, ""
+    if port is not None and rest != str(port):
+        return False
+    name = host.strip("[]").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+class _Guard:
+    """Admin endpoints need the run's token; every request needs a local Host header (served mode)."""
+
+    def __init__(self, token: str | None, check_host: bool, port: int | None) -> None:
+        self.token, self.check_host, self.port = token, check_host, port
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if self.check_host and not host_is_local(req.get_header("Host") or "", self.port):
+            _respond(resp, 421, {"content-type": "text/plain"},
+                     b"Misdirected Request: this sandbox answers only to its own loopback address")
+            return
+        if self.token is None or not req.path.startswith(ADMIN_PREFIX) or req.path in OPEN_ADMIN:
+            return
+        given = req.get_header("Authorization") or ""
+        if not hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode()):
+            _respond(resp, 401, {"content-type": "text/plain", "WWW-Authenticate": "Bearer"},
+                     b"admin endpoints need the sandbox's token (see `tenantctl sandbox serve`)")
+
+
+class HealthResource:
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        send_json(resp, 200, {"ok": True})
 
 
 def _respond(resp: falcon.Response, status: int, headers: dict[str, str], body: bytes) -> None:
@@ -169,8 +223,12 @@ class NukiSettleResource:
         resp.status = 204
 
 
-def create_app(world: World) -> falcon.App[falcon.Request, falcon.Response]:
-    app = falcon.App(middleware=[_Gate(world)])
+def create_app(world: World, *, admin_token: str | None = None, check_host: bool = False,
+               port: int | None = None) -> falcon.App[falcon.Request, falcon.Response]:
+    """`admin_token` None leaves admin open: for the in-process transport only (no socket). Served,
+    `get_app` always sets a token and checks the Host header."""
+    middleware: list[Any] = [_Guard(admin_token, check_host, port), _Gate(world)]  # the guard answers first
+    app = falcon.App(middleware=middleware)
     meta.register(app, lambda: world.meta)
     nuki.register(app, lambda: world.nuki)
     hospitable.register(app, lambda: world.hospitable)
@@ -181,11 +239,19 @@ def create_app(world: World) -> falcon.App[falcon.Request, falcon.Response]:
     app.add_route("/_sandbox/faults", FaultsResource(world))
     app.add_route("/_sandbox/calls", CallsResource(world))
     app.add_route("/_sandbox/nuki/settle", NukiSettleResource(world))
+    app.add_route("/_sandbox/healthz", HealthResource())
     return app
 
 
 def get_app() -> falcon.App[falcon.Request, falcon.Response]:
-    """gunicorn entry point: an empty world, or the one saved in $TENANTCTL_SANDBOX_STATE."""
+    """gunicorn entry point: an empty world, or the one saved in $TENANTCTL_SANDBOX_STATE; the admin
+    token from $TENANTCTL_SANDBOX_TOKEN_FILE (else a random one nobody knows), the port from
+    $TENANTCTL_SANDBOX_BIND (host:port)."""
     path = os.environ.get(STATE_ENV)
     world = World.from_json(pathlib.Path(path).read_text()) if path else World()
-    return create_app(world)
+    token_file = os.environ.get(TOKEN_FILE_ENV)
+    token = pathlib.Path(token_file).read_text().strip() if token_file else ""
+    bind = os.environ.get(BIND_ENV, "")
+    port = bind.rpartition(":")[2]
+    return create_app(world, admin_token=token or secrets.token_urlsafe(32), check_host=True,
+                      port=int(port) if port.isdigit() else None)

@@ -3,35 +3,45 @@
 Semantics
 - A lock is a row in ``tenant_locks`` (tenant primary key): holder (``user@host pid N``), since when,
   the run it belongs to, and an optional expiry.
-- SQLite (one machine): a row that exists and has not expired is held. A crashed holder leaves its row
-  behind: it blocks until it expires (pass ``ttl``) or someone runs ``tenantctl lock release`` (force).
+- SQLite (one machine): a row that exists and has not expired is held, unless its holder is provably
+  gone: the row names the holder's host and pid, and when that host is this one and the pid is not
+  alive, the lock is stale and the next acquirer takes it over (``TenantLock.took_over`` names the dead
+  holder). A holder on another host cannot be checked: its row blocks until it expires (``ttl``) or
+  ``tenantctl lock release``.
 - PostgreSQL (several machines): the holder additionally keeps ``pg_try_advisory_lock(key(tenant))`` on
   a dedicated connection for the lock's life. The advisory lock is the truth: while the holder's session
   lives nobody else gets the tenant, expired or not (a live holder is still working); when the session
   ends (crash, kill, lost connection) the advisory lock vanishes and the row left behind is stale and
-  simply replaced by the next acquirer. A force release deletes the row but cannot break a live
-  session: stop that process (or ``pg_terminate_backend``) to free the tenant. A holder whose database
-  session drops while it keeps running has lost its lock without noticing; keep applies short.
+  simply replaced by the next acquirer (``took_over`` names it). ``lock list`` asks ``pg_locks``
+  whether each row's advisory lock is still held, so it tells live from stale. A force release
+  deletes the row but cannot break a live session: stop that process (or ``pg_terminate_backend``)
+  to free the tenant. A holder whose database session drops while it keeps running has lost its lock
+  without noticing; keep applies short.
 - Locks are not re-entrant: the same holder acquiring twice gets LockHeld.
+- A run whose lock is stale died with its process: ``reap_stale`` (called whenever plan, apply or
+  ``lock list`` look) marks it ``aborted``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import getpass
 import hashlib
 import os
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, func, insert, select
+from sqlalchemy import Connection, Engine, delete, func, insert, select, text, update
 
 from store.engine import begin_write, utcnow
 from store.errors import LockHeld
-from store.schema import tenant_locks
+from store.runs import pid_alive, reap_dead_runs
+from store.schema import reconcile_runs, tenant_locks
 
 
 @dataclass(frozen=True)
@@ -41,6 +51,9 @@ class TenantLock:
     acquired_at: datetime
     run_id: int | None = None
     expires_at: datetime | None = None
+    host: str | None = None
+    pid: int | None = None
+    took_over: str | None = None  # on acquire: the provably gone holder whose stale lock this replaced
 
     def expired(self, now: datetime) -> bool:
         return self.expires_at is not None and self.expires_at <= now
@@ -85,11 +98,64 @@ def _close_session(conn: Connection, key: int) -> None:
         conn.close()
 
 
+def _lock(row: Any) -> TenantLock:
+    return TenantLock(row.tenant, row.holder, row.acquired_at, row.run_id, row.expires_at, row.host, row.pid)
+
+
 def _row(conn: Connection, tenant: str) -> TenantLock | None:
     row = conn.execute(select(tenant_locks).where(tenant_locks.c.tenant == tenant)).one_or_none()
-    if row is None:
-        return None
-    return TenantLock(row.tenant, row.holder, row.acquired_at, row.run_id, row.expires_at)
+    return None if row is None else _lock(row)
+
+
+def dead_on_this_host(lock: TenantLock) -> bool:
+    """Provably gone: the holder ran on this host, under a pid that is not alive any more."""
+    return lock.host == socket.gethostname() and lock.pid is not None and not pid_alive(lock.pid)
+
+
+def _advisory_held(conn: Connection, tenant: str) -> bool:
+    """Whether some session holds the tenant's advisory lock (pg_locks splits the 64-bit key in two)."""
+    key = advisory_key(tenant, conn.execute(select(func.current_schema())).scalar_one()) & 0xFFFFFFFFFFFFFFFF
+    held = conn.execute(text(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1 "
+        "AND classid = :hi AND objid = :lo AND database = (SELECT oid FROM pg_database "
+        "WHERE datname = current_database())"), {"hi": key >> 32, "lo": key & 0xFFFFFFFF}).scalar_one()
+    return bool(held)
+
+
+def lock_state(engine: Engine, lock: TenantLock, now: datetime | None = None) -> str:
+    """``live``, ``stale`` (holder provably gone), ``expired``, or ``held`` (cannot be checked: another
+    host on SQLite)."""
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            return "live" if _advisory_held(conn, lock.tenant) else "stale"
+    if dead_on_this_host(lock):
+        return "stale"
+    if lock.expired(now or utcnow()):
+        return "expired"
+    return "live" if lock.host == socket.gethostname() else "held"
+
+
+def reap_stale(engine: Engine) -> list[TenantLock]:
+    """Mark ``aborted`` the runs of stale locks and every run of this host whose process is gone;
+    returns the stale locks."""
+    reap_dead_runs(engine)
+    stale = [lk for lk in list_locks(engine) if lock_state(engine, lk) == "stale"]
+    run_ids = [lk.run_id for lk in stale if lk.run_id is not None]
+    if run_ids:
+        with begin_write(engine) as conn:
+            conn.execute(update(reconcile_runs)
+                         .where(reconcile_runs.c.id.in_(run_ids), reconcile_runs.c.status == "running")
+                         .values(status="aborted", finished_at=utcnow(),
+                                 summary={"error": "the process running it died (its lock was stale)"}))
+    return stale
+
+
+def set_run(engine: Engine, tenants: Sequence[str], holder: str, run_id: int) -> None:
+    """Record which run holds these tenants' locks (the lock is taken before the run is recorded)."""
+    with begin_write(engine) as conn:
+        conn.execute(update(tenant_locks)
+                     .where(tenant_locks.c.tenant.in_(list(tenants)), tenant_locks.c.holder == holder)
+                     .values(run_id=run_id))
 
 
 def acquire(
@@ -103,7 +169,8 @@ def acquire(
 ) -> TenantLock:
     """Take the tenant's lock or raise :class:`LockHeld` naming who has it and since when."""
     now = now or utcnow()
-    lock = TenantLock(tenant, holder, now, run_id, now + ttl if ttl is not None else None)
+    lock = TenantLock(tenant, holder, now, run_id, now + ttl if ttl is not None else None,
+                      socket.gethostname(), os.getpid())
     session: Connection | None = None
     key = 0
     if engine.dialect.name == "postgresql":
@@ -124,8 +191,17 @@ def acquire(
             existing = _row(conn, tenant)
             if existing is not None:
                 # On PostgreSQL we now hold the advisory lock, so the row's holder is gone: stale.
-                if session is None and not existing.expired(now):
+                gone = session is not None or dead_on_this_host(existing)
+                if not gone and not existing.expired(now):
                     raise LockHeld(tenant, existing.holder, existing.acquired_at)
+                if gone:
+                    lock = dataclasses.replace(lock, took_over=existing.holder)
+                    if existing.run_id is not None:
+                        conn.execute(update(reconcile_runs)
+                                     .where(reconcile_runs.c.id == existing.run_id,
+                                            reconcile_runs.c.status == "running")
+                                     .values(status="aborted", finished_at=now, summary={
+                                         "error": "the process running it died (its lock was taken over)"}))
                 conn.execute(delete(tenant_locks).where(tenant_locks.c.tenant == tenant))
             conn.execute(
                 insert(tenant_locks).values(
@@ -134,6 +210,8 @@ def acquire(
                     acquired_at=lock.acquired_at,
                     run_id=run_id,
                     expires_at=lock.expires_at,
+                    host=lock.host,
+                    pid=lock.pid,
                 )
             )
     except BaseException:
@@ -171,7 +249,7 @@ def list_locks(engine: Engine) -> list[TenantLock]:
     """Every lock row, expired ones included (see :meth:`TenantLock.expired`)."""
     with engine.connect() as conn:
         rows = conn.execute(select(tenant_locks).order_by(tenant_locks.c.tenant))
-        return [TenantLock(r.tenant, r.holder, r.acquired_at, r.run_id, r.expires_at) for r in rows]
+        return [_lock(r) for r in rows]
 
 
 @contextlib.contextmanager

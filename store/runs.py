@@ -6,6 +6,8 @@ redaction knows the tenant's secrets; the store does not).
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,8 +19,11 @@ from store.engine import begin_write, utcnow
 from store.schema import reconcile_changes, reconcile_runs
 
 RunKind = Literal["plan", "apply"]
-RunStatus = Literal["running", "succeeded", "failed", "partial", "no_changes"]
-ChangeOutcome = Literal["planned", "applied", "failed", "skipped", "not_attempted"]
+RunStatus = Literal["running", "succeeded", "failed", "partial", "no_changes", "aborted"]
+# confirmed: applied, known by reading back after its answer was lost; not_applied: read back, did not
+# happen; unknown: could not be told (the error says what to check).
+ChangeOutcome = Literal["planned", "applied", "confirmed", "not_applied", "unknown", "failed", "skipped",
+                        "not_attempted"]
 
 
 @dataclass(frozen=True)
@@ -67,8 +72,9 @@ def start_run(
     plan_checksum: str | None = None,
     *,
     now: datetime | None = None,
+    pid: int | None = None,
 ) -> int:
-    """Record a run as ``running``; returns its id."""
+    """Record a run as ``running`` by this process (host and pid, or `pid`); returns its id."""
     with begin_write(engine) as conn:
         run_id = conn.execute(
             insert(reconcile_runs)
@@ -79,6 +85,8 @@ def start_run(
                 plan_checksum=plan_checksum,
                 status="running",
                 tenants=list(tenants),
+                host=socket.gethostname(),
+                pid=os.getpid() if pid is None else pid,
             )
             .returning(reconcile_runs.c.id)
         ).scalar_one()
@@ -124,6 +132,37 @@ def finish_run(
         )
         if result.rowcount != 1:
             raise KeyError(f"no reconcile run with id {run_id}")
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists on this host (signal 0 checks without sending anything)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        return True
+    return True
+
+
+def reap_dead_runs(engine: Engine) -> list[int]:
+    """Mark ``aborted`` every ``running`` run whose process, on this host, is gone; returns their ids.
+
+    Runs on other hosts cannot be checked from here (their locks, on PostgreSQL, tell: store.locks).
+    """
+    here = socket.gethostname()
+    with engine.connect() as conn:
+        rows = conn.execute(select(reconcile_runs.c.id, reconcile_runs.c.pid).where(
+            reconcile_runs.c.status == "running", reconcile_runs.c.host == here,
+            reconcile_runs.c.pid.is_not(None))).all()
+    dead = [r.id for r in rows if not pid_alive(int(r.pid))]
+    if dead:
+        with begin_write(engine) as conn:
+            conn.execute(update(reconcile_runs)
+                         .where(reconcile_runs.c.id.in_(dead), reconcile_runs.c.status == "running")
+                         .values(status="aborted", finished_at=utcnow(),
+                                 summary={"error": "the process running it died before it finished"}))
+    return dead
 
 
 def _run(row: Any, changes: Sequence[StoredChange] = ()) -> Run:

@@ -38,8 +38,9 @@ from sqlalchemy.types import TypeDecorator
 ACCEPTED_EVENT_PREDICATE = "outcome = 'accepted' AND event_id IS NOT NULL"
 OUTCOMES = ("accepted", "rejected", "duplicate")
 RUN_KINDS = ("plan", "apply")
-RUN_STATUSES = ("running", "succeeded", "failed", "partial", "no_changes")
-CHANGE_OUTCOMES = ("planned", "applied", "failed", "skipped", "not_attempted")
+RUN_STATUSES = ("running", "succeeded", "failed", "partial", "no_changes", "aborted")
+CHANGE_OUTCOMES = ("planned", "applied", "confirmed", "not_applied", "unknown", "failed", "skipped",
+                   "not_attempted")
 
 metadata = MetaData(
     naming_convention={
@@ -140,6 +141,9 @@ reconcile_runs = Table(
     Column("status", String(16), nullable=False),
     Column("summary", JSON(), nullable=True),
     Column("tenants", JSON(), nullable=False),
+    # Where the run's process runs: one on this host whose pid is gone died without finishing.
+    Column("host", String(255), nullable=True),
+    Column("pid", Integer(), nullable=True),
     CheckConstraint(_in("kind", RUN_KINDS), name="kind"),
     CheckConstraint(_in("status", RUN_STATUSES), name="status"),
     Index(None, "started_at"),
@@ -170,4 +174,7 @@ tenant_locks = Table(
     Column("acquired_at", UTCDateTime(), nullable=False),
     Column("run_id", Integer(), ForeignKey("reconcile_runs.id", ondelete="SET NULL"), nullable=True),
     Column("expires_at", UTCDateTime(), nullable=True),
+    # Where the holder runs: a holder on this host whose pid is not alive is provably gone.
+    Column("host", String(255), nullable=True),
+    Column("pid", Integer(), nullable=True),
 )

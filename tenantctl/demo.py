@@ -140,7 +140,7 @@ def main() -> None:
     step(["list"])
     base = f"http://127.0.0.1:{server_port}"
     with background(["sandbox", "serve", "--port", str(sandbox_port)],
-                    f"http://127.0.0.1:{sandbox_port}/_sandbox/calls"):
+                    f"http://127.0.0.1:{sandbox_port}/_sandbox/healthz"):
         step(["sandbox", "seed"])
         step(["plan", "--sandbox"], ok=frozenset({2}))
         step(["apply", "--sandbox", "--auto-approve"])

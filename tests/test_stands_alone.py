@@ -24,7 +24,9 @@ NOT_READ = {THIS, PurePosixPath(".env.example")}
 _SHARED = re.compile(r"\.\./shared\b|\bshared/reference\b")
 # An absolute path into a machine's own folders; not a URL's path (preceded by a host, `:` or `/`).
 _ABSOLUTE = re.compile(r"(?<![\w.:/-])/(?:work|home|root|Users|mnt|srv|opt|etc|var|tmp)/")
-_ABSOLUTE_PATH_LITERAL = re.compile(r"""\b(?:Path|open)\(\s*[rbf]?["']/""")
+# The kernel's pseudo-files (/proc, /dev, /sys) are on every Linux machine, not this one's: tests name
+# them as attack targets (a tenant file linked to /proc/self/environ must be refused).
+_ABSOLUTE_PATH_LITERAL = re.compile(r"""\b(?:Path|open)\(\s*[rbf]?["']/(?!(?:proc|dev|sys)/)""")
 _PARENTS_INDEX = re.compile(r"\.parents\[(\d+)\]")
 _PARENT_CHAIN = re.compile(r"__file__\)?(?:\.resolve\(\))?((?:\.parent\b)+)")
 _DOTDOT = re.compile(r"(?<![\w.])((?:\.\./)+)")
@@ -90,6 +92,7 @@ GOOD = [
     ("reconciler/providers/whatsapp.py", "# https://developers.facebook.com/docs/graph-api/webhooks/"),
     (".ci/run", "#!/usr/bin/env bash"),
     (".ci/run", 'pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null'),
+    ("tests/cli/test_validate.py", 'link.symlink_to(Path("/proc/self/environ"))'),
 ]
 
 

@@ -37,6 +37,8 @@ class ProviderContext:
     base_urls: Mapping[str, str]  # provider name → base URL (the real API, or the sandbox)
     # Last verified webhook per (tenant, provider) from the webhook log, when a database is configured.
     last_verified_event: Mapping[tuple[str, str], datetime] = field(default_factory=dict)
+    # `--prune`: plan foreign resources as deletions, where the provider can and may delete them.
+    prune: bool = False
 
 
 class Http(Protocol):
@@ -54,6 +56,7 @@ class Http(Protocol):
         data: Mapping[str, str] | None = None,
         auth: httpx.Auth | None = None,
         secrets: Sequence[str] = (),
+        tenant: str | None = None,  # the tenant whose own device is called (2N): its hosts are its own
     ) -> httpx.Response: ...
 
 

@@ -38,7 +38,7 @@ from datetime import date, datetime
 from typing import Any
 
 from reconciler.diff import diff, sort_changes
-from reconciler.errors import InvalidRequest, PermanentError
+from reconciler.errors import AnswerLost, InvalidRequest, OutcomeUnknown, PermanentError, ProviderError
 from reconciler.model import Action, Change, Resource, Sensitive
 from reconciler.providers.base import ApplyResult, HealthCheck, Http, ProviderContext, plan_health
 from tenancy.model import Tenant, Weekday
@@ -50,6 +50,8 @@ MARKER = "tc:"
 NAME_MAX = 32
 WEBHOOK_FEATURES = ("DEVICE_AUTHS", "DEVICE_LOGS", "DEVICE_STATUS")
 READBACK_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)  # seconds before each read-back after the first
+WEBHOOK_CREATE_ATTEMPTS = 5
+LOCKED = 423  # Nuki: another operation on this authorisation is in progress
 
 # Spec: 64 .. monday, 32 .. tuesday, ..., 1 .. sunday.
 WEEKDAY_BITS = {Weekday.MON: 64, Weekday.TUE: 32, Weekday.WED: 16, Weekday.THU: 8, Weekday.FRI: 4,
@@ -248,8 +250,13 @@ class NukiProvider:
         notes = {Action.CREATE: "the webhook's secret will be written into the tenant file, encrypted",
                  Action.DELETE: "replaced or stale webhook of ours (its secret is not in the tenant file, or "
                                 "its URL or features differ)"}
-        changes.extend(replace(c, note=notes[c.action]) if c.action in notes else c
-                       for c in diff([want_hook], hooks))
+        pruned = "a webhook tenantctl did not make (another integration's?): deleted because of --prune"
+        # Only webhooks are pruned: hand-made keypad codes are people's access, never ours to remove.
+        unpruned = "a webhook tenantctl did not make: left untouched (plan/apply --prune deletes it)"
+        changes.extend(replace(c, note=pruned) if c.action is Action.DELETE and c.live and not c.live.owned
+                       else replace(c, note=unpruned) if c.action is Action.REPORT
+                       else replace(c, note=notes[c.action]) if c.action in notes else c
+                       for c in diff([want_hook], hooks, prune=ctx.prune))
         return sort_changes(changes)
 
     # Apply ----------------------------------------------------------------------------------------
@@ -265,27 +272,27 @@ class NukiProvider:
     def _apply_code(self, change: Change, http: Http, base: str, token: str) -> ApplyResult:
         lock = (change.desired or change.live or _missing(change)).name.split("/")[0]
         auths_url = f"{base}/smartlock/{lock}/auth"
+        done = _code_done(change)
         if change.action is Action.CREATE and change.desired is not None:
             body = {**auth_body(change.desired.attrs), "type": KEYPAD}
             body.pop("enabled", None)  # not part of the create object
             self._call(http, "PUT", auths_url, token, json=body, extra=_code_secret(change.desired))
-            want = change.desired.attrs
-            self._await(http, auths_url, token, lambda auths: any(_same(a, want) for a in auths), change)
+            self._confirm(http, auths_url, token, done, change)
             return ApplyResult(change, detail=f"keypad code created on lock {lock}")
         if change.action is Action.UPDATE and change.desired is not None and change.live is not None:
-            attrs = dict(change.desired.attrs)
-            if "code" not in attrs and "code" in change.live.attrs:
-                attrs["code"] = change.live.attrs["code"]
-            self._call(http, "POST", f"{auths_url}/{change.live.remote_id}", token, json=auth_body(attrs),
-                       extra=_code_secret(change.desired))
-            rid = change.live.remote_id
-            self._await(http, auths_url, token,
-                        lambda auths: any(a.get("id") == rid and _same(a, attrs) for a in auths), change)
+            self._call(http, "POST", f"{auths_url}/{change.live.remote_id}", token,
+                       json=auth_body(_update_attrs(change)), extra=_code_secret(change.desired))
+            self._confirm(http, auths_url, token, done, change)
             return ApplyResult(change, detail=f"keypad code updated on lock {lock}")
         if change.action is Action.DELETE and change.live is not None:
-            rid = change.live.remote_id
-            self._call(http, "DELETE", f"{auths_url}/{rid}", token)
-            self._await(http, auths_url, token, lambda auths: all(a.get("id") != rid for a in auths), change)
+            try:
+                self._call(http, "DELETE", f"{auths_url}/{change.live.remote_id}", token)
+            except ProviderError as e:
+                # A DELETE is retried after a lost answer: the retry may find the first one pending (423,
+                # "another operation is in progress") or done (404). Either way, read back.
+                if e.status not in (404, LOCKED):
+                    raise
+            self._confirm(http, auths_url, token, done, change)
             return ApplyResult(change, detail=f"keypad code deleted from lock {lock}")
         raise InvalidRequest(NAME, f"cannot apply {change.action} {change.address}")
 
@@ -293,24 +300,94 @@ class NukiProvider:
         hooks_url = f"{base}/api/decentralWebhook"
         if change.action is Action.CREATE and change.desired is not None:
             attrs = change.desired.attrs
-            made = self._call(http, "PUT", hooks_url, token,
-                              json={"webhookUrl": attrs["url"], "webhookFeatures": list(attrs["features"])})
-            secret = made.get("secret") if isinstance(made, Mapping) else None
-            hook_id = made.get("id") if isinstance(made, Mapping) else None
-            if not isinstance(secret, str) or not secret:
-                raise PermanentError(NAME, "the webhook was created but Nuki returned no secret")
-            seen = _list(self._call(http, "GET", hooks_url, token, extra=secret))
-            if not any(h.get("id") == hook_id and h.get("webhookUrl") == attrs["url"] for h in seen):
-                raise PermanentError(NAME, f"webhook {hook_id} does not show after creation")
-            return ApplyResult(change, write_back={("nuki", "webhook_secret"): secret},
-                               detail=f"webhook {hook_id} created; its secret goes to the tenant file")
+            # Nuki shows a webhook's secret only in the creation's answer: a created webhook whose answer
+            # was lost is useless (we cannot verify its events). Know what existed before, so such an
+            # orphan can be told from the webhook being replaced, deleted, and the creation sent again.
+            before = {h.get("id") for h in _list(self._call(http, "GET", hooks_url, token))}
+            for _ in range(WEBHOOK_CREATE_ATTEMPTS):
+                try:
+                    made = self._call(http, "PUT", hooks_url, token, json={
+                        "webhookUrl": attrs["url"], "webhookFeatures": list(attrs["features"])})
+                except AnswerLost:
+                    self._drop_orphans(http, hooks_url, token, before, str(attrs["url"]))
+                    continue
+                return self._created(http, hooks_url, token, change, made)
+            raise PermanentError(NAME, f"{change.address}: not created: the answer to each of "
+                                 f"{WEBHOOK_CREATE_ATTEMPTS} creations was lost (any webhook they made was "
+                                 "deleted again); run apply again")
         if change.action is Action.DELETE and change.live is not None:
             self._call(http, "DELETE", f"{hooks_url}/{change.live.remote_id}", token)
             return ApplyResult(change, detail=f"decentral webhook {change.live.remote_id} deleted")
         raise InvalidRequest(NAME, f"cannot apply {change.action} {change.address}")
 
-    def _await(self, http: Http, url: str, token: str, done: Callable[[list[dict[str, Any]]], bool],
-               change: Change) -> None:
+    def _created(self, http: Http, hooks_url: str, token: str, change: Change, made: Any) -> ApplyResult:
+        assert change.desired is not None  # noqa: S101  (only CREATE comes here)
+        secret = made.get("secret") if isinstance(made, Mapping) else None
+        hook_id = made.get("id") if isinstance(made, Mapping) else None
+        if not isinstance(secret, str) or not secret:
+            raise PermanentError(NAME, "the webhook was created but Nuki returned no secret")
+        try:
+            seen = _list(self._call(http, "GET", hooks_url, token, extra=secret))
+        except ProviderError as e:  # created, answered, secret in hand: only the confirmation is missing
+            return ApplyResult(change, write_back={("nuki", "webhook_secret"): secret},
+                               detail=f"webhook {hook_id} created (not read back: {e})")
+        if not any(h.get("id") == hook_id and h.get("webhookUrl") == change.desired.attrs["url"] for h in seen):
+            raise PermanentError(NAME, f"webhook {hook_id} does not show after creation")
+        return ApplyResult(change, write_back={("nuki", "webhook_secret"): secret},
+                           detail=f"webhook {hook_id} created; its secret goes to the tenant file")
+
+    def _drop_orphans(self, http: Http, hooks_url: str, token: str, before: set[Any], url: str) -> None:
+        try:
+            hooks = _list(self._call(http, "GET", hooks_url, token))
+            for h in hooks:
+                if h.get("id") not in before and h.get("webhookUrl") == url:
+                    self._call(http, "DELETE", f"{hooks_url}/{h.get('id')}", token)
+        except ProviderError as e:
+            raise OutcomeUnknown(
+                f"a webhook creation's answer (and so its secret) was lost, and cleaning up failed: {e}",
+                "the tenant's decentral webhooks in Nuki Web: delete one to this tenant's URL that is not in "
+                "the tenant file, or run `tenantctl plan` (it plans its replacement)") from e
+
+    # Read-back and dependencies (the engine calls these) ---------------------------------------------
+    def read_back(self, tenant: Tenant, ctx: ProviderContext, change: Change, http: Http) -> bool | None:
+        """Whether a write whose answer was lost is in effect: reads the one lock's keypad auths (with the
+        usual wait, as Nuki applies writes later) or the webhook list. None when reading fails."""
+        token = _token(tenant)
+        base = _base(ctx)
+        try:
+            if change.kind == "keypad_code":
+                lock = (change.desired or change.live or _missing(change)).name.split("/")[0]
+                return self._await(http, f"{base}/smartlock/{lock}/auth", token, _code_done(change))
+            if change.kind == "decentral_webhook" and change.action is Action.DELETE and change.live:
+                hooks = _list(self._call(http, "GET", f"{base}/api/decentralWebhook", token))
+                return all(str(h.get("id")) != change.live.remote_id for h in hooks)
+        except ProviderError:
+            return None
+        return None
+
+    def depends_on(self, change: Change, earlier: Change) -> bool:
+        """Deleting a replaced webhook waits for its successor (no gap); codes depend on nothing else."""
+        return (change.kind == earlier.kind == "decentral_webhook" and change.action is Action.DELETE
+                and earlier.action is Action.CREATE)
+
+    def revokes_access(self, change: Change) -> bool:
+        """A managed keypad code being deleted: a person no longer allowed in. It runs first."""
+        return change.kind == "keypad_code" and change.action is Action.DELETE
+
+    def _confirm(self, http: Http, url: str, token: str, done: Callable[[list[dict[str, Any]]], bool],
+                 change: Change) -> None:
+        """After an answered write: wait until the lock shows it, else say the outcome is unknown."""
+        try:
+            shown = self._await(http, url, token, done)
+        except ProviderError as e:
+            raise OutcomeUnknown(f"{change.address}: Nuki accepted the {change.action.value}, but reading the "
+                                 f"lock back failed: {e}", _lock_hint(change)) from e
+        if not shown:
+            raise OutcomeUnknown(f"{change.address}: Nuki accepted the {change.action.value}, but the lock did "
+                                 f"not show it after {sum(self.readback_delays):.1f} s (it may still be pending)",
+                                 _lock_hint(change))
+
+    def _await(self, http: Http, url: str, token: str, done: Callable[[list[dict[str, Any]]], bool]) -> bool:
         """Read back until the lock shows the write (Nuki applies it asynchronously), bounded."""
         for delay in (0.0, *self.readback_delays):
             if delay:
@@ -318,9 +395,8 @@ class NukiProvider:
             auths = [a for a in _list(self._call(http, "GET", url, token, params={"types": KEYPAD}))
                      if a.get("type") == KEYPAD]
             if done(auths):
-                return
-        raise PermanentError(NAME, f"{change.address}: the lock did not show the {change.action.value} after "
-                             f"{sum(self.readback_delays):.1f} s (it may still be pending; plan again)")
+                return True
+        return False
 
     # Health ---------------------------------------------------------------------------------------
     def health(self, tenant: Tenant, ctx: ProviderContext, http: Http) -> list[HealthCheck]:
@@ -365,6 +441,35 @@ def _missing(change: Change) -> Resource:
 def _code_secret(r: Resource) -> str:
     code = r.attrs.get("code")
     return code.reveal() if isinstance(code, Sensitive) else ""
+
+
+def _update_attrs(change: Change) -> dict[str, Any]:
+    """What an UPDATE sends: the desired attributes, with the live code when the plan could not see it."""
+    assert change.desired is not None and change.live is not None  # noqa: S101  (UPDATE has both)
+    attrs = dict(change.desired.attrs)
+    if "code" not in attrs and "code" in change.live.attrs:
+        attrs["code"] = change.live.attrs["code"]
+    return attrs
+
+
+def _code_done(change: Change) -> Callable[[list[dict[str, Any]]], bool]:
+    """The test on a lock's keypad auths that says `change` is in effect."""
+    if change.action is Action.CREATE and change.desired is not None:
+        want = change.desired.attrs
+        return lambda auths: any(_same(a, want) for a in auths)
+    if change.action is Action.UPDATE and change.desired is not None and change.live is not None:
+        rid, attrs = change.live.remote_id, _update_attrs(change)
+        return lambda auths: any(a.get("id") == rid and _same(a, attrs) for a in auths)
+    if change.action is Action.DELETE and change.live is not None:
+        gone = change.live.remote_id
+        return lambda auths: all(a.get("id") != gone for a in auths)
+    raise InvalidRequest(NAME, f"cannot apply {change.action} {change.address}")
+
+
+def _lock_hint(change: Change) -> str:
+    lock = (change.desired or change.live or _missing(change)).name.split("/")[0]
+    return (f"check the keypad codes of lock {lock} in Nuki Web (or run `tenantctl plan`: it shows whether "
+            "the change is still to do)")
 
 
 def _same(auth: Mapping[str, Any], want: Mapping[str, Any]) -> bool:

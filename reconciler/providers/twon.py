@@ -310,6 +310,10 @@ class TwoNProvider:
             raise PermanentError(NAME, f"{change.address}: the device did not confirm the {op} of {d.remote_id}")
         return ApplyResult(change, detail=f"directory user {d.remote_id} {op}d on the intercom of {prop_key}")
 
+    def revokes_access(self, change: Change) -> bool:
+        """A managed directory user being deleted: a person no longer allowed in. It runs first."""
+        return change.kind == "dir_user" and change.action is Action.DELETE
+
     # Health ---------------------------------------------------------------------------------------
     def health(self, tenant: Tenant, ctx: ProviderContext, http: Http) -> list[HealthCheck]:
         slug = tenant.slug
@@ -352,7 +356,8 @@ class TwoNProvider:
         """One device call → its `result`; `success: false` (HTTP 200) becomes the mapped error."""
         base = device_base(ctx, ic)
         secrets = [ic.password.get_secret_value(), *_pins(tenant)]
-        resp = http.request(NAME, method, base + path, json=json, auth=self._auth(base, ic), secrets=secrets)
+        resp = http.request(NAME, method, base + path, json=json, auth=self._auth(base, ic), secrets=secrets,
+                            tenant=tenant.slug)
         if resp.status_code == 401:
             raise AuthError(NAME, f"{method} {path}: the intercom refused the username or password",
                             status=401)

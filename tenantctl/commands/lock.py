@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from store import locks
@@ -25,19 +26,22 @@ def list_locks(ctx: typer.Context) -> None:
     c: Context = ctx.obj
     db = open_db(c)
     try:
-        rows = locks.list_locks(db)
+        locks.reap_stale(db)
+        now = utcnow()
+        rows = [(r, locks.lock_state(db, r, now)) for r in locks.list_locks(db)]
     finally:
         db.dispose()
     if not rows:
         c.echo("no tenant is locked")
         return
-    now = utcnow()
     table = Table(title="Tenant locks")
     for col in ("tenant", "holder", "since", "run", "state"):
         table.add_column(col)
-    for r in rows:
-        table.add_row(r.tenant, r.holder, r.acquired_at.isoformat(timespec="seconds"),
-                      "-" if r.run_id is None else str(r.run_id), "expired" if r.expired(now) else "held")
+    for r, state in rows:
+        # live: its holder runs; stale: provably gone (the next apply takes it over); held: on another
+        # host, cannot be checked; expired: past its ttl.
+        table.add_row(escape(r.tenant), escape(r.holder), r.acquired_at.isoformat(timespec="seconds"),
+                      "-" if r.run_id is None else str(r.run_id), state)
     c.out.print(table)
 
 

@@ -6,6 +6,10 @@ Rehearse a change safely:
     tenantctl --tenants examples plan --sandbox        # exit 2: what apply would change
     tenantctl --tenants examples apply --sandbox       # confirm, apply; `plan --sandbox` is then empty
 
+`serve` generates a per-run admin token and writes it to `<state dir>/sandbox-admin-token` (mode 0600);
+`seed` reads it from there (same TENANTCTL_STATE_DIR). The served sandbox refuses admin calls without it
+and any request whose Host header is not its own loopback address.
+
 Seeding puts the tenants' credentials into the sandbox as its accounts. `seed` keeps them in the running
 server's memory; `seed --out FILE` writes a state file (mode 0600) for `serve --state FILE`: keep it out
 of git. Tests run the CLI against an in-process sandbox instead: TENANTCTL_SANDBOX_INPROCESS names a state
@@ -18,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -34,6 +39,20 @@ INPROCESS_ENV = "TENANTCTL_SANDBOX_INPROCESS"
 FAULTS_ENV = "TENANTCTL_SANDBOX_FAULTS"
 LATENCY_ENV = "TENANTCTL_SANDBOX_LATENCY_S"
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+ADMIN_KEY_FILE = "sandbox-admin-token"  # a file name, not a secret
+
+
+def token_path(c: Context) -> Path:
+    return c.settings.state_dir / ADMIN_KEY_FILE
+
+
+def _write_token(path: Path) -> None:
+    """A fresh token for this run, readable by this user only (0600 even if the file existed)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as f:
+        f.write(secrets.token_urlsafe(32))
 
 sandbox_app = typer.Typer(help="Local emulators of every provider API, for rehearsals and tests.",
                           no_args_is_help=True)
@@ -98,6 +117,11 @@ def serve(
     env = dict(os.environ)
     if state is not None:
         env["TENANTCTL_SANDBOX_STATE"] = str(state.resolve())
+    token = token_path(c).resolve()
+    _write_token(token)
+    env["TENANTCTL_SANDBOX_TOKEN_FILE"] = str(token)
+    env["TENANTCTL_SANDBOX_BIND"] = bind
+    c.err.print(f"sandbox admin token (for `tenantctl sandbox seed`) written to {token}", markup=False)
     c.err.print(f"sandbox listening on http://{bind} (Ctrl-C to stop); use --sandbox or TENANTCTL_SANDBOX=1")
     cmd = [sys.executable, "-m", "gunicorn", "sandbox.app:get_app()", "--bind", bind, "--workers", "1",
            "--threads", str(threads), "--worker-class", "gthread", "--access-logfile", "-"]
@@ -137,12 +161,23 @@ def seed(
     _loopback(c.settings.sandbox_url)
     url = c.settings.sandbox_url.rstrip("/") + "/_sandbox/state"
     try:
-        resp = httpx.put(url, content=body, headers={"content-type": "application/json"}, timeout=10,
-                         trust_env=False)
+        token = token_path(c).read_text().strip()
+    except OSError:
+        c.err.print(f"error: no sandbox admin token at {token_path(c)}: start the sandbox with `tenantctl "
+                    "sandbox serve` (with the same TENANTCTL_STATE_DIR)", markup=False)
+        raise typer.Exit(1) from None
+    try:
+        resp = httpx.put(url, content=body, headers={"content-type": "application/json",
+                                                     "authorization": f"Bearer {token}"},
+                         timeout=10, trust_env=False)
     except httpx.HTTPError as e:
         c.err.print(f"error: cannot reach the sandbox at {c.settings.sandbox_url} ({type(e).__name__}): "
                     "start it with `tenantctl sandbox serve`")
         raise typer.Exit(1) from None
+    if resp.status_code == 401:
+        c.err.print(f"error: the sandbox refused the admin token in {token_path(c)}: it belongs to another "
+                    "run; restart `tenantctl sandbox serve` or use its TENANTCTL_STATE_DIR", markup=False)
+        raise typer.Exit(1)
     if resp.status_code != 200:
         c.err.print(f"error: the sandbox refused the state: HTTP {resp.status_code}")
         raise typer.Exit(1)

@@ -33,7 +33,7 @@ class SimpleHttp:
     def request(self, provider: str, method: str, url: str, *, headers: Mapping[str, str] | None = None,
                 params: Mapping[str, Any] | Sequence[tuple[str, Any]] | None = None, json: Any = None,
                 data: Mapping[str, str] | None = None, auth: httpx.Auth | None = None,
-                secrets: Sequence[str] = ()) -> httpx.Response:
+                secrets: Sequence[str] = (), tenant: str | None = None) -> httpx.Response:
         resp = self.client.request(method, url, headers=headers, params=params, json=json, data=data,  # type: ignore[arg-type]
                                    auth=auth if auth is not None else httpx.USE_CLIENT_DEFAULT)
         if resp.status_code < 400:

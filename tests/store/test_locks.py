@@ -2,14 +2,30 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, insert
 
-from store.engine import begin_write
+from store.engine import begin_write, make_engine
 from store.errors import LockHeld
-from store.locks import acquire, advisory_key, default_holder, list_locks, release, tenant_lock
+from store.locks import (
+    acquire,
+    advisory_key,
+    default_holder,
+    list_locks,
+    lock_state,
+    reap_stale,
+    release,
+    tenant_lock,
+)
+from store.runs import get_run
 from store.schema import tenant_locks
 from tests.store.helpers import T0
 
@@ -130,3 +146,58 @@ def test_default_holder_names_user_host_and_pid() -> None:
 
     assert default_holder().endswith(f" pid {os.getpid()}")
     assert "@" in default_holder()
+
+
+HOLD = """
+import sys, time
+from store.engine import make_engine
+from store import locks, runs
+e = make_engine(sys.argv[1])
+run_id = runs.start_run(e, "apply", "ana@laptop", ["acme"])
+locks.acquire(e, "acme", "ana@laptop pid dying", run_id=run_id)
+print(run_id, flush=True)
+time.sleep(120)
+"""
+
+
+def _killed_holder(url: str) -> int:
+    """A real process that takes acme's lock inside a running apply, then is killed -9; its run id."""
+    root = Path(__file__).resolve().parents[2]
+    with subprocess.Popen([sys.executable, "-c", HOLD, url], stdout=subprocess.PIPE, text=True, cwd=root,
+                          env={**os.environ, "PYTHONPATH": str(root)}) as proc:
+        assert proc.stdout is not None
+        run_id = int(proc.stdout.readline())
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    return run_id
+
+
+def test_a_killed_holders_lock_is_stale_and_taken_over_naming_it(db_url: str) -> None:
+    run_id = _killed_holder(db_url)
+    engine = make_engine(db_url)
+    try:
+        for _ in range(50):  # PostgreSQL ends the killed session as soon as it sees the socket close
+            [row] = list_locks(engine)
+            if lock_state(engine, row) == "stale":
+                break
+            time.sleep(0.1)
+        assert (row.holder, row.run_id, lock_state(engine, row)) == ("ana@laptop pid dying", run_id, "stale")
+        assert [lk.tenant for lk in reap_stale(engine)] == ["acme"]  # anyone looking marks the run
+        run = get_run(engine, run_id)
+        assert run is not None and run.status == "aborted"
+        got = acquire(engine, "acme", "bob@ci pid 2")
+        assert got.took_over == "ana@laptop pid dying"
+        [mine] = list_locks(engine)
+        assert lock_state(engine, mine) == "live" and mine.holder == "bob@ci pid 2"
+        release(engine, "acme", "bob@ci pid 2")
+    finally:
+        engine.dispose()
+
+
+def test_a_live_holder_on_this_host_is_never_taken_over(engine: Engine) -> None:
+    acquire(engine, "acme", "ana@laptop pid 1")  # this very process: alive
+    with pytest.raises(LockHeld):
+        acquire(engine, "acme", "bob@ci pid 2")
+    [row] = list_locks(engine)
+    assert lock_state(engine, row) == "live"
+    release(engine, "acme", "ana@laptop pid 1")

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import Engine
 
+from store import runs
 from store.runs import ChangeRecord, finish_run, get_run, list_runs, record_changes, start_run
 from tests.store.helpers import T0
 
@@ -65,3 +68,25 @@ def test_unknown_runs(engine: Engine) -> None:
     assert get_run(engine, 999) is None
     with pytest.raises(KeyError):
         finish_run(engine, 999, "failed")
+
+
+def test_a_run_whose_process_died_is_marked_aborted_when_anyone_looks(engine: Engine) -> None:
+    with subprocess.Popen([sys.executable, "-c", "pass"]) as gone:
+        gone.wait()
+    dead = runs.start_run(engine, "plan", "ana@laptop", ["acme"], pid=gone.pid)
+    alive = runs.start_run(engine, "apply", "bob@laptop", ["acme"])  # this very process
+    assert runs.reap_dead_runs(engine) == [dead]
+    statuses = {r.id: r.status for r in runs.list_runs(engine)}
+    assert statuses == {dead: "aborted", alive: "running"}
+    assert runs.reap_dead_runs(engine) == []
+
+
+def test_new_outcomes_are_stored(engine: Engine) -> None:
+    run_id = start_run(engine, "apply", "ana@laptop", ["acme"])
+    outcomes = ("applied", "confirmed", "not_applied", "unknown", "failed", "not_attempted")
+    record_changes(engine, run_id, [ChangeRecord("acme", "nuki", f"nuki.x[acme/{o}]", "create", o)  # type: ignore[arg-type]
+                                    for o in outcomes])
+    finish_run(engine, run_id, "aborted")
+    run = get_run(engine, run_id)
+    assert run is not None and run.status == "aborted"
+    assert [c.outcome for c in run.changes] == list(outcomes)

@@ -12,9 +12,9 @@ from reconciler.retry import RetryPolicy
 def config() -> ReconcileConfig:
     return ReconcileConfig(
         base_urls={"nuki": "https://api.nuki.io", "whatsapp": "https://graph.facebook.com/v23.0"},
-        allowed_hosts=frozenset({"api.nuki.io", "graph.facebook.com"}),
+        allowed_hosts={"nuki": frozenset({"api.nuki.io"}), "whatsapp": frozenset({"graph.facebook.com"})},
         sandbox=False,
         limits=Limits(providers={}, default=ProviderLimit(concurrency=4, rate=None),
-                      retry=RetryPolicy(max_attempts=4, base_delay_s=0.01)),
+                      retry=RetryPolicy(max_attempts=4, base_delay_s=0.01, read_attempts=None)),
         domain="ops.example.com",
     )

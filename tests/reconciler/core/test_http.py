@@ -54,7 +54,7 @@ def test_a_secret_the_redactor_knows_is_refused_in_a_query_too(config: Reconcile
 def test_sandbox_mode_allows_http_to_the_sandbox_only(config: ReconcileConfig) -> None:
     import dataclasses
 
-    sandbox = dataclasses.replace(config, sandbox=True, allowed_hosts=frozenset({"127.0.0.1:8790"}))
+    sandbox = dataclasses.replace(config, sandbox=True, allowed_hosts={"*": frozenset({"127.0.0.1:8790"})})
     c = client(sandbox, ok)
     assert c.request("nuki", "GET", "http://127.0.0.1:8790/nuki/smartlock").status_code == 200
     with pytest.raises(errors.OutboundBlocked):
@@ -181,3 +181,26 @@ def test_token_bucket_spaces_calls_beyond_the_burst() -> None:
     waits = [bucket.take() for _ in range(4)]
     assert waits[:2] == [0.0, 0.0]
     assert waits[2] == pytest.approx(0.1) and waits[3] == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize(("method", "answers", "lost"), [
+    ("PUT", ["timeout"], True),  # sent, no answer: may have happened
+    ("PUT", [500], True),  # a 5xx on a write: may have happened
+    ("DELETE", ["timeout", 429, 429, 429], True),  # lost once, then refused: still may have happened
+    ("PUT", [503], False),  # unavailable: the provider did nothing
+    ("GET", ["timeout"], False),  # a read changes nothing
+])
+def test_a_write_whose_answer_may_have_been_lost_says_so(config: ReconcileConfig, method: str,
+                                                         answers: list[object], lost: bool) -> None:
+    seen: list[int] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        answer = answers[min(len(seen), len(answers) - 1)]
+        seen.append(1)
+        if answer == "timeout":
+            raise httpx.ReadTimeout("slow", request=request)
+        return httpx.Response(int(str(answer)), headers={"retry-after": "0"})
+
+    with pytest.raises(errors.TemporaryError) as caught:
+        client(config, handler).request("nuki", method, "https://api.nuki.io/smartlock/1/auth")
+    assert isinstance(caught.value, errors.AnswerLost) is lost

@@ -59,3 +59,11 @@ NOW = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 ])
 def test_parse_retry_after(header: str | None, expected: float | None) -> None:
     assert parse_retry_after(header, NOW) == expected
+
+
+def test_reads_get_more_tries_than_writes() -> None:
+    policy = RetryPolicy(max_attempts=3, read_attempts=6, base_delay_s=0.1)
+    lost = Failure.LOST
+    assert decide(lost, attempt=3, idempotent=True, retry_after=None, policy=policy, jitter=1.0) is None
+    assert decide(lost, attempt=3, idempotent=True, retry_after=None, policy=policy, jitter=1.0, read=True)
+    assert decide(lost, attempt=6, idempotent=True, retry_after=None, policy=policy, jitter=1.0, read=True) is None
