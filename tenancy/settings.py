@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1_048_576, ge=1024, description="Largest webhook body accepted.")
     stored_body_bytes: int = Field(default=65_536, ge=0, description="Largest body kept in the webhook log.")
     sandbox: bool = Field(default=False, description="Point every provider at the local sandbox.")
+    state_refresh_s: float = Field(
+        default=2.0, gt=0, description="How often a webhook worker checks the provider state store for new secrets.")
     sandbox_url: str = Field(default="http://127.0.0.1:8790", description="Where `tenantctl sandbox serve` listens.")
 
     @field_validator("meta_app_secrets", mode="before")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +14,12 @@ from tenancy.redact import REDACTOR
 from tenancy.settings import Settings
 
 
+def colour_allowed(no_color: bool = False) -> bool:
+    """Colour only on a terminal, and never with --no-color, NO_COLOR (any value) or TERM=dumb."""
+    return not (no_color or "NO_COLOR" in os.environ or os.environ.get("TERM") == "dumb") \
+        and sys.stdout.isatty()
+
+
 @dataclass
 class Context:
     settings: Settings
@@ -22,6 +29,7 @@ class Context:
     out: Console = field(default_factory=lambda: Console(highlight=False, soft_wrap=True,
                                                          width=None if sys.stdout.isatty() else 160))
     err: Console = field(default_factory=lambda: Console(stderr=True, highlight=False, soft_wrap=True))
+    colour: bool = field(default_factory=colour_allowed)
 
     def load(self, paths: list[Path] | None = None) -> LoadResult:
         return load_tenants(paths or [self.tenants_dir])

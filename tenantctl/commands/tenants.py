@@ -10,6 +10,7 @@ import typer
 from pydantic import BaseModel, SecretStr
 from rich.table import Table
 
+from store import provider_state
 from tenancy.findings import Severity
 from tenancy.fingerprint import masked, tenant_key
 from tenancy.loader import LoadResult
@@ -18,6 +19,28 @@ from tenancy.urls import tenant_domain, webhook_url
 from tenantctl.context import Context
 
 FORMAT_VERSION = 1
+
+
+def _state_entries(c: Context, slugs: list[str]) -> tuple[list[provider_state.Entry], str | None]:
+    """What the provider state store keeps for SLUGS (metadata, no value), or why it could not be read."""
+    from tenantctl.commands.reconcile import open_db
+
+    try:
+        db = open_db(c)
+    except Exception as e:  # unreachable or not migrated: validation of the files still stands
+        return [], f"provider state not read: {type(e).__name__}: {e}"
+    try:
+        return provider_state.list_entries(db, slugs), None
+    except Exception as e:
+        return [], f"provider state not read: {type(e).__name__}"
+    finally:
+        db.dispose()
+
+
+def _entry_json(e: provider_state.Entry) -> dict[str, Any]:
+    return {"tenant": e.tenant, "provider": e.provider, "path": e.path, "revision": e.revision,
+            "updated_at": e.updated_at.isoformat(timespec="seconds"), "updated_by": e.updated_by,
+            "has_previous": e.has_previous, "value": "(sensitive)"}
 
 
 def register(app: typer.Typer) -> None:
@@ -33,10 +56,15 @@ def validate(
         list[Path] | None, typer.Argument(help="Tenant files or directories (default: --tenants).")
     ] = None,
     fmt: Annotated[str, typer.Option("--format", help="text | json")] = "text",
+    state: Annotated[bool, typer.Option("--state/--no-state",
+                                        help="Also list what the provider state store keeps.")] = True,
 ) -> None:
     """Check tenant files: syntax, schema, encryption, routing keys, cross-tenant uniqueness. Exit 1 on errors."""
     c: Context = ctx.obj
+    if fmt not in ("text", "json"):
+        raise typer.BadParameter("use text or json", param_hint="--format")
     result = c.load(paths)
+    entries, state_note = _state_entries(c, [t.tenant.slug for t in result.tenants]) if state else ([], None)
     if fmt == "json":
         c.echo(json.dumps({
             "version": FORMAT_VERSION,
@@ -44,16 +72,21 @@ def validate(
             "tenants": [t.tenant.slug for t in result.tenants],
             "ok": result.ok,
             "findings": [f.as_json() for f in result.findings],
+            "provider_state": [_entry_json(e) for e in entries],
+            "provider_state_note": state_note,
         }, indent=2))
-    elif fmt == "text":
+    else:
         for f in result.findings:
             c.echo(f"{f.severity.value}: {f.text()}" if f.severity is Severity.WARNING else f.text())
+        for e in entries:
+            c.echo(f"info: {e.tenant}: {e.path} is kept in the provider state store (issued by {e.provider}, "
+                   f"{e.updated_at.isoformat(timespec='seconds')}, by {e.updated_by})")
+        if state_note:
+            c.echo(f"note: {state_note}")
         n_err = len(result.errors)
         n_warn = len(result.findings) - n_err
         c.echo(f"{result.files} tenant file(s): {n_err} error(s), {n_warn} warning(s)"
                + ("" if n_err else ": valid"))
-    else:
-        raise typer.BadParameter("use text or json", param_hint="--format")
     raise typer.Exit(0 if result.ok else 1)
 
 
@@ -75,7 +108,12 @@ def new(
         c.echo(f"  {i}. {step}")
 
 
+_STATE_MARK = "\x00provider-state"  # stands for a value show never decrypts
+
+
 def _masked_dump(node: Any, key: bytes) -> Any:
+    if isinstance(node, SecretStr) and node.get_secret_value() == _STATE_MARK:
+        return "(sensitive) in the provider state store"
     if isinstance(node, SecretStr):
         return masked(node, key)
     if isinstance(node, BaseModel):
@@ -110,7 +148,13 @@ def show(
     result = c.load([path])
     _require_valid(c, result)
     lt = result.tenants[0]
-    data = _masked_dump(lt.tenant, tenant_key(lt.tenant))
+    tenant = lt.tenant
+    entries, state_note = _state_entries(c, [slug])
+    for e in entries:  # the value exists but is not in the file: show that it is there, masked
+        tenant = provider_state.overlay(tenant, {(slug, e.path): (_STATE_MARK, None)})
+    data = _masked_dump(tenant, tenant_key(lt.tenant))
+    if entries or state_note:
+        data["provider_state"] = [_entry_json(e) for e in entries] or state_note
     domain = tenant_domain(lt.tenant, c.settings.domain)
     data["webhook_urls"] = {p: webhook_url(p, slug, domain) for p in ("hospitable", "wa", "beds24", "nuki")}
     if fmt == "json":

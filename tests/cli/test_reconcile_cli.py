@@ -23,7 +23,7 @@ import pytest
 from typer.testing import CliRunner
 
 from sandbox.world import World
-from store import locks, runs
+from store import locks, provider_state, runs
 from store.engine import make_engine
 from tenancy.loader import load_tenants
 from tenancy.redact import secret_values
@@ -103,17 +103,20 @@ def test_rehearsal_plans_applies_and_converges(rehearsal: Rehearsal) -> None:
     code, applied = run("apply", "--sandbox", "--auto-approve")
     assert code == 0, applied
     assert "Apply: 8 applied, 0 failed, 0 not attempted: done." in applied
-    assert "secret stored encrypted: nuki.webhook_secret in examples/acme.yaml" in applied
+    assert "secret stored encrypted: nuki.webhook_secret in the provider state store" in applied
     code, again = run("plan", "--sandbox")
     assert code == 0, again
     assert "Plan: 0 to create, 0 to update, 0 to delete" in again
 
-    # The webhook secret Nuki returned is in the tenant file, encrypted, and equals the live one.
-    reloaded = load_tenants([rehearsal.root / "examples"]).by_slug()["acme"].tenant
-    assert reloaded.nuki is not None and reloaded.nuki.webhook_secret is not None
+    # The webhook secret Nuki returned is in the provider state store, age-encrypted, and equals the live
+    # one; the tenant file is untouched.
+    db = make_engine(rehearsal.db_url)
+    stored = provider_state.decrypt_all(db, provider_state.identities_from_env())
+    db.dispose()
     live = [h.secret for a in rehearsal.world().nuki.accounts.values() for h in a.webhooks.values()]
-    assert reloaded.nuki.webhook_secret.get_secret_value() in live
-    assert reloaded.nuki.webhook_secret.get_secret_value() not in (rehearsal.root / "examples/acme.yaml").read_text()
+    assert stored[("acme", "nuki.webhook_secret")][0] in live
+    reloaded = load_tenants([rehearsal.root / "examples"]).by_slug()["acme"].tenant
+    assert reloaded.nuki is not None and reloaded.nuki.webhook_secret is None
 
     # Every run is recorded: who, the checksum, each change and its outcome.
     db = make_engine(rehearsal.db_url)
