@@ -330,20 +330,28 @@ def health(
     *,
     tenant: TenantOpt = None,
     provider: ProviderOpt = None,
+    fmt: Annotated[str, typer.Option("--format", help="text | json")] = "text",
     sandbox: SandboxOpt = False,
 ) -> None:
     """Run the providers' read-only health checks; exit 1 if any fails."""
     c: Context = ctx.obj
+    if fmt not in ("text", "json"):
+        raise typer.BadParameter("use text or json", param_hint="--format")
     # The database is read for evidence only: a verified Hospitable webhook marks its manual step done.
     with session(c, tenant, provider, sandbox) as s:
         checks = run_health([lt.tenant for lt in s.loaded], s.providers, s.ctx, s.http,
                             workers=s.config.limits.tenant_workers)
+    failed = sum(1 for ch in checks if not ch.ok)
+    if fmt == "json":
+        c.echo(json.dumps({"ok": all_ok(checks), "failed": failed, "checks": [
+            {"tenant": ch.tenant, "provider": ch.provider, "check": ch.name, "ok": ch.ok,
+             "detail": REDACTOR.scrub(ch.detail)} for ch in checks]}, indent=2))
+        raise typer.Exit(0 if all_ok(checks) else 1)
     table = Table(title="Health")
     for col in ("tenant", "provider", "check", "ok", "detail"):
         table.add_column(col)
     for ch in checks:
         table.add_row(ch.tenant, ch.provider, ch.name, "ok" if ch.ok else "FAIL", REDACTOR.scrub(ch.detail))
     c.out.print(table)
-    failed = sum(1 for ch in checks if not ch.ok)
     c.echo(f"{len(checks)} check(s), {failed} failed")
     raise typer.Exit(0 if all_ok(checks) else 1)

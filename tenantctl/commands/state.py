@@ -11,6 +11,7 @@ import json
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from store import provider_state
@@ -52,8 +53,8 @@ def list_state(
     for col in ("tenant", "path", "updated", "by", "previous kept"):
         table.add_column(col)
     for e in entries:
-        table.add_row(e.tenant, e.path, e.updated_at.isoformat(timespec="seconds"), e.updated_by,
-                      "yes" if e.has_previous else "no")
+        table.add_row(escape(e.tenant), escape(e.path), e.updated_at.isoformat(timespec="seconds"),
+                      escape(e.updated_by), "yes" if e.has_previous else "no")
     c.out.print(table)
 
 
