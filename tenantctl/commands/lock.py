@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from store import locks
@@ -20,23 +22,33 @@ def register(app: typer.Typer) -> None:
 
 
 @lock_app.command("list")
-def list_locks(ctx: typer.Context) -> None:
+def list_locks(
+    ctx: typer.Context,
+    fmt: Annotated[str, typer.Option("--format", help="text | json")] = "text",
+) -> None:
     """Every held tenant lock: holder (user@host pid), since when, the run it belongs to."""
     c: Context = ctx.obj
+    if fmt not in ("text", "json"):
+        raise typer.BadParameter("use text or json", param_hint="--format")
     db = open_db(c)
     try:
         rows = locks.list_locks(db)
     finally:
         db.dispose()
+    now = utcnow()
+    if fmt == "json":
+        c.echo(json.dumps([{"tenant": r.tenant, "holder": r.holder,
+                            "acquired_at": r.acquired_at.isoformat(timespec="seconds"), "run_id": r.run_id,
+                            "state": "expired" if r.expired(now) else "held"} for r in rows], indent=2))
+        return
     if not rows:
         c.echo("no tenant is locked")
         return
-    now = utcnow()
     table = Table(title="Tenant locks")
     for col in ("tenant", "holder", "since", "run", "state"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r.tenant, r.holder, r.acquired_at.isoformat(timespec="seconds"),
+        table.add_row(escape(r.tenant), escape(r.holder), r.acquired_at.isoformat(timespec="seconds"),
                       "-" if r.run_id is None else str(r.run_id), "expired" if r.expired(now) else "held")
     c.out.print(table)
 

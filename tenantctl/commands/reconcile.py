@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -251,6 +252,9 @@ def apply(
 ) -> None:
     """Apply changes: a saved plan (refused if the live state changed since), or plan, confirm, apply."""
     c: Context = ctx.obj
+    if file is None and not auto_approve and not sys.stdin.isatty():
+        raise _fail(c, "no terminal to confirm on: pass --auto-approve, or apply a reviewed plan "
+                    "(`tenantctl plan --out plan.json`, then `tenantctl apply plan.json`); nothing was applied")
     saved: SavedPlan | None = None
     if file is not None:
         if tenant or provider:

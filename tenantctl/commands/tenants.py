@@ -8,14 +8,16 @@ from typing import Annotated, Any
 
 import typer
 from pydantic import BaseModel, SecretStr
+from rich.markup import escape
 from rich.table import Table
 
 from store import provider_state
 from tenancy.findings import Severity
 from tenancy.fingerprint import masked, tenant_key
-from tenancy.loader import LoadResult
+from tenancy.loader import LoadResult, tenant_files
 from tenancy.onboarding import OnboardingError, create_tenant
 from tenancy.urls import tenant_domain, webhook_url
+from tenancy.yaml_source import YamlError, parse
 from tenantctl.context import Context
 
 FORMAT_VERSION = 1
@@ -171,19 +173,56 @@ def show(
         c.echo(buf.getvalue().rstrip())
 
 
-def list_tenants(ctx: typer.Context) -> None:
-    """A table of the tenants: status, providers, properties, locks, 2N devices."""
+PROVIDER_SECTIONS = ("hospitable", "whatsapp", "nuki", "smtp", "beds24")
+
+
+def _plain_row(path: Path) -> dict[str, Any]:
+    """A tenant's plain fields, read without decrypting (the structure and names are never encrypted)."""
+    try:
+        data = parse(path.read_text(encoding="utf-8")).data
+    except (OSError, UnicodeDecodeError, YamlError) as e:
+        return {"file": str(path), "slug": path.stem, "error": f"unreadable: {type(e).__name__}"}
+    if not isinstance(data, dict):
+        return {"file": str(path), "slug": path.stem, "error": "not a mapping"}
+    props = [p for p in data.get("properties") or [] if isinstance(p, dict)]
+    providers = [n for n in PROVIDER_SECTIONS if data.get(n) is not None]
+    if any(p.get("intercom") for p in props):
+        providers.append("twon")
+    return {"file": str(path), "slug": str(data.get("slug", path.stem)), "status": str(data.get("status", "-")),
+            "providers": providers, "properties": len(props),
+            "locks": sum(len(p.get("nuki_lock_ids") or []) for p in props),
+            "intercoms": sum(1 for p in props if p.get("intercom")),
+            "teammates": len(data.get("teammates") or []), "encrypted": "sops" in data, "error": None}
+
+
+def list_tenants(
+    ctx: typer.Context,
+    fmt: Annotated[str, typer.Option("--format", help="text | json")] = "text",
+) -> None:
+    """A table of the tenants from their plain fields (no key needed): status, providers, properties, locks,
+    2N devices. `validate` checks them."""
     c: Context = ctx.obj
-    result = c.load()
-    table = Table(title=f"Tenants in {c.tenants_dir}")
-    for col in ("slug", "status", "providers", "properties", "locks", "2N devices", "teammates"):
-        table.add_column(col, justify="right" if col in ("properties", "locks", "2N devices", "teammates") else "left")
-    for lt in result.tenants:
-        t = lt.tenant
-        table.add_row(t.slug, t.status.value, ", ".join(t.providers()) or "-", str(len(t.properties)),
-                      str(sum(len(p.nuki_lock_ids) for p in t.properties)),
-                      str(sum(1 for p in t.properties if p.intercom)), str(len(t.teammates)))
-    c.out.print(table)
-    if not result.ok:
-        c.err.print(f"{len(result.errors)} error(s): run `tenantctl validate`")
-        raise typer.Exit(1)
+    if fmt not in ("text", "json"):
+        raise typer.BadParameter("use text or json", param_hint="--format")
+    files, findings = tenant_files([c.tenants_dir])
+    rows = sorted((_plain_row(f) for f in files), key=lambda r: str(r["slug"]))
+    if fmt == "json":
+        c.echo(json.dumps({"version": FORMAT_VERSION, "tenants": rows,
+                           "errors": [f.as_json() for f in findings]}, indent=2))
+    else:
+        table = Table(title=escape(f"Tenants in {c.tenants_dir}"))
+        for col in ("slug", "status", "providers", "properties", "locks", "2N devices", "teammates"):
+            table.add_column(col, justify="right" if col in ("properties", "locks", "2N devices", "teammates")
+                             else "left")
+        for r in rows:
+            if r["error"]:
+                table.add_row(escape(str(r["slug"])), escape(str(r["error"])), "", "", "", "", "")
+                continue
+            table.add_row(escape(str(r["slug"])), escape(str(r["status"])),
+                          escape(", ".join(r["providers"]) or "-"), str(r["properties"]), str(r["locks"]),
+                          str(r["intercoms"]), str(r["teammates"]))
+        c.out.print(table)
+        for f in findings:
+            c.err.print(escape(f.text()))
+    bad = findings or any(r["error"] for r in rows)
+    raise typer.Exit(1 if bad else 0)

@@ -187,13 +187,38 @@ def test_a_plan_rewriting_too_much_needs_force(rehearsal: Rehearsal) -> None:
     assert run("plan", "--sandbox")[0] == 0
 
 
+def _on_a_terminal(args: list[str], answer: str, cwd: Path) -> tuple[int, str]:
+    """Run the CLI with a pseudo-terminal as stdin (a person at the keyboard) and type ANSWER."""
+    import pty
+
+    master, slave = pty.openpty()
+    try:
+        p = subprocess.Popen([sys.executable, "-m", "tenantctl", "--tenants", "examples", *args], cwd=cwd,
+                             stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=os.environ.copy())
+        os.write(master, answer.encode())
+        out, _ = p.communicate(timeout=120)
+    finally:
+        os.close(master)
+        os.close(slave)
+    return p.returncode, out.decode()
+
+
 def test_confirmation_is_asked_without_auto_approve(rehearsal: Rehearsal) -> None:
-    code, out = run("apply", "--sandbox", input="n\n")
-    assert code == 1 and "cancelled" in out
+    code, out = _on_a_terminal(["apply", "--sandbox"], "n\n", rehearsal.root)
+    assert code == 1 and "cancelled" in out, out
     assert rehearsal.calls()["writes"] == {}
-    code, out = run("apply", "--sandbox", "--tenant", "blue-harbor", input="y\n")
+    code, out = _on_a_terminal(["apply", "--sandbox", "--tenant", "blue-harbor"], "y\n", rehearsal.root)
     assert code == 0, out
     assert "acme" not in out.split("Apply these changes?")[-1]
+
+
+def test_apply_without_a_terminal_says_how_to_approve(rehearsal: Rehearsal) -> None:
+    p = subprocess.run([sys.executable, "-m", "tenantctl", "--tenants", "examples", "apply", "--sandbox"],
+                       cwd=rehearsal.root, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120,
+                       check=False)
+    assert p.returncode == 1
+    assert "no terminal to confirm on: pass --auto-approve, or apply a reviewed plan" in p.stderr
+    assert not rehearsal.world_file.with_suffix(".calls.json").exists()  # not a single provider call
 
 
 def test_a_held_lock_blocks_apply_and_names_its_holder(rehearsal: Rehearsal) -> None:
