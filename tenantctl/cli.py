@@ -13,7 +13,7 @@ import typer
 import typer.core
 
 from tenancy.redact import REDACTOR, RedactingFilter
-from tenancy.settings import load_settings
+from tenancy.settings import load_dotenv, load_settings
 from tenantctl.context import Context, colour_allowed, colour_opted_out, console
 
 app = typer.Typer(
@@ -66,7 +66,8 @@ _register()
 
 
 def main() -> None:
-    debug = "--debug" in sys.argv
+    load_dotenv()  # .env for every command and every process it starts; the environment wins
+    debug = "--debug" in sys.argv or bool(os.environ.get("TENANTCTL_DEBUG"))
     if "--no-color" in sys.argv:
         os.environ["NO_COLOR"] = "1"  # before anything prints; subprocesses (sops, gunicorn) inherit it
     if colour_opted_out():
@@ -86,7 +87,7 @@ def main() -> None:
             # click's 2: for plan, 2 means "changes" and a script must not read a typo as a plan.
             e.show()
             sys.exit(1 if e.exit_code == 2 else e.exit_code)
-        if debug or os.environ.get("TENANTCTL_DEBUG"):
+        if debug:
             sys.stderr.write(REDACTOR.scrub("".join(traceback.format_exception(e))))
         sys.stderr.write(REDACTOR.scrub(f"error: {e.__class__.__name__}: {e}") + "\n")
         sys.exit(1)
