@@ -245,8 +245,8 @@ class NukiProvider:
         if current is not None and (tenant.nuki.webhook_secret is None or current.attrs != want_hook.attrs):
             # Nuki has no update and shows the secret only at creation: replace it.
             hooks = [replace(r, name=f"#{r.remote_id}") if r is current else r for r in hooks]
-        notes = {Action.CREATE: "the webhook's secret will be written into the tenant file, encrypted",
-                 Action.DELETE: "replaced or stale webhook of ours (its secret is not in the tenant file, or "
+        notes = {Action.CREATE: "the webhook's secret will be stored encrypted (provider state store)",
+                 Action.DELETE: "replaced or stale webhook of ours (its secret is not known to us, or "
                                 "its URL or features differ)"}
         changes.extend(replace(c, note=notes[c.action]) if c.action in notes else c
                        for c in diff([want_hook], hooks))
@@ -303,7 +303,7 @@ class NukiProvider:
             if not any(h.get("id") == hook_id and h.get("webhookUrl") == attrs["url"] for h in seen):
                 raise PermanentError(NAME, f"webhook {hook_id} does not show after creation")
             return ApplyResult(change, write_back={("nuki", "webhook_secret"): secret},
-                               detail=f"webhook {hook_id} created; its secret goes to the tenant file")
+                               detail=f"webhook {hook_id} created; its secret is stored encrypted")
         if change.action is Action.DELETE and change.live is not None:
             self._call(http, "DELETE", f"{hooks_url}/{change.live.remote_id}", token)
             return ApplyResult(change, detail=f"decentral webhook {change.live.remote_id} deleted")
