@@ -14,8 +14,9 @@ every reader (plan, apply, show, validate, the webhook server) overlays it on th
 - `revision` is a table-wide counter (the highest + 1 at each write, under the write lock): a reader that
   caches the decrypted values compares `version()` (one indexed MAX) to know when to read again.
 
-Rotation: `tenantctl state forget SLUG PATH` removes a value; the next plan sees no secret and replaces the
-provider's resource, whose new secret lands here (docs/ci.md, "Provider state").
+Rotation: `tenantctl state forget SLUG PATH` forgets a value (a tombstone row keeps it as `previous` and
+moves the revision on); the next plan sees no secret and replaces the provider's resource, whose new
+secret lands here (docs/ci.md, "Provider state").
 
 Errors: StateCryptoError (no recipients for the tenant, or no identity opens a value); never with a
 plaintext value in its message.
@@ -35,7 +36,7 @@ from typing import Any, TypeVar
 import pyrage
 import yaml
 from pydantic import BaseModel, SecretStr
-from sqlalchemy import Engine, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, func, insert, select, update
 
 from store.engine import begin_write, utcnow
 from store.schema import provider_state
@@ -142,25 +143,41 @@ def put(engine: Engine, tenant: str, provider: str, path: str, value: str, recip
     blob = _encrypt(value, recipients)
     t = provider_state
     with begin_write(engine) as conn:
-        rev = int(conn.execute(select(func.coalesce(func.max(t.c.revision), 0))).scalar_one()) + 1
+        rev = _next_revision(conn)
         key = (t.c.tenant == tenant) & (t.c.provider == provider) & (t.c.path == path)
-        old = conn.execute(select(t.c.ciphertext).where(key)).scalar_one_or_none()
-        values = {"ciphertext": blob, "previous": old, "recipients": ",".join(recipients), "revision": rev,
+        row = conn.execute(select(t.c.ciphertext, t.c.previous).where(key)).one_or_none()
+        # After `forget` the row is a tombstone (ciphertext ""): the value it forgot is its previous.
+        previous = None if row is None else (row.ciphertext or row.previous)
+        values = {"ciphertext": blob, "previous": previous, "recipients": ",".join(recipients), "revision": rev,
                   "updated_at": utcnow(), "updated_by": who}
-        if old is None:
+        if row is None:
             conn.execute(insert(t).values(tenant=tenant, provider=provider, path=path, **values))
         else:
             conn.execute(update(t).where(key).values(**values))
     return rev
 
 
-def forget(engine: Engine, tenant: str, provider: str, path: str) -> bool:
-    """Remove a value (rotation: the next plan replaces the provider's resource). True if it existed."""
+def forget(engine: Engine, tenant: str, provider: str, path: str, who: str = "") -> bool:
+    """Forget a value (rotation: the next plan replaces the provider's resource). True if there was one.
+
+    The row stays as a tombstone (no current value, the forgotten one as `previous`, a new revision): the
+    revision never goes back, so a reader comparing versions cannot miss a forget followed by a put, and
+    the webhook server keeps accepting the old secret until the replacement's secret is stored.
+    """
     t = provider_state
+    key = (t.c.tenant == tenant) & (t.c.provider == provider) & (t.c.path == path) & (t.c.ciphertext != "")
     with begin_write(engine) as conn:
-        n = conn.execute(delete(t).where((t.c.tenant == tenant) & (t.c.provider == provider)
-                                         & (t.c.path == path))).rowcount
-    return bool(n)
+        row = conn.execute(select(t.c.ciphertext).where(key)).one_or_none()
+        if row is None:
+            return False
+        conn.execute(update(t).where(key).values(ciphertext="", previous=row.ciphertext,
+                                                 revision=_next_revision(conn), updated_at=utcnow(),
+                                                 updated_by=who or "forget"))
+    return True
+
+
+def _next_revision(conn: Connection) -> int:
+    return int(conn.execute(select(func.coalesce(func.max(provider_state.c.revision), 0))).scalar_one()) + 1
 
 
 def version(engine: Engine) -> int:
@@ -174,6 +191,7 @@ def list_entries(engine: Engine, tenants: Sequence[str] | None = None) -> list[E
     t = provider_state
     stmt = select(t.c.tenant, t.c.provider, t.c.path, t.c.revision, t.c.updated_at, t.c.updated_by,
                   t.c.previous, t.c.recipients).order_by(t.c.tenant, t.c.provider, t.c.path)
+    stmt = stmt.where(t.c.ciphertext != "")  # not the tombstones of forgotten values
     if tenants is not None:
         stmt = stmt.where(t.c.tenant.in_(list(tenants)))
     with engine.connect() as conn:
@@ -182,8 +200,8 @@ def list_entries(engine: Engine, tenants: Sequence[str] | None = None) -> list[E
                 for r in conn.execute(stmt)]
 
 
-# (tenant, path) → (current, previous or None)
-Values = dict[tuple[str, str], tuple[str, str | None]]
+# (tenant, path) → (current, previous); current None: forgotten (a tombstone keeping the previous value)
+Values = dict[tuple[str, str], tuple[str | None, str | None]]
 
 
 def decrypt_all(engine: Engine, identities: Sequence[Any], tenants: Sequence[str] | None = None) -> Values:
@@ -198,7 +216,7 @@ def decrypt_all(engine: Engine, identities: Sequence[Any], tenants: Sequence[str
     for r in rows:
         where = f"provider state {r.tenant}/{r.path}"
         prev = _decrypt(r.previous, identities, where) if r.previous else None
-        out[(r.tenant, r.path)] = (_decrypt(r.ciphertext, identities, where), prev)
+        out[(r.tenant, r.path)] = (_decrypt(r.ciphertext, identities, where) if r.ciphertext else None, prev)
     return out
 
 
@@ -221,6 +239,6 @@ def overlay(tenant: Tenant, values: Values) -> Tenant:
     last; the file's value, if any, is older)."""
     out = tenant
     for (slug, path), (current, _prev) in sorted(values.items()):
-        if slug == tenant.slug:
+        if slug == tenant.slug and current is not None:
             out = _set(out, path.split("."), current)
     return out

@@ -68,7 +68,7 @@ class StateRefresher:
             provider = PROVIDER_OF_PATH.get(path)
             if provider is not None:
                 REDACTOR.add(current, previous)
-                secrets[(slug, provider)] = [v for v in (current, previous) if v]
+                secrets[(slug, provider)] = [v for v in (current, previous) if v]  # forgotten: previous only
         self.merged = with_provider_state(self.base, secrets)
         log.info("provider state version %d: %d webhook secret(s) in use", version, len(secrets))
 

@@ -166,7 +166,7 @@ def plan(
     if changed_since is not None:
         picked = _changed(c, changed_since, tenant)
         if picked is not None and not picked:
-            _show_empty(c, fmt, changed_since)
+            _show_empty(c, fmt, changed_since, out, sandbox or c.settings.sandbox)
             raise typer.Exit(0)
         tenant = picked
     with session(c, tenant, provider, sandbox) as s:
@@ -202,13 +202,16 @@ def _changed(c: Context, since: str, chosen: Sequence[str] | None) -> list[str] 
     return [t for t in picked if not chosen or t in chosen]
 
 
-def _show_empty(c: Context, fmt: str, since: str) -> None:
-    msg = f"No tenant file changed since {since}: nothing to plan."
+def _show_empty(c: Context, fmt: str, since: str, out: Path | None, sandbox: bool) -> None:
+    """No tenant changed: an empty plan (saved too, so the merge of such a change applies nothing)."""
+    doc = {**plan_document(Plan(items=(), sandbox=sandbox)), "changed_since": since,
+           "safety": {"needs_force": False, "violations": []}}
+    if out is not None:
+        save_plan(doc, out)
     if fmt == "json":
-        c.echo(json.dumps({"tenants": [], "changed_since": since, "summary": None,
-                           "safety": {"needs_force": False, "violations": []}}, indent=2))
+        c.echo(json.dumps(doc, indent=2))
     else:
-        c.echo(msg)
+        c.echo(f"No tenant file changed since {since}: nothing to plan.")
 
 
 def _safety(s: Session, p: Plan) -> dict[str, object]:
@@ -263,6 +266,9 @@ def apply(
             saved = load_plan(file)
         except PlanFileError as e:
             raise _fail(c, str(e)) from None
+        if not saved.items:  # a reviewed change that touched no tenant (plan --changed-since)
+            c.echo(f"The plan {file} covers no tenant: nothing to apply.")
+            raise typer.Exit(0)
         tenant, provider, sandbox = saved.tenants, saved.providers, saved.sandbox
     with session(c, tenant, provider, sandbox) as s:
         assert s.db is not None  # noqa: S101  (session opens it)

@@ -15,6 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from store import provider_state
+from reconciler.engine import actor as eng_actor
 from tenantctl.commands.reconcile import open_db
 from tenantctl.context import Context
 
@@ -68,7 +69,7 @@ def forget(
     c: Context = ctx.obj
     db = open_db(c)
     try:
-        removed = provider_state.forget(db, slug, path.split(".")[0], path)
+        removed = provider_state.forget(db, slug, path.split(".")[0], path, eng_actor())
     finally:
         db.dispose()
     if not removed:

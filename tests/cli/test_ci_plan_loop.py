@@ -57,8 +57,12 @@ def test_changed_since_plans_only_the_tenants_the_branch_changed(tmp_path: Path)
     git(ci.repo, "checkout", "-q", "--", "tenants/.sops.yaml")
 
     git(ci.repo, "checkout", "-q", "main")
-    r = ci.run("plan", "--changed-since", "HEAD")
+    (ci.repo / "README.md").write_text("docs only\n")  # a change that touches no tenant
+    empty = ci.root / "empty.json"
+    r = ci.run("plan", "--changed-since", "HEAD", "--out", str(empty))
     assert r.code == 0 and "No tenant file changed since HEAD" in r.out, r.all
+    merged = ci.run("apply", str(empty))  # its merge applies nothing, and says so
+    assert merged.code == 0 and "covers no tenant: nothing to apply" in merged.out, merged.all
 
     r = ci.run("plan", "--changed-since", "no-such-rev")
     assert r.code == 1 and "no-such-rev" in r.err, r.all

@@ -93,3 +93,21 @@ def test_a_failing_database_or_key_keeps_the_last_routing(db: Engine, key: pyrag
     (Path(str(db.url.database))).unlink()  # the database goes away
     clock.t = 4.0
     assert refresher.routing().tenants[slug].providers["nuki"].keys.values[0] == b"s1"
+
+
+def test_a_forget_then_a_new_value_between_two_checks_is_not_missed(db: Engine,
+                                                                     key: pyrage.x25519.Identity) -> None:
+    base = build_routing(tenants())
+    slug = next(iter(base.tenants))
+    recipients = [str(key.to_public())]
+    provider_state.put(db, slug, "nuki", "nuki.webhook_secret", "s1", recipients, "t")
+    clock = Clock()
+    refresher = StateRefresher(base, db, [key], interval_s=1.0, clock=clock)
+    assert refresher.routing().tenants[slug].providers["nuki"].keys.values[0] == b"s1"
+
+    assert provider_state.forget(db, slug, "nuki", "nuki.webhook_secret")  # rotation...
+    assert not provider_state.forget(db, slug, "nuki", "nuki.webhook_secret")
+    assert provider_state.list_entries(db) == []
+    provider_state.put(db, slug, "nuki", "nuki.webhook_secret", "s2", recipients, "t")  # ...and the new one
+    clock.t = 2.0
+    assert refresher.routing().tenants[slug].providers["nuki"].keys.values[:2] == (b"s2", b"s1")
