@@ -14,8 +14,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from store import provider_state
 from reconciler.engine import actor as eng_actor
+from store import provider_state
 from tenantctl.commands.reconcile import open_db
 from tenantctl.context import Context
 
