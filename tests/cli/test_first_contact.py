@@ -74,3 +74,40 @@ def test_runs_list_and_show_what_plan_and_apply_recorded(tmp_path: Path) -> None
     assert "apply" in ci.run("runs", "list").out
     missing = ci.run("runs", "show", "999")
     assert missing.code == 1 and "no run 999" in missing.err
+
+
+def _plan_on_a_terminal(ci_env: dict[str, str], cwd: Path, *flags: str) -> str:
+    """`tenantctl plan` with its output on a pseudo-terminal (where colour is normally on)."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    master, slave = pty.openpty()
+    try:
+        p = subprocess.Popen([sys.executable, "-m", "tenantctl", *flags, "plan"], cwd=cwd, env=ci_env,
+                             stdin=subprocess.DEVNULL, stdout=slave, stderr=slave)
+        os.close(slave)
+        chunks = []
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # the child closed the terminal
+                break
+            if not data:
+                break
+            chunks.append(data)
+        p.wait(120)
+    finally:
+        os.close(master)
+    return b"".join(chunks).decode(errors="replace")
+
+
+def test_the_plan_renderer_colours_a_terminal_unless_told_not_to(tmp_path: Path) -> None:
+    ci = make_ci_repo(tmp_path)
+    env = {k: v for k, v in ci.env().items() if k not in ("NO_COLOR", "TERM")} | {"TERM": "xterm-256color"}
+    assert "\x1b[3" in _plan_on_a_terminal(env, ci.repo)  # the +/~/- lines are coloured
+    for how, flags in (({"NO_COLOR": "1"}, ()), ({"TERM": "dumb"}, ()), ({}, ("--no-color",))):
+        out = _plan_on_a_terminal(env | how, ci.repo, *flags)
+        assert "nuki.decentral_webhook[acme]" in out
+        assert "\x1b[" not in out, how or flags
