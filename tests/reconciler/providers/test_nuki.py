@@ -76,7 +76,7 @@ def test_converges_and_speaks_the_nuki_spec() -> None:
     assert [c.address for c in made if c.kind == "decentral_webhook"] == [HOOK]
     assert {c.action for c in first if c.kind == "lock"} == {Action.NOOP}
     [hook_change] = [c for c in made if c.kind == "decentral_webhook"]
-    assert "written into the tenant file, encrypted" in hook_change.note
+    assert "stored encrypted (provider state store)" in hook_change.note
 
     world.calls.clear()
     results = apply_all(provider, tenant, ctx, first, http)

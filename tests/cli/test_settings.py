@@ -1,0 +1,91 @@
+"""Settings: `.env.example` lists exactly what the code reads, and `.env` reaches every command, `serve` too."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from store.migrate import upgrade
+from tenancy.settings import ENV_ONLY, Settings
+from tests.conftest import DEMO_KEY, EXAMPLES, REPO, RunCli
+from tests.webhook_server.server_harness import free_port
+
+CODE_DIRS = ("tenantctl", "tenancy", "store", "reconciler", "webhook_server", "sandbox")
+
+
+def _settings_model_names() -> set[str]:
+    names = set()
+    for name, f in Settings.model_fields.items():
+        alias = f.validation_alias
+        choices = getattr(alias, "choices", None)
+        names.update(str(c) for c in choices) if choices else names.add(f"TENANTCTL_{name.upper()}")
+    return names
+
+
+def _names_in_code() -> set[str]:
+    found: set[str] = set()
+    for d in CODE_DIRS:
+        for py in (REPO / d).rglob("*.py"):
+            found.update(re.findall(r"[\"'](TENANTCTL_[A-Z0-9_]+)[\"']", py.read_text(encoding="utf-8")))
+    return found
+
+
+def _names_in_example() -> set[str]:
+    text = (REPO / ".env.example").read_text(encoding="utf-8")
+    return set(re.findall(r"^#?\s*((?:TENANTCTL_|DATABASE_URL)[A-Z0-9_]*)=", text, re.MULTILINE))
+
+
+def test_env_example_lists_every_setting_the_code_reads_and_nothing_else() -> None:
+    code = _settings_model_names() | _names_in_code() | set(ENV_ONLY)
+    example = _names_in_example()
+    assert sorted(code - example) == [], "settings the code reads but .env.example does not list"
+    assert sorted(example - code) == [], "settings .env.example lists but no code reads"
+    assert "TENANTCTL_STATE_REFRESH_S" in example and "TENANTCTL_BIND" in example
+
+
+def test_dot_env_is_read_by_commands(tmp_path: Path, cli: RunCli) -> None:
+    (tmp_path / ".env").write_text(f"TENANTCTL_TENANTS={EXAMPLES}\nSOPS_AGE_KEY_FILE={DEMO_KEY}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TENANTCTL_", "SOPS_"))}
+    p = subprocess.run([sys.executable, "-m", "tenantctl", "show", "acme", "--format", "json"], cwd=tmp_path,
+                       env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert p.returncode == 0, p.stderr
+    assert '"slug": "acme"' in p.stdout
+
+
+def test_serve_binds_where_dot_env_says(tmp_path: Path) -> None:
+    port = free_port()
+    state = tmp_path / "state"
+    state.mkdir()
+    upgrade(f"sqlite:///{state / 'tenantctl.db'}")
+    (tmp_path / ".env").write_text(
+        f"TENANTCTL_BIND=127.0.0.1:{port}\nTENANTCTL_WORKERS=1\nTENANTCTL_TENANTS={EXAMPLES}\n"
+        f"TENANTCTL_STATE_DIR={state}\nSOPS_AGE_KEY_FILE={DEMO_KEY}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TENANTCTL_", "SOPS_", "PROMETHEUS_"))}
+    log = (tmp_path / "serve.log").open("wb")
+    proc = subprocess.Popen([sys.executable, "-m", "tenantctl", "serve"], cwd=tmp_path, env=env,
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, (tmp_path / "serve.log").read_text()
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
+            time.sleep(0.2)
+        text = (tmp_path / "serve.log").read_text()
+        assert f"Listening at: http://127.0.0.1:{port}" in text
+        assert text.count("Booting worker") == 1  # TENANTCTL_WORKERS=1 from .env
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(20)
+        log.close()

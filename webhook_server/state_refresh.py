@@ -1,0 +1,101 @@
+"""A worker's routing that follows the provider state store: a new Nuki secret is served without a restart.
+
+`apply` stores the secret a provider returns (store.provider_state) a few milliseconds after the provider
+issued it; this worker must accept webhooks signed with it without anyone sending SIGHUP. A request asks
+the table's version (one indexed MAX) at most every `interval_s` seconds, and at most every
+`MISS_GAP_S` when the tenant has no Nuki route yet (its first webhook may follow the creation at once);
+values are decrypted only when the version moved. A failing database or key keeps the last good routing
+(logged once per version), so the state store can never take webhook routing down.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine
+
+from store import provider_state
+from tenancy.redact import REDACTOR
+from webhook_server.routing import Routing, TenantRoute, with_provider_state
+
+log = logging.getLogger("webhook_server.state")
+
+MISS_GAP_S = 0.25
+PROVIDER_OF_PATH = {"nuki.webhook_secret": "nuki"}  # state paths that are webhook secrets
+
+
+class StateRefresher:
+    def __init__(self, base: Routing, engine: Engine, identities: Sequence[Any], interval_s: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.base = base
+        self.merged = base
+        self._engine = engine
+        self._identities = list(identities)
+        self._interval = interval_s
+        self._clock = clock
+        self._checked = float("-inf")
+        self._version = -1
+        self._lock = threading.Lock()
+
+    def routing(self, miss: bool = False) -> Routing:
+        now = self._clock()
+        due = now - self._checked >= (MISS_GAP_S if miss else self._interval)
+        if due and self._lock.acquire(blocking=False):  # one refresher at a time; others use the last one
+            try:
+                self._checked = now
+                self._refresh()
+            finally:
+                self._lock.release()
+        return self.merged
+
+    def _refresh(self) -> None:
+        try:
+            version = provider_state.version(self._engine)
+            if version == self._version:
+                return
+            self._version = version  # a failure below is logged once per version, not per request
+            values = provider_state.decrypt_all(self._engine, self._identities)
+        except Exception as e:
+            log.error("provider state not read (keeping the last routing): %s", type(e).__name__)
+            return
+        secrets: dict[tuple[str, str], list[str]] = {}
+        for (slug, path), (current, previous) in values.items():
+            provider = PROVIDER_OF_PATH.get(path)
+            if provider is not None:
+                REDACTOR.add(current, previous)
+                secrets[(slug, provider)] = [v for v in (current, previous) if v]  # forgotten: previous only
+        self.merged = with_provider_state(self.base, secrets)
+        log.info("provider state version %d: %d webhook secret(s) in use", version, len(secrets))
+
+
+@dataclass(frozen=True)
+class StateRouting(Routing):
+    """The base routing whose `tenant()` answers from the refresher's latest merge."""
+
+    refresher: StateRefresher | None = field(default=None, compare=False, repr=False)
+
+    def tenant(self, slug: str) -> TenantRoute | None:
+        if self.refresher is None:
+            return super().tenant(slug)
+        found = self.refresher.routing().tenant(slug)
+        if found is not None and "nuki" not in found.providers:
+            found = self.refresher.routing(miss=True).tenant(slug)
+        return found
+
+
+def following_state(base: Routing, engine: Engine, interval_s: float) -> Routing:
+    """BASE, kept up to date with the provider state store (see the module docstring)."""
+    try:
+        identities = provider_state.identities_from_env()
+    except provider_state.StateCryptoError as e:
+        log.error("provider state not followed: %s", e)
+        return base
+    refresher = StateRefresher(base, engine, identities, interval_s)
+    refresher.routing()
+    return StateRouting(base.tenants, base.owners, base.loaded, base.account_owners, base.meta_app_keys,
+                        refresher=refresher)
