@@ -14,7 +14,7 @@ every reader (plan, apply, show, validate, the webhook server) overlays it on th
 - `revision` is a table-wide counter (the highest + 1 at each write, under the write lock): a reader that
   caches the decrypted values compares `version()` (one indexed MAX) to know when to read again.
 
-Rotation: `tenantctl state forget SLUG PATH` forgets a value (a tombstone row keeps it as `previous` and
+Rotation: `tenantctl provider-state forget SLUG PATH` forgets a value (a tombstone row keeps it as `previous` and
 moves the revision on); the next plan sees no secret and replaces the provider's resource, whose new
 secret lands here (docs/ci.md, "Provider state").
 

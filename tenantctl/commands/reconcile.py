@@ -385,7 +385,7 @@ def _writer(loaded: Sequence[LoadedTenant], db: Engine, who: str) -> eng.WriteBa
         dotted = ".".join(str(p) for p in path)
         recipients = provider_state.recipients_for(lt.path.parent, slug)
         provider_state.put(db, slug, str(path[0]), dotted, value, recipients, who)
-        return f"{dotted} in the provider state store (tenantctl state list)"
+        return f"{dotted} in the provider state store (tenantctl provider-state list)"
 
     return write
 

@@ -80,7 +80,7 @@ def test_a_secret_issued_during_apply_survives_a_discarded_working_tree(tmp_path
             assert secret not in shown.all + valid.all
 
             # Rotation: forget the value; the next apply replaces the webhook and the server follows.
-            assert ci.run("state", "forget", "acme", "nuki.webhook_secret").code == 0
+            assert ci.run("provider-state", "forget", "acme", "nuki.webhook_secret").code == 0
             rotate = ci.run("apply", "--auto-approve")
             assert rotate.code == 0 and "nuki.decentral_webhook[acme]" in rotate.out, rotate.all
             new = _live_nuki_secret(tmp_path / "world.json", ci.db_url, "acme")

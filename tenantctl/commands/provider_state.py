@@ -1,6 +1,6 @@
-"""`tenantctl state list | forget SLUG PATH`: what providers issued once, kept encrypted in the database.
+"""`tenantctl provider-state list | forget SLUG PATH`: what providers issued once, kept encrypted in the database.
 
-Rotation of such a value (docs/ci.md, "Provider state"): `state forget acme nuki.webhook_secret`, then
+Rotation of such a value (docs/ci.md, "Provider state"): `provider-state forget acme nuki.webhook_secret`, then
 plan/apply (or merge any pull request): the plan replaces the provider's resource, and the new value is
 stored; the webhook server follows the store by itself.
 """
@@ -24,7 +24,7 @@ state_app = typer.Typer(help="Values providers issued once (e.g. Nuki's webhook 
 
 
 def register(app: typer.Typer) -> None:
-    app.add_typer(state_app, name="state")
+    app.add_typer(state_app, name="provider-state")
 
 
 @state_app.command("list")
