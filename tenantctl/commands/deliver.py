@@ -1,0 +1,124 @@
+"""`tenantctl deliver`: the delivery worker (delivery/worker.py) as a long-running command.
+
+Exit codes: 0 after SIGTERM/SIGINT (the batch in flight is finished first) or, with --until-idle, once
+nothing is due; 1 for a configuration error (no destination, no or bad secret, unmigrated database,
+tenant files with errors) or when another worker holds a SQLite database.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+import typer
+
+from delivery.destinations import from_settings
+from delivery.metrics import DeliveryMetrics
+from delivery.retry import RetryPolicy
+from delivery.signing import BadSecret
+from delivery.worker import Worker, WorkerConfig, default_worker_id, load_keys
+from outbound.policy import OutboundBlocked, OutboundPolicy, allow_list, check_url, make_client
+from store.delivery import AnotherWorkerRunning, queue_stats, single_worker
+from store.engine import make_engine, redact_url
+from store.errors import DatabaseNotMigrated
+from store.migrate import require_up_to_date
+from tenancy.redact import RedactingFilter
+from tenantctl.context import Context
+
+
+def register(app: typer.Typer) -> None:
+    app.command("deliver")(deliver)
+
+
+def _fail(c: Context, message: str) -> typer.Exit:
+    c.err.print(f"error: {message}", markup=False)
+    return typer.Exit(1)
+
+
+def deliver(
+    ctx: typer.Context,
+    concurrency: Annotated[int | None, typer.Option("--concurrency", min=1, max=256,
+                                                    help="Requests in flight (default: settings).")] = None,
+    metrics_port: Annotated[int | None, typer.Option("--metrics-port", min=0, max=65535,
+                                                     help="Serve Prometheus /metrics here (0: a free port).")] = None,
+    metrics_addr: Annotated[str, typer.Option("--metrics-addr", help="Address of the metrics port.")] = "127.0.0.1",
+    wait: Annotated[bool, typer.Option("--wait", help="SQLite: wait for the running worker to stop.")] = False,
+    until_idle: Annotated[bool, typer.Option("--until-idle", help="Exit once nothing is due.")] = False,
+) -> None:
+    """Deliver accepted webhooks to the platform: signed (Standard Webhooks), retried, dead-lettered."""
+    c: Context = ctx.obj
+    s = c.settings
+    if not logging.getLogger().handlers:
+        handler = logging.StreamHandler()
+        handler.addFilter(RedactingFilter())
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logging.basicConfig(level=logging.INFO, handlers=[handler])
+    if not s.delivery_secrets:
+        raise _fail(c, "no delivery secret: set TENANTCTL_DELIVERY_SECRETS (whsec_..., see .env.example)")
+    try:
+        keys = load_keys([x.get_secret_value() for x in s.delivery_secrets])
+    except BadSecret as e:
+        raise _fail(c, f"TENANTCTL_DELIVERY_SECRETS: {e}") from None
+    tenants = []
+    if c.tenants_dir.is_dir():
+        loaded = c.load()
+        if not loaded.ok:
+            for f in loaded.errors:
+                c.err.print(str(f), markup=False)
+            raise _fail(c, f"the tenant files in {c.tenants_dir} have errors (their delivery overrides are needed)")
+        tenants = [t.tenant for t in loaded.tenants]
+    destinations = from_settings(s, tenants)
+    if not destinations.providers():
+        raise _fail(c, "no destination: set TENANTCTL_DELIVERY_URL_<PROVIDER> (see .env.example)")
+    policy = OutboundPolicy(
+        allowed_hosts=allow_list(destinations.urls()),
+        allow_loopback_http=s.delivery_allow_loopback_http or s.sandbox,
+        connect_timeout_s=min(5.0, s.delivery_timeout_s), timeout_s=s.delivery_timeout_s,
+        max_response_bytes=s.delivery_max_response_bytes,
+    )
+    for url in sorted(destinations.urls()):
+        try:
+            check_url(policy, url)
+        except OutboundBlocked as e:
+            raise _fail(c, f"delivery URL refused: {e}") from None
+    url = s.resolved_database_url
+    engine = make_engine(url)
+    try:
+        require_up_to_date(engine)
+    except DatabaseNotMigrated as e:
+        engine.dispose()
+        raise _fail(c, f"{e} (database {redact_url(url)})") from None
+    config = WorkerConfig(
+        policy=policy,
+        retry=RetryPolicy(max_attempts=s.delivery_max_attempts, max_age=timedelta(seconds=s.delivery_max_age_s),
+                          base_delay_s=s.delivery_base_delay_s, max_delay_s=s.delivery_max_delay_s),
+        keys=keys, concurrency=concurrency or s.delivery_concurrency,
+        batch_size=4 * (concurrency or s.delivery_concurrency), poll_s=s.delivery_poll_s,
+    )
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        with single_worker(engine, wait=wait):
+            metrics = DeliveryMetrics(lambda: queue_stats(engine), lambda: datetime.now(UTC))
+            if metrics_port is not None:
+                port = metrics.serve(metrics_port, metrics_addr)
+                c.err.print(f"deliver: metrics on http://{metrics_addr}:{port}/metrics", markup=False)
+            client = make_client(policy, max_connections=config.concurrency)
+            worker = Worker(engine, destinations, config, client, metrics=metrics, worker_id=default_worker_id())
+            c.err.print(f"deliver: worker {worker.worker_id} delivering {', '.join(destinations.providers())} "
+                        f"({config.concurrency} at a time; database {redact_url(url)})", markup=False)
+            try:
+                worker.run(stop, until_idle=until_idle)
+            finally:
+                worker.close()
+                client.close()
+            c.err.print(f"deliver: stopped ({worker.delivered} delivered, {worker.failed} failed attempts)",
+                        markup=False)
+    except AnotherWorkerRunning as e:
+        raise _fail(c, str(e)) from None
+    finally:
+        engine.dispose()
