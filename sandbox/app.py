@@ -5,6 +5,7 @@ start from. Admin endpoints (not logged as calls):
   GET|PUT /_sandbox/state   dump | replace the world        POST /_sandbox/reset    empty world
   GET|PUT /_sandbox/faults  served-mode fault config         POST /_sandbox/nuki/settle
   GET|DELETE /_sandbox/calls  the call log
+The fake platform (delivery's destination) is mounted too: /platform/{name}, /_platform/* (sandbox/platform.py).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 
 import falcon
 
-from sandbox import beds24, hospitable, meta, nuki, twon
+from sandbox import beds24, hospitable, meta, nuki, platform, twon
 from sandbox.calls import Call
 from sandbox.common import send_json
 from sandbox.faults import FaultConfig
@@ -181,6 +182,7 @@ def create_app(world: World) -> falcon.App[falcon.Request, falcon.Response]:
     app.add_route("/_sandbox/faults", FaultsResource(world))
     app.add_route("/_sandbox/calls", CallsResource(world))
     app.add_route("/_sandbox/nuki/settle", NukiSettleResource(world))
+    platform.register(app)  # the fake platform `tenantctl deliver` hands events to (sandbox/platform.py)
     return app
 
 
