@@ -51,11 +51,14 @@ class WorkerConfig:
     concurrency: int = 16
     batch_size: int = 64
     poll_s: float = 0.25
-    lease_margin_s: float = 30.0
+    lease_margin_s: float = 5.0
 
     @property
     def lease(self) -> timedelta:
-        return timedelta(seconds=self.policy.connect_timeout_s + self.policy.timeout_s + self.lease_margin_s)
+        """How long a claim holds: every round of the batch at its slowest, and a margin for the database."""
+        rounds = -(-self.batch_size // self.concurrency)
+        per_attempt = self.policy.connect_timeout_s + self.policy.timeout_s
+        return timedelta(seconds=rounds * per_attempt + self.lease_margin_s)
 
 
 def default_worker_id() -> str:

@@ -69,6 +69,7 @@ class Received:
     path: str
     webhook_id: str
     timestamp: str
+    signature: str
     attempt: str
     tenant: str
     provider: str
@@ -110,6 +111,7 @@ class Platform:
             status = 204
         record = Received(
             at=time.time(), path=f"/platform/{name}", webhook_id=msg_id, timestamp=ts,
+            signature=h.get("webhook-signature", ""),
             attempt=h.get("x-tenantctl-attempt", ""), tenant=h.get("x-tenantctl-tenant", ""),
             provider=h.get("x-tenantctl-provider", ""), event_id=h.get("x-tenantctl-event-id", ""),
             received_at=h.get("x-tenantctl-received-at", ""), content_type=h.get("content-type", ""),

@@ -25,6 +25,8 @@ from store.delivery import AnotherWorkerRunning, queue_stats, single_worker
 from store.engine import make_engine, redact_url
 from store.errors import DatabaseNotMigrated
 from store.migrate import require_up_to_date
+from tenancy.loader import load_tenants
+from tenancy.model import Tenant
 from tenancy.redact import RedactingFilter
 from tenantctl.context import Context
 
@@ -62,12 +64,13 @@ def deliver(
         keys = load_keys([x.get_secret_value() for x in s.delivery_secrets])
     except BadSecret as e:
         raise _fail(c, f"TENANTCTL_DELIVERY_SECRETS: {e}") from None
-    tenants = []
+    tenants: list[Tenant] = []
     if c.tenants_dir.is_dir():
-        loaded = c.load()
+        # As the webhook server loads them: the files themselves, not the .sops.yaml policy (`validate` checks it).
+        loaded = load_tenants([c.tenants_dir], check_config=False)
         if not loaded.ok:
             for f in loaded.errors:
-                c.err.print(str(f), markup=False)
+                c.err.print(f.text(), markup=False)
             raise _fail(c, f"the tenant files in {c.tenants_dir} have errors (their delivery overrides are needed)")
         tenants = [t.tenant for t in loaded.tenants]
     destinations = from_settings(s, tenants)
@@ -96,7 +99,7 @@ def deliver(
         retry=RetryPolicy(max_attempts=s.delivery_max_attempts, max_age=timedelta(seconds=s.delivery_max_age_s),
                           base_delay_s=s.delivery_base_delay_s, max_delay_s=s.delivery_max_delay_s),
         keys=keys, concurrency=concurrency or s.delivery_concurrency,
-        batch_size=4 * (concurrency or s.delivery_concurrency), poll_s=s.delivery_poll_s,
+        batch_size=concurrency or s.delivery_concurrency, poll_s=s.delivery_poll_s,
     )
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
