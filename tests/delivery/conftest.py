@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine
 
 from store.engine import make_engine
 from store.migrate import upgrade
@@ -37,3 +38,16 @@ def sqlite_stack(tmp_path: Path) -> Iterator[Stack]:
 @pytest.fixture
 def pg_stack(tmp_path: Path, pg_schemas: PgSchemas) -> Iterator[Stack]:
     yield from _stack(tmp_path, pg_schemas.new())
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """A freshly migrated database (SQLite file, or a private PostgreSQL schema)."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'tenantctl.db'}"
+    else:
+        url = request.getfixturevalue("pg_schemas").new()
+    upgrade(url)
+    engine = make_engine(url)
+    yield engine
+    engine.dispose()
