@@ -6,9 +6,10 @@ the retry policy gave up (``dead``, replayable). A worker that dies mid-batch le
 de-duplicates. No order is guaranteed (docs/delivery.md, "Ordering"): a batch is sent concurrently, and
 an event that fails does not hold back later ones; every request carries the event's receive time.
 
-One claim is a batch of up to ``batch_size`` events, sent ``concurrency`` at a time; their outcomes are
-written in one transaction. The lease covers the slowest possible attempt (connect + read deadline) plus
-a margin, so no other worker can claim an event while its attempt may still be running.
+Up to ``concurrency`` attempts run at once. Each round records the outcomes that came in and claims as many
+events as there are free slots, in one transaction, so a claimed event's attempt starts at once: the lease
+covers the slowest possible attempt (connect + read deadline) plus a margin, and no other worker can claim
+an event while its attempt may still be running.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
@@ -35,7 +36,7 @@ from delivery.destinations import Destinations
 from delivery.metrics import DeliveryMetrics
 from delivery.retry import RetryPolicy, is_success, next_attempt, parse_retry_after
 from outbound.policy import OutboundBlocked, OutboundPolicy, post
-from store.delivery import AttemptOutcome, Claimed, Finished, claim_due, finish
+from store.delivery import AttemptOutcome, Claimed, Finished, cycle
 
 log = logging.getLogger(__name__)
 
@@ -49,16 +50,13 @@ class WorkerConfig:
     retry: RetryPolicy
     keys: list[bytes]  # signing keys, newest first
     concurrency: int = 16
-    batch_size: int = 64
     poll_s: float = 0.25
     lease_margin_s: float = 5.0
 
     @property
     def lease(self) -> timedelta:
-        """How long a claim holds: every round of the batch at its slowest, and a margin for the database."""
-        rounds = -(-self.batch_size // self.concurrency)
-        per_attempt = self.policy.connect_timeout_s + self.policy.timeout_s
-        return timedelta(seconds=rounds * per_attempt + self.lease_margin_s)
+        """How long a claim holds: the slowest possible attempt, and a margin for recording it."""
+        return timedelta(seconds=self.policy.connect_timeout_s + self.policy.timeout_s + self.lease_margin_s)
 
 
 def default_worker_id() -> str:
@@ -109,46 +107,61 @@ class Worker:
         self.worker_id = worker_id or default_worker_id()
         self._now, self._jitter = now, jitter
         self._pool = ThreadPoolExecutor(max_workers=config.concurrency, thread_name_prefix="deliver")
+        # Claim tokens: unique per process (a restarted container may reuse the pid) and cheap per round.
+        self._nonce = uuid.uuid4().hex[:8]
+        self._claims = 0
         self.delivered = 0  # counters for the worker's own log line and tests
         self.failed = 0
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
 
-    # -- one round ----------------------------------------------------------------------------------
-    def run_once(self) -> int:
-        """Claim one batch of due events, deliver it, record the outcomes; returns how many were claimed."""
-        providers = self.destinations.providers()
-        if not providers:
-            return 0
-        claim = f"{self.worker_id}:{uuid.uuid4().hex[:8]}"[:64]
-        items = claim_due(self.engine, claim=claim, now=self._now(), lease=self.config.lease,
-                          limit=self.config.batch_size, providers=providers)
-        if not items:
-            return 0
-        results = list(self._pool.map(self._attempt, items))
-        finish(self.engine, results)
-        for r in results:
-            self._observe(r)
-        return len(items)
-
+    # -- the loop ------------------------------------------------------------------------------------
     def run(self, stop: threading.Event, *, until_idle: bool = False) -> None:
-        """Deliver until ``stop`` is set (or, with ``until_idle``, until nothing is due). Database errors are
-        logged and retried after a pause: a stuck database is reported, and recovered from without a restart."""
+        """Deliver until ``stop`` is set (or, with ``until_idle``, until nothing is due or in flight).
+
+        Up to ``concurrency`` attempts are in flight at any time; each round records the attempts that
+        finished and claims as many new events as there are free slots, in one transaction. On ``stop`` no
+        more is claimed and the attempts in flight are finished and recorded. A database error is logged and
+        the round retried after a growing pause (up to 10 s): the worker recovers without a restart, and
+        results not yet recorded are kept until they are.
+        """
+        in_flight: set[Future[Finished]] = set()
+        done: list[Finished] = []
         pause = self.config.poll_s
-        while not stop.is_set():
-            try:
-                claimed = self.run_once()
-            except SQLAlchemyError as exc:
-                log.error("delivery: database error, retrying in %.1fs: %s", pause, type(exc).__name__)
-                stop.wait(pause)
-                pause = min(pause * 2, 10.0)
-                continue
-            pause = self.config.poll_s
-            if claimed == 0:
-                if until_idle:
+        providers = self.destinations.providers()
+        while True:
+            stopping = stop.is_set()
+            free = 0 if stopping else self.config.concurrency - len(in_flight)
+            if done or free > 0:
+                try:
+                    self._claims += 1
+                    claim = f"{self.worker_id}:{self._nonce}:{self._claims}"[-64:]
+                    items = cycle(self.engine, done, claim=claim, now=self._now(), lease=self.config.lease,
+                                  limit=free, providers=providers)
+                except SQLAlchemyError as exc:
+                    if stopping and not in_flight:
+                        log.error("delivery: database error while stopping (%s); %d outcome(s) unrecorded: "
+                                  "their events are delivered again after their lease", type(exc).__name__,
+                                  len(done))
+                        return
+                    log.error("delivery: database error, retrying in %.1fs: %s", pause, type(exc).__name__)
+                    time.sleep(pause)
+                    pause = min(pause * 2, 10.0)
+                    continue
+                pause = self.config.poll_s
+                for r in done:
+                    self._observe(r)
+                done = []
+                in_flight.update(self._pool.submit(self._attempt, item) for item in items)
+            if not in_flight:
+                if stopping or until_idle:
                     return
                 stop.wait(self.config.poll_s)
+                continue
+            finished, _ = wait(in_flight, timeout=self.config.poll_s, return_when=FIRST_COMPLETED)
+            in_flight -= finished
+            done.extend(f.result() for f in finished)
 
     # -- one attempt ----------------------------------------------------------------------------------
     def _attempt(self, item: Claimed) -> Finished:

@@ -21,8 +21,8 @@ from delivery.retry import RetryPolicy
 from delivery.signing import BadSecret
 from delivery.worker import Worker, WorkerConfig, default_worker_id, load_keys
 from outbound.policy import OutboundBlocked, OutboundPolicy, allow_list, check_url, make_client
-from store.delivery import AnotherWorkerRunning, queue_stats, single_worker
-from store.engine import make_engine, redact_url
+from store.delivery import AnotherWorkerRunning, queue_stats, single_worker, worker_engine
+from store.engine import redact_url
 from store.errors import DatabaseNotMigrated
 from store.migrate import require_up_to_date
 from tenancy.loader import load_tenants
@@ -58,6 +58,7 @@ def deliver(
         handler.addFilter(RedactingFilter())
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         logging.basicConfig(level=logging.INFO, handlers=[handler])
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request: the attempts table has them
     if not s.delivery_secrets:
         raise _fail(c, "no delivery secret: set TENANTCTL_DELIVERY_SECRETS (whsec_..., see .env.example)")
     try:
@@ -88,7 +89,7 @@ def deliver(
         except OutboundBlocked as e:
             raise _fail(c, f"delivery URL refused: {e}") from None
     url = s.resolved_database_url
-    engine = make_engine(url)
+    engine = worker_engine(url)
     try:
         require_up_to_date(engine)
     except DatabaseNotMigrated as e:
@@ -98,8 +99,7 @@ def deliver(
         policy=policy,
         retry=RetryPolicy(max_attempts=s.delivery_max_attempts, max_age=timedelta(seconds=s.delivery_max_age_s),
                           base_delay_s=s.delivery_base_delay_s, max_delay_s=s.delivery_max_delay_s),
-        keys=keys, concurrency=concurrency or s.delivery_concurrency,
-        batch_size=concurrency or s.delivery_concurrency, poll_s=s.delivery_poll_s,
+        keys=keys, concurrency=concurrency or s.delivery_concurrency, poll_s=s.delivery_poll_s,
     )
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -4,6 +4,7 @@ redirects, lost claims, and the ordering it promises (none: a failing event hold
 from __future__ import annotations
 
 import base64
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -36,8 +37,7 @@ class Clock:
 
 def _worker(engine: Engine, handler: Callable[[httpx.Request], httpx.Response], clock: Clock,
             **retry: object) -> Worker:
-    config = WorkerConfig(policy=POLICY, retry=RetryPolicy(**retry), keys=[KEY], concurrency=2,  # type: ignore[arg-type]
-                          batch_size=2)
+    config = WorkerConfig(policy=POLICY, retry=RetryPolicy(**retry), keys=[KEY], concurrency=2)  # type: ignore[arg-type]
     client = make_client(POLICY, transport=httpx.MockTransport(handler))
     return Worker(engine, Destinations({"hospitable": URL}), config, client, worker_id="w1", now=clock,
                   jitter=lambda: 1.0)
@@ -63,8 +63,7 @@ def test_a_failing_event_holds_back_no_other(db: Engine) -> None:
         insert(db, [rec.__class__(**{**rec.__dict__, "received_at": t0 + timedelta(seconds=i)})])
     clock = Clock()
     worker = _worker(db, platform, clock, base_delay_s=60, max_delay_s=60)
-    while worker.run_once():
-        pass
+    worker.run(threading.Event(), until_idle=True)
     worker.close()
     state = _state(db)
     assert state["evt-0"] == ("retrying", 1, 500)
@@ -81,7 +80,7 @@ def test_429_retry_after_is_honoured_and_a_redirect_is_a_failure(db: Engine) -> 
     insert(db, accepted(2))
     clock = Clock()
     worker = _worker(db, platform, clock, base_delay_s=1, max_delay_s=1)
-    assert worker.run_once() == 2
+    worker.run(threading.Event(), until_idle=True)
     worker.close()
     # Not due before the Retry-After; the redirect retries on the usual backoff (1 s here).
     c = webhook_log.c
