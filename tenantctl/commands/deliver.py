@@ -27,7 +27,7 @@ from store.errors import DatabaseNotMigrated
 from store.migrate import require_up_to_date
 from tenancy.loader import load_tenants
 from tenancy.model import Tenant
-from tenancy.redact import RedactingFilter
+from tenancy.redact import REDACTOR, RedactingFilter
 from tenantctl.context import Context
 
 
@@ -36,7 +36,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _fail(c: Context, message: str) -> typer.Exit:
-    c.err.print(f"error: {message}", markup=False)
+    c.err.print(REDACTOR.scrub(f"error: {message}"), markup=False)
     return typer.Exit(1)
 
 
@@ -59,6 +59,7 @@ def deliver(
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         logging.basicConfig(level=logging.INFO, handlers=[handler])
         logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request: the attempts table has them
+    REDACTOR.add(*s.delivery_secrets)  # every log line and message is scrubbed of them
     if not s.delivery_secrets:
         raise _fail(c, "no delivery secret: set TENANTCTL_DELIVERY_SECRETS (whsec_..., see .env.example)")
     try:

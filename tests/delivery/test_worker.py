@@ -124,3 +124,15 @@ def test_rejected_and_duplicate_rows_are_never_queued(db: Engine, state: str) ->
     assert claim_due(db, claim="w", now=datetime.now(UTC), lease=timedelta(seconds=5), limit=5,
                      providers=["hospitable"]) == []
     assert replay(db, now=datetime.now(UTC), tenant="acme") == 0
+
+
+def test_replay_selects_by_tenant_provider_time_and_state(db: Engine) -> None:
+    t0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    insert(db, accepted(2, at=t0) + accepted(1, start=10, at=t0 + timedelta(hours=2), provider="whatsapp")
+           + accepted(1, start=20, at=t0 + timedelta(hours=4), tenant="blue-harbor"))
+    now = datetime.now(UTC)
+    assert replay(db, now=now, provider="whatsapp") == 1
+    assert replay(db, now=now, tenant="blue-harbor") == 1
+    assert replay(db, now=now, since=t0 + timedelta(hours=1), until=t0 + timedelta(hours=3)) == 1  # evt-10
+    assert replay(db, now=now, tenant="acme", provider="hospitable", until=t0 + timedelta(minutes=1)) == 2
+    assert replay(db, now=now, dead_only=True) == 0  # nothing is dead
