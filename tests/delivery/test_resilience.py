@@ -7,10 +7,12 @@ import json
 import re
 import signal
 import time
+import uuid
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
+from sqlalchemy.engine import make_url
 
 from store.schema import delivery_attempts, webhook_log
 
@@ -162,3 +164,21 @@ def test_two_workers_on_postgresql_share_the_queue_and_never_send_one_attempt_tw
         per_worker = dict(conn.execute(select(t.worker, func.count()).group_by(t.worker)).all())
     assert all(n == 1 for _, n in per_event) and len(per_event) == 80
     assert len(per_worker) == 2 and min(per_worker.values()) >= 10, per_worker
+
+
+@pytest.mark.postgres
+def test_a_worker_whose_database_connections_are_cut_recovers_without_a_restart(pg_stack: Stack) -> None:
+    stack = pg_stack
+    name = f"deliver-test-{uuid.uuid4().hex[:8]}"
+    url = make_url(stack.database_url).update_query_dict({"application_name": name}).render_as_string(
+        hide_password=False)
+    worker = stack.deliver("deliver", DATABASE_URL=url)
+    insert(stack.engine, accepted(3))
+    wait_until(lambda: _states(stack).get("delivered", 0) == 3, 20, worker.logs)
+    with stack.engine.begin() as conn:  # the database drops the worker's connections
+        cut = conn.execute(text("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                "WHERE application_name = :n"), {"n": name}).scalar_one()
+    assert cut >= 1
+    insert(stack.engine, accepted(3, start=10))
+    wait_until(lambda: _states(stack).get("delivered", 0) == 6, 30, worker.logs)
+    assert worker.proc.poll() is None
