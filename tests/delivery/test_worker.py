@@ -136,3 +136,26 @@ def test_replay_selects_by_tenant_provider_time_and_state(db: Engine) -> None:
     assert replay(db, now=now, since=t0 + timedelta(hours=1), until=t0 + timedelta(hours=3)) == 1  # evt-10
     assert replay(db, now=now, tenant="acme", provider="hospitable", until=t0 + timedelta(minutes=1)) == 2
     assert replay(db, now=now, dead_only=True) == 0  # nothing is dead
+
+
+def test_a_database_error_is_reported_and_the_round_retried(db: Engine, monkeypatch: pytest.MonkeyPatch,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    import delivery.worker as worker_module
+
+    real, failures = worker_module.cycle, [2]
+
+    def flaky(*args: object, **kwargs: object) -> object:
+        if failures[0]:
+            failures[0] -= 1
+            raise OperationalError("UPDATE webhook_log", {}, Exception("database is locked"))
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(worker_module, "cycle", flaky)
+    insert(db, accepted(2))
+    worker = _worker(db, lambda request: httpx.Response(204), Clock())
+    worker.run(threading.Event(), until_idle=True)
+    worker.close()
+    assert "database error, retrying" in caplog.text and caplog.text.count("OperationalError") == 2
+    assert all(s == ("delivered", 1, 204) for s in _state(db).values())
