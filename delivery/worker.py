@@ -153,7 +153,7 @@ class Worker:
                 for r in done:
                     self._observe(r)
                 done = []
-                in_flight.update(self._pool.submit(self._attempt, item) for item in items)
+                in_flight.update(self._pool.submit(self._attempt_safely, item) for item in items)
             if not in_flight:
                 if stopping or until_idle:
                     return
@@ -164,6 +164,14 @@ class Worker:
             done.extend(f.result() for f in finished)
 
     # -- one attempt ----------------------------------------------------------------------------------
+    def _attempt_safely(self, item: Claimed) -> Finished:
+        """An attempt whose unexpected error (a bug) is recorded as the attempt's error, not the worker's end."""
+        try:
+            return self._attempt(item)
+        except Exception as exc:
+            log.exception("delivery of event %d: unexpected error", item.id)
+            return self._failed(item, self._now(), None, None, f"internal error: {type(exc).__name__}")
+
     def _attempt(self, item: Claimed) -> Finished:
         started_at = self._now()
         url = self.destinations.url_for(item.tenant, item.provider)
