@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from delivery.destinations import from_settings
+from delivery.destinations import PROVIDERS, from_settings
 from delivery.metrics import DeliveryMetrics
 from delivery.retry import RetryPolicy
 from delivery.signing import BadSecret
@@ -25,8 +25,7 @@ from store.delivery import AnotherWorkerRunning, queue_stats, single_worker, wor
 from store.engine import redact_url
 from store.errors import DatabaseNotMigrated
 from store.migrate import require_up_to_date
-from tenancy.loader import load_tenants
-from tenancy.model import Tenant
+from tenancy.loader import LoadedTenant, load_tenants
 from tenancy.redact import REDACTOR, RedactingFilter
 from tenantctl.context import Context
 
@@ -66,7 +65,7 @@ def deliver(
         keys = load_keys([x.get_secret_value() for x in s.delivery_secrets])
     except BadSecret as e:
         raise _fail(c, f"TENANTCTL_DELIVERY_SECRETS: {e}") from None
-    tenants: list[Tenant] = []
+    loaded_tenants: list[LoadedTenant] = []
     if c.tenants_dir.is_dir():
         # As the webhook server loads them: the files themselves, not the .sops.yaml policy (`validate` checks it).
         loaded = load_tenants([c.tenants_dir], check_config=False)
@@ -74,8 +73,8 @@ def deliver(
             for f in loaded.errors:
                 c.err.print(f.text(), markup=False)
             raise _fail(c, f"the tenant files in {c.tenants_dir} have errors (their delivery overrides are needed)")
-        tenants = [t.tenant for t in loaded.tenants]
-    destinations = from_settings(s, tenants)
+        loaded_tenants = loaded.tenants
+    destinations = from_settings(s, [t.tenant for t in loaded_tenants])
     if not destinations.providers():
         raise _fail(c, "no destination: set TENANTCTL_DELIVERY_URL_<PROVIDER> (see .env.example)")
     policy = OutboundPolicy(
@@ -84,11 +83,19 @@ def deliver(
         connect_timeout_s=min(5.0, s.delivery_timeout_s), timeout_s=s.delivery_timeout_s,
         max_response_bytes=s.delivery_max_response_bytes,
     )
-    for url in sorted(destinations.urls()):
+    # Each configured URL is checked where it was written: the setting, or the tenant file's line and field.
+    sources = [(f"TENANTCTL_DELIVERY_URL_{p.upper()}", url) for p, url in destinations.platform.items()]
+    for lt in loaded_tenants:
+        for p in PROVIDERS:
+            url = getattr(lt.tenant.delivery, p, None) if lt.tenant.delivery else None
+            if url:
+                line = lt.where(("delivery", p)).line
+                sources.append((f"{lt.path}:{line}: delivery.{p}", url))
+    for where, url in sources:
         try:
             check_url(policy, url)
         except OutboundBlocked as e:
-            raise _fail(c, f"delivery URL refused: {e}") from None
+            raise _fail(c, f"{where}: delivery URL refused: {e}") from None
     url = s.resolved_database_url
     engine = worker_engine(url)
     try:

@@ -117,3 +117,18 @@ def test_nothing_is_sent_without_a_secret_or_a_destination(tmp_path: Path) -> No
     assert proc.proc.wait(60) == 1
     assert "use https" in proc.logs()
     assert SECRET not in proc.logs() + (tmp_path / "a.log").read_text() + (tmp_path / "b.log").read_text()
+
+
+def test_a_refused_tenant_destination_names_its_file_line_and_field(tmp_path: Path) -> None:
+    dicts = tenant_dicts()
+    dicts[0]["delivery"] = {"hospitable": "http://platform.example.com/acme"}  # plain http, not loopback
+    tenants = make_tenants_dir(tmp_path, dicts)
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "TENANTCTL_STATE_DIR": str(tmp_path),
+           "TENANTCTL_TENANTS": str(tenants), "TENANTCTL_DELIVERY_SECRETS": SECRET,
+           "SOPS_AGE_KEY_FILE": str(Path(__file__).resolve().parents[2] / "examples" / "demo.agekey"),
+           "TENANTCTL_DELIVERY_URL_WHATSAPP": "https://platform.example.com/wa"}
+    proc = spawn(["deliver"], tmp_path / "d.log", env, tmp_path)
+    assert proc.proc.wait(60) == 1
+    line = next(i for i, text in enumerate((tenants / "acme.yaml").read_text().splitlines(), 1)
+                if text.strip().startswith("hospitable: http://"))
+    assert f"acme.yaml:{line}: delivery.hospitable: delivery URL refused: http:// refused" in proc.logs()
