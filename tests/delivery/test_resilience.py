@@ -8,6 +8,7 @@ import re
 import signal
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -96,6 +97,8 @@ def test_dead_letters_are_kept_counted_shown_and_replayable(sqlite_stack: Stack)
     assert [(s["tenant"], s["pending"], s["dead"]) for s in json.loads(out)] == [("acme", 0, 3)]
     code, out = _cli(stack, "webhooks", "log")
     assert out.count("dead 3x 502 (HTTP 502)") == 3
+    code, out = _cli(stack, "webhooks", "log", "--format", "json")
+    assert {(r["delivery_state"], r["attempts"], r["last_status"]) for r in json.loads(out)} == {("dead", 3, 502)}
     code, out = _cli(stack, "webhooks", "prune", "--older-than", "0s")
     assert code == 0 and "deleted 0 " in out  # dead letters survive pruning unless told otherwise
     code, out = _cli(stack, "webhooks", "attempts", "1")
@@ -182,3 +185,18 @@ def test_a_worker_whose_database_connections_are_cut_recovers_without_a_restart(
     insert(stack.engine, accepted(3, start=10))
     wait_until(lambda: _states(stack).get("delivered", 0) == 6, 30, worker.logs)
     assert worker.proc.poll() is None
+
+
+def test_stats_count_what_waits_and_how_long_the_oldest_has_waited(sqlite_stack: Stack) -> None:
+    stack = sqlite_stack
+    insert(stack.engine, accepted(2, at=datetime.now(UTC) - timedelta(seconds=90)))
+    insert(stack.engine, accepted(1, start=5, tenant="blue-harbor"))
+    code, out = _cli(stack, "webhooks", "stats", "--format", "json")
+    assert code == 0
+    rows = {s["tenant"]: s for s in json.loads(out)}
+    assert (rows["acme"]["pending"], rows["acme"]["dead"]) == (2, 0)
+    assert 90 <= rows["acme"]["oldest_pending_age_s"] < 150
+    assert rows["blue-harbor"]["pending"] == 1 and rows["blue-harbor"]["oldest_pending_age_s"] < 60
+    code, out = _cli(stack, "webhooks", "stats")
+    acme = next(line for line in out.splitlines() if "acme" in line)
+    assert re.search(r"│\s+2 │\s+0 │\s+(9\d|1[01]\d)s │$", acme), out
