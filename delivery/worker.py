@@ -23,7 +23,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
@@ -116,6 +116,11 @@ class Worker:
     def close(self) -> None:
         self._pool.shutdown(wait=True)
 
+    def reconfigure(self, destinations: Destinations, policy: OutboundPolicy) -> None:
+        """New destinations and outbound rules (SIGHUP); attempts in flight finish under the old ones."""
+        self.config = replace(self.config, policy=policy)
+        self.destinations = destinations
+
     # -- the loop ------------------------------------------------------------------------------------
     def run(self, stop: threading.Event, *, until_idle: bool = False) -> None:
         """Deliver until ``stop`` is set (or, with ``until_idle``, until nothing is due or in flight).
@@ -129,8 +134,8 @@ class Worker:
         in_flight: set[Future[Finished]] = set()
         done: list[Finished] = []
         pause = self.config.poll_s
-        providers = self.destinations.providers()
         while True:
+            providers = self.destinations.providers()
             stopping = stop.is_set()
             free = 0 if stopping else self.config.concurrency - len(in_flight)
             if done or free > 0:

@@ -4,6 +4,7 @@ byte, signed so that the published Standard Webhooks verifier accepts it, once p
 from __future__ import annotations
 
 import json
+import signal
 from datetime import datetime
 from pathlib import Path
 
@@ -11,9 +12,21 @@ import httpx
 import standardwebhooks
 
 from tests.webhook_server.helpers import SECRETS, dumps, sign_hex, tenant_dicts
-from tests.webhook_server.server_harness import make_tenants_dir, start_server
+from tests.webhook_server.server_harness import DEMO_KEY, make_tenants_dir, start_server, write_tenant
 
-from .harness import OLD_SECRET, SECRET, Proc, deliver_env, spawn, start_deliver, start_platform, wait_until
+from .harness import (
+    OLD_SECRET,
+    SECRET,
+    Proc,
+    Stack,
+    accepted,
+    deliver_env,
+    insert,
+    spawn,
+    start_deliver,
+    start_platform,
+    wait_until,
+)
 
 
 def test_an_accepted_webhook_is_delivered_whole_and_signed(tmp_path: Path) -> None:
@@ -132,3 +145,24 @@ def test_a_refused_tenant_destination_names_its_file_line_and_field(tmp_path: Pa
     line = next(i for i, text in enumerate((tenants / "acme.yaml").read_text().splitlines(), 1)
                 if text.strip().startswith("hospitable: http://"))
     assert f"acme.yaml:{line}: delivery.hospitable: delivery URL refused: http:// refused" in proc.logs()
+
+
+def test_sighup_reloads_the_tenant_destinations_and_refuses_a_bad_set(sqlite_stack: Stack, tmp_path: Path) -> None:
+    stack = sqlite_stack
+    dicts = tenant_dicts()
+    tenants = make_tenants_dir(tmp_path, dicts)
+    worker = stack.deliver("deliver", TENANTCTL_TENANTS=str(tenants), SOPS_AGE_KEY_FILE=str(DEMO_KEY))
+    insert(stack.engine, accepted(1))
+    wait_until(lambda: len(stack.platform.delivered_ids()) == 1, 20, worker.logs)
+
+    dicts[0]["delivery"] = {"hospitable": "http://platform.example.com/acme"}  # refused: plain http
+    write_tenant(tenants, dicts[0])
+    worker.proc.send_signal(signal.SIGHUP)
+    wait_until(lambda: "reload refused" in worker.logs(), 20, worker.logs)
+    dicts[0]["delivery"] = {"hospitable": stack.platform.destination("acme-own")}
+    write_tenant(tenants, dicts[0])
+    worker.proc.send_signal(signal.SIGHUP)
+    wait_until(lambda: "reloaded: 1 tenant destination(s)" in worker.logs(), 20, worker.logs)
+    insert(stack.engine, accepted(1, start=1))
+    wait_until(lambda: len(stack.platform.delivered_ids()) == 2, 20, worker.logs)
+    assert [r["path"] for r in stack.platform.received()] == ["/platform/hospitable", "/platform/acme-own"]
