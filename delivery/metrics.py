@@ -11,7 +11,6 @@ is 0 and the queue gauges are left out rather than stale.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
@@ -70,7 +69,6 @@ class DeliveryMetrics:
                              buckets=LAG_BUCKETS, registry=self.registry)
         if read_queue is not None and now is not None:
             self.registry.register(_QueueCollector(read_queue, now))
-        self._lock = threading.Lock()
 
     def serve(self, port: int, addr: str = "127.0.0.1") -> int:
         """Serve /metrics on ``addr:port`` (0: any free port) in a daemon thread; returns the port."""
