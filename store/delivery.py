@@ -192,10 +192,24 @@ def finish(engine: Engine, results: Sequence[Finished]) -> int:
 def cycle(engine: Engine, results: Sequence[Finished], *, claim: str, now: datetime, lease: timedelta, limit: int,
           providers: Sequence[str]) -> list[Claimed]:
     """:func:`finish` ``results`` and :func:`claim_due` up to ``limit`` more, in one transaction (one commit
-    instead of two: on SQLite each is an fsync, which a busy worker pays per round)."""
+    instead of two: on SQLite each is an fsync, which a busy worker pays per round).
+
+    With nothing to record, a read looks for due events first: an idle worker's polls never take the
+    write lock the webhook server's commits need.
+    """
+    if not results and not _any_due(engine, now=now, providers=providers):
+        return []
     with begin_write(engine) as conn:
         _finish(conn, results)
         return _claim(conn, claim=claim, now=now, lease=lease, limit=limit, providers=providers)
+
+
+def _any_due(engine: Engine, *, now: datetime, providers: Sequence[str]) -> bool:
+    c = webhook_log.c
+    stmt = select(c.id).where(c.delivery_state.in_(DUE_STATES), c.next_attempt_at <= now,
+                              c.provider.in_(list(providers))).limit(1)
+    with engine.connect() as conn:
+        return conn.execute(stmt).first() is not None
 
 
 def _finish(conn: Connection, results: Sequence[Finished]) -> int:
