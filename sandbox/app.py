@@ -12,6 +12,7 @@ seeded tenant's tokens). Without that file the token is random and unknown: admi
 must carry a Host header naming this machine (localhost, 127.0.0.0/8, [::1]), and the served port when
 `TENANTCTL_SANDBOX_BIND` gives it: a web page whose name was rebound to 127.0.0.1 sends its own Host and
 is refused (421), so a browser cannot read or wipe the world.
+The fake platform (delivery's destination) is mounted too: /platform/{name}, /_platform/* (sandbox/platform.py).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from typing import Any
 
 import falcon
 
-from sandbox import beds24, hospitable, meta, nuki, twon
+from sandbox import beds24, hospitable, meta, nuki, platform, twon
 from sandbox.calls import Call
 from sandbox.common import send_json
 from sandbox.faults import FaultConfig
@@ -240,6 +241,7 @@ def create_app(world: World, *, admin_token: str | None = None, check_host: bool
     app.add_route("/_sandbox/calls", CallsResource(world))
     app.add_route("/_sandbox/nuki/settle", NukiSettleResource(world))
     app.add_route("/_sandbox/healthz", HealthResource())
+    platform.register(app)  # the fake platform `tenantctl deliver` hands events to (sandbox/platform.py)
     return app
 
 

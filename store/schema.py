@@ -41,6 +41,10 @@ RUN_KINDS = ("plan", "apply")
 RUN_STATUSES = ("running", "succeeded", "failed", "partial", "no_changes", "aborted")
 CHANGE_OUTCOMES = ("planned", "applied", "confirmed", "not_applied", "unknown", "failed", "skipped",
                    "not_attempted")
+# Delivery to the platform (the outbox): only accepted rows carry a state; NULL means never queued.
+DELIVERY_STATES = ("pending", "retrying", "delivered", "dead")
+DUE_PREDICATE = "delivery_state IN ('pending', 'retrying')"
+ATTEMPT_OUTCOMES = ("delivered", "failed", "error")
 
 metadata = MetaData(
     naming_convention={
@@ -99,6 +103,15 @@ webhook_log = Table(
     Column("body_size", Integer(), nullable=False),
     Column("body", Text(), nullable=True),
     Column("latency_ms", Float(), nullable=True),
+    # The outbox (docs/delivery.md): set by the insert that records an accepted request, so the event is
+    # queued in the commit that allows its 200. next_attempt_at doubles as the claim lease of a worker.
+    Column("delivery_state", String(16), nullable=True),
+    Column("attempts", Integer(), nullable=False, server_default=text("0")),
+    Column("next_attempt_at", UTCDateTime(), nullable=True),
+    Column("claimed_by", String(64), nullable=True),
+    Column("last_status", SmallInteger(), nullable=True),
+    Column("last_error", String(255), nullable=True),
+    Column("delivered_at", UTCDateTime(), nullable=True),
     CheckConstraint(_in("outcome", OUTCOMES), name="outcome"),
     Index(None, "tenant", "provider", "received_at"),
     Index(None, "outcome"),
@@ -115,6 +128,31 @@ webhook_log = Table(
         sqlite_where=text(ACCEPTED_EVENT_PREDICATE),
         postgresql_where=text(ACCEPTED_EVENT_PREDICATE),
     ),
+    # What delivery workers poll: only the due rows, so the index stays as small as the queue.
+    Index(
+        "ix_webhook_log_due",
+        "next_attempt_at",
+        sqlite_where=text(DUE_PREDICATE),
+        postgresql_where=text(DUE_PREDICATE),
+    ),
+)
+
+# One row per delivery attempt of an accepted event (what a gateway shows its users).
+delivery_attempts = Table(
+    "delivery_attempts",
+    metadata,
+    Column("id", _BigId, primary_key=True, autoincrement=True),
+    Column("log_id", _BigId, ForeignKey("webhook_log.id", ondelete="CASCADE"), nullable=False),
+    Column("attempt", Integer(), nullable=False),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("worker", String(64), nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("status_code", SmallInteger(), nullable=True),
+    Column("latency_ms", Float(), nullable=True),
+    Column("error", String(255), nullable=True),
+    CheckConstraint(_in("outcome", ATTEMPT_OUTCOMES), name="outcome"),
+    Index(None, "log_id"),
+    Index(None, "started_at"),
 )
 
 # Item keys of accepted deliveries that batch several events (WhatsApp: one key per message or status).

@@ -31,7 +31,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Literal, Protocol
 
-from sqlalchemy import Connection, Engine, case, delete, func, select
+from sqlalchemy import Connection, Engine, case, delete, func, or_, select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 
@@ -73,11 +73,23 @@ class WebhookRecord:
 
 
 _RECORD_FIELDS = tuple(f.name for f in fields(WebhookRecord) if f.name != "item_keys")
+# The outbox columns the insert sets: an accepted row is queued for delivery (due at once) in the very
+# statement that records it, so no second write can fail after the 200 (docs/delivery.md).
+_INSERT_FIELDS = (*_RECORD_FIELDS, "delivery_state", "next_attempt_at")
+DeliveryState = Literal["pending", "retrying", "delivered", "dead"]
 
 
 @dataclass(frozen=True)
 class LogRow(WebhookRecord):
     id: int = 0
+    delivery_state: DeliveryState | None = None  # None: never queued (rejected and duplicate rows)
+    attempts: int = 0
+    last_status: int | None = None
+    last_error: str | None = None
+    delivered_at: datetime | None = None
+
+
+_DELIVERY_FIELDS = ("delivery_state", "attempts", "last_status", "last_error", "delivered_at")
 
 
 class EventStore(Protocol):
@@ -109,14 +121,14 @@ def _dedup_key(rec: WebhookRecord) -> DedupKey | None:
 # The statement text is built once per (dialect, batch size) from the Table, parameters are converted
 # exactly as the column types would (UTC-aware datetimes; SQLite stores naive-UTC ISO text, JSON as
 # text), and `exec_driver_sql` still runs through SQLAlchemy's error handling and transaction.
-_COLUMNS = ", ".join(_RECORD_FIELDS)
+_COLUMNS = ", ".join(_INSERT_FIELDS)
 _CONFLICT = f"ON CONFLICT (provider, tenant, event_id) WHERE {ACCEPTED_EVENT_PREDICATE} DO NOTHING"
 
 
 @functools.lru_cache(maxsize=64)
 def _insert_sql(dialect: str, rows: int, on_conflict: bool) -> str:
     mark = "?" if dialect == "sqlite" else "%s"
-    row = "(" + ", ".join([mark] * len(_RECORD_FIELDS)) + ")"
+    row = "(" + ", ".join([mark] * len(_INSERT_FIELDS)) + ")"
     # Only constants are interpolated: table and column names from the schema, placeholders.
     sql = f"INSERT INTO {webhook_log.name} ({_COLUMNS}) VALUES " + ", ".join([row] * rows)  # noqa: S608
     if on_conflict:
@@ -134,15 +146,18 @@ def _row_time(at: datetime, sqlite_dialect: bool) -> Any:
 
 
 def _row(rec: WebhookRecord, sqlite_dialect: bool) -> tuple[Any, ...]:
+    received = _row_time(rec.received_at, sqlite_dialect)
+    queued = rec.outcome == "accepted"
     return (
-        _row_time(rec.received_at, sqlite_dialect),
+        received,
         rec.tenant, rec.provider, rec.outcome, rec.status_code, rec.reason, rec.event_id,
         None if rec.headers is None else json.dumps(rec.headers, separators=(",", ":")),
         rec.body_size, rec.body, rec.latency_ms,
+        "pending" if queued else None, received if queued else None,
     )
 
 
-# SQLite's limit on bound variables is 32,766; 11 per row.
+# SQLite's limit on bound variables is 32,766; 13 per row.
 _MAX_ROWS_PER_STATEMENT = 500
 
 
@@ -269,10 +284,12 @@ def _write_rows(execute: Executor, dialect: str, records: Sequence[WebhookRecord
 def _pg_batch_sql(rows: int) -> str:
     pg = postgresql.dialect()  # type: ignore[no-untyped-call]
     # VALUES lists carry no column types: each parameter is cast to its column's type.
-    marks = [f"%s::{webhook_log.c[name].type.compile(dialect=pg)}" for name in _RECORD_FIELDS]
+    marks = [f"%s::{webhook_log.c[name].type.compile(dialect=pg)}" for name in _INSERT_FIELDS]
     row = "(" + ", ".join([*marks, "%s::boolean"]) + ")"
+    # A duplicate keeps no body and is never queued for delivery.
     as_duplicate = ", ".join(
-        "'duplicate'" if name == "outcome" else "NULL" if name == "body" else name for name in _RECORD_FIELDS)
+        "'duplicate'" if name == "outcome" else
+        "NULL" if name in ("body", "delivery_state", "next_attempt_at") else name for name in _INSERT_FIELDS)
     table = webhook_log.name
     # Only constants are interpolated: table and column names from the schema, placeholders.
     return (
@@ -623,11 +640,11 @@ class GroupCommitEventStore(EventStore):
 
 # -- reads --------------------------------------------------------------------------------------------
 
-_LOG_COLUMNS = [webhook_log.c[name] for name in (*_RECORD_FIELDS, "id")]
+_LOG_COLUMNS = [webhook_log.c[name] for name in (*_RECORD_FIELDS, "id", *_DELIVERY_FIELDS)]
 
 
 def _row_to_log(row: Any) -> LogRow:
-    return LogRow(**{name: getattr(row, name) for name in (*_RECORD_FIELDS, "id")})
+    return LogRow(**{name: getattr(row, name) for name in (*_RECORD_FIELDS, "id", *_DELIVERY_FIELDS)})
 
 
 def query_log(
@@ -715,11 +732,22 @@ def stats(engine: Engine, *, now: datetime, window: timedelta = timedelta(hours=
     return sorted(rows, key=lambda s: (s.tenant is None, s.tenant or "", s.provider))
 
 
-def prune(engine: Engine, older_than: datetime) -> int:
-    """Delete log rows (and item keys) received before ``older_than``; returns how many log rows."""
+UNDELIVERED_STATES = ("pending", "retrying", "dead")
+
+
+def prune(engine: Engine, older_than: datetime, *, include_undelivered: bool = False) -> int:
+    """Delete log rows (and item keys) received before ``older_than``; returns how many log rows.
+
+    Events still to deliver (pending, retrying) or dead-lettered are kept unless ``include_undelivered``:
+    pruning must not lose what the platform never received.
+    """
+    c = webhook_log.c
+    stmt = delete(webhook_log).where(c.received_at < older_than)
+    if not include_undelivered:
+        stmt = stmt.where(or_(c.delivery_state.is_(None), c.delivery_state.not_in(UNDELIVERED_STATES)))
     with begin_write(engine) as conn:
         conn.execute(delete(webhook_event_keys).where(webhook_event_keys.c.received_at < older_than))
-        return conn.execute(delete(webhook_log).where(webhook_log.c.received_at < older_than)).rowcount
+        return conn.execute(stmt).rowcount
 
 
 def last_verified_event(engine: Engine, tenant: str, provider: str) -> datetime | None:

@@ -220,6 +220,21 @@ class Teammate(_Strict):
     access: Access | None = None
 
 
+DeliveryUrl = Annotated[str, StringConstraints(pattern=r"^https?://[^\s/?#@]+(/[^\s#]*)?$", max_length=2048)]
+
+
+class Delivery(_Strict):
+    """Where this tenant's accepted events go instead of the platform's destination (docs/delivery.md).
+
+    Optional per provider; the platform-wide TENANTCTL_DELIVERY_URL_<PROVIDER> applies to the rest.
+    """
+
+    hospitable: DeliveryUrl | None = None
+    whatsapp: DeliveryUrl | None = None
+    nuki: DeliveryUrl | None = None
+    beds24: DeliveryUrl | None = None
+
+
 class Tenant(_Strict):
     """One property-management company and every integration it connects."""
 
@@ -232,6 +247,7 @@ class Tenant(_Strict):
     nuki: Nuki | None = None
     smtp: Smtp | None = None
     beds24: Beds24 | None = None
+    delivery: Delivery | None = Field(default=None, description="Per-provider delivery URL overrides.")
     properties: list[Property] = Field(default_factory=list)
     teammates: list[Teammate] = Field(default_factory=list)
 

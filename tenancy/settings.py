@@ -39,13 +39,32 @@ class Settings(BaseSettings):
     )
     admin_token: SecretStr | None = Field(default=None, description="Bearer token for /admin endpoints.")
     max_body_bytes: int = Field(default=1_048_576, ge=1024, description="Largest webhook body accepted.")
-    stored_body_bytes: int = Field(default=65_536, ge=0, description="Largest body kept in the webhook log.")
     sandbox: bool = Field(default=False, description="Point every provider at the local sandbox.")
     state_refresh_s: float = Field(
         default=2.0, gt=0, description="How often a webhook worker checks the provider state store for new secrets.")
+    # -- delivery to the platform (`tenantctl deliver`, docs/delivery.md) --
+    delivery_url_hospitable: str | None = Field(default=None, description="Where accepted Hospitable events go.")
+    delivery_url_whatsapp: str | None = Field(default=None, description="Where accepted WhatsApp events go.")
+    delivery_url_nuki: str | None = Field(default=None, description="Where accepted Nuki events go.")
+    delivery_url_beds24: str | None = Field(default=None, description="Where accepted Beds24 events go.")
+    delivery_secrets: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="Standard Webhooks signing secrets (whsec_...), comma-separated, newest first; each signs.",
+    )
+    delivery_max_attempts: int = Field(default=25, ge=1, le=1000, description="Attempts before dead-lettering.")
+    delivery_max_age_s: float = Field(default=3 * 86400, gt=0, description="Age (s) after which retrying stops.")
+    delivery_base_delay_s: float = Field(default=5.0, gt=0, description="First retry's backoff ceiling (s).")
+    delivery_max_delay_s: float = Field(default=3600.0, gt=0, description="Largest backoff between tries (s).")
+    delivery_timeout_s: float = Field(default=10.0, gt=0, le=300, description="One delivery attempt's timeout.")
+    delivery_concurrency: int = Field(default=16, ge=1, le=256, description="Requests in flight per worker.")
+    delivery_poll_s: float = Field(default=0.25, gt=0, le=60, description="Pause between polls of an empty queue.")
+    delivery_max_response_bytes: int = Field(default=65_536, ge=0, description="Response bytes read, at most.")
+    delivery_allow_loopback_http: bool = Field(
+        default=False, description="Allow http:// to loopback destinations (sandbox and development only)."
+    )
     sandbox_url: str = Field(default="http://127.0.0.1:8790", description="Where `tenantctl sandbox serve` listens.")
 
-    @field_validator("meta_app_secrets", mode="before")
+    @field_validator("meta_app_secrets", "delivery_secrets", mode="before")
     @classmethod
     def _split(cls, v: object) -> object:
         if isinstance(v, str):

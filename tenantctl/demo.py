@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -119,6 +119,62 @@ def send_webhooks(base: str, tenants_dir: Path) -> None:
         print(f"  {status}  {what}")
 
 
+DEMO_DELIVERY_SECRET = "whsec_ZGVtby1vbmx5LWRlbGl2ZXJ5LXNlY3JldC0wMDAx"  # noqa: S105  # demo only, public
+
+
+def _platform(sandbox: str) -> list[dict[str, object]]:
+    return list(httpx.get(f"{sandbox}/_platform/received", timeout=5).json())
+
+
+def _wait_for(what: str, check: Callable[[], bool], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            sys.exit(f"demo: {what} did not happen within {timeout:.0f}s (see {STATE}/deliver.log)")
+        time.sleep(0.2)
+
+
+def _print_received(sandbox: str) -> None:
+    print("\n# what the fake platform received (every attempt, signature checked):")
+    for r in _platform(sandbox):
+        print(f"  {r['status']}  {r['webhook_id']:<8} attempt {r['attempt']}  {r['tenant']}/{r['provider']}  "
+              f"event {r['event_id']}  signature {'ok' if r['signature_ok'] else 'BAD'}")
+
+
+def show_delivery(base: str, sandbox: str, tenants_dir: Path) -> None:
+    """The accepted events reach the fake platform; a failing delivery is retried; a replay delivers again."""
+    _wait_for("delivery of the accepted events", lambda: sum(r["status"] == 204 for r in _platform(sandbox)) >= 3)
+    _print_received(sandbox)
+    print("\n# the platform fails every request for 3 s; a new booking arrives meanwhile", flush=True)
+    httpx.put(f"{sandbox}/_platform/mode", json={"fail_percent": 100}, timeout=5)
+    sys.path.insert(0, str(REPO))
+    from tenancy.loader import load_tenants
+
+    acme = next(lt.tenant for lt in load_tenants([tenants_dir]).tenants if lt.tenant.slug == "acme")
+    if acme.hospitable is None:
+        sys.exit("the example tenants changed: acme needs hospitable")
+    event = json.dumps({"id": str(uuid.uuid4()), "action": "reservation.created", "version": "v2",
+                        "created": "2026-11-27T11:00:00Z", "data": {"id": "res-3"}}).encode()
+    sig = hmac.new(acme.hospitable.webhook_secret.get_secret_value().encode(), event, hashlib.sha256).hexdigest()
+    status = httpx.post(f"{base}/api/webhooks/hospitable/t/acme", content=event,
+                        headers={"Signature": sig, "Content-Type": "application/json"}).status_code
+    print(f"  {status}  Hospitable booking res-3 for acme")
+    _wait_for("a failed attempt", lambda: any(r["status"] == 500 for r in _platform(sandbox)))
+    time.sleep(3)
+    httpx.put(f"{sandbox}/_platform/mode", json={}, timeout=5)
+    _wait_for("the retry", lambda: sum(r["status"] == 204 for r in _platform(sandbox)) >= 4)
+    _print_received(sandbox)
+    step(["webhooks", "log"])
+    first = next(r for r in _platform(sandbox) if r["status"] == 204)
+    log_id = str(first["webhook_id"]).removeprefix("msg_")
+    step(["webhooks", "replay", log_id])
+    _wait_for("the replay", lambda: sum(r["webhook_id"] == first["webhook_id"] and r["status"] == 204
+                                        for r in _platform(sandbox)) >= 2)
+    _print_received(sandbox)
+    step(["webhooks", "attempts", log_id])
+    step(["webhooks", "stats"])
+
+
 def main() -> None:
     examples = REPO / "examples"
     tenants_dir = STATE / "tenants"
@@ -134,6 +190,13 @@ def main() -> None:
         # Demo-only platform secrets; real ones come from the environment or .env.
         "TENANTCTL_META_APP_SECRETS": "demo-meta-app-secret",
         "TENANTCTL_ADMIN_TOKEN": "demo-admin-token",
+        # Delivery to the sandbox's fake platform, signed with a demo-only secret; short backoff to watch.
+        "TENANTCTL_DELIVERY_SECRETS": DEMO_DELIVERY_SECRET,
+        "TENANTCTL_DELIVERY_URL_HOSPITABLE": f"http://127.0.0.1:{sandbox_port}/platform/hospitable",
+        "TENANTCTL_DELIVERY_URL_WHATSAPP": f"http://127.0.0.1:{sandbox_port}/platform/whatsapp",
+        "TENANTCTL_DELIVERY_ALLOW_LOOPBACK_HTTP": "true",
+        "TENANTCTL_DELIVERY_BASE_DELAY_S": "1",
+        "TENANTCTL_DELIVERY_MAX_DELAY_S": "2",
     })
     print(f"demo: tenants copied to {tenants_dir}; state, SQLite and logs in {STATE}")
     step(["validate"])
@@ -150,10 +213,14 @@ def main() -> None:
             send_webhooks(base, tenants_dir)
             step(["webhooks", "stats"])
             step(["webhooks", "log", "--rejected"])
+            metrics_port = free_port()
+            with background(["deliver", "--metrics-port", str(metrics_port)],
+                            f"http://127.0.0.1:{metrics_port}/metrics"):
+                show_delivery(base, f"http://127.0.0.1:{sandbox_port}", tenants_dir)
         # Verified Hospitable events have now arrived: the manual webhook steps show as done.
         step(["health", "--sandbox", "--tenant", "acme", "--tenant", "blue-harbor",
               *[a for p in ("hospitable", "whatsapp", "nuki", "twon", "beds24") for a in ("--provider", p)]])
-    print("\ndemo finished: validated, reconciled against the sandbox, and served webhooks.")
+    print("\ndemo finished: validated, reconciled against the sandbox, served webhooks and delivered them.")
 
 
 if __name__ == "__main__":

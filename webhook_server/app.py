@@ -49,7 +49,7 @@ def create_app(
     metrics: Metrics | None = None,
 ) -> falcon.App[falcon.Request, falcon.Response]:
     metrics = metrics or Metrics()
-    limits = Limits(settings.max_body_bytes, settings.stored_body_bytes)
+    limits = Limits(settings.max_body_bytes)
     pipeline = Pipeline(routing, store, clock or SystemClock(), limits, metrics,
                         meta_verify_token=Keys([settings.meta_verify_token]))
     # Plain-text errors from Falcon itself (405, unparsable params): nothing echoes request data.

@@ -81,7 +81,6 @@ class SystemClock:
 @dataclass(frozen=True)
 class Limits:
     max_body_bytes: int = 1_048_576
-    stored_body_bytes: int = 65_536
 
 
 @dataclass(frozen=True)
@@ -179,7 +178,8 @@ class Pipeline:
             tctx = replace(ctx, tenant=slug, body_size=len(part_body),
                            event_id=events.event_id("whatsapp", part, part_body),
                            item_keys=events.item_keys("whatsapp", part))
-            stored = part_body[: self.limits.stored_body_bytes].decode("utf-8", errors="replace")
+            # Whole, as _accept keeps it: the row is the outbox (a split part is its tenant's own JSON).
+            stored = part_body.decode("utf-8", errors="replace")
             results.append(self._record(tctx, "accepted", 200, None, stored))
         if unroutable or not by_tenant:
             # Answered 200 all the same: the signature proved Meta sent it, and no retry can make a WABA
@@ -303,7 +303,9 @@ class Pipeline:
         return None
 
     def _accept(self, ctx: _Ctx, body: bytes) -> Reply:
-        stored = body[: self.limits.stored_body_bytes].decode("utf-8", errors="replace")
+        # Kept whole: the row is the outbox, and delivery hands the body on byte for byte (JSON between
+        # systems is UTF-8, RFC 8259 §8.1, so the text round-trips).
+        stored = body.decode("utf-8", errors="replace")
         result = self._record(ctx, "accepted", 200, None, stored)
         if result is None:
             return Reply(503, BODIES[503])

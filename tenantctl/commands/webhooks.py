@@ -1,4 +1,5 @@
-"""`tenantctl webhooks log | stats | prune`: what the webhook server recorded (read from the database)."""
+"""`tenantctl webhooks log | stats | prune | replay | attempts`: what the webhook server recorded and how its
+delivery to the platform went (read from the database)."""
 
 from __future__ import annotations
 
@@ -11,13 +12,14 @@ import typer
 from rich.table import Table
 from sqlalchemy import Engine
 
+from store.delivery import attempts_of, queue_by_group, replay
 from store.engine import make_engine, redact_url
 from store.errors import DatabaseNotMigrated
 from store.migrate import require_up_to_date
 from store.webhook_log import LogRow, Outcome, last_verified_event, prune, query_log, stats
 from tenantctl.context import Context
 
-webhooks_app = typer.Typer(help="The webhook log: recent requests, per-tenant stats, pruning.",
+webhooks_app = typer.Typer(help="The webhook log: recent requests, per-tenant stats, delivery, replay, pruning.",
                            no_args_is_help=True)
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
@@ -64,7 +66,21 @@ def _engine(c: Context) -> Engine:
 def _row_json(r: LogRow) -> dict[str, object]:
     return {"id": r.id, "received_at": r.received_at.isoformat(), "tenant": r.tenant, "provider": r.provider,
             "outcome": r.outcome, "status_code": r.status_code, "reason": r.reason, "event_id": r.event_id,
-            "body_size": r.body_size, "latency_ms": r.latency_ms}
+            "body_size": r.body_size, "latency_ms": r.latency_ms, "delivery_state": r.delivery_state,
+            "attempts": r.attempts, "last_status": r.last_status, "last_error": r.last_error,
+            "delivered_at": r.delivered_at.isoformat() if r.delivered_at else None}
+
+
+def _delivery(r: LogRow) -> str:
+    """`delivered 1x 204`, `retrying 3x 503 HTTP 503`, `-` for rows never queued."""
+    if r.delivery_state is None:
+        return "-"
+    text = f"{r.delivery_state} {r.attempts}x"
+    if r.last_status is not None:
+        text += f" {r.last_status}"
+    if r.last_error and r.delivery_state != "delivered":
+        text += f" ({r.last_error})"
+    return text
 
 
 @webhooks_app.command("log")
@@ -94,13 +110,13 @@ def log_cmd(
         c.echo(json.dumps([_row_json(r) for r in rows], indent=2))
         return
     # Plain lines, one per request: grep-able and never squeezed by a narrow terminal.
-    c.echo(f"{'received (UTC)':<19}  {'tenant':<20} {'provider':<10} {'outcome':<9} {'st':>3}  "
-           f"{'ms':>7}  reason / event id")
+    c.echo(f"{'id':>8}  {'received (UTC)':<19}  {'tenant':<20} {'provider':<10} {'outcome':<9} {'st':>3}  "
+           f"{'ms':>7}  {'delivery':<24}  reason / event id")
     for r in rows:
         ms = f"{r.latency_ms:.1f}" if r.latency_ms is not None else "-"
         detail = r.reason or (f"event {r.event_id}" if r.event_id else "")
-        c.echo(f"{r.received_at:%Y-%m-%d %H:%M:%S}  {r.tenant or '-':<20} {r.provider:<10} {r.outcome:<9} "
-               f"{r.status_code:>3}  {ms:>7}  {detail}")
+        c.echo(f"{r.id:>8}  {r.received_at:%Y-%m-%d %H:%M:%S}  {r.tenant or '-':<20} {r.provider:<10} "
+               f"{r.outcome:<9} {r.status_code:>3}  {ms:>7}  {_delivery(r):<24}  {detail}")
     if not rows:
         c.echo("no webhook requests match")
 
@@ -119,41 +135,121 @@ def stats_cmd(
         rows = stats(engine, now=now, window=parse_duration(window))
         last = {(s.tenant, s.provider): s.last_accepted_at or (
             last_verified_event(engine, s.tenant, s.provider) if s.tenant else None) for s in rows}
+        # Undelivered events count whatever their age: a dead letter from last week still needs a look.
+        queue = {(g.tenant, g.provider): g for g in queue_by_group(engine)}
     finally:
         engine.dispose()
+    keys = [(s.tenant, s.provider) for s in rows] + sorted(
+        (k for k in queue if k not in last), key=lambda k: (k[0] or "", k[1]))
+    by_key = {(s.tenant, s.provider): s for s in rows}
+
+    def pending_age(key: tuple[str | None, str]) -> float | None:
+        g = queue.get(key)
+        return None if g is None or g.oldest_pending_at is None else (now - g.oldest_pending_at).total_seconds()
+
     if fmt == "json":
         out = []
-        for s in rows:
-            t = last[(s.tenant, s.provider)]
-            out.append({"tenant": s.tenant, "provider": s.provider,
+        for key in keys:
+            s, g, t = by_key.get(key), queue.get(key), last.get(key)
+            age = pending_age(key)
+            out.append({"tenant": key[0], "provider": key[1],
                         "last_accepted_at": t.isoformat() if t else None,
-                        "accepted": s.accepted, "duplicate": s.duplicate, "rejected": s.rejected})
+                        "accepted": s.accepted if s else 0, "duplicate": s.duplicate if s else 0,
+                        "rejected": s.rejected if s else 0, "pending": g.pending if g else 0,
+                        "dead": g.dead if g else 0,
+                        "oldest_pending_age_s": round(age, 3) if age is not None else None})
         c.echo(json.dumps(out, indent=2))
         return
-    table = Table(title=f"Webhooks in the last {window}")
-    for col in ("tenant", "provider", "last accepted (UTC)", "accepted", "duplicate", "rejected"):
-        table.add_column(col, justify="right" if col in ("accepted", "duplicate", "rejected") else "left")
-    for s in rows:
-        t = last[(s.tenant, s.provider)]
+    table = Table(title=f"Webhooks in the last {window}; delivery queue now")
+    cols = ("tenant", "provider", "last accepted (UTC)", "accepted", "duplicate", "rejected", "pending", "dead",
+            "oldest pending")
+    for col in cols:
+        table.add_column(col, justify="left" if col in cols[:3] else "right")
+    for key in keys:
+        s, g, t = by_key.get(key), queue.get(key), last.get(key)
         when = t.strftime("%Y-%m-%d %H:%M:%S") if t else "never"
-        table.add_row(s.tenant or "(unknown tenant)", s.provider, when, str(s.accepted), str(s.duplicate),
-                      str(s.rejected))
+        age = pending_age(key)
+        table.add_row(key[0] or "(unknown tenant)", key[1], when, str(s.accepted if s else 0),
+                      str(s.duplicate if s else 0), str(s.rejected if s else 0), str(g.pending if g else 0),
+                      str(g.dead if g else 0), "-" if age is None else _age(age))
     c.out.print(table)
-    if not rows:
+    if not keys:
         c.echo(f"no webhook requests in the last {window}")
+
+
+def _age(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"
 
 
 @webhooks_app.command("prune")
 def prune_cmd(
     ctx: typer.Context,
     older_than: Annotated[str, typer.Option("--older-than", help="An age such as 30d.")],
+    include_undelivered: Annotated[bool, typer.Option(
+        "--include-undelivered", help="Also delete events not delivered yet and dead letters.")] = False,
 ) -> None:
-    """Delete webhook-log records older than the given age."""
+    """Delete webhook-log records older than the given age (undelivered events are kept unless told)."""
     c: Context = ctx.obj
     cutoff = datetime.now(UTC) - parse_duration(older_than)
     engine = _engine(c)
     try:
-        n = prune(engine, cutoff)
+        n = prune(engine, cutoff, include_undelivered=include_undelivered)
     finally:
         engine.dispose()
-    c.echo(f"deleted {n} webhook record(s) received before {cutoff.isoformat(timespec='seconds')}")
+    kept = "" if include_undelivered else " (undelivered and dead-lettered events kept)"
+    c.echo(f"deleted {n} webhook record(s) received before {cutoff.isoformat(timespec='seconds')}{kept}")
+
+
+@webhooks_app.command("replay")
+def replay_cmd(
+    ctx: typer.Context,
+    ids: Annotated[list[int] | None, typer.Argument(help="Webhook-log IDs (from `webhooks log`).")] = None,
+    tenant: Annotated[str | None, typer.Option("--tenant", help="Every event of this tenant.")] = None,
+    provider: Annotated[str | None, typer.Option("--provider", help=", ".join(PROVIDERS))] = None,
+    since: Annotated[str | None, typer.Option("--since", help="Received at or after: 24h, 7d or ISO 8601.")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="Received before: a duration back or ISO 8601.")] = None,
+    dead: Annotated[bool, typer.Option("--dead", help="Only dead-lettered events.")] = False,
+) -> None:
+    """Queue accepted events for delivery again (same webhook-id): by ID, or by tenant/provider/time/--dead."""
+    c: Context = ctx.obj
+    if not (ids or tenant or provider or since or until or dead):
+        raise typer.BadParameter("name IDs, or select with --tenant, --provider, --since, --until or --dead")
+    if provider is not None and provider not in PROVIDERS:
+        raise typer.BadParameter(f"one of {', '.join(PROVIDERS)}", param_hint="--provider")
+    now = datetime.now(UTC)
+    engine = _engine(c)
+    try:
+        n = replay(engine, now=now, ids=ids or (), tenant=tenant, provider=provider,
+                   since=parse_since(since, now) if since else None,
+                   until=parse_since(until, now) if until else None, dead_only=dead)
+    finally:
+        engine.dispose()
+    c.echo(f"queued {n} event(s) for delivery again")
+    if n == 0:
+        raise typer.Exit(1)
+
+
+@webhooks_app.command("attempts")
+def attempts_cmd(
+    ctx: typer.Context,
+    log_id: Annotated[int, typer.Argument(help="A webhook-log ID (from `webhooks log`).")],
+) -> None:
+    """Every delivery attempt of one event: when, which worker, outcome, status, latency, error."""
+    c: Context = ctx.obj
+    engine = _engine(c)
+    try:
+        rows = attempts_of(engine, log_id)
+    finally:
+        engine.dispose()
+    c.echo(f"{'#':>3}  {'started (UTC)':<23}  {'outcome':<9} {'st':>3}  {'ms':>8}  worker / error")
+    for a in rows:
+        ms = f"{a.latency_ms:.1f}" if a.latency_ms is not None else "-"
+        st = str(a.status_code) if a.status_code is not None else "-"
+        c.echo(f"{a.attempt:>3}  {a.started_at:%Y-%m-%d %H:%M:%S.%f}"[:-3] + f"  {a.outcome:<9} {st:>3}  {ms:>8}  "
+               f"{a.worker}{'  ' + a.error if a.error else ''}")
+    if not rows:
+        c.echo(f"no delivery attempts recorded for event {log_id}")

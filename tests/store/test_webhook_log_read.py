@@ -99,8 +99,10 @@ def test_stats_window_is_injected(log: Engine) -> None:
 
 
 def test_prune_deletes_only_older_rows(log: Engine) -> None:
-    assert prune(log, older_than=T0 - H) == 2
+    # Both older rows are accepted events not yet delivered: kept unless pruning is told otherwise.
     assert prune(log, older_than=T0 - H) == 0
+    assert prune(log, older_than=T0 - H, include_undelivered=True) == 2
+    assert prune(log, older_than=T0 - H, include_undelivered=True) == 0
     rows, _ = query_log(log)
     assert min(r.received_at for r in rows) == T0 - H
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -47,7 +48,9 @@ def test_an_accepted_event_is_stored_with_every_field(store: EventStore, engine:
     rows, _ = query_log(engine)
     assert len(rows) == 1
     stored = rows[0]
-    assert WebhookRecord(**{k: v for k, v in vars(stored).items() if k != "id"}) == record
+    fields = {f.name for f in dataclasses.fields(WebhookRecord)}
+    assert WebhookRecord(**{k: v for k, v in vars(stored).items() if k in fields}) == record
+    assert (stored.delivery_state, stored.attempts) == ("pending", 0)  # queued by the same insert
     assert stored.received_at.tzinfo is not None
 
 
@@ -90,7 +93,7 @@ def test_pruning_forgets_item_keys_with_their_log_rows(store: EventStore, engine
     from store.webhook_log import prune
 
     assert store.record(wa("msg:A", "msg:A")) is RecordResult.STORED
-    assert prune(engine, T0 + timedelta(seconds=1)) == 1
+    assert prune(engine, T0 + timedelta(seconds=1), include_undelivered=True) == 1
     assert store.record(wa("msg:A", "msg:A")) is RecordResult.STORED
 
 

@@ -16,7 +16,7 @@ from .helpers import ADMIN_TOKEN, FakeStore, FixedClock, app_secrets, tenants
 
 def make_settings(**overrides: Any) -> Settings:
     base: dict[str, Any] = {"meta_app_secrets": app_secrets(), "admin_token": SecretStr(ADMIN_TOKEN),
-                            "max_body_bytes": 4096, "stored_body_bytes": 1024}
+                            "max_body_bytes": 4096}
     base.update(overrides)
     return Settings(_env_file=None, **base)  # type: ignore[call-arg]
 

@@ -94,3 +94,23 @@ def test_readyz_with_a_database(admin: Callable[..., falcon.testing.TestClient])
     assert r.status_code == 200
     assert r.json == {"ready": True, "tenants": 3, "routing_loaded": True, "database": "ok"}
 
+
+
+def test_the_view_shows_the_start_of_a_body_the_store_keeps_whole(tmp_path: Any) -> None:
+    url = f"sqlite:///{tmp_path}/big.db"
+    upgrade(url)
+    engine = make_engine(url)
+    body = '{"pad":"' + "x" * 100_000 + '"}'
+    DirectEventStore(engine).record(WebhookRecord(received_at=T0, tenant="acme", provider="hospitable",
+                                                  outcome="accepted", status_code=200, event_id="big",
+                                                  body_size=len(body), body=body))
+    client = falcon.testing.TestClient(create_app(build_routing(tenants()), DirectEventStore(engine),
+                                                  make_settings(), FixedClock(), reader=EngineLogReader(engine)))
+    [item] = client.simulate_get("/admin/webhook-logs", headers=AUTH).json["items"]
+    assert item["body_truncated"] and item["body"] == body[:65_536] and item["body_size"] == len(body)
+    assert item["delivery_state"] == "pending"
+    with engine.connect() as conn:
+        from sqlalchemy import text
+
+        assert conn.execute(text("SELECT length(body) FROM webhook_log")).scalar_one() == len(body)
+    engine.dispose()

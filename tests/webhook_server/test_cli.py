@@ -62,5 +62,7 @@ def test_log_stats_and_prune(env: Path) -> None:
     assert code == 0
     assert '"accepted": 1' in out and '"rejected": 1' in out
     code, out = run("webhooks", "prune", "--older-than", "30d")
+    assert code == 0 and "deleted 0 " in out  # the old event was never delivered: kept
+    code, out = run("webhooks", "prune", "--older-than", "30d", "--include-undelivered")
     assert code == 0 and "deleted 1 " in out
     assert run("webhooks", "prune", "--older-than", "soon")[0] != 0

@@ -93,10 +93,11 @@ def test_only_safe_headers_are_recorded(client: falcon.testing.TestClient, store
                                   "x-forwarded-for": "38.80.170.1"}
 
 
-def test_stored_body_is_capped(make_client: Callable[..., falcon.testing.TestClient], store: FakeStore) -> None:
-    client = make_client(stored_body_bytes=10)
+def test_an_accepted_body_is_stored_whole(make_client: Callable[..., falcon.testing.TestClient],
+                                          store: FakeStore) -> None:
+    client = make_client()
     assert hosp(client).status_code == 200
-    assert store.last.body == HOSP_BODY[:10].decode()
+    assert store.last.body == HOSP_BODY.decode()
     assert store.last.body_size == len(HOSP_BODY)
 
 

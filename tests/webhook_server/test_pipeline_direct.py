@@ -23,7 +23,7 @@ class CountingStream(io.BytesIO):
 
 
 def _pipeline(store: FakeStore) -> Pipeline:
-    return Pipeline(build_routing(tenants(), app_secrets()), store, FixedClock(), Limits(1024, 512))
+    return Pipeline(build_routing(tenants(), app_secrets()), store, FixedClock(), Limits(1024))
 
 
 def _inbound(body: bytes, stream: io.BytesIO, length: int | None) -> Inbound:

@@ -1,0 +1,240 @@
+"""The delivery worker: claim due events, POST each to its destination, record the outcome, repeat.
+
+At least once: an event leaves the queue only when the platform answered 2xx (state ``delivered``) or
+the retry policy gave up (``dead``, replayable). A worker that dies mid-batch leaves its claims to expire
+(the lease), after which any worker delivers them again; ``webhook-id`` stays the same, so the platform
+de-duplicates. No order is guaranteed (docs/delivery.md, "Ordering"): a batch is sent concurrently, and
+an event that fails does not hold back later ones; every request carries the event's receive time.
+
+Up to ``concurrency`` attempts run at once. Each round records the outcomes that came in and claims as many
+events as there are free slots, in one transaction, so a claimed event's attempt starts at once: the lease
+covers the slowest possible attempt (connect + read deadline) plus a margin, and no other worker can claim
+an event while its attempt may still be running.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from urllib.parse import quote
+
+import httpx
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from delivery import signing
+from delivery.destinations import Destinations
+from delivery.metrics import DeliveryMetrics
+from delivery.retry import RetryPolicy, is_success, next_attempt, parse_retry_after
+from outbound.policy import OutboundBlocked, OutboundPolicy, post
+from store.delivery import AttemptOutcome, Claimed, Finished, cycle
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = "tenantctl-delivery/1"
+NO_DESTINATION_RETRY = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    policy: OutboundPolicy
+    retry: RetryPolicy
+    keys: list[bytes]  # signing keys, newest first
+    concurrency: int = 16
+    poll_s: float = 0.25
+    lease_margin_s: float = 5.0
+
+    @property
+    def lease(self) -> timedelta:
+        """How long a claim holds: the slowest possible attempt, and a margin for recording it."""
+        return timedelta(seconds=self.policy.connect_timeout_s + self.policy.timeout_s + self.lease_margin_s)
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()[:40]}:{os.getpid()}"
+
+
+def header_safe(value: str) -> str:
+    """Outside text (a provider's event ID) made safe for a header: printable ASCII, the rest %-encoded."""
+    return "".join(ch if 0x20 < ord(ch) < 0x7F and ch != "%" else quote(ch, safe="") for ch in value)[:512]
+
+
+def message_id(item: Claimed) -> str:
+    """The ``webhook-id``: the event's row, so it is the same on every retry and replay."""
+    return f"msg_{item.id}"
+
+
+def build_request(item: Claimed, keys: list[bytes], timestamp: int) -> tuple[bytes, dict[str, str]]:
+    """The body (as received, byte for byte) and the headers of one attempt."""
+    body = item.body.encode("utf-8")
+    msg_id = message_id(item)
+    headers = {
+        "content-type": item.headers.get("content-type") or "application/json",
+        "user-agent": USER_AGENT,
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": signing.sign(keys, msg_id, timestamp, body),
+        "x-tenantctl-provider": item.provider,
+        "x-tenantctl-received-at": item.received_at.isoformat(timespec="microseconds"),
+        "x-tenantctl-attempt": str(item.attempt),
+    }
+    if item.tenant is not None:
+        headers["x-tenantctl-tenant"] = item.tenant
+    if item.event_id is not None:
+        headers["x-tenantctl-event-id"] = header_safe(item.event_id)
+    return body, headers
+
+
+class Worker:
+    def __init__(self, engine: Engine, destinations: Destinations, config: WorkerConfig, client: httpx.Client, *,
+                 metrics: DeliveryMetrics | None = None, worker_id: str | None = None,
+                 now: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 jitter: Callable[[], float] = random.random) -> None:
+        self.engine = engine
+        self.destinations = destinations
+        self.config = config
+        self.client = client
+        self.metrics = metrics or DeliveryMetrics()
+        self.worker_id = worker_id or default_worker_id()
+        self._now, self._jitter = now, jitter
+        self._pool = ThreadPoolExecutor(max_workers=config.concurrency, thread_name_prefix="deliver")
+        # Claim tokens: unique per process (a restarted container may reuse the pid) and cheap per round.
+        self._nonce = uuid.uuid4().hex[:8]
+        self._claims = 0
+        self.delivered = 0  # counters for the worker's own log line and tests
+        self.failed = 0
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+    def reconfigure(self, destinations: Destinations, policy: OutboundPolicy) -> None:
+        """New destinations and outbound rules (SIGHUP); attempts in flight finish under the old ones."""
+        self.config = replace(self.config, policy=policy)
+        self.destinations = destinations
+
+    # -- the loop ------------------------------------------------------------------------------------
+    def run(self, stop: threading.Event, *, until_idle: bool = False) -> None:
+        """Deliver until ``stop`` is set (or, with ``until_idle``, until nothing is due or in flight).
+
+        Up to ``concurrency`` attempts are in flight at any time; each round records the attempts that
+        finished and claims as many new events as there are free slots, in one transaction. On ``stop`` no
+        more is claimed and the attempts in flight are finished and recorded. A database error is logged and
+        the round retried after a growing pause (up to 10 s): the worker recovers without a restart, and
+        results not yet recorded are kept until they are.
+        """
+        in_flight: set[Future[Finished]] = set()
+        done: list[Finished] = []
+        pause = self.config.poll_s
+        while True:
+            providers = self.destinations.providers()
+            stopping = stop.is_set()
+            free = 0 if stopping else self.config.concurrency - len(in_flight)
+            if done or free > 0:
+                try:
+                    self._claims += 1
+                    claim = f"{self.worker_id}:{self._nonce}:{self._claims}"[-64:]
+                    items = cycle(self.engine, done, claim=claim, now=self._now(), lease=self.config.lease,
+                                  limit=free, providers=providers)
+                except SQLAlchemyError as exc:
+                    if stopping and not in_flight:
+                        log.error("delivery: database error while stopping (%s); %d outcome(s) unrecorded: "
+                                  "their events are delivered again after their lease", type(exc).__name__,
+                                  len(done))
+                        return
+                    log.error("delivery: database error, retrying in %.1fs: %s", pause, type(exc).__name__)
+                    time.sleep(pause)
+                    pause = min(pause * 2, 10.0)
+                    continue
+                pause = self.config.poll_s
+                for r in done:
+                    self._observe(r)
+                done = []
+                in_flight.update(self._pool.submit(self._attempt_safely, item) for item in items)
+            if not in_flight:
+                if stopping or until_idle:
+                    return
+                stop.wait(self.config.poll_s)
+                continue
+            finished, _ = wait(in_flight, timeout=self.config.poll_s, return_when=FIRST_COMPLETED)
+            in_flight -= finished
+            done.extend(f.result() for f in finished)
+
+    # -- one attempt ----------------------------------------------------------------------------------
+    def _attempt_safely(self, item: Claimed) -> Finished:
+        """An attempt whose unexpected error (a bug) is recorded as the attempt's error, not the worker's end."""
+        try:
+            return self._attempt(item)
+        except Exception as exc:
+            log.exception("delivery of event %d: unexpected error", item.id)
+            return self._failed(item, self._now(), None, None, f"internal error: {type(exc).__name__}")
+
+    def _attempt(self, item: Claimed) -> Finished:
+        started_at = self._now()
+        url = self.destinations.url_for(item.tenant, item.provider)
+        if url is None:
+            return self._failed(item, started_at, None, None, f"no delivery URL for {item.tenant}/{item.provider}",
+                                retry_at=started_at + NO_DESTINATION_RETRY)
+        body, headers = build_request(item, self.config.keys, int(started_at.timestamp()))
+        began = time.monotonic()
+        try:
+            answer = post(self.client, self.config.policy, url, content=body, headers=headers)
+        except OutboundBlocked as exc:
+            return self._failed(item, started_at, None, None, f"blocked: {exc}")
+        except httpx.TimeoutException:
+            return self._failed(item, started_at, None, _ms(began), "timeout")
+        except httpx.TransportError as exc:
+            return self._failed(item, started_at, None, _ms(began), f"connection: {type(exc).__name__}")
+        latency = round(answer.elapsed_s * 1000, 3)
+        self.metrics.latency.labels(item.provider).observe(answer.elapsed_s)
+        if is_success(answer.status):
+            done = self._now()
+            return Finished(item, started_at, self.worker_id, "delivered", answer.status, latency, None,
+                            "delivered", None, done)
+        redirect = 300 <= answer.status < 400
+        error = f"HTTP {answer.status}" + (": redirect refused" if redirect else "")
+        retry_after = parse_retry_after(answer.headers.get("retry-after"), self._now()) \
+            if answer.status in (429, 503) else None
+        return self._failed(item, started_at, answer.status, latency, error, retry_after_s=retry_after)
+
+    def _failed(self, item: Claimed, started_at: datetime, status: int | None, latency_ms: float | None,
+                error: str, *, retry_after_s: float | None = None, retry_at: datetime | None = None) -> Finished:
+        now = self._now()
+        at = retry_at or next_attempt(attempt=item.attempt, received_at=item.received_at, now=now,
+                                      retry_after_s=retry_after_s, policy=self.config.retry, jitter=self._jitter())
+        if retry_at is not None and item.attempt >= self.config.retry.max_attempts:
+            at = None
+        outcome: AttemptOutcome = "failed" if status is not None else "error"
+        return Finished(item, started_at, self.worker_id, outcome, status, latency_ms, error,
+                        "retrying" if at is not None else "dead", at, None)
+
+    def _observe(self, r: Finished) -> None:
+        provider = r.item.provider
+        self.metrics.attempts.labels(provider, r.outcome).inc()
+        if r.state == "delivered" and r.delivered_at is not None:
+            self.delivered += 1
+            self.metrics.lag.labels(provider).observe(
+                max(0.0, (r.delivered_at - r.item.received_at).total_seconds()))
+        else:
+            self.failed += 1
+            log.warning("delivery of event %d (%s/%s) attempt %d: %s%s", r.item.id, r.item.tenant or "-",
+                        provider, r.item.attempt, r.error, "; dead-lettered" if r.state == "dead" else "")
+        if r.state == "dead":
+            self.metrics.dead.labels(provider).inc()
+
+
+def _ms(began: float) -> float:
+    return round((time.monotonic() - began) * 1000, 3)
+
+
+def load_keys(secrets: Sequence[str]) -> list[bytes]:
+    """Signing keys from ``whsec_`` secrets, newest first; raises signing.BadSecret."""
+    return [signing.secret_key(s) for s in secrets]

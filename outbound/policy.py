@@ -1,0 +1,112 @@
+"""The rules an outbound request meets before and while it is sent.
+
+1. The host must be allow-listed (destinations come from settings, never from a payload): ``OutboundBlocked``.
+2. https only; plain http only to a loopback address and only when the policy allows it (sandbox, dev).
+3. Redirects are never followed (they could carry a signed body elsewhere): a 3xx is an answer, not a hop.
+4. Connect and read timeouts on every request, and a total deadline while the response is read.
+5. At most ``max_response_bytes`` of a response are read; the rest is left unread.
+
+Errors: ``OutboundBlocked`` (refused before sending); httpx's ``TransportError`` family when sending fails.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import httpx
+
+LOOPBACK_NAMES = frozenset({"localhost"})
+
+
+class OutboundBlocked(Exception):
+    """A request the policy refuses to send (host not allow-listed, plain http, bad URL)."""
+
+
+@dataclass(frozen=True)
+class OutboundPolicy:
+    allowed_hosts: frozenset[str]
+    allow_loopback_http: bool = False
+    connect_timeout_s: float = 5.0
+    timeout_s: float = 10.0  # read timeout, and the total deadline of reading one response
+    max_response_bytes: int = 65_536
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What came back: status, headers (lower-case names), at most the policy's cap of the body."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+    elapsed_s: float
+
+
+def host_of(url: str) -> str:
+    """The lower-case host (with :port when given) of ``url``; '' when there is none."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    return f"{host}:{parts.port}" if host and parts.port else host
+
+
+def is_loopback(host: str) -> bool:
+    name = urlsplit(f"//{host}").hostname or ""
+    if name in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def allow_list(urls: Iterable[str]) -> frozenset[str]:
+    """The allow-list of a set of configured destination URLs."""
+    return frozenset(host_of(u) for u in urls if host_of(u))
+
+
+def check_url(policy: OutboundPolicy, url: str) -> None:
+    """Raise OutboundBlocked unless ``url`` may be requested under ``policy``."""
+    parts = urlsplit(url)
+    host = host_of(url)
+    if parts.scheme not in ("https", "http") or not host:
+        raise OutboundBlocked(f"not an http(s) URL with a host: {parts.scheme or '(no scheme)'}://{host}")
+    if host not in policy.allowed_hosts:
+        raise OutboundBlocked(f"host {host} is not allow-listed")
+    if parts.scheme == "http" and not (policy.allow_loopback_http and is_loopback(host)):
+        raise OutboundBlocked(f"http:// refused for {host}: use https (plain http only to loopback in sandbox/dev)")
+    if parts.username or parts.password:
+        raise OutboundBlocked("credentials in the URL are refused")
+
+
+def make_client(policy: OutboundPolicy, *, transport: httpx.BaseTransport | None = None,
+                max_connections: int = 64) -> httpx.Client:
+    """A client that follows no redirects, ignores proxy and .netrc settings, and times out."""
+    return httpx.Client(
+        transport=transport,
+        follow_redirects=False,
+        trust_env=False,
+        timeout=httpx.Timeout(policy.timeout_s, connect=policy.connect_timeout_s),
+        limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+    )
+
+
+def post(client: httpx.Client, policy: OutboundPolicy, url: str, *, content: bytes,
+         headers: Mapping[str, str]) -> Answer:
+    """POST under the policy. Raises OutboundBlocked before sending, httpx.TransportError when sending fails
+    (``httpx.ReadTimeout`` too when the response takes longer than the total deadline)."""
+    check_url(policy, url)
+    started = time.monotonic()
+    deadline = started + policy.connect_timeout_s + policy.timeout_s
+    with client.stream("POST", url, content=content, headers=dict(headers)) as response:
+        body = bytearray()
+        for chunk in response.iter_bytes():
+            room = policy.max_response_bytes - len(body)
+            if room > 0:
+                body += chunk[:room]
+            if len(body) >= policy.max_response_bytes or time.monotonic() > deadline:
+                break  # enough read (or too slow a trickle): the status is what counts
+        return Answer(response.status_code, {k.lower(): v for k, v in response.headers.items()}, bytes(body),
+                      time.monotonic() - started)

@@ -1,0 +1,190 @@
+"""A fake platform endpoint: where `tenantctl deliver` hands accepted webhooks in the sandbox.
+
+Mounted in the sandbox app (sandbox/app.py):
+  POST /platform/{name}        receive one delivery: verify its Standard Webhooks signature, record it,
+                               answer as the current mode says (2xx, a failure, slowly, or "down")
+  GET|DELETE /_platform/received   the deliveries recorded (each attempt, with the status answered) | clear
+  GET|PUT /_platform/mode          how to answer: {"fail_percent": 0-100, "fail_status": 500,
+                                   "delay_s": 0, "down_for_s": 0, "retry_after_s": null}
+
+The signature is checked here with its own few lines of HMAC (not tenantctl's signer), against the secrets
+in $TENANTCTL_DELIVERY_SECRETS; a delivery that does not verify is answered 401 and recorded as such.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import os
+import random
+import threading
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import falcon
+
+from sandbox.common import send_json
+
+SECRETS_ENV = "TENANTCTL_DELIVERY_SECRETS"
+
+
+def _keys(secrets: str) -> list[bytes]:
+    keys = []
+    for secret in secrets.split(","):
+        text = secret.strip().removeprefix("whsec_")
+        if text:
+            try:
+                keys.append(base64.b64decode(text))
+            except (binascii.Error, ValueError):
+                continue
+    return keys
+
+
+def signature_ok(keys: list[bytes], msg_id: str, timestamp: str, body: bytes, header: str) -> bool:
+    signed = f"{msg_id}.{timestamp}.".encode() + body
+    expected = [base64.b64encode(hmac.new(k, signed, hashlib.sha256).digest()).decode() for k in keys]
+    given = [p.partition(",")[2] for p in header.split() if p.startswith("v1,")]
+    return any(hmac.compare_digest(g, e) for g in given for e in expected)
+
+
+@dataclass
+class Mode:
+    fail_percent: float = 0.0
+    fail_status: int = 500
+    delay_s: float = 0.0
+    down_until: float = 0.0  # time.time() until which every request is answered 503
+    retry_after_s: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "down_for_s": max(0.0, self.down_until - time.time())}
+
+
+@dataclass(frozen=True)
+class Received:
+    at: float
+    path: str
+    webhook_id: str
+    timestamp: str
+    signature: str
+    attempt: str
+    tenant: str
+    provider: str
+    event_id: str
+    received_at: str
+    content_type: str
+    body_sha256: str
+    body_size: int
+    signature_ok: bool
+    status: int
+
+
+class Platform:
+    def __init__(self, secrets: str, rng: random.Random | None = None) -> None:
+        self.keys = _keys(secrets)
+        self.mode = Mode()
+        self.received: list[Received] = []
+        self.bodies: dict[str, bytes] = {}  # the last body per webhook-id
+        self.lock = threading.Lock()
+        self.rng = rng or random.Random()
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
+        body = req.bounded_stream.read()
+        h = {k.lower(): v for k, v in req.headers.items()}
+        msg_id, ts = h.get("webhook-id", ""), h.get("webhook-timestamp", "")
+        ok = bool(self.keys) and signature_ok(self.keys, msg_id, ts, body, h.get("webhook-signature", ""))
+        with self.lock:
+            mode = Mode(**asdict(self.mode))
+            fail = self.rng.random() * 100 < mode.fail_percent
+        if mode.delay_s:
+            time.sleep(mode.delay_s)
+        if not ok:
+            status = 401
+        elif time.time() < mode.down_until:
+            status = 503
+        elif fail:
+            status = mode.fail_status
+        else:
+            status = 204
+        record = Received(
+            at=time.time(), path=f"/platform/{name}", webhook_id=msg_id, timestamp=ts,
+            signature=h.get("webhook-signature", ""),
+            attempt=h.get("x-tenantctl-attempt", ""), tenant=h.get("x-tenantctl-tenant", ""),
+            provider=h.get("x-tenantctl-provider", ""), event_id=h.get("x-tenantctl-event-id", ""),
+            received_at=h.get("x-tenantctl-received-at", ""), content_type=h.get("content-type", ""),
+            body_sha256=hashlib.sha256(body).hexdigest(), body_size=len(body), signature_ok=ok, status=status,
+        )
+        with self.lock:
+            self.received.append(record)
+            if status < 300:
+                self.bodies[msg_id] = body
+        resp.status = status
+        if status in (429, 503) and mode.retry_after_s is not None:
+            resp.set_header("Retry-After", str(int(mode.retry_after_s)))
+
+
+class ReceivedResource:
+    def __init__(self, platform: Platform) -> None:
+        self.platform = platform
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        with self.platform.lock:
+            send_json(resp, 200, [asdict(r) for r in self.platform.received])
+
+    def on_delete(self, req: falcon.Request, resp: falcon.Response) -> None:
+        with self.platform.lock:
+            self.platform.received.clear()
+            self.platform.bodies.clear()
+        resp.status = 204
+
+
+class BodyResource:
+    """GET /_platform/body/{webhook_id}: the last body delivered with 2xx under that id (raw bytes)."""
+
+    def __init__(self, platform: Platform) -> None:
+        self.platform = platform
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, webhook_id: str) -> None:
+        with self.platform.lock:
+            body = self.platform.bodies.get(webhook_id)
+        if body is None:
+            raise falcon.HTTPNotFound()
+        resp.content_type = "application/octet-stream"
+        resp.data = body
+
+
+class ModeResource:
+    def __init__(self, platform: Platform) -> None:
+        self.platform = platform
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        send_json(resp, 200, self.platform.mode.to_dict())
+
+    def on_put(self, req: falcon.Request, resp: falcon.Response) -> None:
+        try:
+            data = json.loads(req.bounded_stream.read() or b"{}")
+            if not isinstance(data, dict):
+                raise TypeError("a JSON object")
+            down_for = float(data.pop("down_for_s", 0) or 0)
+            mode = Mode(**data)
+            mode.fail_percent, mode.delay_s = float(mode.fail_percent), float(mode.delay_s)
+            if not 0 <= mode.fail_percent <= 100 or mode.delay_s < 0 or not 400 <= int(mode.fail_status) <= 599:
+                raise ValueError("fail_percent 0-100, delay_s >= 0, fail_status 400-599")
+            mode.down_until = time.time() + down_for if down_for > 0 else 0.0
+        except (ValueError, TypeError) as exc:
+            raise falcon.HTTPBadRequest(title="invalid mode", description=str(exc)) from exc
+        with self.platform.lock:
+            self.platform.mode = mode
+        send_json(resp, 200, mode.to_dict())
+
+
+def register(app: falcon.App[falcon.Request, falcon.Response], secrets: str | None = None) -> Platform:
+    platform = Platform(os.environ.get(SECRETS_ENV, "") if secrets is None else secrets)
+    app.add_route("/platform/{name}", platform)
+    app.add_route("/_platform/received", ReceivedResource(platform))
+    app.add_route("/_platform/body/{webhook_id}", BodyResource(platform))
+    app.add_route("/_platform/mode", ModeResource(platform))
+    return platform

@@ -1,0 +1,365 @@
+"""The delivery queue: the accepted rows of the webhook log, claimed, attempted, finished, replayed.
+
+The queue is not a table of its own: ``store.webhook_log`` queues an accepted event (``delivery_state =
+'pending'``, due at its receive time) in the insert that records it, so the event is queued in the commit
+that allows its 200. Here the delivery workers take it from there (docs/delivery.md):
+
+- :func:`claim_due` takes due rows in one statement. On PostgreSQL the rows are picked with
+  ``FOR UPDATE SKIP LOCKED``, so any number of workers on any number of machines share the queue without
+  waiting on each other and never claim the same row; on SQLite the write lock serialises claims and
+  :func:`single_worker` keeps it to one worker. A claim moves ``next_attempt_at`` to the end of a lease
+  and counts the attempt: a worker that dies (even ``kill -9``) mid-delivery leaves the row due again
+  when the lease ends, and a poison event that kills workers still reaches the attempt limit.
+- :func:`finish` records each attempt (one ``delivery_attempts`` row) and the row's new state, only if
+  the row is still claimed by the same claim (a replay or an expired lease wins over a late answer).
+
+Errors: SQLAlchemy errors propagate (the worker logs them and polls again);
+:class:`AnotherWorkerRunning` when a second worker starts on one SQLite file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+from sqlalchemy import ColumnElement, Connection, Engine, and_, bindparam, event, func, insert, select, update
+
+from store.engine import begin_write, is_sqlite, make_engine
+from store.errors import StoreError
+from store.schema import delivery_attempts, webhook_log
+
+DUE_STATES = ("pending", "retrying")
+AttemptOutcome = Literal["delivered", "failed", "error"]
+NewState = Literal["delivered", "retrying", "dead"]
+
+
+class AnotherWorkerRunning(StoreError):
+    """A delivery worker already runs on this SQLite database (SQLite allows one; PostgreSQL any number)."""
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """One event claimed for one delivery attempt. ``attempt`` is 1 for the first try."""
+
+    id: int
+    tenant: str | None
+    provider: str
+    event_id: str | None
+    received_at: datetime
+    headers: dict[str, str]
+    body: str
+    attempt: int
+    claim: str
+
+
+@dataclass(frozen=True)
+class Finished:
+    """The result of one attempt and what it makes of the event."""
+
+    item: Claimed
+    started_at: datetime
+    worker: str
+    outcome: AttemptOutcome
+    status_code: int | None
+    latency_ms: float | None
+    error: str | None
+    state: NewState
+    next_attempt_at: datetime | None  # when state is "retrying"
+    delivered_at: datetime | None  # when state is "delivered"
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    """Over the whole log (not a time window). ``oldest_due_at``: receive time of the oldest undelivered."""
+
+    pending: int
+    retrying: int
+    dead: int
+    oldest_due_at: datetime | None
+
+
+@dataclass(frozen=True)
+class GroupQueue:
+    tenant: str | None
+    provider: str
+    pending: int  # pending and retrying
+    dead: int
+    oldest_pending_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Attempt:
+    attempt: int
+    started_at: datetime
+    worker: str
+    outcome: str
+    status_code: int | None
+    latency_ms: float | None
+    error: str | None
+
+
+def worker_engine(url: str) -> Engine:
+    """The engine of a delivery worker: the store's engine, with commits that do not wait for the disk.
+
+    A worker's writes are claims and outcomes. Should an OS crash lose the last of them, the events are
+    simply delivered again (at least once, the same ``webhook-id``), so they need not pay an fsync each:
+    SQLite ``synchronous = NORMAL`` (WAL: durable at the next checkpoint), PostgreSQL
+    ``synchronous_commit = off`` (the commit is still atomic and crash-consistent). The webhook server's
+    writes, which answer providers, keep full durability.
+    """
+    engine = make_engine(url)
+
+    @event.listens_for(engine, "connect")
+    def _relaxed(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        try:
+            if engine.dialect.name == "sqlite":
+                cur.execute("PRAGMA synchronous = NORMAL")
+            elif engine.dialect.name == "postgresql":
+                cur.execute("SET synchronous_commit = off")
+                dbapi_conn.commit()
+        finally:
+            cur.close()
+
+    return engine
+
+
+def _headers(raw: Any) -> dict[str, str]:
+    if raw is None:
+        return {}
+    data = json.loads(raw) if isinstance(raw, str) else raw
+    return {str(k): str(v) for k, v in dict(data).items()}
+
+
+def claim_due(engine: Engine, *, claim: str, now: datetime, lease: timedelta, limit: int,
+              providers: Sequence[str]) -> list[Claimed]:
+    """Claim up to ``limit`` due events of ``providers`` (oldest due first) until ``now + lease``.
+
+    ``claim`` identifies this claim (worker and batch); :func:`finish` only updates rows still holding it.
+    The lease must outlast one delivery attempt (the HTTP timeout), or another worker could deliver the
+    same attempt concurrently.
+    """
+    with begin_write(engine) as conn:
+        return _claim(conn, claim=claim, now=now, lease=lease, limit=limit, providers=providers)
+
+
+def _claim(conn: Connection, *, claim: str, now: datetime, lease: timedelta, limit: int,
+           providers: Sequence[str]) -> list[Claimed]:
+    if limit <= 0 or not providers:
+        return []
+    c = webhook_log.c
+    due = (
+        select(c.id)
+        .where(c.delivery_state.in_(DUE_STATES), c.next_attempt_at <= now, c.provider.in_(list(providers)))
+        .order_by(c.next_attempt_at, c.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)  # PostgreSQL; SQLite has no row locks (and one worker)
+    )
+    stmt = (
+        update(webhook_log)
+        .where(c.id.in_(due))
+        .values(claimed_by=claim, next_attempt_at=now + lease, attempts=c.attempts + 1)
+        .returning(c.id, c.tenant, c.provider, c.event_id, c.received_at, c.headers, c.body, c.attempts)
+    )
+    rows = list(conn.execute(stmt))
+    claimed = [
+        Claimed(id=r.id, tenant=r.tenant, provider=r.provider, event_id=r.event_id, received_at=r.received_at,
+                headers=_headers(r.headers), body=r.body or "", attempt=int(r.attempts), claim=claim)
+        for r in rows
+    ]
+    return sorted(claimed, key=lambda item: (item.received_at, item.id))
+
+
+def finish(engine: Engine, results: Sequence[Finished]) -> int:
+    """Record the attempts and the events' new states in one transaction; returns the rows updated.
+
+    An event whose claim was lost meanwhile (replayed, or its lease expired and another worker claimed it)
+    keeps its state; its attempt is recorded all the same.
+    """
+    if not results:
+        return 0
+    with begin_write(engine) as conn:
+        return _finish(conn, results)
+
+
+def cycle(engine: Engine, results: Sequence[Finished], *, claim: str, now: datetime, lease: timedelta, limit: int,
+          providers: Sequence[str]) -> list[Claimed]:
+    """:func:`finish` ``results`` and :func:`claim_due` up to ``limit`` more, in one transaction (one commit
+    instead of two: on SQLite each is an fsync, which a busy worker pays per round).
+
+    With nothing to record, a read looks for due events first: an idle worker's polls never take the
+    write lock the webhook server's commits need.
+    """
+    if not results and not _any_due(engine, now=now, providers=providers):
+        return []
+    with begin_write(engine) as conn:
+        _finish(conn, results)
+        return _claim(conn, claim=claim, now=now, lease=lease, limit=limit, providers=providers)
+
+
+def _any_due(engine: Engine, *, now: datetime, providers: Sequence[str]) -> bool:
+    c = webhook_log.c
+    stmt = select(c.id).where(c.delivery_state.in_(DUE_STATES), c.next_attempt_at <= now,
+                              c.provider.in_(list(providers))).limit(1)
+    with engine.connect() as conn:
+        return conn.execute(stmt).first() is not None
+
+
+def _finish(conn: Connection, results: Sequence[Finished]) -> int:
+    if not results:
+        return 0
+    c = webhook_log.c
+    stmt = (
+        update(webhook_log)
+        .where(and_(c.id == bindparam("b_id"), c.claimed_by == bindparam("b_claim")))
+        .values(delivery_state=bindparam("b_state"), next_attempt_at=bindparam("b_next"),
+                claimed_by=None, last_status=bindparam("b_status"), last_error=bindparam("b_error"),
+                delivered_at=bindparam("b_delivered"))
+    )
+    conn.execute(insert(delivery_attempts), [
+        {"log_id": r.item.id, "attempt": r.item.attempt, "started_at": r.started_at, "worker": r.worker[:64],
+         "outcome": r.outcome, "status_code": r.status_code, "latency_ms": r.latency_ms,
+         "error": None if r.error is None else r.error[:255]}
+        for r in results
+    ])
+    updated = 0
+    for r in results:  # one by one: rowcount tells whether the claim still held
+        updated += conn.execute(stmt, {
+            "b_id": r.item.id, "b_claim": r.item.claim, "b_state": r.state, "b_next": r.next_attempt_at,
+            "b_status": r.status_code, "b_error": None if r.error is None else r.error[:255],
+            "b_delivered": r.delivered_at,
+        }).rowcount
+    return updated
+
+
+def replay(engine: Engine, *, now: datetime, ids: Sequence[int] = (), tenant: str | None = None,
+           provider: str | None = None, since: datetime | None = None, until: datetime | None = None,
+           dead_only: bool = False) -> int:
+    """Queue accepted events again (due now, attempts from zero); returns how many.
+
+    Selects by ``ids``, or by the filters (all given ones must match; ``since`` inclusive, ``until``
+    exclusive). Rejected and duplicate rows were never events to deliver and are never queued. A replayed
+    event keeps its ``webhook-id``, so the platform can tell it has seen it.
+    """
+    c = webhook_log.c
+    conditions: list[ColumnElement[bool]] = [c.delivery_state.is_not(None)]
+    if ids:
+        conditions.append(c.id.in_(list(ids)))
+    if tenant is not None:
+        conditions.append(c.tenant == tenant)
+    if provider is not None:
+        conditions.append(c.provider == provider)
+    if since is not None:
+        conditions.append(c.received_at >= since)
+    if until is not None:
+        conditions.append(c.received_at < until)
+    if dead_only:
+        conditions.append(c.delivery_state == "dead")
+    stmt = update(webhook_log).where(*conditions).values(
+        delivery_state="pending", attempts=0, next_attempt_at=now, claimed_by=None, last_error=None)
+    with begin_write(engine) as conn:
+        return int(conn.execute(stmt).rowcount)
+
+
+def queue_stats(engine: Engine) -> QueueStats:
+    c = webhook_log.c
+    stmt = (
+        select(c.delivery_state, func.count(), func.min(c.received_at))
+        .where(c.delivery_state.in_(("pending", "retrying", "dead")))
+        .group_by(c.delivery_state)
+    )
+    with engine.connect() as conn:
+        rows = {r[0]: (int(r[1]), r[2]) for r in conn.execute(stmt)}
+    oldest = [rows[s][1] for s in DUE_STATES if s in rows and rows[s][1] is not None]
+    return QueueStats(
+        pending=rows.get("pending", (0, None))[0], retrying=rows.get("retrying", (0, None))[0],
+        dead=rows.get("dead", (0, None))[0], oldest_due_at=min(oldest) if oldest else None,
+    )
+
+
+def queue_by_group(engine: Engine) -> list[GroupQueue]:
+    """Undelivered counts per (tenant, provider): pending (and retrying), dead, oldest pending receive time."""
+    c = webhook_log.c
+    stmt = (
+        select(c.tenant, c.provider, c.delivery_state, func.count(), func.min(c.received_at))
+        .where(c.delivery_state.in_(("pending", "retrying", "dead")))
+        .group_by(c.tenant, c.provider, c.delivery_state)
+    )
+    groups: dict[tuple[str | None, str], list[Any]] = {}
+    with engine.connect() as conn:
+        for tenant, provider, state, count, oldest in conn.execute(stmt):
+            g = groups.setdefault((tenant, provider), [0, 0, None])
+            if state == "dead":
+                g[1] += int(count)
+            else:
+                g[0] += int(count)
+                when = oldest
+                g[2] = when if g[2] is None or (when is not None and when < g[2]) else g[2]
+    return [GroupQueue(t, p, g[0], g[1], g[2]) for (t, p), g in groups.items()]
+
+
+def attempts_of(engine: Engine, log_id: int) -> list[Attempt]:
+    """Every recorded attempt of one event, oldest first."""
+    a = delivery_attempts.c
+    stmt = (select(a.attempt, a.started_at, a.worker, a.outcome, a.status_code, a.latency_ms, a.error)
+            .where(a.log_id == log_id).order_by(a.id))
+    with engine.connect() as conn:
+        return [Attempt(*r) for r in conn.execute(stmt)]
+
+
+@contextlib.contextmanager
+def single_worker(engine: Engine, *, wait: bool = False) -> Iterator[None]:
+    """On SQLite, hold the one delivery-worker slot of the database file for the block; on PostgreSQL a no-op.
+
+    The slot is a ``flock`` next to the database: the kernel frees it when its holder dies, even by
+    ``kill -9``. Raises :class:`AnotherWorkerRunning` (naming the holder's pid) when taken and not ``wait``.
+    """
+    database = engine.url.database if is_sqlite(engine) else None
+    if not database or database == ":memory:":
+        yield
+        return
+    path = Path(database).with_name(Path(database).name + ".deliver-lock")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            raise AnotherWorkerRunning(
+                f"another delivery worker (pid {holder}) already runs on {database}: SQLite allows one "
+                "worker; stop it, pass --wait to take over when it stops, or use PostgreSQL to run several"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+__all__ = [
+    "AnotherWorkerRunning",
+    "Attempt",
+    "Claimed",
+    "Finished",
+    "GroupQueue",
+    "QueueStats",
+    "attempts_of",
+    "claim_due",
+    "cycle",
+    "finish",
+    "queue_by_group",
+    "queue_stats",
+    "replay",
+    "single_worker",
+    "worker_engine",
+]

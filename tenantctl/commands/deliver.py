@@ -1,0 +1,172 @@
+"""`tenantctl deliver`: the delivery worker (delivery/worker.py) as a long-running command.
+
+SIGHUP re-reads the tenant files' delivery destinations (a set that fails to load or check is refused and
+the old one stays). Exit codes: 0 after SIGTERM/SIGINT (the attempts in flight are finished first) or, with
+--until-idle, once nothing is due; 1 for a configuration error (no destination, no or bad secret,
+unmigrated database, tenant files with errors) or when another worker holds a SQLite database.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+import typer
+
+from delivery.destinations import PROVIDERS, Destinations, from_settings
+from delivery.metrics import DeliveryMetrics
+from delivery.retry import RetryPolicy
+from delivery.signing import BadSecret
+from delivery.worker import Worker, WorkerConfig, default_worker_id, load_keys
+from outbound.policy import OutboundBlocked, OutboundPolicy, allow_list, check_url, make_client
+from store.delivery import AnotherWorkerRunning, queue_stats, single_worker, worker_engine
+from store.engine import redact_url
+from store.errors import DatabaseNotMigrated
+from store.migrate import require_up_to_date
+from tenancy.loader import LoadedTenant, load_tenants
+from tenancy.redact import REDACTOR, RedactingFilter
+from tenancy.settings import Settings
+from tenantctl.context import Context
+
+log = logging.getLogger("delivery")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("deliver")(deliver)
+
+
+def _fail(c: Context, message: str) -> typer.Exit:
+    c.err.print(REDACTOR.scrub(f"error: {message}"), markup=False)
+    return typer.Exit(1)
+
+
+class _Refused(Exception):
+    """The destinations cannot be used (tenant files with errors, no destination, a URL the rules refuse)."""
+
+
+def _outbound(c: Context, s: Settings) -> tuple[Destinations, OutboundPolicy]:
+    """The destinations (settings and tenant files) and the outbound rules they are checked against."""
+    loaded_tenants: list[LoadedTenant] = []
+    if c.tenants_dir.is_dir():
+        # As the webhook server loads them: the files themselves, not the .sops.yaml policy (`validate` checks it).
+        loaded = load_tenants([c.tenants_dir], check_config=False)
+        if not loaded.ok:
+            for f in loaded.errors:
+                c.err.print(f.text(), markup=False)
+            raise _Refused(f"the tenant files in {c.tenants_dir} have errors (their delivery overrides are needed)")
+        loaded_tenants = loaded.tenants
+    destinations = from_settings(s, [t.tenant for t in loaded_tenants])
+    if not destinations.providers():
+        raise _Refused("no destination: set TENANTCTL_DELIVERY_URL_<PROVIDER> (see .env.example)")
+    policy = OutboundPolicy(
+        allowed_hosts=allow_list(destinations.urls()),
+        allow_loopback_http=s.delivery_allow_loopback_http or s.sandbox,
+        connect_timeout_s=min(5.0, s.delivery_timeout_s), timeout_s=s.delivery_timeout_s,
+        max_response_bytes=s.delivery_max_response_bytes,
+    )
+    # Each configured URL is checked where it was written: the setting, or the tenant file's line and field.
+    sources = [(f"TENANTCTL_DELIVERY_URL_{p.upper()}", url) for p, url in destinations.platform.items()]
+    for lt in loaded_tenants:
+        for p in PROVIDERS:
+            url = getattr(lt.tenant.delivery, p, None) if lt.tenant.delivery else None
+            if url:
+                line = lt.where(("delivery", p)).line
+                sources.append((f"{lt.path}:{line}: delivery.{p}", url))
+    for where, url in sources:
+        try:
+            check_url(policy, url)
+        except OutboundBlocked as e:
+            raise _Refused(f"{where}: delivery URL refused: {e}") from None
+    return destinations, policy
+
+
+def _reloader(c: Context, s: Settings, worker: Worker, hup: threading.Event, stop: threading.Event) -> None:
+    """On SIGHUP, re-read the tenant files' destinations; a set that fails is refused and the old one stays."""
+    while not stop.is_set():
+        if not hup.wait(0.5):
+            continue
+        hup.clear()
+        try:
+            destinations, policy = _outbound(c, s)
+        except _Refused as e:
+            log.error("deliver: reload refused, the destinations stay as they were: %s", e)
+            continue
+        worker.reconfigure(destinations, policy)
+        log.info("deliver: reloaded: %d tenant destination(s); delivering %s", len(destinations.tenants),
+                 ", ".join(destinations.providers()))
+
+
+def deliver(
+    ctx: typer.Context,
+    concurrency: Annotated[int | None, typer.Option("--concurrency", min=1, max=256,
+                                                    help="Requests in flight (default: settings).")] = None,
+    metrics_port: Annotated[int | None, typer.Option("--metrics-port", min=0, max=65535,
+                                                     help="Serve Prometheus /metrics here (0: a free port).")] = None,
+    metrics_addr: Annotated[str, typer.Option("--metrics-addr", help="Address of the metrics port.")] = "127.0.0.1",
+    wait: Annotated[bool, typer.Option("--wait", help="SQLite: wait for the running worker to stop.")] = False,
+    until_idle: Annotated[bool, typer.Option("--until-idle", help="Exit once nothing is due.")] = False,
+) -> None:
+    """Deliver accepted webhooks to the platform: signed (Standard Webhooks), retried, dead-lettered."""
+    c: Context = ctx.obj
+    s = c.settings
+    if not logging.getLogger().handlers:
+        handler = logging.StreamHandler()
+        handler.addFilter(RedactingFilter())
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logging.basicConfig(level=logging.INFO, handlers=[handler])
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request: the attempts table has them
+    REDACTOR.add(*s.delivery_secrets)  # every log line and message is scrubbed of them
+    if not s.delivery_secrets:
+        raise _fail(c, "no delivery secret: set TENANTCTL_DELIVERY_SECRETS (whsec_..., see .env.example)")
+    try:
+        keys = load_keys([x.get_secret_value() for x in s.delivery_secrets])
+    except BadSecret as e:
+        raise _fail(c, f"TENANTCTL_DELIVERY_SECRETS: {e}") from None
+    try:
+        destinations, policy = _outbound(c, s)
+    except _Refused as e:
+        raise _fail(c, str(e)) from None
+    url = s.resolved_database_url
+    engine = worker_engine(url)
+    try:
+        require_up_to_date(engine)
+    except DatabaseNotMigrated as e:
+        engine.dispose()
+        raise _fail(c, f"{e} (database {redact_url(url)})") from None
+    config = WorkerConfig(
+        policy=policy,
+        retry=RetryPolicy(max_attempts=s.delivery_max_attempts, max_age=timedelta(seconds=s.delivery_max_age_s),
+                          base_delay_s=s.delivery_base_delay_s, max_delay_s=s.delivery_max_delay_s),
+        keys=keys, concurrency=concurrency or s.delivery_concurrency, poll_s=s.delivery_poll_s,
+    )
+    stop, hup = threading.Event(), threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    signal.signal(signal.SIGHUP, lambda *_: hup.set())
+    try:
+        with single_worker(engine, wait=wait):
+            metrics = DeliveryMetrics(lambda: queue_stats(engine), lambda: datetime.now(UTC))
+            if metrics_port is not None:
+                port = metrics.serve(metrics_port, metrics_addr)
+                c.err.print(f"deliver: metrics on http://{metrics_addr}:{port}/metrics", markup=False)
+            client = make_client(policy, max_connections=config.concurrency)
+            worker = Worker(engine, destinations, config, client, metrics=metrics, worker_id=default_worker_id())
+            c.err.print(f"deliver: worker {worker.worker_id} delivering {', '.join(destinations.providers())} "
+                        f"({config.concurrency} at a time; database {redact_url(url)})", markup=False)
+            reloader = threading.Thread(target=_reloader, args=(c, s, worker, hup, stop), daemon=True)
+            reloader.start()
+            try:
+                worker.run(stop, until_idle=until_idle)
+            finally:
+                stop.set()
+                worker.close()
+                client.close()
+            c.err.print(f"deliver: stopped ({worker.delivered} delivered, {worker.failed} failed attempts)",
+                        markup=False)
+    except AnotherWorkerRunning as e:
+        raise _fail(c, str(e)) from None
+    finally:
+        engine.dispose()

@@ -1,0 +1,43 @@
+"""Standard Webhooks signatures: what the worker signs, the published verifier accepts; rotation; bad secrets."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+import standardwebhooks
+
+from delivery.signing import BadSecret, secret_key, sign, verify
+
+NEW = "whsec_" + base64.b64encode(b"n" * 32).decode()
+OLD = "whsec_" + base64.b64encode(b"o" * 32).decode()
+BODY = '{"id":"evt-1","data":{"name":"Zoë"}}'.encode()
+
+
+def test_the_published_verifier_accepts_each_secret_during_a_rotation() -> None:
+    keys = [secret_key(NEW), secret_key(OLD)]
+    ts = int(__import__("time").time())
+    headers = {"webhook-id": "msg_1", "webhook-timestamp": str(ts), "webhook-signature": sign(keys, "msg_1", ts, BODY)}
+    assert headers["webhook-signature"].count("v1,") == 2
+    for secret in (NEW, OLD):
+        assert standardwebhooks.Webhook(secret).verify(BODY, headers) == {"id": "evt-1", "data": {"name": "Zoë"}}
+    other = "whsec_" + base64.b64encode(b"x" * 32).decode()
+    with pytest.raises(standardwebhooks.webhooks.WebhookVerificationError):
+        standardwebhooks.Webhook(other).verify(BODY, headers)
+
+
+@pytest.mark.parametrize(("changed", "value"), [("id", "msg_2"), ("ts", 1), ("body", b"{}")])
+def test_any_change_breaks_the_signature(changed: str, value: object) -> None:
+    keys = [secret_key(NEW)]
+    header = sign(keys, "msg_1", 1_700_000_000, BODY)
+    args: dict[str, object] = {"msg_id": "msg_1", "timestamp": 1_700_000_000, "body": BODY}
+    args[{"id": "msg_id", "ts": "timestamp", "body": "body"}[changed]] = value
+    assert verify(keys, "msg_1", 1_700_000_000, BODY, header)
+    assert not verify(keys, header=header, **args)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("secret", ["whsec_not*base64", "whsec_" + base64.b64encode(b"short").decode(), ""])
+def test_a_bad_secret_is_refused_without_echoing_it(secret: str) -> None:
+    with pytest.raises(BadSecret) as info:
+        secret_key(secret)
+    assert secret.removeprefix("whsec_") not in str(info.value) or not secret.removeprefix("whsec_")

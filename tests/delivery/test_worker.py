@@ -1,0 +1,161 @@
+"""The worker in process, against a scripted platform (httpx.MockTransport): claims and leases, Retry-After,
+redirects, lost claims, and the ordering it promises (none: a failing event holds back no other)."""
+
+from __future__ import annotations
+
+import base64
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+from sqlalchemy import Engine, select
+
+from delivery.destinations import Destinations
+from delivery.retry import RetryPolicy
+from delivery.worker import Worker, WorkerConfig
+from outbound.policy import OutboundPolicy, allow_list, make_client
+from store.delivery import claim_due, finish, replay
+from store.schema import webhook_log
+from store.webhook_log import query_log
+
+from .harness import accepted, insert
+
+URL = "https://platform.example.com/in"
+KEY = base64.b64decode(base64.b64encode(b"k" * 32))
+POLICY = OutboundPolicy(allowed_hosts=allow_list([URL]), timeout_s=1, connect_timeout_s=1)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def _worker(engine: Engine, handler: Callable[[httpx.Request], httpx.Response], clock: Clock,
+            **retry: object) -> Worker:
+    config = WorkerConfig(policy=POLICY, retry=RetryPolicy(**retry), keys=[KEY], concurrency=2)  # type: ignore[arg-type]
+    client = make_client(POLICY, transport=httpx.MockTransport(handler))
+    return Worker(engine, Destinations({"hospitable": URL}), config, client, worker_id="w1", now=clock,
+                  jitter=lambda: 1.0)
+
+
+def _state(engine: Engine) -> dict[str, tuple[str | None, int, int | None]]:
+    rows, _ = query_log(engine)
+    return {r.event_id or "": (r.delivery_state, r.attempts, r.last_status) for r in rows}
+
+
+def test_a_failing_event_holds_back_no_other(db: Engine) -> None:
+    """Ordering: none guaranteed. The first event fails and is retried later; the ones after it go at once,
+    each carrying its receive time for the platform to order by."""
+    seen: list[tuple[str, str]] = []
+
+    def platform(request: httpx.Request) -> httpx.Response:
+        event = request.headers["x-tenantctl-event-id"]
+        seen.append((event, request.headers["x-tenantctl-received-at"]))
+        return httpx.Response(500 if event == "evt-0" else 204)
+
+    t0 = datetime.now(UTC) - timedelta(seconds=10)
+    for i, rec in enumerate(accepted(4)):
+        insert(db, [rec.__class__(**{**rec.__dict__, "received_at": t0 + timedelta(seconds=i)})])
+    clock = Clock()
+    worker = _worker(db, platform, clock, base_delay_s=60, max_delay_s=60)
+    worker.run(threading.Event(), until_idle=True)
+    worker.close()
+    state = _state(db)
+    assert state["evt-0"] == ("retrying", 1, 500)
+    assert all(state[f"evt-{i}"] == ("delivered", 1, 204) for i in (1, 2, 3))
+    assert sorted(seen) == sorted(seen, key=lambda s: s[1])  # receive times name the order, evt-0 first
+
+
+def test_429_retry_after_is_honoured_and_a_redirect_is_a_failure(db: Engine) -> None:
+    def platform(request: httpx.Request) -> httpx.Response:
+        if request.headers["x-tenantctl-event-id"] == "evt-0":
+            return httpx.Response(429, headers={"retry-after": "120"})
+        return httpx.Response(301, headers={"location": "https://elsewhere.example.com/"})
+
+    insert(db, accepted(2))
+    clock = Clock()
+    worker = _worker(db, platform, clock, base_delay_s=1, max_delay_s=1)
+    worker.run(threading.Event(), until_idle=True)
+    worker.close()
+    # Not due before the Retry-After; the redirect retries on the usual backoff (1 s here).
+    c = webhook_log.c
+    with db.connect() as conn:
+        due = dict(conn.execute(select(c.event_id, c.next_attempt_at)).all())
+    assert due == {"evt-0": clock.now + timedelta(seconds=120), "evt-1": clock.now + timedelta(seconds=1)}
+    rows, _ = query_log(db)
+    assert {r.event_id: r.last_error for r in rows} == {"evt-0": "HTTP 429", "evt-1": "HTTP 301: redirect refused"}
+
+
+def test_a_claim_holds_until_its_lease_ends_then_the_event_is_due_again(db: Engine) -> None:
+    insert(db, accepted(3))
+    now = datetime.now(UTC)
+    lease = timedelta(seconds=30)
+    first = claim_due(db, claim="w1:a", now=now, lease=lease, limit=2, providers=["hospitable"])
+    second = claim_due(db, claim="w2:a", now=now, lease=lease, limit=10, providers=["hospitable"])
+    assert {c.event_id for c in first} == {"evt-0", "evt-1"} and [c.event_id for c in second] == ["evt-2"]
+    assert claim_due(db, claim="w2:b", now=now + lease / 2, lease=lease, limit=10, providers=["hospitable"]) == []
+    # Both workers died: after the lease the events are due again, their attempts counted.
+    again = claim_due(db, claim="w2:c", now=now + lease * 2, lease=lease, limit=10, providers=["hospitable"])
+    assert sorted((c.event_id, c.attempt) for c in again) == [("evt-0", 2), ("evt-1", 2), ("evt-2", 2)]
+    assert claim_due(db, claim="w3", now=now, lease=lease, limit=10, providers=["nuki"]) == []
+
+
+def test_a_late_answer_does_not_undo_a_replay(db: Engine) -> None:
+    insert(db, accepted(1))
+    now = datetime.now(UTC)
+    [item] = claim_due(db, claim="w1:a", now=now, lease=timedelta(seconds=30), limit=1, providers=["hospitable"])
+    assert replay(db, now=now, ids=[item.id]) == 1  # an operator replays while the attempt runs
+    from store.delivery import Finished
+
+    late = Finished(item, now, "w1", "failed", 500, 3.0, "HTTP 500", "dead", None, None)
+    assert finish(db, [late]) == 0  # the attempt is recorded; the state stays the replay's
+    assert _state(db)["evt-0"] == ("pending", 0, None)
+
+
+@pytest.mark.parametrize("state", ["rejected", "duplicate"])
+def test_rejected_and_duplicate_rows_are_never_queued(db: Engine, state: str) -> None:
+    [rec] = accepted(1)
+    insert(db, [rec.__class__(**{**rec.__dict__, "outcome": state, "body": None})])
+    assert claim_due(db, claim="w", now=datetime.now(UTC), lease=timedelta(seconds=5), limit=5,
+                     providers=["hospitable"]) == []
+    assert replay(db, now=datetime.now(UTC), tenant="acme") == 0
+
+
+def test_replay_selects_by_tenant_provider_time_and_state(db: Engine) -> None:
+    t0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    insert(db, accepted(2, at=t0) + accepted(1, start=10, at=t0 + timedelta(hours=2), provider="whatsapp")
+           + accepted(1, start=20, at=t0 + timedelta(hours=4), tenant="blue-harbor"))
+    now = datetime.now(UTC)
+    assert replay(db, now=now, provider="whatsapp") == 1
+    assert replay(db, now=now, tenant="blue-harbor") == 1
+    assert replay(db, now=now, since=t0 + timedelta(hours=1), until=t0 + timedelta(hours=3)) == 1  # evt-10
+    assert replay(db, now=now, tenant="acme", provider="hospitable", until=t0 + timedelta(minutes=1)) == 2
+    assert replay(db, now=now, dead_only=True) == 0  # nothing is dead
+
+
+def test_a_database_error_is_reported_and_the_round_retried(db: Engine, monkeypatch: pytest.MonkeyPatch,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    import delivery.worker as worker_module
+
+    real, failures = worker_module.cycle, [2]
+
+    def flaky(*args: object, **kwargs: object) -> object:
+        if failures[0]:
+            failures[0] -= 1
+            raise OperationalError("UPDATE webhook_log", {}, Exception("database is locked"))
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(worker_module, "cycle", flaky)
+    insert(db, accepted(2))
+    worker = _worker(db, lambda request: httpx.Response(204), Clock())
+    worker.run(threading.Event(), until_idle=True)
+    worker.close()
+    assert "database error, retrying" in caplog.text and caplog.text.count("OperationalError") == 2
+    assert all(s == ("delivered", 1, 204) for s in _state(db).values())
