@@ -40,6 +40,7 @@ OUTCOMES = ("accepted", "rejected", "duplicate")
 RUN_KINDS = ("plan", "apply")
 RUN_STATUSES = ("running", "succeeded", "failed", "partial", "no_changes")
 CHANGE_OUTCOMES = ("planned", "applied", "failed", "skipped", "not_attempted")
+HEALTH_STATUSES = ("healthy", "progressing", "degraded", "missing", "unknown", "suspended")
 
 metadata = MetaData(
     naming_convention={
@@ -170,4 +171,23 @@ tenant_locks = Table(
     Column("acquired_at", UTCDateTime(), nullable=False),
     Column("run_id", Integer(), ForeignKey("reconcile_runs.id", ondelete="SET NULL"), nullable=True),
     Column("expires_at", UTCDateTime(), nullable=True),
+)
+
+# One row per checked resource per `tenantctl health` run (store.health); a run's rows share checked_at.
+health_results = Table(
+    "health_results",
+    metadata,
+    Column("id", _BigId, primary_key=True, autoincrement=True),
+    Column("checked_at", UTCDateTime(), nullable=False),
+    Column("tenant", String(64), nullable=False),
+    Column("provider", String(32), nullable=False),
+    Column("address", String(512), nullable=False),
+    Column("health", String(16), nullable=False),
+    Column("sync", String(16), nullable=True),
+    Column("detail", Text(), nullable=False),
+    Column("hint", Text(), nullable=False),
+    Column("duration_ms", Float(), nullable=False),
+    CheckConstraint(_in("health", HEALTH_STATUSES), name="health"),
+    Index(None, "tenant", "provider", "checked_at"),
+    Index(None, "checked_at"),
 )

@@ -1,7 +1,7 @@
 """`tenantctl plan | apply | health`: wire tenants, providers, the HTTP client and the database.
 
 Exit codes (Terraform's detailed exit code): plan 0 no changes, 2 changes, 1 error; apply 0 success,
-1 any failure; health 0 all checks pass, 1 otherwise.
+1 any failure. `health` lives in tenantctl/commands/health.py.
 
 Database: every plan and apply is recorded (store.runs). The local SQLite default is migrated
 automatically at first use (a fresh checkout just works); any other database (PostgreSQL, shared with the
@@ -19,13 +19,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 from sqlalchemy import Engine
 
 from reconciler import engine as eng
 from reconciler.config import ReconcileConfig, limits_for, limits_from_env, make_config
 from reconciler.errors import ReconcileError, StalePlan
-from reconciler.health import all_ok, run_health
 from reconciler.http import HttpClient
 from reconciler.plan import (
     Plan,
@@ -61,7 +59,6 @@ SandboxOpt = Annotated[bool,
 def register(app: typer.Typer) -> None:
     app.command("plan")(plan)
     app.command("apply")(apply)
-    app.command("health")(health)
 
 
 @dataclass
@@ -247,26 +244,3 @@ def _writer(loaded: Sequence[LoadedTenant]) -> eng.WriteBack:
 
     return write
 
-
-def health(
-    ctx: typer.Context,
-    *,
-    tenant: TenantOpt = None,
-    provider: ProviderOpt = None,
-    sandbox: SandboxOpt = False,
-) -> None:
-    """Run the providers' read-only health checks; exit 1 if any fails."""
-    c: Context = ctx.obj
-    # The database is read for evidence only: a verified Hospitable webhook marks its manual step done.
-    with session(c, tenant, provider, sandbox) as s:
-        checks = run_health([lt.tenant for lt in s.loaded], s.providers, s.ctx, s.http,
-                            workers=s.config.limits.tenant_workers)
-    table = Table(title="Health")
-    for col in ("tenant", "provider", "check", "ok", "detail"):
-        table.add_column(col)
-    for ch in checks:
-        table.add_row(ch.tenant, ch.provider, ch.name, "ok" if ch.ok else "FAIL", REDACTOR.scrub(ch.detail))
-    c.out.print(table)
-    failed = sum(1 for ch in checks if not ch.ok)
-    c.echo(f"{len(checks)} check(s), {failed} failed")
-    raise typer.Exit(0 if all_ok(checks) else 1)

@@ -1,0 +1,92 @@
+"""Health results: every row of every `tenantctl health` run, so the page and `/metrics` show the last one
+without re-running it; and the webhook log's evidence the checks read (last verified event, counts).
+
+Details and hints passed in must already be redacted by the caller (the reconciler knows the secrets).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Engine, and_, case, delete, func, insert, select
+
+from store.engine import begin_write
+from store.schema import health_results, webhook_log
+
+KEEP = timedelta(days=30)  # older results are pruned when a run is recorded
+
+
+@dataclass(frozen=True)
+class HealthResult:
+    tenant: str
+    provider: str
+    address: str
+    health: str  # healthy | progressing | degraded | missing | unknown | suspended
+    sync: str | None  # "in sync" | "out of sync" | None
+    detail: str
+    hint: str
+    duration_ms: float
+    checked_at: datetime
+
+
+def record_run(engine: Engine, results: Sequence[HealthResult], *, keep: timedelta = KEEP) -> int:
+    """Store one run's rows (one transaction) and prune results older than `keep`; returns rows stored."""
+    if not results:
+        return 0
+    newest = max(r.checked_at for r in results)
+    with begin_write(engine) as conn:
+        conn.execute(insert(health_results), [{
+            "checked_at": r.checked_at, "tenant": r.tenant, "provider": r.provider, "address": r.address[:512],
+            "health": r.health, "sync": r.sync, "detail": r.detail[:2000], "hint": r.hint[:2000],
+            "duration_ms": r.duration_ms} for r in results])
+        conn.execute(delete(health_results).where(health_results.c.checked_at < newest - keep))
+    return len(results)
+
+
+def latest(engine: Engine, tenant: str | None = None) -> list[HealthResult]:
+    """The rows of the newest run per (tenant, provider), ordered by tenant, provider, address."""
+    h = health_results.c
+    newest = select(h.tenant, h.provider, func.max(h.checked_at).label("at")).group_by(h.tenant, h.provider)
+    if tenant is not None:
+        newest = newest.where(h.tenant == tenant)
+    sub = newest.subquery()
+    stmt = (select(health_results)
+            .join(sub, and_(h.tenant == sub.c.tenant, h.provider == sub.c.provider, h.checked_at == sub.c.at))
+            .order_by(h.tenant, h.provider, h.address))
+    with engine.connect() as conn:
+        return [HealthResult(r.tenant, r.provider, r.address, r.health, r.sync, r.detail, r.hint,
+                             r.duration_ms, r.checked_at) for r in conn.execute(stmt)]
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What the webhook log says about one (tenant, provider)."""
+
+    last_verified: datetime | None  # newest accepted or duplicate request, at any time
+    accepted_in_window: int
+
+
+def inbound_evidence(engine: Engine, *, now: datetime, window: timedelta) -> dict[tuple[str, str], Evidence]:
+    """Per (tenant, provider) with any verified request: one GROUP BY over the log's (tenant, provider,
+    received_at) index."""
+    c = webhook_log.c
+    verified = c.outcome.in_(("accepted", "duplicate"))
+    stmt = (select(c.tenant, c.provider, func.max(c.received_at).label("last"),
+                   func.coalesce(func.sum(case((and_(c.outcome == "accepted", c.received_at >= now - window,
+                                                     c.received_at <= now), 1), else_=0)), 0).label("n"))
+            .where(verified, c.tenant.is_not(None))
+            .group_by(c.tenant, c.provider))
+    with engine.connect() as conn:
+        return {(r.tenant, r.provider): Evidence(r.last, int(r.n)) for r in conn.execute(stmt)}
+
+
+def accepted_bodies(engine: Engine, provider: str, *, since: datetime, limit: int = 5000) -> list[tuple[str, str]]:
+    """(tenant, body) of accepted requests of a provider since `since`, newest first, at most `limit`."""
+    c = webhook_log.c
+    stmt = (select(c.tenant, c.body).where(c.provider == provider, c.outcome == "accepted",
+                                           c.received_at >= since, c.body.is_not(None), c.tenant.is_not(None))
+            .order_by(c.id.desc()).limit(limit))
+    with engine.connect() as conn:
+        return [(r.tenant, r.body) for r in conn.execute(stmt)]
