@@ -22,6 +22,7 @@ from sandbox import beds24, hospitable, meta, nuki, twon
 from sandbox.calls import Call
 from sandbox.common import send_json
 from sandbox.faults import FaultConfig
+from sandbox.smtp import SandboxSmtp
 from sandbox.world import World
 
 STATE_ENV = "TENANTCTL_SANDBOX_STATE"
@@ -188,4 +189,6 @@ def get_app() -> falcon.App[falcon.Request, falcon.Response]:
     """gunicorn entry point: an empty world, or the one saved in $TENANTCTL_SANDBOX_STATE."""
     path = os.environ.get(STATE_ENV)
     world = World.from_json(pathlib.Path(path).read_text()) if path else World()
+    # The SMTP emulator lives as long as the worker; `tenantctl health --sandbox` finds it via the state dir.
+    SandboxSmtp(world, pathlib.Path(os.environ.get("TENANTCTL_STATE_DIR", ".state"))).start()
     return create_app(world)

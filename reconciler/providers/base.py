@@ -219,3 +219,45 @@ class HealthOnly:
 
     def apply(self, tenant: Tenant, ctx: ProviderContext, change: Change, http: Http) -> ApplyResult:
         raise InvalidRequest(self.name, f"{change.address}: {self.reason}")
+
+
+def _ago(seconds: float) -> str:
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min ago"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} h ago"
+    return f"{seconds / 86400:.0f} days ago"
+
+
+def _span(window: timedelta) -> str:
+    s = window.total_seconds()
+    return f"{s / 86400:g} d" if s >= 2 * 86400 and s % 86400 == 0 else f"{s / 3600:g} h"
+
+
+def inbound_check(provider: str, tenant: Tenant, ctx: ProviderContext, *, address: str | None = None,
+                  stale_hint: str, never_hint: str) -> list[HealthCheck]:
+    """`<provider>.inbound[slug]` (or `address`): a verified webhook arrived within `ctx.window`, from the
+    webhook log's evidence. None ever: missing (`never_hint`); the last one older than the window: degraded
+    (`stale_hint`). No row when the log was not read (`ctx.inbound_counts` None)."""
+    if ctx.inbound_counts is None:
+        return []
+    return [_inbound(provider, tenant, ctx, address or f"{provider}.inbound[{tenant.slug}]", ctx.inbound_counts,
+                     stale_hint, never_hint)]
+
+
+def _inbound(provider: str, tenant: Tenant, ctx: ProviderContext, address: str, counts: Mapping[tuple[str, str], int],
+             stale_hint: str, never_hint: str) -> HealthCheck:
+    key = (tenant.slug, provider)
+    span = _span(ctx.window)
+    last = ctx.last_verified_event.get(key)
+    n = counts.get(key, 0)
+    if last is None:
+        return check(provider, tenant.slug, address, Health.MISSING, "no verified webhook has ever arrived",
+                     never_hint, duration_s=0.0)
+    age = (ctx.clock() - last).total_seconds()
+    when = f"last verified webhook {_ago(age)} ({last.isoformat(timespec='seconds')})"
+    if age > ctx.window.total_seconds():
+        return check(provider, tenant.slug, address, Health.DEGRADED, f"none in {span}: {when}", stale_hint,
+                     duration_s=0.0)
+    return check(provider, tenant.slug, address, Health.HEALTHY, f"{n} accepted in {span}; {when}",
+                 duration_s=0.0)

@@ -38,9 +38,10 @@ from datetime import date, datetime
 from typing import Any
 
 from reconciler.diff import diff, sort_changes
-from reconciler.errors import InvalidRequest, PermanentError
+from reconciler.errors import InvalidRequest, PermanentError, ProviderError
+from reconciler.health_status import Health
 from reconciler.model import Action, Change, Resource, Sensitive
-from reconciler.providers.base import ApplyResult, HealthCheck, Http, ProviderContext, plan_health
+from reconciler.providers.base import ApplyResult, HealthCheck, Http, ProviderContext, check, error_check, plan_health
 from tenancy.model import Tenant, Weekday
 from tenancy.urls import tenant_webhook_url
 
@@ -324,7 +325,31 @@ class NukiProvider:
 
     # Health ---------------------------------------------------------------------------------------
     def health(self, tenant: Tenant, ctx: ProviderContext, http: Http) -> list[HealthCheck]:
-        return plan_health(self, tenant, ctx, http, "the API token lists the account's locks")
+        """The plan's rows, plus each lock's active keypad codes listed within `ctx.slow_s` (measured; the
+        seed: "within a second or two"): `nuki.keypad_codes[slug/<lock>]`, one GET per lock."""
+        checks = plan_health(self, tenant, ctx, http, "the API token lists the account's locks")
+        if not any(c.name == f"{NAME}.token[{tenant.slug}]" and c.ok for c in checks):
+            return checks  # the token row says why; listing would fail the same way
+        token, base = _token(tenant), _base(ctx)
+        for lock in sorted({int(r.name) for r in self.desired(tenant, ctx) if r.kind == "lock"}):
+            checks.append(self._listing_check(http, tenant.slug, base, token, lock, ctx.slow_s))
+        return checks
+
+    def _listing_check(self, http: Http, slug: str, base: str, token: str, lock: int, slow_s: float) -> HealthCheck:
+        address = f"{NAME}.keypad_codes[{slug}/{lock}]"
+        started = time.monotonic()
+        try:
+            auths = _list(self._call(http, "GET", f"{base}/smartlock/{lock}/auth", token, params={"types": KEYPAD}))
+        except ProviderError as err:
+            return error_check(NAME, slug, address, err, time.monotonic() - started)
+        took = time.monotonic() - started
+        active = sum(1 for a in auths if a.get("type") == KEYPAD and a.get("enabled", True))
+        detail = f"{active} active keypad code(s) listed in {took:.2f} s"
+        if took > slow_s:
+            return check(NAME, slug, address, Health.DEGRADED, f"{detail}, slower than {slow_s:g} s",
+                         "the lock's bridge or Nuki's servers answer slowly: check the lock's Wi-Fi/bridge "
+                         "connection in the Nuki app; codes issued now may reach the lock late", duration_s=took)
+        return check(NAME, slug, address, Health.HEALTHY, detail, duration_s=took)
 
     # HTTP -----------------------------------------------------------------------------------------
     def _call(self, http: Http, method: str, url: str, token: str, *, params: Mapping[str, Any] | None = None,
