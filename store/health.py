@@ -90,3 +90,12 @@ def accepted_bodies(engine: Engine, provider: str, *, since: datetime, limit: in
             .order_by(c.id.desc()).limit(limit))
     with engine.connect() as conn:
         return [(r.tenant, r.body) for r in conn.execute(stmt)]
+
+
+def last_accepted(engine: Engine) -> dict[tuple[str, str], datetime]:
+    """(tenant, provider) → the newest accepted request (any age). One GROUP BY; callers cache it."""
+    c = webhook_log.c
+    stmt = (select(c.tenant, c.provider, func.max(c.received_at).label("last"))
+            .where(c.outcome == "accepted", c.tenant.is_not(None)).group_by(c.tenant, c.provider))
+    with engine.connect() as conn:
+        return {(r.tenant, r.provider): r.last for r in conn.execute(stmt) if r.last is not None}

@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = Field(default=None, description="Bearer token for /admin endpoints.")
     max_body_bytes: int = Field(default=1_048_576, ge=1024, description="Largest webhook body accepted.")
     stored_body_bytes: int = Field(default=65_536, ge=0, description="Largest body kept in the webhook log.")
+    metrics_store_ttl_s: float = Field(default=15.0, ge=0,
+                                       description="/metrics reads health and last events from the database at "
+                                                   "most this often (seconds).")
     sandbox: bool = Field(default=False, description="Point every provider at the local sandbox.")
     sandbox_url: str = Field(default="http://127.0.0.1:8790", description="Where `tenantctl sandbox serve` listens.")
 

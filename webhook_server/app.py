@@ -90,7 +90,9 @@ def get_app() -> falcon.App[falcon.Request, falcon.Response]:
     with _stores_lock:
         _stores.append(store)
     log.info("webhook app ready: %d tenant(s)", len(routing))
-    return create_app(routing, store, settings, reader=EngineLogReader(engine))
+    metrics = Metrics()
+    metrics.attach_store(engine, settings.metrics_store_ttl_s)
+    return create_app(routing, store, settings, reader=EngineLogReader(engine), metrics=metrics)
 
 
 def shutdown() -> None:
