@@ -18,10 +18,14 @@ from reconciler.providers.base import HealthCheck, Http, Provider, ProviderConte
 from tenancy.model import Status, Tenant
 
 
-def _provider_checks(provider: Provider, tenant: Tenant, ctx: ProviderContext, http: Http) -> list[HealthCheck]:
+def _provider_checks(provider: Provider, tenant: Tenant, ctx: ProviderContext, http: Http,
+                     active: bool = False) -> list[HealthCheck]:
     started = time.monotonic()
     try:
         checks = list(provider.health(tenant, ctx, http))
+        round_trip = getattr(provider, "round_trip", None) if active else None
+        if round_trip is not None:  # providers with an active round trip (Nuki, SMTP) offer it
+            checks.extend(round_trip(tenant, ctx, http))
     except Exception as e:  # a provider's failure is that provider's unknown row, not the run's
         return [error_check(provider.name, tenant.slug, f"{provider.name}.health[{tenant.slug}]",
                             _Described(describe_error(e)), time.monotonic() - started)]
@@ -41,7 +45,8 @@ def _with_duration(c: HealthCheck, seconds: float) -> HealthCheck:
 
 
 def tenant_health(tenant: Tenant, providers: Sequence[Provider], ctx: ProviderContext, http: Http, *,
-                  timeout_s: float | None = None, pool: ThreadPoolExecutor | None = None) -> list[HealthCheck]:
+                  timeout_s: float | None = None, pool: ThreadPoolExecutor | None = None,
+                  active: bool = False) -> list[HealthCheck]:
     """The tenant's checks, provider by provider. With `timeout_s` (and a pool to run them in) a provider
     whose checks take longer reads unknown; its thread finishes in the background, its answer unused."""
     out: list[HealthCheck] = []
@@ -53,10 +58,10 @@ def tenant_health(tenant: Tenant, providers: Sequence[Provider], ctx: ProviderCo
                              "not checked: the tenant is suspended", duration_s=0.0))
             continue
         if timeout_s is None or pool is None:
-            out.extend(_provider_checks(provider, tenant, ctx, http))
+            out.extend(_provider_checks(provider, tenant, ctx, http, active))
             continue
         started = time.monotonic()
-        fut: Future[list[HealthCheck]] = pool.submit(_provider_checks, provider, tenant, ctx, http)
+        fut: Future[list[HealthCheck]] = pool.submit(_provider_checks, provider, tenant, ctx, http, active)
         try:
             out.extend(fut.result(timeout=timeout_s))
         except FutureTimeout:
@@ -77,7 +82,7 @@ def to_rows(tenant: Tenant, checks: Sequence[HealthCheck]) -> list[Row]:
 
 
 def run_health(tenants: Sequence[Tenant], providers: Sequence[Provider], ctx: ProviderContext, http: Http, *,
-               workers: int, timeout_s: float | None = None) -> list[Row]:
+               workers: int, timeout_s: float | None = None, active: bool = False) -> list[Row]:
     """Rows for every tenant, in the tenants' order. `timeout_s` bounds each provider's checks per tenant."""
     if not tenants:
         return []
@@ -88,7 +93,7 @@ def run_health(tenants: Sequence[Tenant], providers: Sequence[Provider], ctx: Pr
     try:
         with ThreadPoolExecutor(max_workers=n, thread_name_prefix="health") as outer:
             results = outer.map(lambda t: to_rows(t, tenant_health(t, providers, ctx, http, timeout_s=timeout_s,
-                                                                    pool=inner)), tenants)
+                                                                    pool=inner, active=active)), tenants)
             return [r for rs in results for r in rs]
     finally:
         inner.shutdown(wait=False, cancel_futures=True)

@@ -50,6 +50,7 @@ class ProviderContext:
     account_events: Mapping[str, Sequence[str]] = field(default_factory=dict)  # slug → WhatsApp alerts
     # Sandbox mode: the emulated SMTP server (host, port, CA file of its certificate) instead of smtp.host.
     smtp_endpoint: tuple[str, int, str | None] | None = None
+    mail_to: str | None = None  # `--active`: where the SMTP test mail goes (else the tenant's from_address)
     slow_s: float = 2.0  # a listing slower than this is degraded (Nuki's "within a second or two")
 
     def clock(self) -> datetime:

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import smtplib
 import ssl
+import time
 from collections.abc import Callable
+from email.message import EmailMessage
 
 from reconciler.health_status import Health
 from reconciler.providers.base import HealthCheck, HealthOnly, Http, ProviderContext, check
@@ -112,6 +114,43 @@ class SmtpProvider(HealthOnly):
         finally:
             _quit(client)
         return checks
+
+
+    def round_trip(self, tenant: Tenant, ctx: ProviderContext, http: Http) -> list[HealthCheck]:
+        """`--active`: send a test mail from `smtp.from_address` to `ctx.mail_to` (else to that same address)
+        over STARTTLS after login. Row `smtp.test_mail[slug]` with the time the server took to accept it.
+        Nothing to clean up: the mail is the evidence (the sandbox's server captures it)."""
+        cfg = tenant.smtp
+        if cfg is None:
+            return []
+        host, port, cafile = ctx.smtp_endpoint or (cfg.host, cfg.port, None)
+        password = cfg.password.get_secret_value()
+        to = ctx.mail_to or str(cfg.from_address)
+        address = f"{NAME}.test_mail[{tenant.slug}]"
+        msg = EmailMessage()
+        msg["From"], msg["To"] = str(cfg.from_address), to
+        msg["Subject"] = f"tenantctl health: test mail for {tenant.slug}"
+        msg.set_content("Sent by `tenantctl health --active` to prove this tenant's mail server sends mail. "
+                        "Nothing to do.")
+        started = time.monotonic()
+        try:
+            client = self._connect(host, port, self.timeout_s)
+            try:
+                if cfg.starttls and cfg.port != SMTPS_PORT:
+                    client.starttls(context=ssl.create_default_context(cafile=cafile))
+                client.login(cfg.username, password)
+                client.send_message(msg)
+            finally:
+                _quit(client)
+        except (OSError, smtplib.SMTPException, ValueError) as e:
+            text = f"the test mail to {to} was not sent: {_describe(e)}".replace(password, _MASK) if password \
+                else f"the test mail to {to} was not sent: {_describe(e)}"
+            return [check(NAME, tenant.slug, address, Health.DEGRADED, text,
+                          "run `tenantctl health -p smtp` for the failing step (connect, STARTTLS, login)",
+                          duration_s=time.monotonic() - started)]
+        took = time.monotonic() - started
+        return [check(NAME, tenant.slug, address, Health.HEALTHY, f"sent to {to}, accepted in {took:.2f} s",
+                      duration_s=took)]
 
 
 def _expect(reply: tuple[int, bytes], what: str, *, code: int = 250) -> None:

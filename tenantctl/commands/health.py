@@ -50,6 +50,10 @@ def health(
     window: Annotated[str, typer.Option("--window", help="How far back inbound webhooks count (24h, 30m, 7d).")]
     = "24h",
     out: Annotated[Path | None, typer.Option("--out", help="Also write the report to this file.")] = None,
+    active: Annotated[bool, typer.Option("--active", help="Also run round trips that leave nothing behind: a "
+                                         "temporary Nuki maintenance code, an SMTP test mail.")] = False,
+    mail_to: Annotated[str | None, typer.Option("--mail-to", help="--active: the SMTP test mail's recipient "
+                                                "(else each tenant's smtp.from_address).")] = None,
     sandbox: SandboxOpt = False,
 ) -> None:
     """Check every integration: health (healthy/progressing/degraded/missing/unknown/suspended) and sync.
@@ -66,10 +70,10 @@ def health(
         raise typer.BadParameter(str(e), param_hint="--window") from None
     now = datetime.now(UTC)
     with session(c, tenant, provider, sandbox) as s:
-        hctx = _context(s.ctx, s.db, now, timedelta(seconds=window_s),
-                        c.settings.state_dir if s.config.sandbox else None)
+        hctx = dataclasses.replace(_context(s.ctx, s.db, now, timedelta(seconds=window_s),
+                                            c.settings.state_dir if s.config.sandbox else None), mail_to=mail_to)
         rows = run_health([lt.tenant for lt in s.loaded], s.providers, hctx, s.http,
-                          workers=s.config.limits.tenant_workers, timeout_s=timeout)
+                          workers=s.config.limits.tenant_workers, timeout_s=timeout, active=active)
         rows = [dataclasses.replace(r, detail=REDACTOR.scrub(r.detail), hint=REDACTOR.scrub(r.hint))
                 for r in rows]
         if s.db is not None:
