@@ -29,6 +29,7 @@ class HealthResult:
     hint: str
     duration_ms: float
     checked_at: datetime
+    tenant_status: str | None = None  # onboarding | active | suspended, as the tenant file said
 
 
 def record_run(engine: Engine, results: Sequence[HealthResult], *, keep: timedelta = KEEP) -> int:
@@ -39,7 +40,8 @@ def record_run(engine: Engine, results: Sequence[HealthResult], *, keep: timedel
     with begin_write(engine) as conn:
         conn.execute(insert(health_results), [{
             "checked_at": r.checked_at, "tenant": r.tenant, "provider": r.provider, "address": r.address[:512],
-            "health": r.health, "sync": r.sync, "detail": r.detail[:2000], "hint": r.hint[:2000],
+            "tenant_status": r.tenant_status, "health": r.health, "sync": r.sync, "detail": r.detail[:2000],
+            "hint": r.hint[:2000],
             "duration_ms": r.duration_ms} for r in results])
         conn.execute(delete(health_results).where(health_results.c.checked_at < newest - keep))
     return len(results)
@@ -57,7 +59,7 @@ def latest(engine: Engine, tenant: str | None = None) -> list[HealthResult]:
             .order_by(h.tenant, h.provider, h.address))
     with engine.connect() as conn:
         return [HealthResult(r.tenant, r.provider, r.address, r.health, r.sync, r.detail, r.hint,
-                             r.duration_ms, r.checked_at) for r in conn.execute(stmt)]
+                             r.duration_ms, r.checked_at, r.tenant_status) for r in conn.execute(stmt)]
 
 
 @dataclass(frozen=True)
@@ -99,3 +101,62 @@ def last_accepted(engine: Engine) -> dict[tuple[str, str], datetime]:
             .where(c.outcome == "accepted", c.tenant.is_not(None)).group_by(c.tenant, c.provider))
     with engine.connect() as conn:
         return {(r.tenant, r.provider): r.last for r in conn.execute(stmt) if r.last is not None}
+
+
+def hourly_accepted(engine: Engine, tenant: str, *, now: datetime, hours: int = 24) -> list[int]:
+    """Accepted requests of a tenant per hour, oldest first, the last bucket ending at `now` (for the
+    page's inbound-rate chart). Reads the (tenant, provider, received_at) index's range for the tenant."""
+    c = webhook_log.c
+    since = now - timedelta(hours=hours)
+    stmt = select(c.received_at).where(c.tenant == tenant, c.outcome == "accepted", c.received_at > since,
+                                       c.received_at <= now)
+    buckets = [0] * hours
+    with engine.connect() as conn:
+        for (when,) in conn.execute(stmt):
+            i = int((when - since).total_seconds() // 3600)
+            buckets[min(max(i, 0), hours - 1)] += 1
+    return buckets
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    id: int
+    received_at: datetime
+    tenant: str | None
+    provider: str
+    outcome: str
+    status_code: int
+    reason: str | None
+    event_id: str | None
+    latency_ms: float | None
+
+
+def log_page(engine: Engine, *, tenant: str | None = None, provider: str | None = None,
+             outcome: str | None = None, reason: str | None = None, since: datetime | None = None,
+             until: datetime | None = None, limit: int = 50, cursor: int | None = None) -> tuple[
+        list[LogEntry], int | None]:
+    """The Webhook Logs view: newest first, keyset-paged by id (`cursor`: the last id shown), filters ANDed;
+    `reason` matches as a prefix ("cross-tenant" finds every "cross-tenant:<owner>"). Never reads bodies
+    or headers."""
+    c = webhook_log.c
+    stmt = select(c.id, c.received_at, c.tenant, c.provider, c.outcome, c.status_code, c.reason, c.event_id,
+                  c.latency_ms).order_by(c.id.desc()).limit(limit + 1)
+    if tenant:
+        stmt = stmt.where(c.tenant == tenant)
+    if provider:
+        stmt = stmt.where(c.provider == provider)
+    if outcome:
+        stmt = stmt.where(c.outcome == outcome)
+    if reason:
+        stmt = stmt.where(c.reason.startswith(reason, autoescape=True))
+    if since is not None:
+        stmt = stmt.where(c.received_at >= since)
+    if until is not None:
+        stmt = stmt.where(c.received_at < until)
+    if cursor is not None:
+        stmt = stmt.where(c.id < cursor)
+    with engine.connect() as conn:
+        rows = [LogEntry(*r) for r in conn.execute(stmt)]
+    if len(rows) > limit:
+        return rows[:limit], rows[limit - 1].id
+    return rows, None

@@ -182,6 +182,7 @@ health_results = Table(
     Column("tenant", String(64), nullable=False),
     Column("provider", String(32), nullable=False),
     Column("address", String(512), nullable=False),
+    Column("tenant_status", String(16), nullable=True),
     Column("health", String(16), nullable=False),
     Column("sync", String(16), nullable=True),
     Column("detail", Text(), nullable=False),

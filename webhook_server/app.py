@@ -20,6 +20,7 @@ from store.migrate import require_up_to_date
 from store.webhook_log import EventStore, GroupCommitEventStore
 from tenancy.redact import REDACTOR
 from tenancy.settings import Settings, load_settings
+from webhook_server import admin
 from webhook_server import routing as routing_holder
 from webhook_server.metrics import Metrics
 from webhook_server.pipeline import Clock, Limits, Pipeline, SystemClock
@@ -61,6 +62,7 @@ def create_app(
     app.add_route("/metrics", MetricsResource(metrics))
     token = settings.admin_token.get_secret_value().encode("utf-8") if settings.admin_token else None
     app.add_route("/admin/webhook-logs", AdminLogResource(token, reader))
+    admin.register(app, token, getattr(reader, "engine", None), lambda: sorted(routing.tenants))
     return app
 
 

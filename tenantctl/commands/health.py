@@ -120,7 +120,7 @@ def _record(c: Context, db: Engine, rows: list[Row], now: datetime) -> None:
     try:
         store_health.record_run(db, [store_health.HealthResult(
             r.tenant, r.provider, r.address, r.health.value, r.sync.value if r.sync else None, r.detail, r.hint,
-            round(r.duration_s * 1000, 1), now) for r in rows])
+            round(r.duration_s * 1000, 1), now, r.tenant_status) for r in rows])
     except StoreError as e:  # the report still counts; say that it was not stored
         c.err.print(REDACTOR.scrub(f"warning: the results were not stored: {e}"), markup=False)
 

@@ -60,7 +60,7 @@ def test_a_failed_delete_still_leaves_nothing_behind_and_says_so() -> None:
 
 
 def test_active_runs_the_round_trips_through_the_cli(rehearsal: Rehearsal) -> None:
-    code, doc = rehearsal.health_json("-t", "acme", "-p", "nuki", "-p", "smtp", "--active",
+    _, doc = rehearsal.health_json("-t", "acme", "-p", "nuki", "-p", "smtp", "--active",
                                       "--mail-to", "ops@example.org")
     nuki = row(doc, "nuki.maintenance_code[acme/17010001]")
     assert nuki["health"] == "healthy" and "deleted after" in nuki["detail"]

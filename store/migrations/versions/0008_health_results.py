@@ -28,6 +28,7 @@ def upgrade() -> None:
         sa.Column("tenant", sa.String(length=64), nullable=False),
         sa.Column("provider", sa.String(length=32), nullable=False),
         sa.Column("address", sa.String(length=512), nullable=False),
+        sa.Column("tenant_status", sa.String(length=16), nullable=True),
         sa.Column("health", sa.String(length=16), nullable=False),
         sa.Column("sync", sa.String(length=16), nullable=True),
         sa.Column("detail", sa.Text(), nullable=False),
