@@ -5,12 +5,17 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Callable
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from sandbox.world import World
@@ -95,3 +100,48 @@ def rehearsal(tmp_path: Path, cli: RunCli, monkeypatch: pytest.MonkeyPatch) -> R
     (tmp_path / "state").mkdir(exist_ok=True)
     migrate.upgrade(db_url)
     return r
+
+
+APP_SECRET = "sim-app-secret-1234567890"
+ADMIN = "sim-admin-token-1234567890"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def server(rehearsal: Rehearsal) -> Iterator[str]:
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TENANTCTL_", "PROMETHEUS_"))}
+    env.update(rehearsal.env)
+    env.pop("TENANTCTL_SANDBOX_INPROCESS")
+    env.update({"TENANTCTL_TENANTS": str(rehearsal.root / "examples"), "TENANTCTL_META_APP_SECRETS": APP_SECRET,
+                "TENANTCTL_ADMIN_TOKEN": ADMIN, "TENANTCTL_WORKERS": "1", "TENANTCTL_THREADS": "2",
+                "TENANTCTL_METRICS_STORE_TTL_S": "0"})
+    log = (rehearsal.root / "server.log").open("ab")
+    proc = subprocess.Popen([sys.executable, "-m", "tenantctl", "serve", "--bind", f"127.0.0.1:{port}"],
+                            cwd=rehearsal.root, env=env, stdout=log, stderr=subprocess.STDOUT)
+    log.close()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    try:
+        while True:
+            assert proc.poll() is None, (rehearsal.root / "server.log").read_text()
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, (rehearsal.root / "server.log").read_text()
+            time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
