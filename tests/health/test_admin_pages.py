@@ -64,7 +64,8 @@ def test_pages_need_a_login_and_the_form_sets_a_secure_cookie(engine: Engine) ->
 
 def test_a_wrong_token_is_refused_and_the_bearer_header_works(engine: Engine) -> None:
     c = _client(engine)
-    r = c.simulate_post("/admin/login", body="token=guess", headers={"Content-Type": "application/x-www-form-urlencoded"})
+    r = c.simulate_post("/admin/login", body="token=guess",
+                        headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert r.status_code == 401 and "not the admin token" in r.text and "tenantctl_admin" not in r.cookies
     assert c.simulate_get("/admin/logs", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
 
