@@ -54,9 +54,13 @@ def test_log_in_filter_the_log_open_a_tenant_and_no_secret_anywhere(rehearsal: R
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.remote.webdriver import WebDriver
-    from selenium.webdriver.support.ui import Select
+    from selenium.webdriver.support.ui import Select, WebDriverWait
 
     d: WebDriver = browser  # type: ignore[assignment]
+
+    def until_heading(text: str) -> None:  # a click navigates asynchronously: wait for the new page
+        WebDriverWait(d, 15).until(lambda drv: drv.find_element(By.TAG_NAME, "h1").text == text)
+
     SHOTS.mkdir(exist_ok=True)
     env = {"TENANTCTL_META_APP_SECRETS": APP_SECRET, "TENANTCTL_ADMIN_TOKEN": ADMIN}
     assert rehearsal.run("simulate", "booking", "acme", "--server", server, env=env).code == 0
@@ -73,8 +77,7 @@ def test_log_in_filter_the_log_open_a_tenant_and_no_secret_anywhere(rehearsal: R
     token = d.switch_to.active_element  # autofocus: the keyboard starts in the token field
     assert token.get_attribute("id") == "token"
     token.send_keys(ADMIN, Keys.ENTER)
-
-    assert d.find_element(By.TAG_NAME, "h1").text == "Integrations"
+    until_heading("Integrations")
     sections = {s.get_attribute("aria-labelledby"): s for s in d.find_elements(By.CSS_SELECTOR, "section.tenant")}
     assert set(sections) == {"t-acme", "t-blue-harbor", "t-casa-sol"}
     acme = sections["t-acme"]
@@ -88,10 +91,12 @@ def test_log_in_filter_the_log_open_a_tenant_and_no_secret_anywhere(rehearsal: R
     _no_secret(d.page_source, [*rehearsal.secrets, ADMIN, APP_SECRET])
 
     d.find_element(By.LINK_TEXT, "Webhook Logs").click()
+    until_heading("Webhook Logs")
     Select(d.find_element(By.ID, "f-tenant")).select_by_value("acme")
     Select(d.find_element(By.ID, "f-outcome")).select_by_value("rejected")
     d.find_element(By.CSS_SELECTOR, "form.filters button[type=submit]").click()
-    assert "outcome=rejected" in d.current_url and "tenant=acme" in d.current_url
+    WebDriverWait(d, 15).until(lambda drv: "outcome=rejected" in drv.current_url)
+    assert "tenant=acme" in d.current_url
     rows = d.find_elements(By.CSS_SELECTOR, "#log tbody tr")
     assert len(rows) == 1 and "bad-signature" in rows[0].text
     assert "signature did not match: check the secret pasted at the provider" in rows[0].text
@@ -99,8 +104,9 @@ def test_log_in_filter_the_log_open_a_tenant_and_no_secret_anywhere(rehearsal: R
     _no_secret(d.page_source, [*rehearsal.secrets, ADMIN, APP_SECRET])
 
     d.find_element(By.LINK_TEXT, "Integrations").click()
+    until_heading("Integrations")
     d.find_element(By.LINK_TEXT, "casa-sol").click()
-    assert d.find_element(By.TAG_NAME, "h1").text == "Tenant casa-sol"
+    until_heading("Tenant casa-sol")
     checklist = d.find_element(By.CSS_SELECTOR, "ul.checklist").text
     assert "☐ to do: Hospitable API key answers and its webhook delivers" in checklist
     assert "progressing" in d.find_element(By.TAG_NAME, "table").text
@@ -109,11 +115,12 @@ def test_log_in_filter_the_log_open_a_tenant_and_no_secret_anywhere(rehearsal: R
 
     for slug in ("acme", "blue-harbor"):
         d.get(f"{base}/admin/tenants/{slug}")
-        assert d.find_element(By.TAG_NAME, "h1").text == f"Tenant {slug}"
+        until_heading(f"Tenant {slug}")
         _no_secret(d.page_source, [*rehearsal.secrets, ADMIN, APP_SECRET])
     d.get(f"{base}/admin/logs")
     _no_secret(d.page_source, [*rehearsal.secrets, ADMIN, APP_SECRET])
 
     d.find_element(By.CSS_SELECTOR, "header form button").click()  # log out
+    until_heading("Log in")
     d.get(f"{base}/admin/")
     assert d.current_url.endswith("/admin/login")
