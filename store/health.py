@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, and_, case, delete, func, insert, select
+from sqlalchemy import Engine, String, and_, case, column, delete, func, insert, select, values
 
 from store.engine import begin_write
 from store.schema import health_results, webhook_log
@@ -47,12 +47,16 @@ def record_run(engine: Engine, results: Sequence[HealthResult], *, keep: timedel
     return len(results)
 
 
-def latest(engine: Engine, tenant: str | None = None) -> list[HealthResult]:
-    """The rows of the newest run per (tenant, provider), ordered by tenant, provider, address."""
+def latest(engine: Engine, tenant: str | None = None, *, tenants: Sequence[str] | None = None) -> list[
+        HealthResult]:
+    """The rows of the newest run per (tenant, provider), ordered by tenant, provider, address; only
+    `tenant`'s or `tenants`' when given."""
     h = health_results.c
     newest = select(h.tenant, h.provider, func.max(h.checked_at).label("at")).group_by(h.tenant, h.provider)
     if tenant is not None:
         newest = newest.where(h.tenant == tenant)
+    if tenants is not None:
+        newest = newest.where(h.tenant.in_(list(tenants)))
     sub = newest.subquery()
     stmt = (select(health_results)
             .join(sub, and_(h.tenant == sub.c.tenant, h.provider == sub.c.provider, h.checked_at == sub.c.at))
@@ -94,28 +98,69 @@ def accepted_bodies(engine: Engine, provider: str, *, since: datetime, limit: in
         return [(r.tenant, r.body) for r in conn.execute(stmt)]
 
 
-def last_accepted(engine: Engine) -> dict[tuple[str, str], datetime]:
-    """(tenant, provider) → the newest accepted request (any age). One GROUP BY; callers cache it."""
+def last_accepted(engine: Engine, pairs: Sequence[tuple[str, str]] | None = None) -> dict[
+        tuple[str, str], datetime]:
+    """(tenant, provider) → the newest accepted request (any age). Without `pairs`: one GROUP BY over the
+    log (callers cache it). With `pairs`: one index probe each ((tenant, provider, received_at) read
+    backwards to the first accepted row), for pages that show a few tenants of a big log."""
     c = webhook_log.c
-    stmt = (select(c.tenant, c.provider, func.max(c.received_at).label("last"))
-            .where(c.outcome == "accepted", c.tenant.is_not(None)).group_by(c.tenant, c.provider))
+    if pairs is None:
+        stmt = (select(c.tenant, c.provider, func.max(c.received_at).label("last"))
+                .where(c.outcome == "accepted", c.tenant.is_not(None)).group_by(c.tenant, c.provider))
+        with engine.connect() as conn:
+            return {(r.tenant, r.provider): r.last for r in conn.execute(stmt) if r.last is not None}
+    if not pairs:
+        return {}
+    if engine.dialect.name == "sqlite":  # no aliased VALUES lists; in-process, a probe each costs no round trip
+        out: dict[tuple[str, str], datetime] = {}
+        with engine.connect() as conn:
+            for tenant, provider in pairs:
+                last = conn.execute(select(func.max(c.received_at)).where(
+                    c.tenant == tenant, c.provider == provider, c.outcome == "accepted")).scalar_one_or_none()
+                if last is not None:
+                    out[(tenant, provider)] = last
+        return out
+    p = values(column("tenant", String(64)), column("provider", String(32)), name="pairs").data(list(pairs))
+    newest = (select(func.max(c.received_at))
+              .where(c.tenant == p.c.tenant, c.provider == p.c.provider, c.outcome == "accepted")
+              .scalar_subquery())
     with engine.connect() as conn:
-        return {(r.tenant, r.provider): r.last for r in conn.execute(stmt) if r.last is not None}
+        return {(r[0], r[1]): r[2] for r in conn.execute(select(p.c.tenant, p.c.provider, newest))
+                if r[2] is not None}
 
 
-def hourly_accepted(engine: Engine, tenant: str, *, now: datetime, hours: int = 24) -> list[int]:
-    """Accepted requests of a tenant per hour, oldest first, the last bucket ending at `now` (for the
-    page's inbound-rate chart). Reads the (tenant, provider, received_at) index's range for the tenant."""
+def tenants_with_results(engine: Engine) -> list[str]:
+    with engine.connect() as conn:
+        return [r[0] for r in conn.execute(select(health_results.c.tenant).distinct())]
+
+
+def window_counts(engine: Engine, tenants: Sequence[str], *, now: datetime,
+                  window: timedelta = timedelta(hours=24)) -> dict[tuple[str, str], tuple[int, int]]:
+    """(tenant, provider) → (accepted, rejected) in `[now - window, now]` for the given tenants."""
+    c = webhook_log.c
+    stmt = (select(c.tenant, c.provider,
+                   func.sum(case((c.outcome == "accepted", 1), else_=0)).label("a"),
+                   func.sum(case((c.outcome == "rejected", 1), else_=0)).label("r"))
+            .where(c.tenant.in_(list(tenants)), c.received_at >= now - window, c.received_at <= now)
+            .group_by(c.tenant, c.provider))
+    with engine.connect() as conn:
+        return {(r.tenant, r.provider): (int(r.a or 0), int(r.r or 0)) for r in conn.execute(stmt)}
+
+
+def hourly_accepted(engine: Engine, tenants: Sequence[str], *, now: datetime, hours: int = 24) -> dict[
+        str, list[int]]:
+    """Accepted requests per tenant per hour, oldest first, the last bucket ending at `now` (the page's
+    inbound-rate chart). One range read over the log's received_at index."""
     c = webhook_log.c
     since = now - timedelta(hours=hours)
-    stmt = select(c.received_at).where(c.tenant == tenant, c.outcome == "accepted", c.received_at > since,
-                                       c.received_at <= now)
-    buckets = [0] * hours
+    stmt = select(c.tenant, c.received_at).where(c.tenant.in_(list(tenants)), c.outcome == "accepted",
+                                                 c.received_at > since, c.received_at <= now)
+    out = {t: [0] * hours for t in tenants}
     with engine.connect() as conn:
-        for (when,) in conn.execute(stmt):
+        for tenant, when in conn.execute(stmt):
             i = int((when - since).total_seconds() // 3600)
-            buckets[min(max(i, 0), hours - 1)] += 1
-    return buckets
+            out[tenant][min(max(i, 0), hours - 1)] += 1
+    return out
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,6 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine
 
 from store import health as store_health
-from store.webhook_log import stats
 from webhook_server.admin.chart import Bar, bars
 
 # The webhook log's provider names; health rows use the same (2N and SMTP never send webhooks).
@@ -44,26 +43,31 @@ def _worst(rows: Sequence[store_health.HealthResult]) -> str | None:
     return min((r.health for r in rows), key=lambda h: SEVERITY.get(h, 9)) if rows else None
 
 
-def tenants(engine: Engine, slugs: Sequence[str], *, now: datetime, one: str | None = None) -> list[TenantView]:
-    """Views for `slugs` (the routing's tenants) plus any tenant with health results; `one` restricts."""
-    results = store_health.latest(engine, one)
-    counts = {(s.tenant, s.provider): s for s in stats(engine, now=now) if s.tenant}
-    last = store_health.last_accepted(engine)
-    names = sorted({*slugs, *(r.tenant for r in results)} if one is None else {one})
+def all_slugs(engine: Engine, routed: Sequence[str]) -> list[str]:
+    """The routing's tenants and any tenant with stored health results."""
+    return sorted({*routed, *store_health.tenants_with_results(engine)})
+
+
+def tenants(engine: Engine, names: Sequence[str], *, now: datetime) -> list[TenantView]:
+    """Views of the tenants `names` (a page of them): a fixed number of queries, each restricted to them."""
+    results = store_health.latest(engine, tenants=names)
+    counts = store_health.window_counts(engine, names, now=now)
+    last = store_health.last_accepted(engine, [(t, p) for t in names for p in PROVIDERS[:4]])
+    hourly = store_health.hourly_accepted(engine, names, now=now)
     out = []
     for slug in names:
         mine = [r for r in results if r.tenant == slug]
         cards = []
         for p in PROVIDERS:
             rows = [r for r in mine if r.provider == p]
-            st = counts.get((slug, p))
-            if not rows and st is None and (slug, p) not in last:
+            accepted, rejected = counts.get((slug, p), (0, 0))
+            if not rows and (slug, p) not in counts and (slug, p) not in last:
                 continue
             cards.append(Card(p, _worst(rows), max((r.checked_at for r in rows), default=None), rows,
-                              last.get((slug, p)), st.accepted if st else 0, st.rejected if st else 0))
+                              last.get((slug, p)), accepted, rejected))
         status = next((r.tenant_status for r in mine if r.tenant_status), None)
         start = now - timedelta(hours=24)
-        chart = bars(store_health.hourly_accepted(engine, slug, now=now), (start.hour + 1) % 24)
+        chart = bars(hourly[slug], (start.hour + 1) % 24)
         view = TenantView(slug, status, cards, chart, sum(c.accepted for c in cards),
                           sum(c.rejected for c in cards))
         if status == "onboarding":

@@ -23,6 +23,7 @@ from store.schema import OUTCOMES
 from webhook_server.admin import data, reasons, session
 
 PAGE = 50
+TENANTS_PER_PAGE = 25
 _env = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
                    autoescape=select_autoescape(default=True, default_for_string=True))
 _env.filters["explain"] = reasons.explain
@@ -95,18 +96,22 @@ class IntegrationsResource(_Page):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         engine = self._guard(req)
         now = datetime.now(UTC)
-        views = data.tenants(engine, list(self.slugs()), now=now)
-        render(resp, "index.html", tenants=views, now=now, title="Integrations")
+        names = data.all_slugs(engine, list(self.slugs()))
+        pages = max(1, -(-len(names) // TENANTS_PER_PAGE))
+        page = min(req.get_param_as_int("page", min_value=1, default=1) or 1, pages)
+        shown = names[(page - 1) * TENANTS_PER_PAGE:page * TENANTS_PER_PAGE]
+        views = data.tenants(engine, shown, now=now)
+        render(resp, "index.html", tenants=views, now=now, title="Integrations", page=page, pages=pages,
+               total=len(names))
 
 
 class TenantResource(_Page):
     def on_get(self, req: falcon.Request, resp: falcon.Response, slug: str) -> None:
         engine = self._guard(req)
-        known = set(self.slugs()) | {r.tenant for r in store_health.latest(engine, slug)}
-        if slug not in known:
+        if slug not in set(self.slugs()) and not store_health.latest(engine, slug):
             raise falcon.HTTPNotFound()
         now = datetime.now(UTC)
-        [view] = data.tenants(engine, [slug], now=now, one=slug)
+        [view] = data.tenants(engine, [slug], now=now)
         render(resp, "tenant.html", t=view, now=now, title=f"Tenant {slug}")
 
 
