@@ -86,14 +86,17 @@ def checklist(cards: Sequence[Card]) -> list[tuple[str, bool]]:
     def inbound(p: str) -> bool:
         return p in by and by[p].last_event is not None
 
-    return [
-        ("Hospitable API key answers and its webhook delivers (a verified event arrived)",
+    steps = [
+        ("hospitable", "Hospitable API key answers and its webhook delivers (a verified event arrived)",
          healthy("hospitable") and inbound("hospitable")),
-        ("WhatsApp number verified, WABA subscribed to the tenant's URL, a message received",
+        ("whatsapp", "WhatsApp number verified, WABA subscribed to the tenant's URL, a message received",
          healthy("whatsapp") and inbound("whatsapp")),
-        ("Nuki locks listed and teammates' codes in sync", healthy("nuki")),
-        ("2N intercoms answer and their users match", "twon" not in by or healthy("twon")),
-        ("SMTP: connect, STARTTLS and login work", "smtp" not in by or healthy("smtp")),
-        ("The last health run found every integration healthy",
-         bool(cards) and all(c.health == "healthy" for c in cards if c.health is not None)),
+        ("nuki", "Nuki locks listed and teammates' codes in sync", healthy("nuki")),
+        ("twon", "2N intercoms answer and their users match", healthy("twon")),
+        ("smtp", "SMTP: connect, STARTTLS and login work", healthy("smtp")),
+        ("beds24", "Beds24 token answers and its webhook delivers", healthy("beds24") and inbound("beds24")),
     ]
+    # Only the integrations the tenant has (a card exists), then the run as a whole.
+    return [(label, done) for p, label, done in steps if p in by] + [
+        ("The last health run found every integration healthy",
+         bool(cards) and all(c.health == "healthy" for c in cards if c.health is not None))]
