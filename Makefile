@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 
 PYTEST_ARGS ?=
 
-.PHONY: install demo test lint types imports actionlint zizmor schemas bench clean
+.PHONY: install demo test lint types imports actionlint zizmor schemas bench browser clean
 
 install: $(VENV)/.installed
 
@@ -52,6 +52,11 @@ bench: install
 	$(BIN)/python benchmarks/webhooks.py
 	$(BIN)/python benchmarks/reconcile.py
 	$(BIN)/python benchmarks/store_insert.py
+
+# Headless Chromium and its driver (Debian) for the Integrations page's browser tests (tests/health).
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver)
 
 clean:
 	rm -rf $(VENV) .state .mypy_cache .ruff_cache .pytest_cache

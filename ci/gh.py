@@ -165,10 +165,14 @@ def tenant_failures(health: Mapping[str, Any] | None, drift: Mapping[str, Any] |
                     drift_error: str = "") -> dict[str, TenantReport]:
     """slug → what fails: failed health checks, drift (changes the files do not account for), plan errors."""
     out: dict[str, TenantReport] = {}
-    for ch in (health or {}).get("checks", []):
-        out.setdefault(ch["tenant"], TenantReport())
-        if not ch["ok"]:
-            out[ch["tenant"]].failures.append(f"health {ch['provider']}/{ch['check']}: {ch.get('detail', '')}")
+    # `health --format json` (docs/health.md): a row fails when an active tenant's resource is degraded
+    # or missing, exactly what makes `health` exit 1; unknown/progressing/suspended are reported, not failed.
+    for row in (health or {}).get("rows", []):
+        out.setdefault(row["tenant"], TenantReport())
+        if row.get("health") in ("degraded", "missing") and row.get("tenant_status") == "active":
+            out[row["tenant"]].failures.append(
+                f"health {row['address']}: {row['health']}: {row.get('detail', '')}"
+                + (f" (what to do: {row['hint']})" if row.get("hint") else ""))
     for item in (drift or {}).get("items", []):
         rep = out.setdefault(item["tenant"], TenantReport())
         if item.get("error"):

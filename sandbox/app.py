@@ -33,6 +33,7 @@ from sandbox import beds24, hospitable, meta, nuki, platform, twon
 from sandbox.calls import Call
 from sandbox.common import send_json
 from sandbox.faults import FaultConfig
+from sandbox.smtp import SandboxSmtp
 from sandbox.world import World
 
 STATE_ENV = "TENANTCTL_SANDBOX_STATE"
@@ -251,6 +252,8 @@ def get_app() -> falcon.App[falcon.Request, falcon.Response]:
     $TENANTCTL_SANDBOX_BIND (host:port)."""
     path = os.environ.get(STATE_ENV)
     world = World.from_json(pathlib.Path(path).read_text()) if path else World()
+    # The SMTP emulator lives as long as the worker; `tenantctl health --sandbox` finds it via the state dir.
+    SandboxSmtp(world, pathlib.Path(os.environ.get("TENANTCTL_STATE_DIR", ".state"))).start()
     token_file = os.environ.get(TOKEN_FILE_ENV)
     token = pathlib.Path(token_file).read_text().strip() if token_file else ""
     bind = os.environ.get(BIND_ENV, "")

@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import json
 import secrets
+import time
 import urllib.parse
 from typing import Any
 
@@ -124,6 +125,8 @@ class NukiState:
     apply_after_s: float = 0.0  # 0: no time trigger (reads only); both 0: immediate
     next_auth_id: int = 1
     next_webhook_id: int = 1
+    # Latency knob: seconds listing a lock's auths takes, by lock ID (a slow bridge; health's 2 s check).
+    slow_locks: dict[str, float] = dataclasses.field(default_factory=dict)
     _clock: Clock = dataclasses.field(default=default_clock, repr=False, compare=False)
 
     # Seeding -----------------------------------------------------------------------------------
@@ -342,6 +345,9 @@ class LockAuthsResource(_Base):
         lock = self._lock(account, smartlock_id)
         types = self._types(req)
         state._on_read({lock.smartlock_id})
+        delay = state.slow_locks.get(str(lock.smartlock_id), 0.0)
+        if delay > 0:
+            time.sleep(delay)
         send_json(resp, 200, [a.view() for a in lock.auths.values() if types is None or a.type in types])
 
     @_guard

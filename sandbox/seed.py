@@ -64,6 +64,8 @@ def seed_world(tenants: Sequence[Tenant], *, domain: str, drift: bool = True,
     phone_drift_done = nuki_drift_done = hosp_drift_done = False
     for t in sorted(tenants, key=lambda t: t.slug):
         dom = t.domain or domain
+        if t.smtp is not None:  # the sandbox's SMTP server accepts the tenant's login
+            world.smtp.add_account(t.smtp.username, t.smtp.password.get_secret_value())
         wa = t.whatsapp
         if wa is not None and wa.business_account_id is not None:
             token = wa.access_token.get_secret_value()

@@ -20,10 +20,11 @@ from sandbox.hospitable import HospitableState
 from sandbox.meta import MetaState
 from sandbox.nuki import NukiState
 from sandbox.serde import from_plain, to_plain
+from sandbox.smtp import SmtpState
 from sandbox.twon import TwoNState
 
 PROVIDERS = ("meta", "nuki", "hospitable", "beds24", "2n")
-_STATE_FIELDS = ("meta", "nuki", "hospitable", "beds24", "twon")
+_STATE_FIELDS = ("meta", "nuki", "hospitable", "beds24", "twon", "smtp")
 
 
 @dataclasses.dataclass
@@ -33,6 +34,7 @@ class World:
     hospitable: HospitableState = dataclasses.field(default_factory=HospitableState)
     beds24: Beds24State = dataclasses.field(default_factory=Beds24State)
     twon: TwoNState = dataclasses.field(default_factory=TwoNState)
+    smtp: SmtpState = dataclasses.field(default_factory=SmtpState)
     # Runtime only, never serialised: the lock every request holds, the call log, served-mode faults.
     lock: threading.RLock = dataclasses.field(default_factory=threading.RLock, repr=False, compare=False)
     calls: CallLog = dataclasses.field(default_factory=CallLog, repr=False, compare=False)
@@ -62,7 +64,7 @@ class World:
         if unknown:
             raise ValueError(f"unknown providers in state: {sorted(unknown)}")
         classes: dict[str, type[Any]] = {"meta": MetaState, "nuki": NukiState, "hospitable": HospitableState,
-                                          "beds24": Beds24State, "twon": TwoNState}
+                                          "beds24": Beds24State, "twon": TwoNState, "smtp": SmtpState}
         kwargs = {name: from_plain(classes[name], value) for name, value in data.items()}
         return cls(**kwargs)
 

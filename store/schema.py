@@ -45,6 +45,7 @@ CHANGE_OUTCOMES = ("planned", "applied", "confirmed", "not_applied", "unknown", 
 DELIVERY_STATES = ("pending", "retrying", "delivered", "dead")
 DUE_PREDICATE = "delivery_state IN ('pending', 'retrying')"
 ATTEMPT_OUTCOMES = ("delivered", "failed", "error")
+HEALTH_STATUSES = ("healthy", "progressing", "degraded", "missing", "unknown", "suspended")
 
 metadata = MetaData(
     naming_convention={
@@ -231,4 +232,24 @@ provider_state = Table(
     Column("updated_at", UTCDateTime(), nullable=False),
     Column("updated_by", String(255), nullable=False),
     Index(None, "revision"),
+)
+
+# One row per checked resource per `tenantctl health` run (store.health); a run's rows share checked_at.
+health_results = Table(
+    "health_results",
+    metadata,
+    Column("id", _BigId, primary_key=True, autoincrement=True),
+    Column("checked_at", UTCDateTime(), nullable=False),
+    Column("tenant", String(64), nullable=False),
+    Column("provider", String(32), nullable=False),
+    Column("address", String(512), nullable=False),
+    Column("tenant_status", String(16), nullable=True),
+    Column("health", String(16), nullable=False),
+    Column("sync", String(16), nullable=True),
+    Column("detail", Text(), nullable=False),
+    Column("hint", Text(), nullable=False),
+    Column("duration_ms", Float(), nullable=False),
+    CheckConstraint(_in("health", HEALTH_STATUSES), name="health"),
+    Index(None, "tenant", "provider", "checked_at"),
+    Index(None, "checked_at"),
 )

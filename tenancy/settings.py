@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     )
     admin_token: SecretStr | None = Field(default=None, description="Bearer token for /admin endpoints.")
     max_body_bytes: int = Field(default=1_048_576, ge=1024, description="Largest webhook body accepted.")
+    metrics_store_ttl_s: float = Field(default=15.0, ge=0,
+                                       description="/metrics reads health and last events from the database at "
+                                                   "most this often (seconds).")
     sandbox: bool = Field(default=False, description="Point every provider at the local sandbox.")
     state_refresh_s: float = Field(
         default=2.0, gt=0, description="How often a webhook worker checks the provider state store for new secrets.")

@@ -52,7 +52,8 @@ def _register() -> None:
     from tenantctl.commands import tenants
 
     tenants.register(app)
-    for module in ("db", "webhooks", "serve", "deliver", "reconcile", "sandbox", "lock", "provider_state", "runs"):
+    for module in ("db", "webhooks", "serve", "deliver", "reconcile", "health", "simulate", "sandbox", "lock",
+                   "provider_state", "runs"):
         try:
             mod = __import__(f"tenantctl.commands.{module}", fromlist=["register"])
         except ModuleNotFoundError as e:

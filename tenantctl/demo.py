@@ -114,6 +114,11 @@ def send_webhooks(base: str, tenants_dir: Path) -> None:
                     headers={"X-Hub-Signature-256": wa_sig, "Content-Type": "application/json"}).status_code),
         ("an unknown tenant", httpx.post(f"{base}/api/webhooks/hospitable/t/nobody", content=b"{}").status_code),
     ]
+    if blue.beds24 is not None:
+        results.append(("Beds24 booking for blue-harbor, with its secret header", httpx.post(
+            f"{base}/api/webhooks/beds24/t/blue-harbor", content=b'{"booking": {"id": 1}}',
+            headers={"X-Tenantctl-Secret": blue.beds24.webhook_secret.get_secret_value(),
+                     "Content-Type": "application/json"}).status_code))
     print("\n# webhooks delivered to the server:")
     for what, status in results:
         print(f"  {status}  {what}")
@@ -211,6 +216,7 @@ def main() -> None:
         step(["db", "upgrade"])
         with background(["serve", "--bind", f"127.0.0.1:{server_port}"], f"{base}/healthz"):
             send_webhooks(base, tenants_dir)
+            step(["simulate", "booking", "acme", "--server", base])
             step(["webhooks", "stats"])
             step(["webhooks", "log", "--rejected"])
             metrics_port = free_port()

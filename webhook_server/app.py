@@ -20,6 +20,7 @@ from store.migrate import require_up_to_date
 from store.webhook_log import EventStore, GroupCommitEventStore
 from tenancy.redact import REDACTOR
 from tenancy.settings import Settings, load_settings
+from webhook_server import admin
 from webhook_server import routing as routing_holder
 from webhook_server.metrics import Metrics
 from webhook_server.pipeline import Clock, Limits, Pipeline, SystemClock
@@ -66,6 +67,7 @@ def create_app(
     app.add_route("/metrics", MetricsResource(metrics))
     token = settings.admin_token.get_secret_value().encode("utf-8") if settings.admin_token else None
     app.add_route("/admin/webhook-logs", AdminLogResource(token, reader))
+    admin.register(app, token, getattr(reader, "engine", None), lambda: sorted(routing.tenants))
     return app
 
 
@@ -96,7 +98,9 @@ def get_app() -> falcon.App[falcon.Request, falcon.Response]:
     with _stores_lock:
         _stores.append(store)
     log.info("webhook app ready: %d tenant(s)", len(routing))
-    return create_app(routing, store, settings, reader=EngineLogReader(engine))
+    metrics = Metrics()
+    metrics.attach_store(engine, settings.metrics_store_ttl_s)
+    return create_app(routing, store, settings, reader=EngineLogReader(engine), metrics=metrics)
 
 
 def shutdown() -> None:

@@ -1,4 +1,8 @@
-"""Prometheus metrics: requests by provider, tenant and outcome; a latency histogram.
+"""Prometheus metrics: requests by provider, tenant and outcome; a latency histogram; and, read from the
+database at scrape (cached `STORE_TTL_S`), the last health status per tenant/provider and the newest
+accepted event's time per tenant/provider (so "no Hospitable event in 24 h" is one alert rule:
+`time() - tenantctl_last_accepted_event_timestamp_seconds{provider="hospitable"} > 86400`), plus build
+info, so `/metrics` is never empty.
 
 Under gunicorn every worker is its own process, so metrics use prometheus_client's multiprocess mode:
 gunicorn.conf.py sets ``PROMETHEUS_MULTIPROC_DIR`` (under the state directory) before any worker imports
@@ -9,6 +13,11 @@ a single process) each :class:`Metrics` keeps its own registry.
 from __future__ import annotations
 
 import os
+import platform
+import threading
+import time
+from collections.abc import Callable, Iterator
+from importlib import metadata
 from typing import Any
 
 from prometheus_client import (
@@ -19,11 +28,84 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
+from sqlalchemy import Engine
 
+from store import health as store_health
 from webhook_server.server_config import MULTIPROC_ENV
 
 UNKNOWN_TENANT = "(unknown)"  # bounded label cardinality: unknown slugs are not labels
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+STORE_TTL_S = 15.0
+HEALTH_STATUSES = ("healthy", "progressing", "degraded", "missing", "unknown", "suspended")
+_SEVERITY = {"degraded": 0, "missing": 1, "unknown": 2, "progressing": 3, "suspended": 4, "healthy": 5}
+
+
+def _version() -> str:
+    try:
+        return metadata.version("tenantctl")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+class BuildInfoCollector:
+    """`tenantctl_build_info{version, python}` 1: present from the first scrape."""
+
+    def collect(self) -> Iterator[Any]:
+        info = InfoMetricFamily("tenantctl_build", "The running tenantctl's version and Python.")
+        info.add_metric([], {"version": _version(), "python": platform.python_version()})
+        yield info
+
+
+class StoreCollector:
+    """Health and last-event gauges from the database, at most one read per `ttl_s` (a scrape every few
+    seconds from several Prometheus servers costs one GROUP BY each way). A database that cannot be read
+    yields `tenantctl_store_read_ok 0` and the last values it had."""
+
+    def __init__(self, engine: Engine, ttl_s: float = STORE_TTL_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.engine, self.ttl_s, self._clock = engine, ttl_s, clock
+        self._lock = threading.Lock()
+        self._at: float | None = None
+        self._ok = True
+        self._health: dict[tuple[str, str], str] = {}
+        self._last: dict[tuple[str, str], float] = {}
+
+    def _refresh(self) -> None:
+        with self._lock:
+            now = self._clock()
+            if self._at is not None and now - self._at < self.ttl_s:
+                return
+            self._at = now
+            try:
+                worst: dict[tuple[str, str], str] = {}
+                for r in store_health.latest(self.engine):
+                    key = (r.tenant, r.provider)
+                    if key not in worst or _SEVERITY.get(r.health, 9) < _SEVERITY.get(worst[key], 9):
+                        worst[key] = r.health
+                last = {k: v.timestamp() for k, v in store_health.last_accepted(self.engine).items()}
+            except Exception:  # a scrape must answer whatever the database does
+                self._ok = False
+                return
+            self._ok, self._health, self._last = True, worst, last
+
+    def collect(self) -> Iterator[Any]:
+        self._refresh()
+        status = GaugeMetricFamily("tenantctl_health_status",
+                                   "Last `tenantctl health` result per tenant and provider: 1 for its worst "
+                                   "status, 0 for the others.", labels=["tenant", "provider", "status"])
+        for (tenant, provider), worst in sorted(self._health.items()):
+            for name in HEALTH_STATUSES:
+                status.add_metric([tenant, provider, name], 1.0 if name == worst else 0.0)
+        yield status
+        last = GaugeMetricFamily("tenantctl_last_accepted_event_timestamp_seconds",
+                                 "Unix time of the newest accepted webhook per tenant and provider.",
+                                 labels=["tenant", "provider"])
+        for (tenant, provider), when in sorted(self._last.items()):
+            last.add_metric([tenant, provider], when)
+        yield last
+        yield GaugeMetricFamily("tenantctl_store_read_ok", "1 when the last database read for metrics worked.",
+                                value=1.0 if self._ok else 0.0)
 
 
 class Metrics:
@@ -32,6 +114,7 @@ class Metrics:
     def __init__(self) -> None:
         self._multiprocess = bool(os.environ.get(MULTIPROC_ENV))
         self._registry = CollectorRegistry()
+        self._extra: list[Any] = [BuildInfoCollector()]
         self.requests = Counter(
             "tenantctl_webhook_requests",
             "Webhook requests by provider, tenant and outcome (accepted, duplicate, rejected, error).",
@@ -62,9 +145,26 @@ class Metrics:
             hist = self._histograms.setdefault(provider, self.latency.labels(provider))
         hist.observe(seconds)
 
+    def attach_store(self, engine: Engine, ttl_s: float = STORE_TTL_S) -> None:
+        """Serve the health and last-event gauges read from this database (see StoreCollector)."""
+        self._extra.append(StoreCollector(engine, ttl_s))
+
     def render(self) -> bytes:
+        registry = CollectorRegistry()
         if self._multiprocess:
-            registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-            return bytes(generate_latest(registry))
-        return bytes(generate_latest(self._registry))
+        else:
+            registry.register(_Forward(self._registry))
+        for collector in self._extra:
+            registry.register(collector)
+        return bytes(generate_latest(registry))
+
+
+class _Forward:
+    """Another registry's metrics inside the scrape's registry."""
+
+    def __init__(self, inner: CollectorRegistry) -> None:
+        self.inner = inner
+
+    def collect(self) -> Iterator[Any]:
+        yield from self.inner.collect()

@@ -20,7 +20,7 @@ from typing import Any
 from reconciler.diff import sort_changes
 from reconciler.errors import InvalidRequest, PermanentError
 from reconciler.model import Action, Change, Resource
-from reconciler.providers.base import ApplyResult, HealthCheck, Http, ProviderContext, plan_health
+from reconciler.providers.base import ApplyResult, HealthCheck, Http, ProviderContext, inbound_check, plan_health
 from tenancy.fingerprint import fingerprint
 from tenancy.model import Tenant
 from tenancy.urls import tenant_webhook_url
@@ -104,7 +104,18 @@ class HospitableProvider:
                              "(webhooks are set up by hand)")
 
     def health(self, tenant: Tenant, ctx: ProviderContext, http: Http) -> list[HealthCheck]:
-        return plan_health(self, tenant, ctx, http, "the API key lists the account's properties", _check)
+        """The API key answers, the properties map, and a verified webhook arrived within `ctx.window`
+        (the seed: "if none in 24 h, Hospitable's webhook may have been disabled")."""
+        hook = f"{NAME}.webhook[{tenant.slug}]"
+        checks = plan_health(self, tenant, ctx, http, "the API key lists the account's properties", _check)
+        url = _url(tenant, ctx)
+        inbound = inbound_check(
+            NAME, tenant, ctx, address=hook,
+            stale_hint="if none in 24 h, Hospitable's webhook may have been disabled: in Hospitable, Apps → "
+                       f"Webhooks, check that the webhook to {url} is enabled (re-enable or add it again)",
+            never_hint="set up the webhook by hand. " + _instructions(url, _fingerprint(tenant), False))
+        # The log's evidence, when read, replaces the plan's "done ever" view of the manual step.
+        return [c for c in checks if not (inbound and c.name == hook)] + inbound
 
 
 def _check(c: Change) -> tuple[bool, str] | None:
@@ -120,6 +131,10 @@ def _instructions(url: str, secret: str, done: bool) -> str:
              f"{', '.join(WEBHOOK_EVENTS)}. Its signing secret must equal the tenant file's "
              f"hospitable.webhook_secret (fingerprint #{secret}, as `tenantctl show` prints it).")
     return ("done: verified webhooks from Hospitable arrive. " if done else "") + steps
+
+
+def _fingerprint(tenant: Tenant) -> str:
+    return fingerprint(tenant, tenant.hospitable.webhook_secret) if tenant.hospitable else ""
 
 
 def _token(tenant: Tenant) -> str:

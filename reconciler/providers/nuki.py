@@ -31,16 +31,18 @@ each code write is 1 write + ≥1 read-back GET of that lock's auths.
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from reconciler.diff import diff, sort_changes
 from reconciler.errors import AnswerLost, InvalidRequest, OutcomeUnknown, PermanentError, ProviderError
+from reconciler.health_status import Health
 from reconciler.model import Action, Change, Resource, Sensitive
-from reconciler.providers.base import ApplyResult, HealthCheck, Http, ProviderContext, plan_health
+from reconciler.providers.base import ApplyResult, HealthCheck, Http, ProviderContext, check, error_check, plan_health
 from tenancy.model import Tenant, Weekday
 from tenancy.urls import tenant_webhook_url
 
@@ -400,7 +402,102 @@ class NukiProvider:
 
     # Health ---------------------------------------------------------------------------------------
     def health(self, tenant: Tenant, ctx: ProviderContext, http: Http) -> list[HealthCheck]:
-        return plan_health(self, tenant, ctx, http, "the API token lists the account's locks")
+        """The plan's rows, plus each lock's active keypad codes listed within `ctx.slow_s` (measured; the
+        seed: "within a second or two"): `nuki.keypad_codes[slug/<lock>]`, one GET per lock."""
+        checks = plan_health(self, tenant, ctx, http, "the API token lists the account's locks")
+        if not any(c.name == f"{NAME}.token[{tenant.slug}]" and c.ok for c in checks):
+            return checks  # the token row says why; listing would fail the same way
+        token, base = _token(tenant), _base(ctx)
+        for lock in sorted({int(r.name) for r in self.desired(tenant, ctx) if r.kind == "lock"}):
+            checks.append(self._listing_check(http, tenant.slug, base, token, lock, ctx.slow_s))
+        return checks
+
+    def _listing_check(self, http: Http, slug: str, base: str, token: str, lock: int, slow_s: float) -> HealthCheck:
+        address = f"{NAME}.keypad_codes[{slug}/{lock}]"
+        started = time.monotonic()
+        try:
+            auths = _list(self._call(http, "GET", f"{base}/smartlock/{lock}/auth", token, params={"types": KEYPAD}))
+        except ProviderError as err:
+            return error_check(NAME, slug, address, err, time.monotonic() - started)
+        took = time.monotonic() - started
+        active = sum(1 for a in auths if a.get("type") == KEYPAD and a.get("enabled", True))
+        detail = f"{active} active keypad code(s) listed in {took:.2f} s"
+        if took > slow_s:
+            return check(NAME, slug, address, Health.DEGRADED, f"{detail}, slower than {slow_s:g} s",
+                         "the lock's bridge or Nuki's servers answer slowly: check the lock's Wi-Fi/bridge "
+                         "connection in the Nuki app; codes issued now may reach the lock late", duration_s=took)
+        return check(NAME, slug, address, Health.HEALTHY, detail, duration_s=took)
+
+    def round_trip(self, tenant: Tenant, ctx: ProviderContext, http: Http) -> list[HealthCheck]:
+        """`--active`: issue a temporary maintenance keypad code (valid for one hour, name `tc:health check`)
+        on the tenant's first lock, wait until the lock lists it, delete it, wait until it is gone.
+
+        Leaves nothing behind: whatever step fails, every code of that name on the lock is deleted at the
+        end (a create whose answer was lost included). The code itself is random, never shown, and passed
+        to the HTTP client as a secret. Row: `nuki.maintenance_code[slug/<lock>]` with the three times."""
+        locks = sorted({int(r.name) for r in self.desired(tenant, ctx) if r.kind == "lock"})
+        if not locks:
+            return []
+        slug, lock, token, base = tenant.slug, locks[0], _token(tenant), _base(ctx)
+        address = f"{NAME}.maintenance_code[{slug}/{lock}]"
+        url = f"{base}/smartlock/{lock}/auth"
+        code = _maintenance_code()
+        now = datetime.now(UTC)
+        body = {"name": ROUND_TRIP_NAME, "type": KEYPAD, "code": code, "remoteAllowed": False,
+                "allowedFromDate": now.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+                "allowedUntilDate": (now + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+                "allowedWeekDays": 127, "allowedFromTime": 0, "allowedUntilTime": 0}
+        times: list[str] = []
+        step, started = "issue", time.monotonic()
+        try:
+            self._call(http, "PUT", url, token, json=body, extra=str(code))
+            times.append(f"issued in {time.monotonic() - started:.2f} s")
+            step, t = "list", time.monotonic()
+            auths = self._poll(http, url, token, lambda auths: [a for a in auths if a.get("name") == ROUND_TRIP_NAME])
+            times.append(f"listed after {time.monotonic() - t:.2f} s")
+            step, t = "delete", time.monotonic()
+            for a in auths:
+                self._call(http, "DELETE", f"{url}/{a['id']}", token)
+            self._poll(http, url, token, lambda auths: [True] if not any(
+                a.get("name") == ROUND_TRIP_NAME for a in auths) else [])
+            times.append(f"deleted after {time.monotonic() - t:.2f} s")
+        except Exception as err:  # whatever failed, clean up first
+            left = self._clean_up(http, url, token)
+            row = error_check(NAME, slug, address, err, time.monotonic() - started)
+            return [replace(row, detail=f"the {step} step failed: {row.detail}" + (
+                "; " + "; ".join(times) if times else "") + f"; clean-up: {left}")]
+        return [check(NAME, slug, address, Health.HEALTHY, "maintenance code " + ", ".join(times),
+                      duration_s=time.monotonic() - started)]
+
+    def _poll(self, http: Http, url: str, token: str,
+              found: Callable[[list[dict[str, Any]]], list[Any]]) -> list[Any]:
+        for delay in (0.0, *self.readback_delays):
+            if delay:
+                self._sleep(delay)
+            hits = found(_list(self._call(http, "GET", url, token, params={"types": KEYPAD})))
+            if hits:
+                return hits
+        raise PermanentError(NAME, f"the lock did not show the change after {sum(self.readback_delays):.1f} s")
+
+    def _clean_up(self, http: Http, url: str, token: str) -> str:
+        """Delete every round-trip code on the lock; say whether any is left."""
+        asked: set[str] = set()  # a delete reaches the lock later: ask once per code, then watch
+        try:
+            for delay in (0.0, *self.readback_delays):
+                if delay:
+                    self._sleep(delay)
+                ours = [a for a in _list(self._call(http, "GET", url, token, params={"types": KEYPAD}))
+                        if a.get("name") == ROUND_TRIP_NAME]
+                if not ours:
+                    return "nothing left on the lock"
+                for a in ours:
+                    if str(a["id"]) not in asked:
+                        self._call(http, "DELETE", f"{url}/{a['id']}", token)
+                        asked.add(str(a["id"]))
+        except ProviderError as err:
+            return f"could not verify ({err}): delete the code named {ROUND_TRIP_NAME!r} in the Nuki app"
+        return (f"a code named {ROUND_TRIP_NAME!r} may remain: delete it in the Nuki app (or run `tenantctl apply`: "
+                "a managed code no teammate declares is deleted)")
 
     # HTTP -----------------------------------------------------------------------------------------
     # Every call follows an operation of specs/nuki-web-api-4.4.1.swagger.json (docs/provider-calls.md).
@@ -414,6 +511,17 @@ class NukiProvider:
         if resp.status_code >= 400:  # a client that hands error responses back instead of raising
             raise PermanentError(NAME, "Nuki API error", status=resp.status_code)
         return resp.json() if resp.content else None
+
+
+ROUND_TRIP_NAME = MARKER + "health check"
+
+
+def _maintenance_code() -> int:
+    """Six digits from 1-9, not starting with 12 (Nuki's rules for keypad codes)."""
+    while True:
+        text = "".join(str(1 + secrets.randbelow(9)) for _ in range(6))
+        if not text.startswith("12"):
+            return int(text)
 
 
 def _token(tenant: Tenant) -> str:

@@ -54,8 +54,9 @@ from reconciler.errors import (
     PermissionDenied,
     ProviderError,
 )
+from reconciler.health_status import Health, Sync
 from reconciler.model import Action, Change, Resource, Sensitive
-from reconciler.providers.base import ApplyResult, HealthCheck, Http, ProviderContext
+from reconciler.providers.base import ApplyResult, HealthCheck, Http, ProviderContext, error_check
 from tenancy.model import Intercom, Property, Teammate, Tenant, Weekday
 
 NAME = "twon"
@@ -323,22 +324,27 @@ class TwoNProvider:
             try:
                 live = self._observe_device(tenant, ctx, http, prop, ic)
             except ProviderError as err:
-                checks.append(HealthCheck(NAME, slug, where, False, f"the intercom does not answer: {err}"))
+                checks.append(replace(error_check(NAME, slug, where, err),
+                                      detail=f"the intercom does not answer: {err}"))
                 continue
             serial = live[0].attrs.get("serial")
             if serial != ic.device_id:
                 checks.append(HealthCheck(NAME, slug, where, False, (
-                    f"the host answers as device {serial!r}, not {ic.device_id!r}: it points at another device")))
+                    f"the host answers as device {serial!r}, not {ic.device_id!r}"), Health.DEGRADED,
+                    hint="the intercom's host in the tenant file points at another device: correct it"))
                 continue
             checks.append(HealthCheck(NAME, slug, where, True, f"answers; serial {serial} matches"))
             users = [c for c in self.plan(tenant, ctx, live) if c.kind == "dir_user"
                      and c.address.startswith(f"twon.dir_user[{slug}/{prop.key}/")]
             ok = [c for c in users if c.action is Action.NOOP]
             wanted = [c for c in users if c.desired is not None]
-            checks.append(HealthCheck(NAME, slug, f"twon.dir_users[{slug}/{prop.key}]", len(ok) == len(users),
+            in_sync = len(ok) == len(users)
+            checks.append(HealthCheck(NAME, slug, f"twon.dir_users[{slug}/{prop.key}]", in_sync,
                                       f"{len(ok)}/{len(wanted)} managed users in sync" + (
-                                          "" if len(ok) == len(users) else
-                                          f"; {len(users) - len(ok)} pending (run plan)")))
+                                          "" if in_sync else f"; {len(users) - len(ok)} pending"),
+                                      Health.HEALTHY if in_sync else Health.DEGRADED,
+                                      Sync.IN_SYNC if in_sync else Sync.OUT_OF_SYNC,
+                                      "" if in_sync else "run `tenantctl plan` to review, then `tenantctl apply`"))
         return checks
 
     # HTTP -----------------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ that Meta leaves out never becomes an error: the check it feeds is skipped and t
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -44,8 +45,18 @@ from reconciler.errors import (
     ProviderError,
     TemporaryError,
 )
+from reconciler.health_status import Health
 from reconciler.model import Action, Change, Resource
-from reconciler.providers.base import ApplyResult, HealthCheck, Http, ProviderContext, plan_health
+from reconciler.providers.base import (
+    ApplyResult,
+    HealthCheck,
+    Http,
+    ProviderContext,
+    check,
+    error_check,
+    inbound_check,
+    plan_health,
+)
 from tenancy.model import Tenant
 from tenancy.urls import tenant_webhook_url
 
@@ -272,7 +283,42 @@ class WhatsAppProvider:
 
     # Health ---------------------------------------------------------------------------------------
     def health(self, tenant: Tenant, ctx: ProviderContext, http: Http) -> list[HealthCheck]:
-        return plan_health(self, tenant, ctx, http, "the access token reads the WABA")
+        """The plan's rows (token, subscription callback = the tenant's URL, number verified), plus the
+        number's quality rating (FLAGGED/RED, or an account-level event in the window: degraded) and the
+        inbound messages in the window."""
+        checks = plan_health(self, tenant, ctx, http, "the access token reads the WABA")
+        wa = tenant.whatsapp
+        if wa is None or not any(c.name == f"{NAME}.token[{tenant.slug}]" and c.ok for c in checks):
+            return checks
+        if wa.phone_number_id:
+            checks.append(self._quality_check(tenant, ctx, http, wa.phone_number_id,
+                                              wa.access_token.get_secret_value()))
+        return [*checks, *inbound_check(
+            NAME, tenant, ctx,
+            stale_hint="send a test message to the number; if it does not appear in `tenantctl webhooks log`, "
+                       "check the WABA subscription (`tenantctl plan`) and the app's webhook in Meta's App Dashboard",
+            never_hint="send a test message to the number and check `tenantctl webhooks log`")]
+
+    def _quality_check(self, tenant: Tenant, ctx: ProviderContext, http: Http, pid: str, token: str) -> HealthCheck:
+        address = f"{NAME}.phone_quality[{tenant.slug}/{pid}]"
+        started = time.monotonic()
+        try:
+            # getPhoneNumberById documents quality_rating and name_status (specs/, v23.0); not `status`.
+            phone = self._get(http, f"{_base(ctx)}/{pid}", token, params={"fields": "quality_rating,name_status"})
+        except ProviderError as err:
+            return error_check(NAME, tenant.slug, address, err, time.monotonic() - started)
+        took = time.monotonic() - started
+        rating = str(phone.get("quality_rating") or "UNKNOWN").upper()
+        alerts = list(ctx.account_events.get(tenant.slug, ()))
+        detail = f"quality rating {rating}" + (f"; name status {phone['name_status']}"
+                                               if phone.get("name_status") else "")
+        if rating in ("FLAGGED", "RED") or alerts:
+            why = "; ".join([detail, *(f"recorded in the window: {a}" for a in alerts[:5])])
+            return check(NAME, tenant.slug, address, Health.DEGRADED, why,
+                         "open WhatsApp Manager → Phone numbers / Account quality: read the notice, fix the "
+                         "template or messaging pattern it names; a flagged number may lose its messaging limit",
+                         duration_s=took)
+        return check(NAME, tenant.slug, address, Health.HEALTHY, detail, duration_s=took)
 
     # HTTP -----------------------------------------------------------------------------------------
     def _get(self, http: Http, url: str, token: str,

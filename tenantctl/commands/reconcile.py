@@ -1,7 +1,7 @@
 """`tenantctl plan | apply | health`: wire tenants, providers, the HTTP client and the database.
 
 Exit codes (Terraform's detailed exit code): plan 0 no changes, 2 changes, 1 error; apply 0 success,
-1 any failure; health 0 all checks pass, 1 otherwise.
+1 any failure. `health` lives in tenantctl/commands/health.py.
 
 Database: every plan and apply is recorded (store.runs). The local SQLite default is migrated
 automatically at first use (a fresh checkout just works); any other database (PostgreSQL, shared with the
@@ -21,14 +21,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 from sqlalchemy import Engine
 
 from reconciler import engine as eng
 from reconciler import platform
 from reconciler.config import ReconcileConfig, host_of, limits_for, limits_from_env, make_config
 from reconciler.errors import ReconcileError, StalePlan
-from reconciler.health import all_ok, run_health
 from reconciler.http import HttpClient
 from reconciler.plan import (
     Plan,
@@ -78,7 +76,6 @@ PruneOpt = Annotated[bool, typer.Option("--prune", help="Also delete foreign res
 def register(app: typer.Typer) -> None:
     app.command("plan")(plan)
     app.command("apply")(apply)
-    app.command("health")(health)
 
 
 @dataclass
@@ -389,36 +386,3 @@ def _writer(loaded: Sequence[LoadedTenant], db: Engine, who: str) -> eng.WriteBa
 
     return write
 
-
-def health(
-    ctx: typer.Context,
-    *,
-    tenant: TenantOpt = None,
-    provider: ProviderOpt = None,
-    fmt: Annotated[str, typer.Option("--format", help="text | json")] = "text",
-    sandbox: SandboxOpt = False,
-) -> None:
-    """Run the providers' read-only health checks; exit 1 if any fails."""
-    c: Context = ctx.obj
-    if fmt not in ("text", "json"):
-        raise typer.BadParameter("use text or json", param_hint="--format")
-    # The database is read for evidence only: a verified Hospitable webhook marks its manual step done.
-    with session(c, tenant, provider, sandbox) as s:
-        checks = run_health([lt.tenant for lt in s.loaded], s.providers, s.ctx, s.http,
-                            workers=s.config.limits.tenant_workers)
-        if s.with_platform:
-            checks = [*s.app.health(s.ctx, s.http), *checks]
-    failed = sum(1 for ch in checks if not ch.ok)
-    if fmt == "json":
-        c.echo(json.dumps({"ok": all_ok(checks), "failed": failed, "checks": [
-            {"tenant": ch.tenant, "provider": ch.provider, "check": ch.name, "ok": ch.ok,
-             "detail": REDACTOR.scrub(ch.detail)} for ch in checks]}, indent=2))
-        raise typer.Exit(0 if all_ok(checks) else 1)
-    table = Table(title="Health")
-    for col in ("tenant", "provider", "check", "ok", "detail"):
-        table.add_column(col)
-    for ch in checks:
-        table.add_row(ch.tenant, ch.provider, ch.name, "ok" if ch.ok else "FAIL", REDACTOR.scrub(ch.detail))
-    c.out.print(table)
-    c.echo(f"{len(checks)} check(s), {failed} failed")
-    raise typer.Exit(0 if all_ok(checks) else 1)

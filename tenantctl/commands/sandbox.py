@@ -75,6 +75,7 @@ def inprocess_transport() -> Iterator[httpx.BaseTransport | None]:
         return
     # Imported only here: the sandbox (and falcon) stay out of ordinary CLI runs.
     from sandbox.faults import FaultConfig
+    from sandbox.smtp import SandboxSmtp
     from sandbox.transport import sandbox_transport
     from sandbox.world import World
 
@@ -84,9 +85,11 @@ def inprocess_transport() -> Iterator[httpx.BaseTransport | None]:
     faults = FaultConfig.from_dict(json.loads(faults_json)) if faults_json else None
     latency = float(os.environ.get(LATENCY_ENV, "0") or 0)
     transport = sandbox_transport(world, faults=faults, latency_s=latency)
+    smtp = SandboxSmtp(world, Path(os.environ.get("TENANTCTL_STATE_DIR", ".state"))).start()
     try:
         yield transport
     finally:
+        smtp.stop()
         state.write_text(world.to_json())
         calls = state.with_suffix(".calls.json")
         calls.write_text(json.dumps(world.calls.to_dict()))

@@ -177,9 +177,13 @@ def test_a_merge_without_a_reviewed_plan_applies_nothing(fake: FakeGitHub, tmp_p
 
 
 def test_one_issue_per_failing_tenant_updated_then_closed(fake: FakeGitHub, tmp_path: Path) -> None:
-    health = {"checks": [
-        {"tenant": "acme", "provider": "nuki", "check": "token", "ok": False, "detail": "401 <b>"},
-        {"tenant": "blue-harbor", "provider": "whatsapp", "check": "token", "ok": True, "detail": "ok"}]}
+    health = {"format_version": 1, "rows": [  # as `tenantctl health --format json` writes it
+        {"tenant": "acme", "tenant_status": "active", "provider": "nuki", "address": "nuki.token[acme]",
+         "health": "degraded", "detail": "401 <b>", "hint": "issue a new API token"},
+        {"tenant": "blue-harbor", "tenant_status": "active", "provider": "whatsapp",
+         "address": "whatsapp.token[blue-harbor]", "health": "healthy", "detail": "ok", "hint": ""},
+        {"tenant": "blue-harbor", "tenant_status": "active", "provider": "smtp",
+         "address": "smtp.connect[blue-harbor]", "health": "unknown", "detail": "unreachable", "hint": ""}]}
     drift = {"items": [{"tenant": "blue-harbor", "provider": "whatsapp", "error": None, "changes": [
         {"action": "update", "address": "whatsapp.phone_webhook[blue-harbor/1]"}]}]}
     (tmp_path / "h.json").write_text(json.dumps(health))
@@ -195,7 +199,7 @@ def test_one_issue_per_failing_tenant_updated_then_closed(fake: FakeGitHub, tmp_
     assert gh.main(args) == 1  # still failing: the same issues, updated
     assert len(fake.issues) == 2
 
-    health["checks"][0]["ok"] = True  # acme recovers
+    health["rows"][0]["health"] = "healthy"  # acme recovers
     (tmp_path / "h.json").write_text(json.dumps(health))
     assert gh.main(args) == 1
     by_title = {i["title"]: i for i in fake.issues.values()}

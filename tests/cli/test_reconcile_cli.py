@@ -285,7 +285,7 @@ def test_under_faults_every_report_line_is_true_and_apply_converges(
 
 def test_health_reports_failing_checks_with_exit_1(rehearsal: Rehearsal) -> None:
     code, out = run("health", "--sandbox")
-    assert code == 1 and "FAIL" in out
+    assert code == 1 and "degraded" in out
     assert_no_secret(out, rehearsal.secrets)
 
 

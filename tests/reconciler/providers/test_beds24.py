@@ -22,7 +22,7 @@ def test_health_checks_the_token_and_each_declared_property() -> None:
     world.beds24.add_property(TOKEN, 101, "Old Town")
     checks = provider.health(tenant_with([101, 202]), make_ctx(), SimpleHttp(sandbox_transport(world)))
     assert [(c.name, c.ok) for c in checks] == [
-        ("token", True), (f"beds24.property[{SLUG}/101]", True), (f"beds24.property[{SLUG}/202]", False)]
+        ("beds24.token[acme]", True), (f"beds24.property[{SLUG}/101]", True), (f"beds24.property[{SLUG}/202]", False)]
     assert len(world.calls.calls("beds24")) == 1
 
 

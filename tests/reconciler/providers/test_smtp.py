@@ -120,7 +120,7 @@ def test_a_server_that_accepts_the_login_is_healthy(server: _Server, mechanisms:
     server.behaviour.mechanisms = mechanisms
     asked: list[tuple[str, int, float]] = []
     checks = run(loopback(server.server_address[1], asked), smtp_tenant())
-    assert [(c.name, c.ok) for c in checks] == [("connect", True), ("login", True)]
+    assert [(c.name, c.ok) for c in checks] == [("smtp.connect[acme]", True), ("smtp.login[acme]", True)]
     assert "without TLS" in checks[-1].detail
     assert asked == [("smtp.acme.example", 587, 10.0)]
     assert server.behaviour.lines[-1].upper() == "QUIT"
@@ -133,14 +133,14 @@ def test_a_refused_login_fails_with_the_reply_code_and_never_the_password(server
     checks = run(loopback(server.server_address[1], []), smtp_tenant(password=wrong))
     assert all(wrong not in c.detail for c in checks)
     [failed] = [c for c in checks if not c.ok]
-    assert failed.name == "login"
+    assert failed.name == "smtp.login[acme]"
     assert "refused the login" in failed.detail and "535" in failed.detail
     assert server.behaviour.lines[-1].upper() == "QUIT"
 
 
 def test_starttls_required_but_not_offered_fails_before_any_credential_is_sent(server: _Server) -> None:
     checks = run(loopback(server.server_address[1], []), smtp_tenant(starttls=True))
-    assert [(c.name, c.ok) for c in checks] == [("connect", True), ("starttls", False)]
+    assert [(c.name, c.ok) for c in checks] == [("smtp.connect[acme]", True), ("smtp.starttls[acme]", False)]
     assert "does not offer STARTTLS" in checks[-1].detail
     assert not [line for line in server.behaviour.lines if line.upper().startswith("AUTH")]
 
@@ -151,7 +151,7 @@ def test_a_refused_connection_is_a_failed_check() -> None:
         port = s.getsockname()[1]
     checks = run(loopback(port, []), smtp_tenant())
     [failed] = checks
-    assert (failed.name, failed.ok) == ("connect", False)
+    assert (failed.name, failed.ok) == ("smtp.connect[acme]", False)
     assert "cannot connect to smtp.acme.example:587" in failed.detail
     assert "ConnectionRefusedError" in failed.detail
 

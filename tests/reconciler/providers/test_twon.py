@@ -227,7 +227,7 @@ def test_health_says_the_device_answers_and_how_many_users_are_in_sync() -> None
     assert [c.detail for c in checks if c.name == f"twon.dir_users[{SLUG}/p1]"] == ["2/2 managed users in sync"]
     world.twon.devices[DEVICES["p1"]].users.clear()
     [drift] = [c for c in provider.health(tenant, make_ctx(), http) if c.name == f"twon.dir_users[{SLUG}/p1]"]
-    assert (drift.ok, drift.detail) == (False, "0/2 managed users in sync; 2 pending (run plan)")
+    assert (drift.ok, drift.detail) == (False, "0/2 managed users in sync; 2 pending")
 
 
 def test_writes_are_sets_by_uuid_so_a_retried_or_raced_write_converges() -> None:

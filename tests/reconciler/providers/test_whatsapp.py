@@ -233,7 +233,7 @@ def test_health_is_green_once_applied() -> None:
     apply_all(provider, tenant, ctx, plan_live(provider, tenant, ctx, http), http)
     checks = provider.health(tenant, ctx, http)
     assert all(c.ok for c in checks), checks
-    assert {c.name for c in checks} >= {"token", SUB, NUMBER}
+    assert {c.name for c in checks} >= {"whatsapp.token[acme]", SUB, NUMBER}
 
 
 class _Without(httpx.BaseTransport):

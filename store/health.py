@@ -1,0 +1,207 @@
+"""Health results: every row of every `tenantctl health` run, so the page and `/metrics` show the last one
+without re-running it; and the webhook log's evidence the checks read (last verified event, counts).
+
+Details and hints passed in must already be redacted by the caller (the reconciler knows the secrets).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Engine, String, and_, case, column, delete, func, insert, select, values
+
+from store.engine import begin_write
+from store.schema import health_results, webhook_log
+
+KEEP = timedelta(days=30)  # older results are pruned when a run is recorded
+
+
+@dataclass(frozen=True)
+class HealthResult:
+    tenant: str
+    provider: str
+    address: str
+    health: str  # healthy | progressing | degraded | missing | unknown | suspended
+    sync: str | None  # "in sync" | "out of sync" | None
+    detail: str
+    hint: str
+    duration_ms: float
+    checked_at: datetime
+    tenant_status: str | None = None  # onboarding | active | suspended, as the tenant file said
+
+
+def record_run(engine: Engine, results: Sequence[HealthResult], *, keep: timedelta = KEEP) -> int:
+    """Store one run's rows (one transaction) and prune results older than `keep`; returns rows stored."""
+    if not results:
+        return 0
+    newest = max(r.checked_at for r in results)
+    with begin_write(engine) as conn:
+        conn.execute(insert(health_results), [{
+            "checked_at": r.checked_at, "tenant": r.tenant, "provider": r.provider, "address": r.address[:512],
+            "tenant_status": r.tenant_status, "health": r.health, "sync": r.sync, "detail": r.detail[:2000],
+            "hint": r.hint[:2000],
+            "duration_ms": r.duration_ms} for r in results])
+        conn.execute(delete(health_results).where(health_results.c.checked_at < newest - keep))
+    return len(results)
+
+
+def latest(engine: Engine, tenant: str | None = None, *, tenants: Sequence[str] | None = None) -> list[
+        HealthResult]:
+    """The rows of the newest run per (tenant, provider), ordered by tenant, provider, address; only
+    `tenant`'s or `tenants`' when given."""
+    h = health_results.c
+    newest = select(h.tenant, h.provider, func.max(h.checked_at).label("at")).group_by(h.tenant, h.provider)
+    if tenant is not None:
+        newest = newest.where(h.tenant == tenant)
+    if tenants is not None:
+        newest = newest.where(h.tenant.in_(list(tenants)))
+    sub = newest.subquery()
+    stmt = (select(health_results)
+            .join(sub, and_(h.tenant == sub.c.tenant, h.provider == sub.c.provider, h.checked_at == sub.c.at))
+            .order_by(h.tenant, h.provider, h.address))
+    with engine.connect() as conn:
+        return [HealthResult(r.tenant, r.provider, r.address, r.health, r.sync, r.detail, r.hint,
+                             r.duration_ms, r.checked_at, r.tenant_status) for r in conn.execute(stmt)]
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What the webhook log says about one (tenant, provider)."""
+
+    last_verified: datetime | None  # newest accepted or duplicate request, at any time
+    accepted_in_window: int
+
+
+def inbound_evidence(engine: Engine, *, now: datetime, window: timedelta) -> dict[tuple[str, str], Evidence]:
+    """Per (tenant, provider) with any verified request: one GROUP BY over the log's (tenant, provider,
+    received_at) index."""
+    c = webhook_log.c
+    verified = c.outcome.in_(("accepted", "duplicate"))
+    stmt = (select(c.tenant, c.provider, func.max(c.received_at).label("last"),
+                   func.coalesce(func.sum(case((and_(c.outcome == "accepted", c.received_at >= now - window,
+                                                     c.received_at <= now), 1), else_=0)), 0).label("n"))
+            .where(verified, c.tenant.is_not(None))
+            .group_by(c.tenant, c.provider))
+    with engine.connect() as conn:
+        return {(r.tenant, r.provider): Evidence(r.last, int(r.n)) for r in conn.execute(stmt)}
+
+
+def accepted_bodies(engine: Engine, provider: str, *, since: datetime, limit: int = 5000) -> list[tuple[str, str]]:
+    """(tenant, body) of accepted requests of a provider since `since`, newest first, at most `limit`."""
+    c = webhook_log.c
+    stmt = (select(c.tenant, c.body).where(c.provider == provider, c.outcome == "accepted",
+                                           c.received_at >= since, c.body.is_not(None), c.tenant.is_not(None))
+            .order_by(c.id.desc()).limit(limit))
+    with engine.connect() as conn:
+        return [(r.tenant, r.body) for r in conn.execute(stmt)]
+
+
+def last_accepted(engine: Engine, pairs: Sequence[tuple[str, str]] | None = None) -> dict[
+        tuple[str, str], datetime]:
+    """(tenant, provider) → the newest accepted request (any age). Without `pairs`: one GROUP BY over the
+    log (callers cache it). With `pairs`: one index probe each ((tenant, provider, received_at) read
+    backwards to the first accepted row), for pages that show a few tenants of a big log."""
+    c = webhook_log.c
+    if pairs is None:
+        stmt = (select(c.tenant, c.provider, func.max(c.received_at).label("last"))
+                .where(c.outcome == "accepted", c.tenant.is_not(None)).group_by(c.tenant, c.provider))
+        with engine.connect() as conn:
+            return {(r.tenant, r.provider): r.last for r in conn.execute(stmt) if r.last is not None}
+    if not pairs:
+        return {}
+    if engine.dialect.name == "sqlite":  # no aliased VALUES lists; in-process, a probe each costs no round trip
+        out: dict[tuple[str, str], datetime] = {}
+        with engine.connect() as conn:
+            for tenant, provider in pairs:
+                last = conn.execute(select(func.max(c.received_at)).where(
+                    c.tenant == tenant, c.provider == provider, c.outcome == "accepted")).scalar_one_or_none()
+                if last is not None:
+                    out[(tenant, provider)] = last
+        return out
+    p = values(column("tenant", String(64)), column("provider", String(32)), name="pairs").data(list(pairs))
+    newest = (select(func.max(c.received_at))
+              .where(c.tenant == p.c.tenant, c.provider == p.c.provider, c.outcome == "accepted")
+              .scalar_subquery())
+    with engine.connect() as conn:
+        return {(r[0], r[1]): r[2] for r in conn.execute(select(p.c.tenant, p.c.provider, newest))
+                if r[2] is not None}
+
+
+def tenants_with_results(engine: Engine) -> list[str]:
+    with engine.connect() as conn:
+        return [r[0] for r in conn.execute(select(health_results.c.tenant).distinct())]
+
+
+def window_counts(engine: Engine, tenants: Sequence[str], *, now: datetime,
+                  window: timedelta = timedelta(hours=24)) -> dict[tuple[str, str], tuple[int, int]]:
+    """(tenant, provider) → (accepted, rejected) in `[now - window, now]` for the given tenants."""
+    c = webhook_log.c
+    stmt = (select(c.tenant, c.provider,
+                   func.sum(case((c.outcome == "accepted", 1), else_=0)).label("a"),
+                   func.sum(case((c.outcome == "rejected", 1), else_=0)).label("r"))
+            .where(c.tenant.in_(list(tenants)), c.received_at >= now - window, c.received_at <= now)
+            .group_by(c.tenant, c.provider))
+    with engine.connect() as conn:
+        return {(r.tenant, r.provider): (int(r.a or 0), int(r.r or 0)) for r in conn.execute(stmt)}
+
+
+def hourly_accepted(engine: Engine, tenants: Sequence[str], *, now: datetime, hours: int = 24) -> dict[
+        str, list[int]]:
+    """Accepted requests per tenant per hour, oldest first, the last bucket ending at `now` (the page's
+    inbound-rate chart). One range read over the log's received_at index."""
+    c = webhook_log.c
+    since = now - timedelta(hours=hours)
+    stmt = select(c.tenant, c.received_at).where(c.tenant.in_(list(tenants)), c.outcome == "accepted",
+                                                 c.received_at > since, c.received_at <= now)
+    out = {t: [0] * hours for t in tenants}
+    with engine.connect() as conn:
+        for tenant, when in conn.execute(stmt):
+            i = int((when - since).total_seconds() // 3600)
+            out[tenant][min(max(i, 0), hours - 1)] += 1
+    return out
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    id: int
+    received_at: datetime
+    tenant: str | None
+    provider: str
+    outcome: str
+    status_code: int
+    reason: str | None
+    event_id: str | None
+    latency_ms: float | None
+
+
+def log_page(engine: Engine, *, tenant: str | None = None, provider: str | None = None,
+             outcome: str | None = None, reason: str | None = None, since: datetime | None = None,
+             until: datetime | None = None, limit: int = 50, cursor: int | None = None) -> tuple[
+        list[LogEntry], int | None]:
+    """The Webhook Logs view: newest first, keyset-paged by id (`cursor`: the last id shown), filters ANDed;
+    `reason` matches as a prefix ("cross-tenant" finds every "cross-tenant:<owner>"). Never reads bodies
+    or headers."""
+    c = webhook_log.c
+    stmt = select(c.id, c.received_at, c.tenant, c.provider, c.outcome, c.status_code, c.reason, c.event_id,
+                  c.latency_ms).order_by(c.id.desc()).limit(limit + 1)
+    if tenant:
+        stmt = stmt.where(c.tenant == tenant)
+    if provider:
+        stmt = stmt.where(c.provider == provider)
+    if outcome:
+        stmt = stmt.where(c.outcome == outcome)
+    if reason:
+        stmt = stmt.where(c.reason.startswith(reason, autoescape=True))
+    if since is not None:
+        stmt = stmt.where(c.received_at >= since)
+    if until is not None:
+        stmt = stmt.where(c.received_at < until)
+    if cursor is not None:
+        stmt = stmt.where(c.id < cursor)
+    with engine.connect() as conn:
+        rows = [LogEntry(*r) for r in conn.execute(stmt)]
+    if len(rows) > limit:
+        return rows[:limit], rows[limit - 1].id
+    return rows, None

@@ -1,0 +1,144 @@
+"""`tenantctl health`: every integration checked, one row per resource, in the operators' vocabulary.
+
+Exit codes: 1 when a row of an *active* tenant is degraded or missing; 0 otherwise (healthy, progressing,
+suspended and unknown never fail: unknown means we could not look). Formats: text, json (versioned, see
+docs/health.md), junit (for CI test reporters). Each run is stored (store.health) for the Integrations
+page and `/metrics`, when a database is configured.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+from rich.text import Text
+from sqlalchemy import Engine
+
+from reconciler.health import platform_rows, run_health, whatsapp_account_alerts
+from reconciler.health_status import Health, Row, counts, exit_code, parse_window, to_json_doc, to_junit
+from reconciler.providers.base import ProviderContext
+from store import health as store_health
+from store.errors import StoreError
+from tenancy.redact import REDACTOR
+from tenantctl.commands.reconcile import ProviderOpt, SandboxOpt, TenantOpt, session
+from tenantctl.context import Context
+
+SMTP_CA_NAME = "sandbox-smtp.pem"  # written by the sandbox's SMTP server into the state directory
+SMTP_PORT_NAME = "sandbox-smtp.port"
+_COLOURS = {Health.HEALTHY: "green", Health.PROGRESSING: "cyan", Health.DEGRADED: "red", Health.MISSING: "red",
+            Health.UNKNOWN: "yellow", Health.SUSPENDED: "dim"}
+
+
+def register(app: typer.Typer) -> None:
+    app.command("health")(health)
+
+
+def health(
+    ctx: typer.Context,
+    *,
+    tenant: TenantOpt = None,
+    provider: ProviderOpt = None,
+    fmt: Annotated[str, typer.Option("--format", help="text | json | junit")] = "text",
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds each provider's checks may take per "
+                                           "tenant; slower reads unknown.")] = 30.0,
+    window: Annotated[str, typer.Option("--window", help="How far back inbound webhooks count (24h, 30m, 7d).")]
+    = "24h",
+    out: Annotated[Path | None, typer.Option("--out", help="Also write the report to this file.")] = None,
+    active: Annotated[bool, typer.Option("--active", help="Also run round trips that leave nothing behind: a "
+                                         "temporary Nuki maintenance code, an SMTP test mail.")] = False,
+    mail_to: Annotated[str | None, typer.Option("--mail-to", help="--active: the SMTP test mail's recipient "
+                                                "(else each tenant's smtp.from_address).")] = None,
+    sandbox: SandboxOpt = False,
+) -> None:
+    """Check every integration: health (healthy/progressing/degraded/missing/unknown/suspended) and sync.
+
+    Exit 1 only when an active tenant has a degraded or missing row; 0 otherwise."""
+    c: Context = ctx.obj
+    if fmt not in ("text", "json", "junit"):
+        raise typer.BadParameter("use text, json or junit", param_hint="--format")
+    if timeout <= 0:
+        raise typer.BadParameter("must be positive", param_hint="--timeout")
+    try:
+        window_s = parse_window(window)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--window") from None
+    now = datetime.now(UTC)
+    with session(c, tenant, provider, sandbox) as s:
+        hctx = dataclasses.replace(_context(s.ctx, s.db, now, timedelta(seconds=window_s),
+                                            c.settings.state_dir if s.config.sandbox else None), mail_to=mail_to)
+        rows = run_health([lt.tenant for lt in s.loaded], s.providers, hctx, s.http,
+                          workers=s.config.limits.tenant_workers, timeout_s=timeout, active=active)
+        if s.with_platform:  # the Meta app's own subscription: a platform row, judged as an active tenant's
+            rows = [*platform_rows(s.app.health(s.ctx, s.http)), *rows]
+        rows = [dataclasses.replace(r, detail=REDACTOR.scrub(r.detail), hint=REDACTOR.scrub(r.hint))
+                for r in rows]
+        if s.db is not None:
+            _record(c, s.db, rows, now)
+    if fmt == "json":
+        report = json.dumps(to_json_doc(rows, checked_at=now, window_s=window_s), indent=2)
+        c.echo(report)
+    elif fmt == "junit":
+        report = to_junit(rows, checked_at=now)
+        sys.stdout.write(REDACTOR.scrub(report))
+    else:
+        report = ""
+        _print_text(c, rows)
+    if out is not None and report:
+        out.write_text(REDACTOR.scrub(report))
+    raise typer.Exit(exit_code(rows))
+
+
+def _context(base: ProviderContext, db: Engine | None, now: datetime, window: timedelta,
+             sandbox_state: Path | None) -> ProviderContext:
+    evidence: dict[tuple[str, str], store_health.Evidence] = {}
+    alerts: dict[str, list[str]] = {}
+    if db is not None:
+        evidence = store_health.inbound_evidence(db, now=now, window=window)
+        alerts = whatsapp_account_alerts(store_health.accepted_bodies(db, "whatsapp", since=now - window))
+    last = {k: v.last_verified for k, v in evidence.items() if v.last_verified is not None}
+    return dataclasses.replace(
+        base, now=now, window=window, last_verified_event={**base.last_verified_event, **last},
+        inbound_counts={k: v.accepted_in_window for k, v in evidence.items()} if db is not None else None,
+        account_events=alerts, smtp_endpoint=_sandbox_smtp(sandbox_state))
+
+
+def _sandbox_smtp(state_dir: Path | None) -> tuple[str, int, str | None] | None:
+    """In sandbox mode the sandbox's SMTP server stands in for every tenant's (see sandbox.smtp)."""
+    if state_dir is None:
+        return None
+    port_file, ca = state_dir / SMTP_PORT_NAME, state_dir / SMTP_CA_NAME
+    if not port_file.is_file():
+        return ("127.0.0.1", 1, None)  # nothing listens: reads unknown, never the tenant's real server
+    return ("127.0.0.1", int(port_file.read_text().strip()), str(ca) if ca.is_file() else None)
+
+
+def _record(c: Context, db: Engine, rows: list[Row], now: datetime) -> None:
+    try:
+        store_health.record_run(db, [store_health.HealthResult(
+            r.tenant, r.provider, r.address, r.health.value, r.sync.value if r.sync else None, r.detail, r.hint,
+            round(r.duration_s * 1000, 1), now, r.tenant_status) for r in rows])
+    except StoreError as e:  # the report still counts; say that it was not stored
+        c.err.print(REDACTOR.scrub(f"warning: the results were not stored: {e}"), markup=False)
+
+
+def _print_text(c: Context, rows: list[Row]) -> None:
+    table = Table(title="Health")
+    for col in ("tenant", "resource", "health", "sync", "time", "detail", "what to do"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(Text(r.tenant), Text(r.address), Text(r.health.value, style=_COLOURS[r.health]),
+                      Text(r.sync.value if r.sync else "-"), Text(_ms(r.duration_s)),
+                      Text(REDACTOR.scrub(r.detail)), Text(REDACTOR.scrub(r.hint)))
+    c.out.print(table)
+    summary = ", ".join(f"{n} {h}" for h, n in counts(rows).items() if n)
+    c.echo(f"{len(rows)} check(s): {summary or 'none'}")
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms" if seconds < 10 else f"{seconds:.1f} s"

@@ -1,0 +1,114 @@
+"""The Integrations page's gate, through the Falcon app: login form, signed cookie, bearer token, 404 when no
+token is configured; a refusal's reason explained in words; outside text escaped."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import falcon.testing
+import pytest
+from pydantic import SecretStr
+from sqlalchemy import Engine
+
+from store import health as store_health
+from store import migrate
+from store.engine import make_engine
+from store.webhook_log import DirectEventStore, WebhookRecord
+from tenancy.settings import Settings
+from tests.webhook_server.helpers import FakeStore, FixedClock, tenants
+from webhook_server.app import create_app
+from webhook_server.routing import build_routing
+from webhook_server.storage import EngineLogReader
+
+TOKEN = "page-admin-token-0123456789"
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    migrate.upgrade(url)
+    e = make_engine(url)
+    yield e
+    e.dispose()
+
+
+def _client(engine: Engine, token: str | None = TOKEN) -> falcon.testing.TestClient:
+    s = Settings(_env_file=None, admin_token=SecretStr(token) if token else None)  # type: ignore[call-arg]
+    app = create_app(build_routing(tenants()), FakeStore(), s, FixedClock(), reader=EngineLogReader(engine))
+    return falcon.testing.TestClient(app)
+
+
+def _login(c: falcon.testing.TestClient) -> str:
+    r = c.simulate_post("/admin/login", body=f"token={TOKEN}",
+                        headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 303 and r.headers["location"].endswith("/admin/")
+    cookie = r.cookies["tenantctl_admin"]
+    assert cookie.secure and cookie.http_only and cookie.same_site == "Strict" and cookie.path == "/admin"
+    return str(cookie.value)
+
+
+def test_pages_need_a_login_and_the_form_sets_a_secure_cookie(engine: Engine) -> None:
+    c = _client(engine)
+    for path in ("/admin/", "/admin/logs", "/admin/tenants/acme"):
+        r = c.simulate_get(path)
+        assert (r.status_code, r.headers.get("location", "").endswith("/admin/login")) == (303, True)
+    cookie = _login(c)
+    page = c.simulate_get("/admin/", cookies={"tenantctl_admin": cookie})
+    assert page.status_code == 200 and "<h1>Integrations</h1>" in page.text
+    assert "default-src 'none'" in page.headers["content-security-policy"]
+    forged = cookie.split(".")[0] + "." + "0" * 64
+    assert c.simulate_get("/admin/", cookies={"tenantctl_admin": forged}).status_code == 303
+
+
+def test_a_wrong_token_is_refused_and_the_bearer_header_works(engine: Engine) -> None:
+    c = _client(engine)
+    r = c.simulate_post("/admin/login", body="token=guess",
+                        headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 401 and "not the admin token" in r.text and "tenantctl_admin" not in r.cookies
+    assert c.simulate_get("/admin/logs", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
+
+
+def test_without_an_admin_token_the_pages_do_not_exist(engine: Engine) -> None:
+    c = _client(engine, token=None)
+    assert c.simulate_get("/admin/").status_code == 404
+    assert c.simulate_get("/admin/login").status_code == 404
+
+
+def test_the_log_explains_refusals_filters_pages_and_escapes(engine: Engine) -> None:
+    store = DirectEventStore(engine)
+    now = datetime.now(UTC)
+    for i in range(60):
+        store.record(WebhookRecord(now - timedelta(minutes=i), "acme", "hospitable", "rejected", 401,
+                                   reason="bad-signature"))
+    store.record(WebhookRecord(now, "acme", "hospitable", "accepted", 200, event_id="<script>x</script>"))
+    c = _client(engine)
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    page = c.simulate_get("/admin/logs", params={"outcome": "rejected", "reason": "bad-sig"}, headers=auth)
+    assert page.text.count('<tr class="rejected">') == 50 and '<tr class="accepted">' not in page.text
+    assert "signature did not match: check the secret pasted at the provider" in page.text
+    assert 'rel="next"' in page.text
+    older = page.text.split('href="')[-1].split('" rel="next"')[0].replace("&amp;", "&")
+    second = c.simulate_get(older.split("?")[0], query_string=older.split("?")[1], headers=auth)
+    assert second.text.count('<tr class="rejected">') == 10 and 'rel="next"' not in second.text
+    everything = c.simulate_get("/admin/logs", headers=auth).text
+    assert "<script>x</script>" not in everything and "&lt;script&gt;x&lt;/script&gt;" in everything
+    bad = c.simulate_get("/admin/logs", params={"since": "yesterday"}, headers=auth)
+    assert bad.status_code == 200 and "since: use a date and time" in bad.text
+
+
+def test_a_tenant_page_shows_the_last_health_run_and_the_onboarding_checklist(engine: Engine) -> None:
+    now = datetime.now(UTC)
+    store_health.record_run(engine, [
+        store_health.HealthResult("acme", "hospitable", "hospitable.webhook[acme]", "progressing", "out of sync",
+                                  "a manual step is not done yet", "add the webhook", 1.0, now, "onboarding"),
+        store_health.HealthResult("acme", "nuki", "nuki.token[acme]", "healthy", None, "ok", "", 2.0, now,
+                                  "onboarding")])
+    c = _client(engine)
+    page = c.simulate_get("/admin/tenants/acme", headers={"Authorization": f"Bearer {TOKEN}"}).text
+    assert "hospitable.webhook[acme]" in page and "add the webhook" in page
+    assert "Onboarding checklist" in page
+    assert "✔ done: Nuki locks listed and teammates&#39; codes in sync" in page
+    assert "☐ to do: Hospitable API key answers and its webhook delivers" in page
+    assert c.simulate_get("/admin/tenants/nobody", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 404

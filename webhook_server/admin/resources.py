@@ -1,0 +1,160 @@
+"""The Integrations page's resources: login, the tenants' cards, one tenant, the Webhook Logs. Read-only.
+
+Every page needs the admin session cookie (set by the login form: Secure, HttpOnly, SameSite=Strict, path
+/admin) or `Authorization: Bearer <admin token>`; without a configured token the pages do not exist (404).
+Outside text (slugs, reasons, event IDs from the log) reaches the page only through Jinja2's autoescape.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlencode
+
+import falcon
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from sqlalchemy import Engine
+
+from store import health as store_health
+from store.schema import OUTCOMES
+from webhook_server.admin import data, reasons, session
+
+PAGE = 50
+TENANTS_PER_PAGE = 25
+_env = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
+                   autoescape=select_autoescape(default=True, default_for_string=True))
+_env.filters["explain"] = reasons.explain
+
+
+def _fmt(value: datetime | None) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if value else "never"
+
+
+_env.filters["when"] = _fmt
+
+
+def render(resp: falcon.Response, template: str, **context: Any) -> None:
+    resp.content_type = "text/html; charset=utf-8"
+    resp.set_header("Cache-Control", "no-store")
+    resp.set_header("Content-Security-Policy",
+                    "default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+                    "form-action 'self'; frame-ancestors 'none'")
+    resp.set_header("X-Content-Type-Options", "nosniff")
+    resp.set_header("Referrer-Policy", "no-referrer")
+    resp.text = _env.get_template(template).render(**context)
+
+
+class _Page:
+    def __init__(self, token: bytes | None, engine: Engine | None, slugs: Callable[[], Sequence[str]],
+                 clock: Callable[[], float] = time.time) -> None:
+        self._token, self.engine, self.slugs, self.clock = token, engine, slugs, clock
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(token=(sensitive))"
+
+    def _guard(self, req: falcon.Request) -> Engine:
+        if self._token is None or self.engine is None:
+            raise falcon.HTTPNotFound()
+        scheme, _, given = (req.get_header("Authorization") or "").partition(" ")
+        if scheme.lower() == "bearer" and session.token_matches(self._token, given):
+            return self.engine
+        if session.valid(self._token, req.cookies.get(session.COOKIE), self.clock()):
+            return self.engine
+        raise falcon.HTTPSeeOther("/admin/login")
+
+
+class LoginResource(_Page):
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if self._token is None or self.engine is None:
+            raise falcon.HTTPNotFound()
+        render(resp, "login.html", error=None)
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if self._token is None or self.engine is None:
+            raise falcon.HTTPNotFound()
+        form = parse_qs(req.bounded_stream.read(4096).decode("utf-8", "replace"))
+        given = (form.get("token") or [""])[0]
+        if not session.token_matches(self._token, given):
+            resp.status = falcon.HTTP_401
+            render(resp, "login.html", error="That is not the admin token.")
+            return
+        resp.set_cookie(session.COOKIE, session.issue(self._token, self.clock()), max_age=session.LIFETIME_S,
+                        path="/admin", secure=True, http_only=True, same_site="Strict")
+        raise falcon.HTTPSeeOther("/admin/")
+
+
+class LogoutResource(_Page):
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.unset_cookie(session.COOKIE, path="/admin")
+        raise falcon.HTTPSeeOther("/admin/login")
+
+
+class IntegrationsResource(_Page):
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        engine = self._guard(req)
+        now = datetime.now(UTC)
+        names = data.all_slugs(engine, list(self.slugs()))
+        pages = max(1, -(-len(names) // TENANTS_PER_PAGE))
+        page = min(req.get_param_as_int("page", min_value=1, default=1) or 1, pages)
+        shown = names[(page - 1) * TENANTS_PER_PAGE:page * TENANTS_PER_PAGE]
+        views = data.tenants(engine, shown, now=now)
+        render(resp, "index.html", tenants=views, now=now, title="Integrations", page=page, pages=pages,
+               total=len(names))
+
+
+class TenantResource(_Page):
+    def on_get(self, req: falcon.Request, resp: falcon.Response, slug: str) -> None:
+        engine = self._guard(req)
+        if slug not in set(self.slugs()) and not store_health.latest(engine, slug):
+            raise falcon.HTTPNotFound()
+        now = datetime.now(UTC)
+        [view] = data.tenants(engine, [slug], now=now)
+        render(resp, "tenant.html", t=view, now=now, title=f"Tenant {slug}")
+
+
+def _time_param(req: falcon.Request, name: str, errors: list[str]) -> datetime | None:
+    raw = (req.get_param(name) or "").strip()
+    if not raw:
+        return None
+    try:
+        value = datetime.fromisoformat(raw)
+    except ValueError:
+        errors.append(f"{name}: use a date and time like 2026-12-01T08:00")
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+class LogsResource(_Page):
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        engine = self._guard(req)
+        errors: list[str] = []
+        f = {k: (req.get_param(k) or "").strip() for k in ("tenant", "provider", "outcome", "reason", "since",
+                                                           "until")}
+        if f["outcome"] and f["outcome"] not in OUTCOMES:
+            errors.append(f"outcome: one of {', '.join(OUTCOMES)}")
+            f["outcome"] = ""
+        since, until = _time_param(req, "since", errors), _time_param(req, "until", errors)
+        cursor = req.get_param_as_int("cursor", min_value=1)
+        rows, next_cursor = store_health.log_page(
+            engine, tenant=f["tenant"] or None, provider=f["provider"] or None, outcome=f["outcome"] or None,
+            reason=f["reason"] or None, since=since, until=until, limit=PAGE, cursor=cursor)
+        kept = {k: v for k, v in f.items() if v}
+        next_url = None if next_cursor is None else "/admin/logs?" + urlencode({**kept, "cursor": next_cursor})
+        render(resp, "logs.html", rows=rows, f=f, errors=errors, next_url=next_url, first=cursor is None,
+               first_url="/admin/logs?" + urlencode(kept),
+               outcomes=OUTCOMES, providers=data.PROVIDERS[:4], slugs=sorted(self.slugs()),
+               reasons=reasons.KNOWN, title="Webhook Logs")
+
+
+def register(app: falcon.App[falcon.Request, falcon.Response], token: bytes | None, engine: Engine | None,
+             slugs: Callable[[], Sequence[str]]) -> None:
+    """Mount the pages under /admin/ (the JSON /admin/webhook-logs stays where it is)."""
+    args = (token, engine, slugs)
+    app.add_route("/admin", IntegrationsResource(*args))
+    app.add_route("/admin/login", LoginResource(*args))
+    app.add_route("/admin/logout", LogoutResource(*args))
+    app.add_route("/admin/tenants/{slug}", TenantResource(*args))
+    app.add_route("/admin/logs", LogsResource(*args))
