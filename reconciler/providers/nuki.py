@@ -21,9 +21,11 @@ name (a rotated code becomes an UPDATE), anything else ours is an orphan (DELETE
 Writes answer 204 and reach the lock later: apply reads back (bounded backoff) until the lock shows the
 change. Updates send the whole object (a partial update clears the time windows).
 
-Dates: `valid_from` → `allowedFromDate` at 00:00:00Z, `valid_until` → `allowedUntilDate` at 23:59:59Z
-(Nuki stores UTC; the lock's time zone is not considered). Times are minutes from midnight; no window is
-0-0. Weekdays map to the bitmask Mon=64 … Sun=1 (spec: SmartlockAuth.allowedWeekDays).
+Dates and times are local time in the property's zone (tenancy.access_time): `valid_from` →
+`allowedFromDate` at the first instant of that local day, `valid_until` → `allowedUntilDate` at its last
+second, both as UTC instants (Nuki stores UTC); the plan shows them as local labels with the zone. Times
+are minutes from midnight, applied by the lock in its own zone; no window is 0-0. Weekdays map to the
+bitmask Mon=64 … Sun=1 (spec: SmartlockAuth.allowedWeekDays).
 
 Calls (per tenant): a no-op plan makes 3 GETs (smartlocks, all keypad auths of the account, webhooks);
 each code write is 1 write + ≥1 read-back GET of that lock's auths.
@@ -34,14 +36,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from datetime import date, datetime
 from typing import Any
 
 from reconciler.diff import diff, sort_changes
 from reconciler.errors import InvalidRequest, PermanentError
 from reconciler.model import Action, Change, Resource, Sensitive
 from reconciler.providers.base import ApplyResult, HealthCheck, Http, ProviderContext, plan_health
-from tenancy.model import Tenant, Weekday
+from tenancy.access_time import DEFAULT_ZONE, date_labels, nuki_date, nuki_label, window_of, zone_name
+from tenancy.model import Access, Tenant, Weekday
 from tenancy.urls import tenant_webhook_url
 
 NAME = "nuki"
@@ -77,18 +79,11 @@ def auth_name(teammate_name: str) -> str:
     return (MARKER + teammate_name)[:NAME_MAX]
 
 
-def _day(value: Any) -> str | None:
-    """The date part of a Nuki date-time ("2025-03-01T00:00:00.000Z" → "2025-03-01")."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).date().isoformat()
-    except ValueError:
-        return value[:10]
+def live_code_attrs(auth: Mapping[str, Any], zone_id: str = DEFAULT_ZONE) -> dict[str, Any]:
+    """A keypad auth as Nuki returns it → the attributes we compare (same shape as the desired side).
 
-
-def live_code_attrs(auth: Mapping[str, Any]) -> dict[str, Any]:
-    """A keypad auth as Nuki returns it → the attributes we compare (same shape as the desired side)."""
+    Its UTC dates are shown in `zone_id`, the zone of the lock's property.
+    """
     start, end = int(auth.get("allowedFromTime") or 0), int(auth.get("allowedUntilTime") or 0)
     window = start != 0 or end != 0
     attrs: dict[str, Any] = {
@@ -96,8 +91,8 @@ def live_code_attrs(auth: Mapping[str, Any]) -> dict[str, Any]:
         "weekdays": mask_to_weekdays(int(auth.get("allowedWeekDays", 127))),
         "from_time": minutes_to_hhmm(start) if window else None,
         "until_time": minutes_to_hhmm(end) if window else None,
-        "valid_from": _day(auth.get("allowedFromDate")),
-        "valid_until": _day(auth.get("allowedUntilDate")),
+        "valid_from": nuki_label(auth.get("allowedFromDate"), zone_id),
+        "valid_until": nuki_label(auth.get("allowedUntilDate"), zone_id),
         "enabled": bool(auth.get("enabled", True)),
         "remote_allowed": bool(auth.get("remoteAllowed", False)),
     }
@@ -117,17 +112,38 @@ def auth_body(attrs: Mapping[str, Any]) -> dict[str, Any]:
         "remoteAllowed": bool(attrs.get("remote_allowed", False)),
     }
     if attrs.get("valid_from"):
-        body["allowedFromDate"] = f"{attrs['valid_from']}T00:00:00.000Z"
+        body["allowedFromDate"] = nuki_date(attrs["valid_from"])
     if attrs.get("valid_until"):
-        body["allowedUntilDate"] = f"{attrs['valid_until']}T23:59:59.000Z"
+        body["allowedUntilDate"] = nuki_date(attrs["valid_until"])
     code = attrs.get("code")
     if isinstance(code, Sensitive):
         body["code"] = int(code.reveal())
     return body
 
 
-def _iso(d: date | None) -> str | None:
-    return d.isoformat() if d else None
+def code_attrs(name: str, code: str, access: Access, zone_id: str) -> dict[str, Any]:
+    """A keypad code with its window in local time of `zone_id` → the attributes we compare."""
+    valid_from, valid_until = date_labels(window_of(access, zone_id))
+    return {
+        "name": name,
+        "code": Sensitive(code),
+        "weekdays": mask_to_weekdays(weekdays_to_mask(access.weekdays)),
+        "from_time": access.from_time.strftime("%H:%M") if access.from_time else None,
+        "until_time": access.until_time.strftime("%H:%M") if access.until_time else None,
+        "valid_from": valid_from,
+        "valid_until": valid_until,
+        "enabled": True,
+        "remote_allowed": False,
+    }
+
+
+def _attrs_zone(attrs: Mapping[str, Any]) -> str:
+    """The zone named by a desired resource's date labels (UTC when it has none)."""
+    for key in ("valid_from", "valid_until"):
+        value = attrs.get(key)
+        if isinstance(value, str) and value.endswith("]") and "[" in value:
+            return value.rsplit("[", 1)[1][:-1]
+    return DEFAULT_ZONE
 
 
 class NukiProvider:
@@ -153,19 +169,10 @@ class NukiProvider:
             access = tm.access
             if access is None or access.keypad_code is None:
                 continue
-            attrs: dict[str, Any] = {
-                "name": auth_name(tm.name),
-                "code": Sensitive(access.keypad_code.get_secret_value()),
-                "weekdays": mask_to_weekdays(weekdays_to_mask(access.weekdays)),
-                "from_time": access.from_time.strftime("%H:%M") if access.from_time else None,
-                "until_time": access.until_time.strftime("%H:%M") if access.until_time else None,
-                "valid_from": _iso(access.valid_from),
-                "valid_until": _iso(access.valid_until),
-                "enabled": True,
-                "remote_allowed": False,
-            }
             for key in tm.properties:
                 found = tenant.property(key)
+                attrs = code_attrs(auth_name(tm.name), access.keypad_code.get_secret_value(), access,
+                                   zone_name(tenant, found))
                 for lock in found.nuki_lock_ids if found else []:
                     name = f"{lock}/{tm.key}"
                     if name not in seen:
@@ -189,10 +196,12 @@ class NukiProvider:
                                  remote_id=str(lid), owned=lid in declared))
         auths = _list(self._call(http, "GET", f"{base}/smartlock/auth", token, params={"types": KEYPAD}))
         wanted_codes = [r for r in want if r.kind == "keypad_code"]
+        zones = {lock: zone_name(tenant, p) for p in tenant.properties for lock in p.nuki_lock_ids}
         for lid in sorted(declared):
             on_lock = [a for a in auths if int(a.get("smartlockId", -1)) == lid and a.get("type") == KEYPAD]
             live.extend(_match_codes(slug, lid, on_lock, [r for r in wanted_codes
-                                                          if r.name.split("/")[0] == str(lid)]))
+                                                          if r.name.split("/")[0] == str(lid)],
+                                     zones.get(lid, DEFAULT_ZONE)))
         hooks = _list(self._call(http, "GET", f"{base}/api/decentralWebhook", token))
         live.extend(_webhooks(slug, hooks, _url(tenant, ctx)))
         return live
@@ -364,11 +373,12 @@ def _code_secret(r: Resource) -> str:
 
 
 def _same(auth: Mapping[str, Any], want: Mapping[str, Any]) -> bool:
-    have = live_code_attrs(auth)
+    have = live_code_attrs(auth, _attrs_zone(want))
     return all(have.get(k) == v for k, v in want.items())
 
 
-def _match_codes(slug: str, lock: int, auths: list[dict[str, Any]], wanted: list[Resource]) -> list[Resource]:
+def _match_codes(slug: str, lock: int, auths: list[dict[str, Any]], wanted: list[Resource],
+                 zone_id: str = DEFAULT_ZONE) -> list[Resource]:
     """Live keypad auths of one lock → resources named like the desired ones they stand for."""
     ours = [a for a in auths if str(a.get("name", "")).startswith(MARKER)]
     free = {r.name: r for r in wanted}
@@ -391,7 +401,8 @@ def _match_codes(slug: str, lock: int, auths: list[dict[str, Any]], wanted: list
         aid = str(a.get("id"))
         owned = a in ours
         name = named.get(aid) or f"{lock}/~{aid}"
-        out.append(Resource(NAME, "keypad_code", slug, name, live_code_attrs(a), remote_id=aid, owned=owned))
+        out.append(Resource(NAME, "keypad_code", slug, name, live_code_attrs(a, zone_id), remote_id=aid,
+                            owned=owned))
     return out
 
 

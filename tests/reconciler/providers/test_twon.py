@@ -303,13 +303,14 @@ def test_dates_map_to_the_devices_unix_times(day: date | None, end: bool, device
 
 
 @pytest.mark.parametrize("attrs", [
-    {"name": "A", "valid_from": "2025-01-01T00:00:00Z", "valid_until": "2026-12-31T23:59:59Z"},
+    {"name": "A", "valid_from": "2025-01-01T00:00:00+00:00[UTC]", "valid_until": "2026-12-31T23:59:59+00:00[UTC]"},
     {"name": "B", "valid_from": None, "valid_until": None},
 ])
 def test_the_user_body_reads_back_as_the_same_attributes(attrs: dict[str, Any]) -> None:
     body = user_body("U", {**attrs, "pin": None})
     assert live_user_attrs(body) == {**attrs, "pin": None}
-    assert from_device_time(body["access"]["validFrom"]) == attrs["valid_from"]
+    assert from_device_time(body["access"]["validFrom"]) == (
+        attrs["valid_from"].replace("+00:00[UTC]", "Z") if attrs["valid_from"] else None)
 
 
 def tenant_teammates(tenant: Tenant) -> list[dict[str, Any]]:
