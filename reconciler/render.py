@@ -47,6 +47,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+from reconciler.access import access_diff, md
 from reconciler.engine import ApplyReport, Outcome
 from reconciler.model import Action, Change, FieldChange
 from reconciler.plan import FORMAT_VERSION, Plan, ProviderPlan, encode_value
@@ -137,6 +138,7 @@ def render_text(plan: Plan, *, colour: bool = False) -> str:
             lines = change_lines(c, plan.key(tenant))
             out.append("  " + paint(lines[0], COLOURS[c.action]))
             out += ["  " + line for line in lines[1:]]
+        out += access_lines(items, "  ")
         out.append("")
     out.append(summary_line(plan))
     return REDACTOR.scrub("\n".join(out))
@@ -165,7 +167,7 @@ def render_markdown(plan: Plan, *, limit: int = GITHUB_COMMENT_LIMIT) -> str:
             continue
         body = [line for c in changes for line in change_lines(c, plan.key(tenant))]
         text = "\n".join([f"<details><summary><code>{tenant}</code>: {_tenant_summary(changes)}</summary>",
-                          "", "```diff", *body, "```", "", "</details>", ""])
+                          "", *access_markdown(items), "```diff", *body, "```", "", "</details>", ""])
         sections.append((text, len(changes)))
     text = "\n".join(head)
     reserve = 400  # room for the "not shown" footer
@@ -180,6 +182,18 @@ def render_markdown(plan: Plan, *, limit: int = GITHUB_COMMENT_LIMIT) -> str:
         text += (f"\n… {len(rest)} more tenant(s) with {sum(n for _, n in rest)} change(s) not shown "
                  f"(GitHub's comment limit): run `tenantctl plan` or read the JSON plan artifact.\n")
     return REDACTOR.scrub(text)
+
+
+# Access diff ---------------------------------------------------------------------------------------
+def access_lines(items: list[ProviderPlan], indent: str) -> list[str]:
+    """Who gains or loses which door, in local time (reconciler.access), under a tenant's changes."""
+    lines = access_diff(c for i in items for c in i.changes)
+    return [f"{indent}access:", *(f"{indent}  {line}" for line in lines)] if lines else []
+
+
+def access_markdown(items: list[ProviderPlan]) -> list[str]:
+    lines = access_diff(c for i in items for c in i.changes)
+    return ["**Access changes**", "", *(f"- {md(line)}" for line in lines), ""] if lines else []
 
 
 def _md_escape(text: str) -> str:

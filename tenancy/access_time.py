@@ -183,7 +183,9 @@ def describe(w: Window) -> str:
     if w.valid_from or w.valid_until:
         dates = f"{w.valid_from or '…'} to {w.valid_until or '…'}"
         text = f"{text}, {dates}" if text else dates
-    return f"{text} {w.zone}" if text else "any time"
+    if not text:
+        return "any time"
+    return f"{text} {w.zone}" if w.zone else text
 
 
 def _days(days: Sequence[Weekday]) -> str:

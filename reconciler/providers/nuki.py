@@ -71,7 +71,8 @@ def minutes_to_hhmm(minutes: int) -> str:
 
 
 def hhmm_to_minutes(text: str) -> int:
-    hours, mins = text.split(":")[:2]
+    """"08:00" or "08:00 Europe/Bratislava" (the lock's zone, shown in plans) → 480."""
+    hours, mins = text.split(maxsplit=1)[0].split(":")[:2]
     return int(hours) * 60 + int(mins)
 
 
@@ -89,8 +90,8 @@ def live_code_attrs(auth: Mapping[str, Any], zone_id: str = DEFAULT_ZONE) -> dic
     attrs: dict[str, Any] = {
         "name": auth.get("name"),
         "weekdays": mask_to_weekdays(int(auth.get("allowedWeekDays", 127))),
-        "from_time": minutes_to_hhmm(start) if window else None,
-        "until_time": minutes_to_hhmm(end) if window else None,
+        "from_time": f"{minutes_to_hhmm(start)} {zone_id}" if window else None,
+        "until_time": f"{minutes_to_hhmm(end)} {zone_id}" if window else None,
         "valid_from": nuki_label(auth.get("allowedFromDate"), zone_id),
         "valid_until": nuki_label(auth.get("allowedUntilDate"), zone_id),
         "enabled": bool(auth.get("enabled", True)),
@@ -128,8 +129,9 @@ def code_attrs(name: str, code: str, access: Access, zone_id: str) -> dict[str, 
         "name": name,
         "code": Sensitive(code),
         "weekdays": mask_to_weekdays(weekdays_to_mask(access.weekdays)),
-        "from_time": access.from_time.strftime("%H:%M") if access.from_time else None,
-        "until_time": access.until_time.strftime("%H:%M") if access.until_time else None,
+        # Times of day apply in the lock's own zone: shown with it so the plan reads as local time.
+        "from_time": f"{access.from_time:%H:%M} {zone_id}" if access.from_time else None,
+        "until_time": f"{access.until_time:%H:%M} {zone_id}" if access.until_time else None,
         "valid_from": valid_from,
         "valid_until": valid_until,
         "enabled": True,
@@ -143,7 +145,8 @@ def _attrs_zone(attrs: Mapping[str, Any]) -> str:
         value = attrs.get(key)
         if isinstance(value, str) and value.endswith("]") and "[" in value:
             return value.rsplit("[", 1)[1][:-1]
-    return DEFAULT_ZONE
+    hours = attrs.get("from_time")
+    return hours.split()[1] if isinstance(hours, str) and " " in hours else DEFAULT_ZONE
 
 
 class NukiProvider:

@@ -254,8 +254,8 @@ def test_weekdays_map_to_nukis_bitmask(days: list[str], mask: int) -> None:
 
 
 @pytest.mark.parametrize("attrs", [
-    {"name": "tc:A", "code": Sensitive("345678"), "weekdays": ["mon"], "from_time": "08:30",
-     "until_time": "17:15", "valid_from": "2025-01-01T00:00:00+00:00[UTC]",
+    {"name": "tc:A", "code": Sensitive("345678"), "weekdays": ["mon"], "from_time": "08:30 UTC",
+     "until_time": "17:15 UTC", "valid_from": "2025-01-01T00:00:00+00:00[UTC]",
      "valid_until": "2025-02-01T23:59:59+00:00[UTC]", "enabled": True,
      "remote_allowed": False},
     {"name": "tc:B", "code": Sensitive("987654"), "weekdays": ["sat", "sun"], "from_time": None,
