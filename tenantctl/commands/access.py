@@ -6,14 +6,25 @@ Exit codes: 0 done, 1 an error (bad input, an invalid tenant file, a refused out
 from __future__ import annotations
 
 import json
+import re
+import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
+import yaml
 
-from reconciler.access import matrix, matrix_json, matrix_markdown, matrix_text, open_at
+from reconciler.access import access_diff, matrix, matrix_json, matrix_markdown, matrix_text, open_at
+from reconciler.access_plan import access_changes
+from reconciler.providers.base import ProviderContext
+from reconciler.render import change_lines
+from tenancy.access_codes import FIELDS, new_code
+from tenancy.fingerprint import tenant_key
 from tenancy.loader import LoadedTenant, LoadResult
+from tenancy.model import Tenant
+from tenancy.sops import SopsError, set_value
+from tenancy.sops_config import SOPS_CONFIG_NAME
 from tenantctl.context import Context
 
 access_app = typer.Typer(name="access", help="Team access: who can open what, codes, QR codes.",
@@ -84,6 +95,105 @@ def matrix_cmd(
         if moment is not None:
             c.echo(f"Who can open at {moment:%Y-%m-%d %H:%M} (local time of each property):")
         c.echo(matrix_text(rows, moment) or "no doors")
+
+
+# Rotate ----------------------------------------------------------------------------------------------
+LABELS = {"keypad": "keypad code", "pin": "2N PIN", "qr": "2N QR code"}
+
+
+def _teammate_index(c: Context, lt: LoadedTenant, teammate: str) -> int:
+    found = [i for i, tm in enumerate(lt.tenant.teammates) if tm.key == teammate]
+    if not found:
+        keys = ", ".join(tm.key for tm in lt.tenant.teammates) or "(none)"
+        _fail(c, f"no teammate {teammate!r} in {lt.path}: use one of {keys}")
+    return found[0]
+
+
+def _encrypts(path: Path, field: str) -> bool:
+    """Does the file's own SOPS rule (the one `sops set` follows) encrypt `field`?"""
+    doc = yaml.safe_load(path.read_text())
+    rule = (doc or {}).get("sops", {}).get("encrypted_regex") if isinstance(doc, dict) else None
+    return isinstance(rule, str) and re.search(rule, field) is not None
+
+
+def _doors_for(t: Tenant, teammate: str, what: str) -> bool:
+    tm = next(x for x in t.teammates if x.key == teammate)
+    props = [p for k in tm.properties if (p := t.property(k)) is not None]
+    if what == "keypad":
+        return t.nuki is not None and any(p.nuki_lock_ids for p in props)
+    return any(p.intercom is not None for p in props)
+
+
+def _write_codes(c: Context, lt: LoadedTenant, index: int, kinds: list[str]) -> tuple[Tenant, dict[str, str]]:
+    """New codes for `kinds`, written encrypted with `sops set`; returns the tenant as re-read."""
+    tm = lt.tenant.teammates[index]
+    for what in kinds:
+        if not _doors_for(lt.tenant, tm.key, what):
+            _fail(c, f"{tm.key} opens no {'Nuki lock' if what == 'keypad' else '2N intercom'}: "
+                     f"a {LABELS[what]} would open nothing (add the property to their list first)")
+        if not _encrypts(lt.path, FIELDS[what]):
+            _fail(c, f"{lt.path}: its SOPS rule (sops.encrypted_regex) does not encrypt {FIELDS[what]}: the code "
+                     "would be written in plaintext. Re-encrypt the file with the current .sops.yaml first "
+                     "(`sops decrypt FILE > tmp && sops encrypt --filename-override FILE tmp > FILE`)")
+    config = lt.path.parent / SOPS_CONFIG_NAME
+    made: dict[str, str] = {}
+    tenant = lt.tenant
+    for what in kinds:
+        value = new_code(tenant, tm.key, what)
+        try:
+            set_value(lt.path, config, ["teammates", index, "access", FIELDS[what]], value)
+        except SopsError as e:
+            _fail(c, f"{lt.path}: sops could not write the new {LABELS[what]}: {e}")
+        made[what] = value
+        reread = c.load([lt.path])
+        _valid(c, reread)
+        tenant = reread.tenants[0].tenant
+    return tenant, made
+
+
+@access_app.command("rotate")
+def rotate(
+    ctx: typer.Context,
+    slug: Annotated[str, typer.Argument(help="The tenant.")],
+    teammate: Annotated[str, typer.Argument(help="The teammate's key.")],
+    keypad: Annotated[bool, typer.Option("--keypad", help="A new Nuki keypad code.")] = False,
+    pin: Annotated[bool, typer.Option("--pin", help="A new 2N PIN.")] = False,
+    qr: Annotated[bool, typer.Option("--qr", help="A new 2N QR code.")] = False,
+    reveal: Annotated[bool, typer.Option("--reveal", help="Print the new codes once (to a terminal only).")] = False,
+) -> None:
+    """Generate new codes for a teammate (default: every code they hold), write them encrypted, show the plan."""
+    c: Context = ctx.obj
+    if reveal and not sys.stdout.isatty():
+        _fail(c, "--reveal prints codes to a terminal only, and stdout is not one: nothing was changed")
+    [lt] = _tenants(c, slug)
+    index = _teammate_index(c, lt, teammate)
+    access = lt.tenant.teammates[index].access
+    kinds = [k for k, on in (("keypad", keypad), ("pin", pin), ("qr", qr)) if on] or \
+        [k for k in FIELDS if access is not None and getattr(access, FIELDS[k]) is not None]
+    if not kinds:
+        _fail(c, f"{teammate} holds no code yet: say which to generate (--keypad, --pin, --qr)")
+    before = lt.tenant
+    after, made = _write_codes(c, lt, index, kinds)
+    c.echo(f"{teammate}: new {', '.join(LABELS[k] for k in made)} written to {lt.path} (encrypted)")
+    _show_access_plan(c, before, after)
+    if reveal:
+        # Straight to the terminal: the redactor would rightly mask a value it now knows.
+        sys.stdout.write("".join(f"{LABELS[k]}: {v}\n" for k, v in made.items()))
+        sys.stdout.flush()
+
+
+def _show_access_plan(c: Context, before: Tenant, after: Tenant) -> None:
+    changes = access_changes(before, after, ProviderContext(domain=c.settings.domain, base_urls={}))
+    if not changes:
+        c.echo("no access changes")
+        return
+    key = tenant_key(after)
+    c.echo("the next plan (with the devices in sync) will show:")
+    for ch in changes:
+        c.echo("\n".join("  " + line for line in change_lines(ch, key)))
+    for line in access_diff(changes):
+        c.echo(f"  access: {line}")
+    c.echo("run `tenantctl plan` to check against the devices, then `tenantctl apply`")
 
 
 def _outside_repo(out: Path, repo: Path) -> bool:
