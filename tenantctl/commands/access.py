@@ -15,7 +15,7 @@ from typing import Annotated, NoReturn
 import typer
 import yaml
 
-from reconciler.access import access_diff, matrix, matrix_json, matrix_markdown, matrix_text, open_at
+from reconciler.access import access_diff, matrix, matrix_json, matrix_markdown, matrix_text, open_at, plain
 from reconciler.access_plan import access_changes
 from reconciler.providers.base import ProviderContext
 from reconciler.render import change_lines
@@ -196,9 +196,52 @@ def _show_access_plan(c: Context, before: Tenant, after: Tenant) -> None:
     c.echo("run `tenantctl plan` to check against the devices, then `tenantctl apply`")
 
 
-def _outside_repo(out: Path, repo: Path) -> bool:
+# QR --------------------------------------------------------------------------------------------------
+def repositories(*starts: Path) -> list[Path]:
+    """The git work trees holding any of `starts` (a directory with `.git` in it or above it)."""
+    found: list[Path] = []
+    for start in starts:
+        here = start.resolve()
+        for d in (here, *here.parents):
+            if (d / ".git").exists():
+                found.append(d)
+                break
+    return found
+
+
+def _inside(target: Path, roots: list[Path]) -> Path | None:
+    return next((r for r in roots if r == target or r in target.parents), None)
+
+
+@access_app.command("qr")
+def qr_cmd(
+    ctx: typer.Context,
+    slug: Annotated[str, typer.Argument(help="The tenant.")],
+    teammate: Annotated[str, typer.Argument(help="The teammate's key.")],
+    out: Annotated[Path, typer.Option("--out", help="Where to write: NAME.svg or NAME.png, outside the repository.")],
+) -> None:
+    """Render the teammate's 2N QR code (access.intercom_qr) with their name and property under it."""
+    from tenancy.access_qr import write_qr  # segno and Pillow only when an image is made
+
+    c: Context = ctx.obj
     target = out.expanduser().resolve()
-    return repo.resolve() not in (target, *target.parents)
+    if target.suffix.lower() not in (".svg", ".png"):
+        _fail(c, f"--out {out}: use a .svg or .png file name")
+    repo = _inside(target, repositories(Path.cwd(), c.tenants_dir))
+    if repo is not None:
+        _fail(c, f"--out {out}: inside the repository {repo}: the image opens a door and must never be "
+                 "committed; write it elsewhere (e.g. ~/Desktop/maria.png)")
+    if not target.parent.is_dir():
+        _fail(c, f"--out {out}: no directory {target.parent}")
+    [lt] = _tenants(c, slug)
+    tm = lt.tenant.teammates[_teammate_index(c, lt, teammate)]
+    code = tm.access.intercom_qr if tm.access is not None else None
+    if code is None:
+        _fail(c, f"{teammate} has no 2N QR code: generate one with `tenantctl access rotate {slug} {teammate} --qr`")
+    places = [p.name for k in tm.properties if (p := lt.tenant.property(k)) is not None and p.intercom]
+    write_qr(target, code.get_secret_value(), [plain(tm.name), plain(", ".join(places))])
+    c.echo(f"wrote {target} (mode 0600): {teammate}'s 2N QR code for {', '.join(places)}; "
+           "send it privately and delete it after")
 
 
-__all__ = ["Path", "access_app", "register"]
+__all__ = ["access_app", "register", "repositories"]
