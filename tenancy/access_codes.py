@@ -80,3 +80,14 @@ def new_code(tenant: Tenant, teammate: str, what: str) -> str:
     if tm.access is not None:  # a PIN and a QR code of one user must differ too
         taken |= {s.get_secret_value() for s in (tm.access.intercom_pin, tm.access.intercom_qr) if s is not None}
     return _draw(PIN_LENGTH if what == "pin" else QR_LENGTH, "0123456789", taken)
+
+
+def new_keypad_code(taken: set[str]) -> str:
+    """A Nuki keypad code (6 digits 1-9, not starting with 12) that is none of `taken`."""
+    return _draw(6, KEYPAD_DIGITS, taken)
+
+
+def file_keypad_codes(tenant: Tenant) -> set[str]:
+    """Every keypad code the tenant file declares."""
+    return {tm.access.keypad_code.get_secret_value() for tm in tenant.teammates
+            if tm.access is not None and tm.access.keypad_code is not None}

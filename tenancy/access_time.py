@@ -16,6 +16,7 @@ offset and its zone, so a reviewer reads local time and the instant stays exact.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -212,3 +213,20 @@ def is_open(w: Window, at: datetime) -> bool:
     if w.from_time is not None and w.until_time is not None:
         return w.from_time <= local.time().replace(tzinfo=None) < w.until_time
     return True
+
+
+# Durations -------------------------------------------------------------------------------------------
+MAX_TEMPORARY = timedelta(days=30)
+_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?$")
+
+
+def parse_duration(text: str) -> timedelta:
+    """`2h`, `90m`, `1d`, `1h30m` → a timedelta between 1 minute and 30 days; ValueError otherwise."""
+    found = _DURATION.match(text.strip().lower())
+    if not found or not any(found.groups()):
+        raise ValueError(f"{text!r} is not a duration like 2h, 90m, 1d or 1h30m")
+    days, hours, mins = (int(g or 0) for g in found.groups())
+    span = timedelta(days=days, hours=hours, minutes=mins)
+    if not timedelta(minutes=1) <= span <= MAX_TEMPORARY:
+        raise ValueError(f"{text!r}: a temporary code lasts between 1 minute and 30 days")
+    return span

@@ -15,6 +15,10 @@ Resources
   cannot update a webhook: one that differs, or that exists while the file holds no secret for it, is
   replaced (create the new one first, then delete the old one: no gap).
 
+Maintenance codes (`tenantctl access maintenance`): ours too, named `tc:mnt:<name>`, issued on a
+property's locks with an `allowedUntilDate`; never declared in the file. Until then a plan lists them as
+REPORT info; once expired, as a DELETE, so the next apply removes them.
+
 Live auths are matched to teammates per lock: first by code (codes are unique per lock), then by our
 name (a rotated code becomes an UPDATE), anything else ours is an orphan (DELETE).
 
@@ -36,19 +40,30 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 from reconciler.diff import diff, sort_changes
 from reconciler.errors import InvalidRequest, PermanentError
 from reconciler.model import Action, Change, Resource, Sensitive
 from reconciler.providers.base import ApplyResult, HealthCheck, Http, ProviderContext, plan_health
-from tenancy.access_time import DEFAULT_ZONE, date_labels, nuki_date, nuki_label, window_of, zone_name
+from tenancy.access_time import (
+    DEFAULT_ZONE,
+    NUKI_DATE,
+    date_labels,
+    nuki_date,
+    nuki_label,
+    parse_label,
+    window_of,
+    zone_name,
+)
 from tenancy.model import Access, Tenant, Weekday
 from tenancy.urls import tenant_webhook_url
 
 NAME = "nuki"
 KEYPAD = 13
 MARKER = "tc:"
+MAINTENANCE = "tc:mnt:"  # a temporary code `tenantctl access maintenance` issued
 NAME_MAX = 32
 WEBHOOK_FEATURES = ("DEVICE_AUTHS", "DEVICE_LOGS", "DEVICE_STATUS")
 READBACK_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)  # seconds before each read-back after the first
@@ -153,9 +168,11 @@ class NukiProvider:
     name = NAME
 
     def __init__(self, readback_delays: Sequence[float] = READBACK_DELAYS,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep,
+                 now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.readback_delays = tuple(readback_delays)
         self._sleep = sleep
+        self._now = now  # only to tell expired maintenance codes apart
 
     def applies_to(self, tenant: Tenant) -> bool:
         return tenant.nuki is not None
@@ -242,6 +259,9 @@ class NukiProvider:
         for c in diff(want_codes, live_codes):
             if c.action is Action.REPORT:
                 continue  # hand-made codes: never touched, not listed
+            if c.action is Action.DELETE and c.live is not None and is_maintenance(c.live):
+                changes.append(maintenance_change(c, self._now()))
+                continue
             clash = foreign.get((c.desired.name.split("/")[0], c.desired.attrs.get("code"))) \
                 if c.action is Action.CREATE and c.desired is not None else None
             if clash is not None:
@@ -334,6 +354,32 @@ class NukiProvider:
         raise PermanentError(NAME, f"{change.address}: the lock did not show the {change.action.value} after "
                              f"{sum(self.readback_delays):.1f} s (it may still be pending; plan again)")
 
+    # Maintenance codes ----------------------------------------------------------------------------
+    def live_codes(self, tenant: Tenant, ctx: ProviderContext, http: Http, lock: int) -> set[str]:
+        """Every keypad code on the lock that the API shows (ours and hand-made): a new code must differ."""
+        url = f"{_base(ctx)}/smartlock/{lock}/auth"
+        return {str(a["code"]) for a in _list(self._call(http, "GET", url, _token(tenant), params={"types": KEYPAD}))
+                if a.get("type") == KEYPAD and a.get("code") is not None}
+
+    def issue_maintenance_code(self, tenant: Tenant, ctx: ProviderContext, http: Http, lock: int, name: str,
+                               code: str, until: datetime) -> None:
+        """Create `tc:mnt:<name>` with `code` on `lock`, valid from now until `until`; read back until shown.
+
+        Raises PermanentError when the lock does not show it in time (it may still be pending).
+        """
+        token = _token(tenant)
+        url = f"{_base(ctx)}/smartlock/{lock}/auth"
+        attrs = {"name": (MAINTENANCE + name)[:NAME_MAX], "code": Sensitive(code), "weekdays": list(WEEKDAY_BITS),
+                 "from_time": None, "until_time": None, "enabled": True, "remote_allowed": False}
+        body = {**auth_body(attrs), "type": KEYPAD, "allowedFromDate": self._now().strftime(NUKI_DATE),
+                "allowedUntilDate": until.astimezone(UTC).strftime(NUKI_DATE)}
+        body.pop("enabled", None)  # not part of the create object
+        self._call(http, "PUT", url, token, json=body, extra=code)
+        change = Change(Action.CREATE, NAME, "keypad_code", tenant.slug,
+                        f"nuki.keypad_code[{tenant.slug}/{lock}/~maintenance]")
+        self._await(http, url, token, lambda auths: any(a.get("name") == attrs["name"] and
+                                                        str(a.get("code")) == code for a in auths), change)
+
     # Health ---------------------------------------------------------------------------------------
     def health(self, tenant: Tenant, ctx: ProviderContext, http: Http) -> list[HealthCheck]:
         return plan_health(self, tenant, ctx, http, "the API token lists the account's locks")
@@ -346,6 +392,26 @@ class NukiProvider:
         if resp.status_code >= 400:  # a client that hands error responses back instead of raising
             raise PermanentError(NAME, "Nuki API error", status=resp.status_code)
         return resp.json() if resp.content else None
+
+
+def is_maintenance(r: Resource) -> bool:
+    return str(r.attrs.get("name") or "").startswith(MAINTENANCE)
+
+
+def maintenance_change(c: Change, now: datetime) -> Change:
+    """A maintenance code no teammate declares: kept (REPORT info) until it expires, then deleted."""
+    assert c.live is not None  # noqa: S101  (callers pass deletions of live codes)
+    until = c.live.attrs.get("valid_until")
+    try:
+        expired = until is None or parse_label(str(until)) <= now
+    except ValueError:
+        expired = True
+    if expired:
+        return replace(c, note=f"maintenance code {c.live.attrs.get('name')!r} expired "
+                               f"({until or 'no end date'}): removed")
+    return replace(c, action=Action.REPORT, fields=(),
+                   note=f"info: maintenance code {c.live.attrs.get('name')!r} valid until {until}; the first "
+                        "apply after that removes it")
 
 
 def _token(tenant: Tenant) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import re
 import sys
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, NoReturn
 
@@ -19,7 +19,9 @@ from reconciler.access import access_diff, matrix, matrix_json, matrix_markdown,
 from reconciler.access_plan import access_changes
 from reconciler.providers.base import ProviderContext
 from reconciler.render import change_lines
-from tenancy.access_codes import FIELDS, new_code
+from tenancy.access_codes import FIELDS, file_keypad_codes, new_code, new_keypad_code
+from tenancy.access_time import label as label_of
+from tenancy.access_time import parse_duration, zone_name
 from tenancy.fingerprint import tenant_key
 from tenancy.loader import LoadedTenant, LoadResult
 from tenancy.model import Tenant
@@ -194,6 +196,66 @@ def _show_access_plan(c: Context, before: Tenant, after: Tenant) -> None:
     for line in access_diff(changes):
         c.echo(f"  access: {line}")
     c.echo("run `tenantctl plan` to check against the devices, then `tenantctl apply`")
+
+
+# Maintenance -----------------------------------------------------------------------------------------
+@access_app.command("maintenance")
+def maintenance(
+    ctx: typer.Context,
+    slug: Annotated[str, typer.Argument(help="The tenant.")],
+    prop_key: Annotated[str, typer.Argument(metavar="PROPERTY", help="The property's key.")],
+    span: Annotated[str, typer.Option("--for", help="How long it opens: 2h, 90m, 1d, 1h30m (at most 30 days).")],
+    name: Annotated[str, typer.Option("--name", help="Shown on the lock as tc:mnt:NAME.")] = "maintenance",
+    sandbox: Annotated[bool, typer.Option("--sandbox", help="Use the local sandbox.")] = False,
+) -> None:
+    """Issue a temporary keypad code on the property's Nuki locks now; print it once (terminal only)."""
+    from reconciler.errors import ReconcileError
+    from reconciler.providers.nuki import NukiProvider
+    from tenantctl.commands.reconcile import session
+
+    c: Context = ctx.obj
+    if not sys.stdout.isatty():
+        _fail(c, "the code is printed once, to a terminal only, and stdout is not one: nothing was issued")
+    try:
+        length = parse_duration(span)
+    except ValueError as e:
+        _fail(c, f"--for: {e}")
+    label = plain(name.strip())[:24]
+    if not label:
+        _fail(c, "--name: give a name to show on the lock")
+    with session(c, [slug], ["nuki"], sandbox, with_db=False) as s:
+        tenant = s.loaded[0].tenant
+        prop = tenant.property(prop_key)
+        if prop is None or not prop.nuki_lock_ids or tenant.nuki is None:
+            _fail(c, f"{slug}: {prop_key!r} is no property with Nuki locks "
+                     f"(properties: {', '.join(p.key for p in tenant.properties) or 'none'})")
+        provider = NukiProvider()
+        try:
+            taken = file_keypad_codes(tenant)
+            for lock in prop.nuki_lock_ids:
+                taken |= provider.live_codes(tenant, s.ctx, s.http, lock)
+        except ReconcileError as e:
+            _fail(c, f"could not read the locks' codes, nothing was issued: {e}")
+        code = new_keypad_code(taken)
+        until = datetime.now(UTC) + length
+        issued, failed = [], []
+        for lock in prop.nuki_lock_ids:
+            try:
+                provider.issue_maintenance_code(tenant, s.ctx, s.http, lock, label, code, until)
+                issued.append(lock)
+            except ReconcileError as e:
+                failed.append(f"lock {lock}: {e}")
+    zone_id = zone_name(tenant, prop)
+    for line in failed:
+        c.err.print(f"error: {line}", markup=False)
+    if issued:
+        c.echo(f"tc:mnt:{label} on {prop.key}, lock(s) {', '.join(map(str, issued))}, valid until "
+               f"{label_of(until, zone_id)}; the first apply after that removes it")
+        # Straight to the terminal, once: the redactor would mask a value it knows.
+        sys.stdout.write(f"maintenance code: {code}\n")
+        sys.stdout.flush()
+    if failed:
+        raise typer.Exit(1)
 
 
 # QR --------------------------------------------------------------------------------------------------

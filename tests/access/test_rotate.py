@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import pty
-import subprocess
-import sys
 from pathlib import Path
 
 from tenancy.access_codes import new_code
 from tenancy.loader import load_tenants
 from tenancy.model import Tenant
 from tests.access.world import tenant
-from tests.conftest import REPO, RunCli
+from tests.access.terminal import run_on_tty
+from tests.conftest import RunCli
 
 
 def _acme(d: Path) -> Tenant:
@@ -72,26 +69,12 @@ def test_reveal_is_refused_when_stdout_is_not_a_terminal_and_nothing_changes(cli
 
 
 def test_reveal_prints_the_new_code_once_on_a_terminal(examples_copy: Path) -> None:
-    leader, follower = pty.openpty()
-    env = {**os.environ, "TENANTCTL_STATE_DIR": str(examples_copy.parent / "state")}
-    proc = subprocess.run([sys.executable, "-m", "tenantctl", "--tenants", str(examples_copy), "access", "rotate",
-                           "acme", "tom", "--keypad", "--reveal"], stdout=follower, stderr=subprocess.PIPE,
-                          cwd=REPO, env=env, timeout=120, check=False)
-    os.close(follower)
-    out = b""
-    while True:
-        try:
-            chunk = os.read(leader, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        out += chunk
-    os.close(leader)
-    assert proc.returncode == 0, proc.stderr
+    code_, out, err = run_on_tty("--tenants", str(examples_copy), "access", "rotate", "acme", "tom", "--keypad",
+                                 "--reveal", env={"TENANTCTL_STATE_DIR": str(examples_copy.parent / "state")})
+    assert code_ == 0, err
     code = _acme(examples_copy).teammates[1].access.keypad_code.get_secret_value()  # type: ignore[union-attr]
-    assert out.decode().count(code) == 1
-    assert f"keypad code: {code}" in out.decode()
+    assert out.count(code) == 1
+    assert f"keypad code: {code}" in out
 
 
 def test_a_code_for_a_door_the_teammate_cannot_reach_is_refused(cli: RunCli, examples_copy: Path) -> None:
