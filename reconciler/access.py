@@ -252,5 +252,38 @@ def access_diff(changes: Iterable[Change]) -> list[str]:
     return lines
 
 
-__all__ = ["Door", "DoorAccess", "Grant", "access_diff", "matrix", "matrix_json", "matrix_markdown",
-           "matrix_text", "open_at", "plain", "window_of_attrs"]
+__all__ = [
+    "Door",
+    "DoorAccess",
+    "Grant",
+    "access_diff",
+    "matrix",
+    "matrix_json",
+    "matrix_markdown",
+    "matrix_text",
+    "open_at",
+    "plain",
+    "revocations_first",
+    "revokes_access",
+    "still_open",
+    "window_of_attrs",
+]
+
+
+# Offboarding ------------------------------------------------------------------------------------------
+def revokes_access(c: Change) -> bool:
+    """A deletion of a keypad code or a 2N user: access taken away, applied first and always attempted."""
+    return c.action is Action.DELETE and (c.provider, c.kind) in _ACCESS_KINDS
+
+
+def revocations_first(changes: Sequence[Change]) -> list[Change]:
+    """The same changes, revocations of access first (otherwise in their order): a departed teammate's
+    codes go before anything else can fail."""
+    return sorted(changes, key=lambda c: not revokes_access(c))
+
+
+def still_open(failed: Iterable[Change]) -> list[str]:
+    """Revocations that did not happen, in words: `Tom Berg: still opens lock 17010003`."""
+    items = list(failed)
+    keys = {shown: _key(c) for c in items if not _key(c).startswith("~") and (shown := _shown(c))}
+    return [f"{_teammate(c, keys)}: still opens {_door(c)}" for c in items if revokes_access(c)]

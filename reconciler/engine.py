@@ -24,6 +24,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from reconciler.access import revocations_first, revokes_access
 from reconciler.config import ReconcileConfig
 from reconciler.diff import sort_changes
 from reconciler.errors import ReconcileError
@@ -144,7 +145,7 @@ def apply_tenant(tenant: Tenant, changes: Sequence[Change], providers: Mapping[s
     results: list[ChangeResult] = []
     failed: ChangeResult | None = None
     for change in changes:
-        if failed is not None:
+        if failed is not None and not revokes_access(change):  # taking access away is always attempted
             results.append(ChangeResult(change, Outcome.NOT_ATTEMPTED,
                                         f"not attempted: {failed.change.address} failed before it"))
             continue
@@ -182,7 +183,8 @@ def apply_plan(plan: Plan, tenants: Mapping[str, Tenant], providers: Mapping[str
     for item in plan.items:
         if item.error is None:
             per_tenant.setdefault(item.tenant, []).extend(item.writes)
-    jobs = [(slug, sort_changes(changes)) for slug, changes in sorted(per_tenant.items()) if changes]
+    jobs = [(slug, revocations_first(sort_changes(changes))) for slug, changes in sorted(per_tenant.items())
+            if changes]
 
     def run(job: tuple[str, list[Change]]) -> list[ChangeResult]:
         slug, changes = job

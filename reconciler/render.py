@@ -47,7 +47,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from reconciler.access import access_diff, md
+from reconciler.access import access_diff, md, still_open
 from reconciler.engine import ApplyReport, Outcome
 from reconciler.model import Action, Change, FieldChange
 from reconciler.plan import FORMAT_VERSION, Plan, ProviderPlan, encode_value
@@ -217,6 +217,10 @@ def render_report(report: ApplyReport) -> str:
                 line += f": {r.error}"
             out.append(line)
             out += [f"                secret stored encrypted: {w}" for w in r.wrote_back]
+    open_ = still_open(r.change for r in report.results if r.outcome is not Outcome.APPLIED)
+    if open_:
+        out.append("ACCESS STILL OPEN (revocations that did not happen; run apply again):")
+        out += [f"  {line}" for line in open_]
     n = report.counts()
     out.append(f"Apply: {n['applied']} applied, {n['failed']} failed, {n['not_attempted']} not attempted"
                + (f", {n['unobserved']} provider(s) not observed" if n["unobserved"] else "")

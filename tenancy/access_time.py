@@ -230,3 +230,8 @@ def parse_duration(text: str) -> timedelta:
     if not timedelta(minutes=1) <= span <= MAX_TEMPORARY:
         raise ValueError(f"{text!r}: a temporary code lasts between 1 minute and 30 days")
     return span
+
+
+def expired(w: Window, now: datetime) -> bool:
+    """Has the window's last local day (`valid_until`) ended at `now` (aware)?"""
+    return w.valid_until is not None and now > day_end(w.valid_until, w.zone)

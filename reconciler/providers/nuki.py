@@ -51,6 +51,7 @@ from tenancy.access_time import (
     DEFAULT_ZONE,
     NUKI_DATE,
     date_labels,
+    expired,
     nuki_date,
     nuki_label,
     parse_label,
@@ -191,6 +192,8 @@ class NukiProvider:
                 continue
             for key in tm.properties:
                 found = tenant.property(key)
+                if expired(window_of(access, zone_name(tenant, found)), self._now()):
+                    continue  # valid_until has passed there: offboarded, the code is removed
                 attrs = code_attrs(auth_name(tm.name), access.keypad_code.get_secret_value(), access,
                                    zone_name(tenant, found))
                 for lock in found.nuki_lock_ids if found else []:

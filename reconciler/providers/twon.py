@@ -40,7 +40,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import uuid as uuidlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, date, datetime, time
 from typing import Any
@@ -59,7 +59,15 @@ from reconciler.errors import (
 )
 from reconciler.model import Action, Change, Resource, Sensitive
 from reconciler.providers.base import ApplyResult, HealthCheck, Http, ProviderContext
-from tenancy.access_time import DEFAULT_ZONE, date_labels, twon_label, twon_seconds, window_of, zone_name
+from tenancy.access_time import (
+    DEFAULT_ZONE,
+    date_labels,
+    expired,
+    twon_label,
+    twon_seconds,
+    window_of,
+    zone_name,
+)
 from tenancy.model import Intercom, Property, Teammate, Tenant, Weekday
 
 NAME = "twon"
@@ -175,7 +183,8 @@ def _pins(tenant: Tenant) -> list[str]:
 class TwoNProvider:
     name = NAME
 
-    def __init__(self) -> None:
+    def __init__(self, now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self._now = now  # a teammate whose valid_until has passed is offboarded: their user is removed
         # One DigestAuth per device: it reuses the device's nonce, saving a 401 round trip per request.
         self._auths: dict[tuple[str, str, str], httpx.DigestAuth] = {}
         self._auths_lock = threading.Lock()
@@ -192,7 +201,9 @@ class TwoNProvider:
             out.extend(Resource(NAME, "dir_user", slug, f"{prop.key}/{tm.key}",
                                 _desired_attrs(tm, zone_name(tenant, prop)),
                                 remote_id=user_uuid(slug, prop.key, tm.key))
-                       for tm in _pin_holders(tenant, prop))
+                       for tm in _pin_holders(tenant, prop)
+                       if tm.access is not None
+                       and not expired(window_of(tm.access, zone_name(tenant, prop)), self._now()))
         return out
 
     # Observe --------------------------------------------------------------------------------------

@@ -7,8 +7,8 @@ from pathlib import Path
 from tenancy.access_codes import new_code
 from tenancy.loader import load_tenants
 from tenancy.model import Tenant
-from tests.access.world import tenant
 from tests.access.terminal import run_on_tty
+from tests.access.world import tenant
 from tests.conftest import RunCli
 
 

@@ -7,6 +7,7 @@ exchange violated them.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ DEVICES = {"old-town": "54-0000-0001", "river": "54-0000-0002"}
 MARIA = {"keypad_code": "345678", "intercom_pin": "20481632", "intercom_qr": "7340912658"}
 TOM = {"keypad_code": "456789", "intercom_pin": "55667788"}
 WEEKDAYS = ["mon", "tue", "wed", "thu", "fri"]
+NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
 
 def tenant(**overrides: Any) -> Tenant:
@@ -58,7 +60,8 @@ def ctx() -> ProviderContext:
 class Rig:
     """The sandbox world for `tenant()`, providers and a spec-checking client."""
 
-    def __init__(self) -> None:
+    def __init__(self, now: datetime = NOW) -> None:
+        self.now = now
         self.world = World()
         for locks in LOCKS.values():
             for lock in locks:
@@ -67,7 +70,8 @@ class Rig:
             self.world.twon.add_device(device, "admin", PASSWORD, serial_number=device)
         self.checking = SpecCheckingTransport(sandbox_transport(self.world), SpecRegistry(REPO / "specs"))
         self.http = SimpleHttp(self.checking)
-        self.providers: list[Provider] = [NukiProvider(readback_delays=(0.0,)), TwoNProvider()]
+        clock = lambda: self.now  # noqa: E731  (moved by tests: expiry is a matter of time)
+        self.providers: list[Provider] = [NukiProvider(readback_delays=(0.0,), now=clock), TwoNProvider(now=clock)]
         self.ctx = ctx()
 
     def plan(self, t: Tenant) -> Plan:
