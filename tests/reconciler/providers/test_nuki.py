@@ -87,7 +87,7 @@ def test_converges_and_speaks_the_nuki_spec() -> None:
         (int(MARIA_CODE), 64 + 32 + 16 + 8 + 4, 8 * 60, 18 * 60)
     tom = auths(world, LOCK)["tc:Tom Berg"]
     assert (tom.allowed_from_date, tom.allowed_until_date) == \
-        ("2025-01-01T00:00:00.000Z", "2026-12-31T23:59:59.000Z")
+        ("2025-01-01T00:00:00.000Z", "2036-12-31T23:59:59.000Z")
 
     tenant = with_nuki_secret(tenant, secret)
     world.calls.clear()

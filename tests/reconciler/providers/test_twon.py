@@ -62,7 +62,7 @@ def intercom_tenant(**changes: Any) -> Tenant:
         {"key": "maria", "name": "Maria Lopez", "role": "cleaner", "properties": ["p1", "p2", "p3"],
          "access": {"intercom_pin": MARIA_PIN}},
         {"key": "tom", "name": "Tom Berg", "role": "maintenance", "properties": ["p1"],
-         "access": {"intercom_pin": TOM_PIN, "valid_from": "2025-01-01", "valid_until": "2026-12-31"}},
+         "access": {"intercom_pin": TOM_PIN, "valid_from": "2025-01-01", "valid_until": "2036-12-31"}},
         {"key": "lea", "name": "Lea Kim", "role": "host", "properties": ["p1", "p2"]},
     ]
     data.update(changes)
@@ -120,7 +120,7 @@ def test_converges_with_one_query_per_device_and_no_write_when_in_sync() -> None
     assert [c.method for c in world.calls.calls("2n")] == ["PUT"] * 3  # one write per change, nonce reused
     tom = users(world, "p1")["Tom Berg"]
     assert (tom.uuid, tom.owner, tom.access.pin, tom.access.validFrom, tom.access.validTo) == (
-        user_uuid(SLUG, "p1", "tom"), OWNER, TOM_PIN, "1735689600", "1798761599")  # 2025-01-01Z, 2026-12-31Z
+        user_uuid(SLUG, "p1", "tom"), OWNER, TOM_PIN, "1735689600", "2114380799")  # 2025-01-01Z, 2036-12-31Z
     assert users(world, "p2")["Maria Lopez"].access.validTo == "0"
 
     world.calls.clear()
