@@ -14,6 +14,7 @@ from tenancy.access_time import (
     is_open,
     minutes,
     nuki_date,
+    parse_duration,
     twon_seconds,
     weekday_mask,
     window_of,
@@ -100,3 +101,15 @@ def test_the_plan_describes_a_window_in_local_time_with_its_zone() -> None:
 def test_is_open_answers_in_the_propertys_local_time(at: datetime, open_: bool) -> None:
     access = Access(weekdays=["mon", "tue", "wed", "thu", "fri"], from_time=time(8), until_time=time(18))
     assert is_open(window_of(access, BA), at) is open_
+
+
+@pytest.mark.parametrize(("text", "minutes_"), [("2h", 120), ("90m", 90), ("1d", 1440), ("1h30m", 90),
+                                                ("30d", 43200)])
+def test_durations_read_as_people_write_them(text: str, minutes_: int) -> None:
+    assert parse_duration(text).total_seconds() == minutes_ * 60
+
+
+@pytest.mark.parametrize("text", ["", "2", "forever", "0m", "31d", "2h 30m", "-1h"])
+def test_other_durations_are_refused(text: str) -> None:
+    with pytest.raises(ValueError, match=r"duration|between"):
+        parse_duration(text)
