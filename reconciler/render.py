@@ -48,6 +48,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+from reconciler.access import access_diff, md, still_open
 from reconciler.engine import ApplyReport, Outcome, hidden_text
 from reconciler.model import Action, Change, FieldChange
 from reconciler.plan import FORMAT_VERSION, Plan, ProviderPlan, encode_value
@@ -140,6 +141,7 @@ def render_text(plan: Plan, *, colour: bool = False) -> str:
             lines = change_lines(c, plan.key(tenant))
             out.append("  " + paint(lines[0], COLOURS[c.action]))
             out += ["  " + line for line in lines[1:]]
+        out += access_lines(items, "  ")
         out.append("")
     out.append(summary_line(plan))
     return REDACTOR.scrub("\n".join(out))
@@ -169,7 +171,7 @@ def render_markdown(plan: Plan, *, limit: int = GITHUB_COMMENT_LIMIT) -> str:
             continue
         body = [line for c in changes for line in change_lines(c, plan.key(tenant))]
         text = "\n".join([f"<details><summary><code>{tenant}</code>: {_tenant_summary(changes)}</summary>",
-                          "", "```diff", *body, "```", "", "</details>", ""])
+                          "", *access_markdown(items), "```diff", *body, "```", "", "</details>", ""])
         sections.append((text, len(changes)))
     text = "\n".join(head)
     reserve = 400  # room for the "not shown" footer
@@ -184,6 +186,18 @@ def render_markdown(plan: Plan, *, limit: int = GITHUB_COMMENT_LIMIT) -> str:
         text += (f"\n… {len(rest)} more tenant(s) with {sum(n for _, n in rest)} change(s) not shown "
                  f"(GitHub's comment limit): run `tenantctl plan` or read the JSON plan artifact.\n")
     return REDACTOR.scrub(text)
+
+
+# Access diff ---------------------------------------------------------------------------------------
+def access_lines(items: list[ProviderPlan], indent: str) -> list[str]:
+    """Who gains or loses which door, in local time (reconciler.access), under a tenant's changes."""
+    lines = access_diff(c for i in items for c in i.changes)
+    return [f"{indent}access:", *(f"{indent}  {line}" for line in lines)] if lines else []
+
+
+def access_markdown(items: list[ProviderPlan]) -> list[str]:
+    lines = access_diff(c for i in items for c in i.changes)
+    return ["**Access changes**", "", *(f"- {md(line)}" for line in lines), ""] if lines else []
 
 
 def _md_escape(text: str) -> str:
@@ -216,6 +230,10 @@ def render_report(report: ApplyReport) -> str:
                 line += f": {r.error}"
             out.append(line)
             out += [f"                secret stored encrypted: {w}" for w in r.wrote_back]
+    open_ = still_open(r.change for r in report.results if r.outcome is not Outcome.APPLIED)
+    if open_:
+        out.append("ACCESS STILL OPEN (revocations that did not happen; run apply again):")
+        out += [f"  {line}" for line in open_]
     n = report.counts()
     parts = [f"{n['applied'] + n['confirmed']} applied"
              + (f" ({n['confirmed']} confirmed by read-back)" if n["confirmed"] else ""),

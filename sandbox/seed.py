@@ -20,6 +20,7 @@ from datetime import time
 
 from sandbox.nuki import Webhook
 from sandbox.world import World
+from tenancy.access_time import date_labels, nuki_date, window_of, zone_name
 from tenancy.model import Teammate, Tenant, Weekday
 from tenancy.urls import webhook_url
 
@@ -45,15 +46,16 @@ def _unused_code(taken: set[int]) -> int:
     return code
 
 
-def _code_fields(tm: Teammate) -> dict[str, object]:
+def _code_fields(tm: Teammate, zone_id: str) -> dict[str, object]:
     a = tm.access
     assert a is not None  # noqa: S101  (callers pass teammates with access)
+    start, end = date_labels(window_of(a, zone_id))  # local days of the lock's zone, as UTC instants
     return {
         "allowed_week_days": sum(_BITS[Weekday(d)] for d in set(a.weekdays)),
         "allowed_from_time": _minutes(a.from_time),
         "allowed_until_time": _minutes(a.until_time),
-        "allowed_from_date": f"{a.valid_from.isoformat()}T00:00:00.000Z" if a.valid_from else None,
-        "allowed_until_date": f"{a.valid_until.isoformat()}T23:59:59.000Z" if a.valid_until else None,
+        "allowed_from_date": nuki_date(start),
+        "allowed_until_date": nuki_date(end),
     }
 
 
@@ -99,7 +101,8 @@ def seed_world(tenants: Sequence[Tenant], *, domain: str, drift: bool = True,
                 assert tm.access is not None and tm.access.keypad_code is not None  # noqa: S101
                 if tenant_drift and n == 0:
                     continue  # missing: CREATE
-                fields = _code_fields(tm)
+                zone_id = next((zone_name(t, p) for p in t.properties if lock in p.nuki_lock_ids), "UTC")
+                fields = _code_fields(tm, zone_id)
                 if tenant_drift and n == 1:
                     # A stale window: someone widened it by hand.
                     fields["allowed_from_time"], fields["allowed_until_time"] = 6 * 60, 22 * 60

@@ -276,6 +276,9 @@ def _merge(user: DirUser, item: dict[str, Any], i: int) -> None:
             values = access[key]
             if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
                 raise ApiError(ERR_INVALID_PARAM, "invalid parameter value", f"users[{i}].access.{key}")
+            # Switch codes (also what a scanned QR code is matched against) are digits, as on the device.
+            if key == "code" and not all(v.isdigit() and 2 <= len(v) <= 16 for v in values):
+                raise ApiError(ERR_INVALID_PARAM, "invalid parameter value", f"users[{i}].access.code")
             setattr(user.access, key, list(values))
     for key in ("validFrom", "validTo"):
         if key in access:

@@ -65,6 +65,19 @@ DeviceHost = Annotated[
 ]
 
 
+def _iana_zone(name: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown IANA time zone {name!r}: use a name like Europe/Bratislava") from None
+    return name
+
+
+TimeZoneName = Annotated[str, StringConstraints(min_length=1, max_length=64), AfterValidator(_iana_zone)]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
@@ -141,6 +154,8 @@ class Property(_Strict):
     beds24_property_id: int | None = None
     nuki_lock_ids: list[int] = Field(default_factory=list)
     intercom: Intercom | None = None
+    timezone: TimeZoneName | None = Field(
+        default=None, description="IANA time zone of this property's locks and intercom; overrides the tenant's.")
 
     @field_validator("nuki_lock_ids")
     @classmethod
@@ -169,6 +184,7 @@ class Role(StrEnum):
 
 _KEYPAD = re.compile(r"^[1-9]{6}$")
 _PIN = re.compile(r"^[0-9]{4,16}$")
+_QR = re.compile(r"^[0-9]{10,16}$")
 
 
 class Access(_Strict):
@@ -178,6 +194,8 @@ class Access(_Strict):
         default=None, description="Nuki keypad code: 6 digits 1-9, not starting with 12."
     )
     intercom_pin: Secret | None = Field(default=None, description="2N PIN / QR code digits.")
+    intercom_qr: Secret | None = Field(
+        default=None, description="2N QR access: 10 to 16 digits, stored as a switch code of the directory user.")
     weekdays: list[Weekday] = Field(default_factory=lambda: list(Weekday))
     from_time: time | None = None
     until_time: time | None = None
@@ -199,6 +217,13 @@ class Access(_Strict):
     def _pin(cls, v: SecretStr | None) -> SecretStr | None:
         if v is not None and not _PIN.match(v.get_secret_value()):
             raise ValueError("a 2N PIN is 4 to 16 digits")
+        return v
+
+    @field_validator("intercom_qr")
+    @classmethod
+    def _qr(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and not _QR.match(v.get_secret_value()):
+            raise ValueError("a 2N QR code is 10 to 16 digits")
         return v
 
     @model_validator(mode="after")
@@ -242,6 +267,9 @@ class Tenant(_Strict):
     display_name: Name
     status: Status = Status.ONBOARDING
     domain: Hostname | None = Field(default=None, description="Overrides the platform domain for webhook URLs.")
+    timezone: TimeZoneName | None = Field(
+        default=None, description="IANA time zone (e.g. Europe/Bratislava) that access dates and times mean; "
+                                  "required once a teammate's access declares days, hours or dates.")
     hospitable: Hospitable | None = None
     whatsapp: WhatsApp | None = None
     nuki: Nuki | None = None

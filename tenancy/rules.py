@@ -52,6 +52,27 @@ def tenant_findings(lt: LoadedTenant) -> Iterator[Finding]:
                       "add an intercom to a property or remove the PIN", "pin-without-intercom")
     yield from _shared_codes(lt)
     yield from _routing_keys(lt)
+    yield from access_zone_findings(lt)
+
+
+def access_zone_findings(lt: LoadedTenant) -> Iterator[Finding]:
+    """Access days, hours and dates mean local time: a window without a zone would be read as UTC."""
+    from tenancy.access_time import declares_window
+
+    t = lt.tenant
+    for i, m in enumerate(t.teammates):
+        if m.access is not None and m.access.intercom_qr is not None and \
+                not any((p := t.property(k)) is not None and p.intercom for k in m.properties):
+            yield _at(lt, ("teammates", i, "access", "intercom_qr"),
+                      "none of this teammate's properties has a 2N intercom",
+                      "add an intercom to a property or remove the QR code", "qr-without-intercom")
+        if not declares_window(m.access) or t.timezone is not None:
+            continue
+        if any((p := t.property(k)) is None or not p.timezone for k in m.properties) or not m.properties:
+            yield _at(lt, ("teammates", i, "access"), "this access window (days, hours or dates) has no time zone: "
+                      "it would be read as UTC, an hour or two off in Europe",
+                      "add `timezone: Europe/Bratislava` (the IANA name of the properties' zone) at the top level "
+                      "of the tenant file, or per property", "window-without-timezone")
 
 
 def _locks(p: Property) -> list[str]:

@@ -53,7 +53,7 @@ def _register() -> None:
 
     tenants.register(app)
     for module in ("db", "webhooks", "serve", "deliver", "reconcile", "health", "simulate", "sandbox", "lock",
-                   "provider_state", "runs"):
+                   "provider_state", "runs", "access"):
         try:
             mod = __import__(f"tenantctl.commands.{module}", fromlist=["register"])
         except ModuleNotFoundError as e:

@@ -15,15 +15,21 @@ Resources
   cannot update a webhook: one that differs, or that exists while the file holds no secret for it, is
   replaced (create the new one first, then delete the old one: no gap).
 
+Maintenance codes (`tenantctl access maintenance`): ours too, named `tc:mnt:<name>`, issued on a
+property's locks with an `allowedUntilDate`; never declared in the file. Until then a plan lists them as
+REPORT info; once expired, as a DELETE, so the next apply removes them.
+
 Live auths are matched to teammates per lock: first by code (codes are unique per lock), then by our
 name (a rotated code becomes an UPDATE), anything else ours is an orphan (DELETE).
 
 Writes answer 204 and reach the lock later: apply reads back (bounded backoff) until the lock shows the
 change. Updates send the whole object (a partial update clears the time windows).
 
-Dates: `valid_from` → `allowedFromDate` at 00:00:00Z, `valid_until` → `allowedUntilDate` at 23:59:59Z
-(Nuki stores UTC; the lock's time zone is not considered). Times are minutes from midnight; no window is
-0-0. Weekdays map to the bitmask Mon=64 … Sun=1 (spec: SmartlockAuth.allowedWeekDays).
+Dates and times are local time in the property's zone (tenancy.access_time): `valid_from` →
+`allowedFromDate` at the first instant of that local day, `valid_until` → `allowedUntilDate` at its last
+second, both as UTC instants (Nuki stores UTC); the plan shows them as local labels with the zone. Times
+are minutes from midnight, applied by the lock in its own zone; no window is 0-0. Weekdays map to the
+bitmask Mon=64 … Sun=1 (spec: SmartlockAuth.allowedWeekDays).
 
 Calls (per tenant): a no-op plan makes 3 GETs (smartlocks, all keypad auths of the account, webhooks);
 each code write is 1 write + ≥1 read-back GET of that lock's auths.
@@ -35,7 +41,7 @@ import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from reconciler.diff import diff, sort_changes
@@ -43,12 +49,24 @@ from reconciler.errors import AnswerLost, InvalidRequest, OutcomeUnknown, Perman
 from reconciler.health_status import Health
 from reconciler.model import Action, Change, Resource, Sensitive
 from reconciler.providers.base import ApplyResult, HealthCheck, Http, ProviderContext, check, error_check, plan_health
-from tenancy.model import Tenant, Weekday
+from tenancy.access_time import (
+    DEFAULT_ZONE,
+    NUKI_DATE,
+    date_labels,
+    expired,
+    nuki_date,
+    nuki_label,
+    parse_label,
+    window_of,
+    zone_name,
+)
+from tenancy.model import Access, Tenant, Weekday
 from tenancy.urls import tenant_webhook_url
 
 NAME = "nuki"
 KEYPAD = 13
 MARKER = "tc:"
+MAINTENANCE = "tc:mnt:"  # a temporary code `tenantctl access maintenance` issued
 NAME_MAX = 32
 WEBHOOK_FEATURES = ("DEVICE_AUTHS", "DEVICE_LOGS", "DEVICE_STATUS")
 READBACK_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)  # seconds before each read-back after the first
@@ -73,7 +91,8 @@ def minutes_to_hhmm(minutes: int) -> str:
 
 
 def hhmm_to_minutes(text: str) -> int:
-    hours, mins = text.split(":")[:2]
+    """"08:00" or "08:00 Europe/Bratislava" (the lock's zone, shown in plans) → 480."""
+    hours, mins = text.split(maxsplit=1)[0].split(":")[:2]
     return int(hours) * 60 + int(mins)
 
 
@@ -81,27 +100,20 @@ def auth_name(teammate_name: str) -> str:
     return (MARKER + teammate_name)[:NAME_MAX]
 
 
-def _day(value: Any) -> str | None:
-    """The date part of a Nuki date-time ("2025-03-01T00:00:00.000Z" → "2025-03-01")."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).date().isoformat()
-    except ValueError:
-        return value[:10]
+def live_code_attrs(auth: Mapping[str, Any], zone_id: str = DEFAULT_ZONE) -> dict[str, Any]:
+    """A keypad auth as Nuki returns it → the attributes we compare (same shape as the desired side).
 
-
-def live_code_attrs(auth: Mapping[str, Any]) -> dict[str, Any]:
-    """A keypad auth as Nuki returns it → the attributes we compare (same shape as the desired side)."""
+    Its UTC dates are shown in `zone_id`, the zone of the lock's property.
+    """
     start, end = int(auth.get("allowedFromTime") or 0), int(auth.get("allowedUntilTime") or 0)
     window = start != 0 or end != 0
     attrs: dict[str, Any] = {
         "name": auth.get("name"),
         "weekdays": mask_to_weekdays(int(auth.get("allowedWeekDays", 127))),
-        "from_time": minutes_to_hhmm(start) if window else None,
-        "until_time": minutes_to_hhmm(end) if window else None,
-        "valid_from": _day(auth.get("allowedFromDate")),
-        "valid_until": _day(auth.get("allowedUntilDate")),
+        "from_time": f"{minutes_to_hhmm(start)} {zone_id}" if window else None,
+        "until_time": f"{minutes_to_hhmm(end)} {zone_id}" if window else None,
+        "valid_from": nuki_label(auth.get("allowedFromDate"), zone_id),
+        "valid_until": nuki_label(auth.get("allowedUntilDate"), zone_id),
         "enabled": bool(auth.get("enabled", True)),
         "remote_allowed": bool(auth.get("remoteAllowed", False)),
     }
@@ -121,26 +133,51 @@ def auth_body(attrs: Mapping[str, Any]) -> dict[str, Any]:
         "remoteAllowed": bool(attrs.get("remote_allowed", False)),
     }
     if attrs.get("valid_from"):
-        body["allowedFromDate"] = f"{attrs['valid_from']}T00:00:00.000Z"
+        body["allowedFromDate"] = nuki_date(attrs["valid_from"])
     if attrs.get("valid_until"):
-        body["allowedUntilDate"] = f"{attrs['valid_until']}T23:59:59.000Z"
+        body["allowedUntilDate"] = nuki_date(attrs["valid_until"])
     code = attrs.get("code")
     if isinstance(code, Sensitive):
         body["code"] = int(code.reveal())
     return body
 
 
-def _iso(d: date | None) -> str | None:
-    return d.isoformat() if d else None
+def code_attrs(name: str, code: str, access: Access, zone_id: str) -> dict[str, Any]:
+    """A keypad code with its window in local time of `zone_id` → the attributes we compare."""
+    valid_from, valid_until = date_labels(window_of(access, zone_id))
+    return {
+        "name": name,
+        "code": Sensitive(code),
+        "weekdays": mask_to_weekdays(weekdays_to_mask(access.weekdays)),
+        # Times of day apply in the lock's own zone: shown with it so the plan reads as local time.
+        "from_time": f"{access.from_time:%H:%M} {zone_id}" if access.from_time else None,
+        "until_time": f"{access.until_time:%H:%M} {zone_id}" if access.until_time else None,
+        "valid_from": valid_from,
+        "valid_until": valid_until,
+        "enabled": True,
+        "remote_allowed": False,
+    }
+
+
+def _attrs_zone(attrs: Mapping[str, Any]) -> str:
+    """The zone named by a desired resource's date labels (UTC when it has none)."""
+    for key in ("valid_from", "valid_until"):
+        value = attrs.get(key)
+        if isinstance(value, str) and value.endswith("]") and "[" in value:
+            return value.rsplit("[", 1)[1][:-1]
+    hours = attrs.get("from_time")
+    return hours.split()[1] if isinstance(hours, str) and " " in hours else DEFAULT_ZONE
 
 
 class NukiProvider:
     name = NAME
 
     def __init__(self, readback_delays: Sequence[float] = READBACK_DELAYS,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep,
+                 now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.readback_delays = tuple(readback_delays)
         self._sleep = sleep
+        self._now = now  # only to tell expired maintenance codes apart
 
     def applies_to(self, tenant: Tenant) -> bool:
         return tenant.nuki is not None
@@ -157,19 +194,12 @@ class NukiProvider:
             access = tm.access
             if access is None or access.keypad_code is None:
                 continue
-            attrs: dict[str, Any] = {
-                "name": auth_name(tm.name),
-                "code": Sensitive(access.keypad_code.get_secret_value()),
-                "weekdays": mask_to_weekdays(weekdays_to_mask(access.weekdays)),
-                "from_time": access.from_time.strftime("%H:%M") if access.from_time else None,
-                "until_time": access.until_time.strftime("%H:%M") if access.until_time else None,
-                "valid_from": _iso(access.valid_from),
-                "valid_until": _iso(access.valid_until),
-                "enabled": True,
-                "remote_allowed": False,
-            }
             for key in tm.properties:
                 found = tenant.property(key)
+                if expired(window_of(access, zone_name(tenant, found)), self._now()):
+                    continue  # valid_until has passed there: offboarded, the code is removed
+                attrs = code_attrs(auth_name(tm.name), access.keypad_code.get_secret_value(), access,
+                                   zone_name(tenant, found))
                 for lock in found.nuki_lock_ids if found else []:
                     name = f"{lock}/{tm.key}"
                     if name not in seen:
@@ -193,10 +223,12 @@ class NukiProvider:
                                  remote_id=str(lid), owned=lid in declared))
         auths = _list(self._call(http, "GET", f"{base}/smartlock/auth", token, params={"types": KEYPAD}))
         wanted_codes = [r for r in want if r.kind == "keypad_code"]
+        zones = {lock: zone_name(tenant, p) for p in tenant.properties for lock in p.nuki_lock_ids}
         for lid in sorted(declared):
             on_lock = [a for a in auths if int(a.get("smartlockId", -1)) == lid and a.get("type") == KEYPAD]
             live.extend(_match_codes(slug, lid, on_lock, [r for r in wanted_codes
-                                                          if r.name.split("/")[0] == str(lid)]))
+                                                          if r.name.split("/")[0] == str(lid)],
+                                     zones.get(lid, DEFAULT_ZONE)))
         hooks = _list(self._call(http, "GET", f"{base}/api/decentralWebhook", token))
         live.extend(_webhooks(slug, hooks, _url(tenant, ctx)))
         return live
@@ -234,6 +266,9 @@ class NukiProvider:
         for c in diff(want_codes, live_codes):
             if c.action is Action.REPORT:
                 continue  # hand-made codes: never touched, not listed
+            if c.action is Action.DELETE and c.live is not None and is_maintenance(c.live):
+                changes.append(maintenance_change(c, self._now()))
+                continue
             clash = foreign.get((c.desired.name.split("/")[0], c.desired.attrs.get("code"))) \
                 if c.action is Action.CREATE and c.desired is not None else None
             if clash is not None:
@@ -400,6 +435,33 @@ class NukiProvider:
                 return True
         return False
 
+    # Maintenance codes ----------------------------------------------------------------------------
+    def live_codes(self, tenant: Tenant, ctx: ProviderContext, http: Http, lock: int) -> set[str]:
+        """Every keypad code on the lock that the API shows (ours and hand-made): a new code must differ."""
+        url = f"{_base(ctx)}/smartlock/{lock}/auth"
+        return {str(a["code"]) for a in _list(self._call(http, "GET", url, _token(tenant), params={"types": KEYPAD}))
+                if a.get("type") == KEYPAD and a.get("code") is not None}
+
+    def issue_maintenance_code(self, tenant: Tenant, ctx: ProviderContext, http: Http, lock: int, name: str,
+                               code: str, until: datetime) -> None:
+        """Create `tc:mnt:<name>` with `code` on `lock`, valid from now until `until`; read back until shown.
+
+        Raises PermanentError when the lock does not show it in time (it may still be pending).
+        """
+        token = _token(tenant)
+        url = f"{_base(ctx)}/smartlock/{lock}/auth"
+        attrs = {"name": (MAINTENANCE + name)[:NAME_MAX], "code": Sensitive(code), "weekdays": list(WEEKDAY_BITS),
+                 "from_time": None, "until_time": None, "enabled": True, "remote_allowed": False}
+        body = {**auth_body(attrs), "type": KEYPAD, "allowedFromDate": self._now().strftime(NUKI_DATE),
+                "allowedUntilDate": until.astimezone(UTC).strftime(NUKI_DATE)}
+        body.pop("enabled", None)  # not part of the create object
+        self._call(http, "PUT", url, token, json=body, extra=code)
+        shown = self._await(http, url, token, lambda auths: any(a.get("name") == attrs["name"] and
+                                                                str(a.get("code")) == code for a in auths))
+        if not shown:
+            raise PermanentError(NAME, f"lock {lock} does not show the maintenance code {attrs['name']!r} yet: "
+                                 "it may still be pending on the lock; check the Nuki app before issuing another")
+
     # Health ---------------------------------------------------------------------------------------
     def health(self, tenant: Tenant, ctx: ProviderContext, http: Http) -> list[HealthCheck]:
         """The plan's rows, plus each lock's active keypad codes listed within `ctx.slow_s` (measured; the
@@ -524,6 +586,26 @@ def _maintenance_code() -> int:
             return int(text)
 
 
+def is_maintenance(r: Resource) -> bool:
+    return str(r.attrs.get("name") or "").startswith(MAINTENANCE)
+
+
+def maintenance_change(c: Change, now: datetime) -> Change:
+    """A maintenance code no teammate declares: kept (REPORT info) until it expires, then deleted."""
+    assert c.live is not None  # noqa: S101  (callers pass deletions of live codes)
+    until = c.live.attrs.get("valid_until")
+    try:
+        expired = until is None or parse_label(str(until)) <= now
+    except ValueError:
+        expired = True
+    if expired:
+        return replace(c, note=f"maintenance code {c.live.attrs.get('name')!r} expired "
+                               f"({until or 'no end date'}): removed")
+    return replace(c, action=Action.REPORT, fields=(),
+                   note=f"info: maintenance code {c.live.attrs.get('name')!r} valid until {until}; the first "
+                        "apply after that removes it")
+
+
 def _token(tenant: Tenant) -> str:
     if tenant.nuki is None:
         raise InvalidRequest(NAME, f"tenant {tenant.slug} has no nuki section")
@@ -581,11 +663,12 @@ def _lock_hint(change: Change) -> str:
 
 
 def _same(auth: Mapping[str, Any], want: Mapping[str, Any]) -> bool:
-    have = live_code_attrs(auth)
+    have = live_code_attrs(auth, _attrs_zone(want))
     return all(have.get(k) == v for k, v in want.items())
 
 
-def _match_codes(slug: str, lock: int, auths: list[dict[str, Any]], wanted: list[Resource]) -> list[Resource]:
+def _match_codes(slug: str, lock: int, auths: list[dict[str, Any]], wanted: list[Resource],
+                 zone_id: str = DEFAULT_ZONE) -> list[Resource]:
     """Live keypad auths of one lock → resources named like the desired ones they stand for."""
     ours = [a for a in auths if str(a.get("name", "")).startswith(MARKER)]
     free = {r.name: r for r in wanted}
@@ -608,7 +691,8 @@ def _match_codes(slug: str, lock: int, auths: list[dict[str, Any]], wanted: list
         aid = str(a.get("id"))
         owned = a in ours
         name = named.get(aid) or f"{lock}/~{aid}"
-        out.append(Resource(NAME, "keypad_code", slug, name, live_code_attrs(a), remote_id=aid, owned=owned))
+        out.append(Resource(NAME, "keypad_code", slug, name, live_code_attrs(a, zone_id), remote_id=aid,
+                            owned=owned))
     return out
 
 

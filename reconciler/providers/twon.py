@@ -7,15 +7,18 @@ Resources
 - `twon.dir_user[slug/<property>/<teammate>]`: one directory user per teammate with `access.intercom_pin`
   who may enter the property: our owner string `tenantctl`, a stable uuid (uuid5 of tenant, property and
   teammate, so a rename is an update, never a duplicate), the teammate's name, `access.pin` (Sensitive:
-  compared by digest) and `validFrom`/`validTo` from the teammate's window. Users with another owner are
+  compared by digest), `access.code` (the teammate's `access.intercom_qr` as the user's one switch code,
+  what the device matches a scanned QR code against; Sensitive) and `validFrom`/`validTo` from the
+  teammate's window. Users with another owner are
   never touched and not listed, except when one blocks ours by holding the same PIN (REPORT error) or our
   uuid. Users of ours that are no longer declared are deleted.
 - `twon.schedule[slug/<teammate>]`: REPORT info when the teammate's access has weekdays or daily hours:
   a directory user carries no such window here (2N does it with device-side time profiles), so the PIN
   works any day and hour between valid_from and valid_until.
 
-Dates: `valid_from` → Unix time of 00:00:00Z, `valid_until` → 23:59:59Z; "0" means unlimited (as Nuki
-here, the device's time zone is not considered).
+Dates: local days in the property's zone (tenancy.access_time): `valid_from` → Unix time of the first
+instant of that day, `valid_until` → of its last second; "0" means unlimited. The plan shows them as
+local labels with the zone.
 
 The device answers application errors with HTTP 200 and `{"success": false, "error": {code, param,
 description}}`: mapped by code to reconciler.errors; messages carry the code, the parameter's path and
@@ -37,7 +40,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import uuid as uuidlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, date, datetime, time
 from typing import Any
@@ -57,12 +60,22 @@ from reconciler.errors import (
 from reconciler.health_status import Health, Sync
 from reconciler.model import Action, Change, Resource, Sensitive
 from reconciler.providers.base import ApplyResult, HealthCheck, Http, ProviderContext, error_check
+from tenancy.access_time import (
+    DEFAULT_ZONE,
+    date_labels,
+    expired,
+    twon_label,
+    twon_seconds,
+    window_of,
+    zone_name,
+)
 from tenancy.model import Intercom, Property, Teammate, Tenant, Weekday
 
 NAME = "twon"
 OWNER = "tenantctl"
 UUID_NAMESPACE = uuidlib.uuid5(uuidlib.NAMESPACE_DNS, "twon.tenantctl")
-QUERY_FIELDS = ("uuid", "deleted", "owner", "name", "access.pin", "access.validFrom", "access.validTo")
+QUERY_FIELDS = ("uuid", "deleted", "owner", "name", "access.pin", "access.code", "access.validFrom",
+                "access.validTo")
 UNLIMITED = "0"
 
 # 2N HTTP API error codes (manual, "Replies to Requests"); 14 is "entry not found" on directory writes.
@@ -101,32 +114,37 @@ def from_device_time(value: Any) -> str | None:
         return str(value)  # shown as the device has it; differs from ours, so it is rewritten
 
 
-def live_user_attrs(user: Mapping[str, Any]) -> dict[str, Any]:
-    """A directory user as the device returns it → the attributes we compare."""
+def live_user_attrs(user: Mapping[str, Any], zone_id: str = DEFAULT_ZONE) -> dict[str, Any]:
+    """A directory user as the device returns it → the attributes we compare (dates shown in `zone_id`)."""
     found = user.get("access")
     access: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
     attrs: dict[str, Any] = {
         "name": user.get("name"),
-        "valid_from": from_device_time(access.get("validFrom")),
-        "valid_until": from_device_time(access.get("validTo")),
+        "valid_from": twon_label(access.get("validFrom"), zone_id),
+        "valid_until": twon_label(access.get("validTo"), zone_id),
     }
     if "pin" in access:  # absent: the device did not show it, so it cannot be compared
         pin = access.get("pin")
         attrs["pin"] = Sensitive(str(pin)) if pin else None
+    if "code" in access:  # the switch codes; ours holds at most one, the QR code
+        codes = [str(c) for c in access.get("code") or [] if c]
+        attrs["qr"] = Sensitive(codes[0]) if len(codes) == 1 else (
+            Sensitive(",".join(codes)) if codes else None)
     return attrs
 
 
 def user_body(uuid: str, attrs: Mapping[str, Any]) -> dict[str, Any]:
     """Compared attributes → the directory entry we send (create and update alike: the whole entry)."""
     pin = attrs.get("pin")
-    return {
-        "uuid": uuid, "name": attrs["name"], "owner": OWNER,
-        "access": {
-            "pin": pin.reveal() if isinstance(pin, Sensitive) else "",
-            "validFrom": _device_time_of(attrs.get("valid_from")),
-            "validTo": _device_time_of(attrs.get("valid_until")),
-        },
+    access: dict[str, Any] = {
+        "pin": pin.reveal() if isinstance(pin, Sensitive) else "",
+        "validFrom": twon_seconds(attrs.get("valid_from")),
+        "validTo": twon_seconds(attrs.get("valid_until")),
     }
+    if "qr" in attrs:  # left out when the device hid the codes and the file has none to send
+        qr = attrs.get("qr")
+        access["code"] = [qr.reveal()] if isinstance(qr, Sensitive) else []
+    return {"uuid": uuid, "name": attrs["name"], "owner": OWNER, "access": access}
 
 
 def _device_time_of(iso: Any) -> str:
@@ -135,14 +153,17 @@ def _device_time_of(iso: Any) -> str:
     return str(int(datetime.strptime(str(iso), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()))
 
 
-def _desired_attrs(tm: Teammate) -> dict[str, Any]:
+def _desired_attrs(tm: Teammate, zone_id: str = DEFAULT_ZONE) -> dict[str, Any]:
     access = tm.access
-    assert access is not None and access.intercom_pin is not None  # noqa: S101  (callers filter)
+    assert access is not None  # noqa: S101  (callers filter)
+    valid_from, valid_until = date_labels(window_of(access, zone_id))
+    pin, qr = access.intercom_pin, access.intercom_qr
     return {
         "name": tm.name,
-        "pin": Sensitive(access.intercom_pin.get_secret_value()),
-        "valid_from": from_device_time(to_device_time(access.valid_from, end=False)),
-        "valid_until": from_device_time(to_device_time(access.valid_until, end=True)),
+        "pin": Sensitive(pin.get_secret_value()) if pin is not None else None,
+        "qr": Sensitive(qr.get_secret_value()) if qr is not None else None,
+        "valid_from": valid_from,
+        "valid_until": valid_until,
     }
 
 
@@ -151,19 +172,20 @@ def _with_intercom(tenant: Tenant) -> list[tuple[Property, Intercom]]:
 
 
 def _pin_holders(tenant: Tenant, prop: Property) -> list[Teammate]:
-    return [tm for tm in tenant.teammates
-            if tm.access is not None and tm.access.intercom_pin is not None and prop.key in tm.properties]
+    return [tm for tm in tenant.teammates if tm.access is not None and prop.key in tm.properties
+            and (tm.access.intercom_pin is not None or tm.access.intercom_qr is not None)]
 
 
 def _pins(tenant: Tenant) -> list[str]:
-    return [tm.access.intercom_pin.get_secret_value() for tm in tenant.teammates
-            if tm.access is not None and tm.access.intercom_pin is not None]
+    return [s.get_secret_value() for tm in tenant.teammates if tm.access is not None
+            for s in (tm.access.intercom_pin, tm.access.intercom_qr) if s is not None]
 
 
 class TwoNProvider:
     name = NAME
 
-    def __init__(self) -> None:
+    def __init__(self, now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self._now = now  # a teammate whose valid_until has passed is offboarded: their user is removed
         # One DigestAuth per device: it reuses the device's nonce, saving a 401 round trip per request.
         self._auths: dict[tuple[str, str, str], httpx.DigestAuth] = {}
         self._auths_lock = threading.Lock()
@@ -177,9 +199,12 @@ class TwoNProvider:
         out: list[Resource] = []
         for prop, ic in _with_intercom(tenant):
             out.append(Resource(NAME, "device", slug, prop.key, {"serial": ic.device_id}))
-            out.extend(Resource(NAME, "dir_user", slug, f"{prop.key}/{tm.key}", _desired_attrs(tm),
+            out.extend(Resource(NAME, "dir_user", slug, f"{prop.key}/{tm.key}",
+                                _desired_attrs(tm, zone_name(tenant, prop)),
                                 remote_id=user_uuid(slug, prop.key, tm.key))
-                       for tm in _pin_holders(tenant, prop))
+                       for tm in _pin_holders(tenant, prop)
+                       if tm.access is not None
+                       and not expired(window_of(tm.access, zone_name(tenant, prop)), self._now()))
         return out
 
     # Observe --------------------------------------------------------------------------------------
@@ -209,7 +234,7 @@ class TwoNProvider:
             uid = str(u.get("uuid", "")).upper()
             ours = u.get("owner") == OWNER
             name = names.get(uid) or f"{prop.key}/~{uid}"
-            attrs = live_user_attrs(u)
+            attrs = live_user_attrs(u, zone_name(tenant, prop))
             if not ours:
                 attrs["owner"] = u.get("owner")  # kept only to say who made it when it blocks ours
             out.append(Resource(NAME, "dir_user", slug, name, attrs, remote_id=uid, owned=ours))
@@ -240,8 +265,9 @@ class TwoNProvider:
         by_addr = {r.address: r for r in live_users}
         for d in (r for r in desired if r.kind == "dir_user" and r.name.split("/")[0] in usable):
             lv = by_addr.get(d.address)
-            hidden = lv is not None and "pin" not in lv.attrs  # the device hid the PIN: cannot compare it
-            want_users.append(replace(d, attrs={k: v for k, v in d.attrs.items() if k != "pin"})
+            # What the device hid (PIN, switch codes) cannot be compared: left out of the comparison.
+            hidden = {k for k in ("pin", "qr") if lv is not None and k not in lv.attrs}
+            want_users.append(replace(d, attrs={k: v for k, v in d.attrs.items() if k not in hidden})
                               if hidden else d)
         foreign = {(r.name.split("/")[0], r.attrs.get("pin")): r for r in live_users
                    if not r.owned and r.attrs.get("pin") is not None}
@@ -289,10 +315,10 @@ class TwoNProvider:
         if d is None or not d.remote_id:
             raise InvalidRequest(NAME, f"{change.address}: a change with no desired user")
         attrs = dict(d.attrs)
-        if "pin" not in attrs:  # planned while the device hid the PIN: send the file's
-            full = next((r for r in self.desired(tenant, ctx) if r.address == d.address), None)
-            if full is not None and "pin" in full.attrs:
-                attrs["pin"] = full.attrs["pin"]
+        full = next((r for r in self.desired(tenant, ctx) if r.address == d.address), None)
+        for key in ("pin", "qr"):  # planned while the device hid it: send the file's
+            if key not in attrs and full is not None and key in full.attrs:
+                attrs[key] = full.attrs[key]
         op = "create" if change.action is Action.CREATE else "update"
         body = {"users": [user_body(d.remote_id, attrs)]}
         try:
@@ -407,7 +433,8 @@ def _schedule_reports(tenant: Tenant) -> list[Change]:
     covered = {p.key for p, _ in _with_intercom(tenant)}
     for tm in tenant.teammates:
         access = tm.access
-        if access is None or access.intercom_pin is None or not covered & set(tm.properties):
+        if access is None or (access.intercom_pin is None and access.intercom_qr is None) \
+                or not covered & set(tm.properties):
             continue
         if set(access.weekdays) == set(Weekday) and access.from_time is None:
             continue

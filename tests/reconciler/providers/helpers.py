@@ -45,7 +45,7 @@ def tenant_data(**overrides: Any) -> dict[str, Any]:
              "access": {"keypad_code": MARIA_CODE, "weekdays": ["mon", "tue", "wed", "thu", "fri"],
                         "from_time": "08:00", "until_time": "18:00"}},
             {"key": "tom", "name": "Tom Berg", "role": "maintenance", "properties": ["p1", "p2"],
-             "access": {"keypad_code": TOM_CODE, "valid_from": "2025-01-01", "valid_until": "2026-12-31"}},
+             "access": {"keypad_code": TOM_CODE, "valid_from": "2025-01-01", "valid_until": "2036-12-31"}},
         ],
     }
     data.update(overrides)

@@ -88,7 +88,7 @@ def test_converges_and_speaks_the_nuki_spec() -> None:
         (int(MARIA_CODE), 64 + 32 + 16 + 8 + 4, 8 * 60, 18 * 60)
     tom = auths(world, LOCK)["tc:Tom Berg"]
     assert (tom.allowed_from_date, tom.allowed_until_date) == \
-        ("2025-01-01T00:00:00.000Z", "2026-12-31T23:59:59.000Z")
+        ("2025-01-01T00:00:00.000Z", "2036-12-31T23:59:59.000Z")
 
     tenant = with_nuki_secret(tenant, secret)
     world.calls.clear()
@@ -256,8 +256,9 @@ def test_weekdays_map_to_nukis_bitmask(days: list[str], mask: int) -> None:
 
 
 @pytest.mark.parametrize("attrs", [
-    {"name": "tc:A", "code": Sensitive("345678"), "weekdays": ["mon"], "from_time": "08:30",
-     "until_time": "17:15", "valid_from": "2025-01-01", "valid_until": "2025-02-01", "enabled": True,
+    {"name": "tc:A", "code": Sensitive("345678"), "weekdays": ["mon"], "from_time": "08:30 UTC",
+     "until_time": "17:15 UTC", "valid_from": "2025-01-01T00:00:00+00:00[UTC]",
+     "valid_until": "2025-02-01T23:59:59+00:00[UTC]", "enabled": True,
      "remote_allowed": False},
     {"name": "tc:B", "code": Sensitive("987654"), "weekdays": ["sat", "sun"], "from_time": None,
      "until_time": None, "valid_from": None, "valid_until": None, "enabled": True, "remote_allowed": False},

@@ -62,7 +62,7 @@ def intercom_tenant(**changes: Any) -> Tenant:
         {"key": "maria", "name": "Maria Lopez", "role": "cleaner", "properties": ["p1", "p2", "p3"],
          "access": {"intercom_pin": MARIA_PIN}},
         {"key": "tom", "name": "Tom Berg", "role": "maintenance", "properties": ["p1"],
-         "access": {"intercom_pin": TOM_PIN, "valid_from": "2025-01-01", "valid_until": "2026-12-31"}},
+         "access": {"intercom_pin": TOM_PIN, "valid_from": "2025-01-01", "valid_until": "2036-12-31"}},
         {"key": "lea", "name": "Lea Kim", "role": "host", "properties": ["p1", "p2"]},
     ]
     data.update(changes)
@@ -120,7 +120,7 @@ def test_converges_with_one_query_per_device_and_no_write_when_in_sync() -> None
     assert [c.method for c in world.calls.calls("2n")] == ["PUT"] * 3  # one write per change, nonce reused
     tom = users(world, "p1")["Tom Berg"]
     assert (tom.uuid, tom.owner, tom.access.pin, tom.access.validFrom, tom.access.validTo) == (
-        user_uuid(SLUG, "p1", "tom"), OWNER, TOM_PIN, "1735689600", "1798761599")  # 2025-01-01Z, 2026-12-31Z
+        user_uuid(SLUG, "p1", "tom"), OWNER, TOM_PIN, "1735689600", "2114380799")  # 2025-01-01Z, 2036-12-31Z
     assert users(world, "p2")["Maria Lopez"].access.validTo == "0"
 
     world.calls.clear()
@@ -303,13 +303,14 @@ def test_dates_map_to_the_devices_unix_times(day: date | None, end: bool, device
 
 
 @pytest.mark.parametrize("attrs", [
-    {"name": "A", "valid_from": "2025-01-01T00:00:00Z", "valid_until": "2026-12-31T23:59:59Z"},
+    {"name": "A", "valid_from": "2025-01-01T00:00:00+00:00[UTC]", "valid_until": "2026-12-31T23:59:59+00:00[UTC]"},
     {"name": "B", "valid_from": None, "valid_until": None},
 ])
 def test_the_user_body_reads_back_as_the_same_attributes(attrs: dict[str, Any]) -> None:
     body = user_body("U", {**attrs, "pin": None})
     assert live_user_attrs(body) == {**attrs, "pin": None}
-    assert from_device_time(body["access"]["validFrom"]) == attrs["valid_from"]
+    assert from_device_time(body["access"]["validFrom"]) == (
+        attrs["valid_from"].replace("+00:00[UTC]", "Z") if attrs["valid_from"] else None)
 
 
 def tenant_teammates(tenant: Tenant) -> list[dict[str, Any]]:
