@@ -57,7 +57,7 @@ def create_app(
         resource = (WhatsAppResource if segment == "wa" else WebhookResource)(pipeline, segment)
         app.add_route(f"/api/webhooks/{segment}/t/{{slug}}", resource)
     app.add_route("/healthz", HealthResource())
-    app.add_route("/readyz", ReadyResource(routing, reader))
+    app.add_route("/readyz", ReadyResource(routing, reader, store, settings.ready_timeout_s))
     app.add_route("/metrics", MetricsResource(metrics))
     token = settings.admin_token.get_secret_value().encode("utf-8") if settings.admin_token else None
     app.add_route("/admin/webhook-logs", AdminLogResource(token, reader))
@@ -79,13 +79,16 @@ def get_app() -> falcon.App[falcon.Request, falcon.Response]:
     if not routing.loaded:
         routing = load_routing(Path(settings.tenants), settings.meta_app_secrets)
         routing_holder.install(routing)
-    engine = make_engine(settings.resolved_database_url)
+    engine = make_engine(settings.resolved_database_url,
+                         statement_timeout_ms=settings.db_statement_timeout_ms or None)
     require_up_to_date(engine)
     # Under gthread, request threads hand each record to the store's writer thread and wait for its
     # commit; with CPython's default 5 ms GIL switch interval every hand-over can stall that long. 1 ms
     # measured +25 % throughput under load there (benchmarks/webhooks.py); gevent has one thread.
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
-    store = GroupCommitEventStore(engine)
+    store = GroupCommitEventStore(
+        engine, commit_deadline_s=settings.db_commit_timeout_s, timeout_s=2 * settings.db_commit_timeout_s,
+        max_queue=settings.db_queue_max, refusal_sample=settings.refusal_rows_per_minute)
     store.start()
     with _stores_lock:
         _stores.append(store)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hmac
 import json
+import threading
 from datetime import UTC, datetime
 from typing import Any, get_args
 
 import falcon
 
 from store.errors import DatabaseUnavailable
-from store.webhook_log import LogRow, Outcome
+from store.webhook_log import EventStore, LogRow, Outcome
 from webhook_server.metrics import Metrics
 from webhook_server.pipeline import Inbound, Pipeline, Reply
 from webhook_server.routing import Routing
@@ -61,21 +62,48 @@ class HealthResource:
 
 
 class ReadyResource:
-    """Ready when the routing is loaded and the database answers."""
+    """Ready when the routing is loaded, the event store's writer is not stuck or failing, and the
+    database answers a ping within ``timeout_s``. Never hangs: the ping runs on its own thread (a
+    greenlet under gevent) and at most one runs at a time, so a database that never answers costs one
+    waiting ping, not one per probe. 503 names the reason in ``database``."""
 
-    def __init__(self, routing: Routing, reader: LogReader | None) -> None:
+    def __init__(self, routing: Routing, reader: LogReader | None, store: EventStore | None = None,
+                 timeout_s: float = 2.0) -> None:
         self.routing = routing
         self.reader = reader
+        self.store = store
+        self.timeout_s = timeout_s
+        self._ping: threading.Thread | None = None
+        self._ping_error: str | None = None
+
+    def _check_database(self) -> str:
+        problem = getattr(self.store, "problem", None)  # the group-commit store knows its writer's state
+        why: str | None = problem() if problem is not None else None
+        if why is not None:
+            return why
+        if self.reader is None:
+            return "not configured"
+        if self._ping is not None and self._ping.is_alive():
+            return "unreachable: the previous check is still waiting for the database"
+        done = threading.Event()
+        self._ping_error = None
+
+        def ping(reader: LogReader = self.reader) -> None:
+            try:
+                reader.ping()
+            except DatabaseUnavailable:
+                self._ping_error = "unreachable"
+            finally:
+                done.set()
+
+        self._ping = threading.Thread(target=ping, name="readyz-ping", daemon=True)
+        self._ping.start()
+        if not done.wait(self.timeout_s):
+            return f"unreachable: no answer within {self.timeout_s:g}s"
+        return self._ping_error or "ok"
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        db = "ok"
-        if self.reader is None:
-            db = "not configured"
-        else:
-            try:
-                self.reader.ping()
-            except DatabaseUnavailable:
-                db = "unreachable"
+        db = self._check_database()
         ready = self.routing.loaded and db == "ok"
         resp.status = 200 if ready else 503
         resp.media = {"ready": ready, "tenants": len(self.routing), "routing_loaded": self.routing.loaded,
