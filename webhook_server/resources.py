@@ -135,6 +135,7 @@ def _row_json(r: LogRow) -> dict[str, Any]:
         "id": r.id, "received_at": r.received_at.isoformat(), "tenant": r.tenant, "provider": r.provider,
         "outcome": r.outcome, "status_code": r.status_code, "reason": r.reason, "event_id": r.event_id,
         "headers": r.headers, "body_size": r.body_size, "body": r.body, "latency_ms": r.latency_ms,
+        "repeats": r.repeats,
     }
 
 

@@ -43,6 +43,7 @@ from store import migrate
 from store.engine import make_engine
 from store.errors import LockHeld, StoreError
 from store.locks import default_holder
+from tenancy.escape import markup
 from tenancy.loader import LoadedTenant
 from tenancy.redact import REDACTOR
 from tenancy.sops import set_value
@@ -265,7 +266,8 @@ def health(
     for col in ("tenant", "provider", "check", "ok", "detail"):
         table.add_column(col)
     for ch in checks:
-        table.add_row(ch.tenant, ch.provider, ch.name, "ok" if ch.ok else "FAIL", REDACTOR.scrub(ch.detail))
+        # A provider's error text is outside text: shown escaped, never as rich markup ([link=...]).
+        table.add_row(ch.tenant, ch.provider, ch.name, "ok" if ch.ok else "FAIL", markup(REDACTOR.scrub(ch.detail)))
     c.out.print(table)
     failed = sum(1 for ch in checks if not ch.ok)
     c.echo(f"{len(checks)} check(s), {failed} failed")

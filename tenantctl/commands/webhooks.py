@@ -15,6 +15,7 @@ from store.engine import make_engine, redact_url
 from store.errors import DatabaseNotMigrated
 from store.migrate import require_up_to_date
 from store.webhook_log import LogRow, Outcome, last_verified_event, prune, query_log, stats
+from tenancy.escape import markup, printable
 from tenantctl.context import Context
 
 webhooks_app = typer.Typer(help="The webhook log: recent requests, per-tenant stats, pruning.",
@@ -64,7 +65,7 @@ def _engine(c: Context) -> Engine:
 def _row_json(r: LogRow) -> dict[str, object]:
     return {"id": r.id, "received_at": r.received_at.isoformat(), "tenant": r.tenant, "provider": r.provider,
             "outcome": r.outcome, "status_code": r.status_code, "reason": r.reason, "event_id": r.event_id,
-            "body_size": r.body_size, "latency_ms": r.latency_ms}
+            "body_size": r.body_size, "latency_ms": r.latency_ms, "repeats": r.repeats}
 
 
 @webhooks_app.command("log")
@@ -99,8 +100,11 @@ def log_cmd(
     for r in rows:
         ms = f"{r.latency_ms:.1f}" if r.latency_ms is not None else "-"
         detail = r.reason or (f"event {r.event_id}" if r.event_id else "")
-        c.echo(f"{r.received_at:%Y-%m-%d %H:%M:%S}  {r.tenant or '-':<20} {r.provider:<10} {r.outcome:<9} "
-               f"{r.status_code:>3}  {ms:>7}  {detail}")
+        if r.repeats:
+            detail += f" (and {r.repeats} more like it this minute)"
+        # Sender-controlled text (event ids, slugs in reasons): escaped, so it cannot drive the terminal.
+        c.echo(printable(f"{r.received_at:%Y-%m-%d %H:%M:%S}  {r.tenant or '-':<20} {r.provider:<10} "
+                         f"{r.outcome:<9} {r.status_code:>3}  {ms:>7}  {detail}"))
     if not rows:
         c.echo("no webhook requests match")
 
@@ -136,8 +140,8 @@ def stats_cmd(
     for s in rows:
         t = last[(s.tenant, s.provider)]
         when = t.strftime("%Y-%m-%d %H:%M:%S") if t else "never"
-        table.add_row(s.tenant or "(unknown tenant)", s.provider, when, str(s.accepted), str(s.duplicate),
-                      str(s.rejected))
+        table.add_row(markup(s.tenant or "(unknown tenant)"), markup(s.provider), when, str(s.accepted),
+                      str(s.duplicate), str(s.rejected))
     c.out.print(table)
     if not rows:
         c.echo(f"no webhook requests in the last {window}")
