@@ -4,6 +4,7 @@ tests/webhook_server/test_stuck_database.py.)"""
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 import time
@@ -86,7 +87,5 @@ def test_a_full_queue_answers_at_once(tmp_path: Path) -> None:
 
 
 def _swallow(store: GroupCommitEventStore, i: int) -> None:
-    try:
+    with contextlib.suppress(DatabaseUnavailable):
         store.record(rec(event_id=f"waiting-{i}"))
-    except DatabaseUnavailable:
-        pass
