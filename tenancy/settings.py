@@ -45,6 +45,8 @@ class Settings(BaseSettings):
                                          "reason) and minute for refused requests; more are counted into one row.")
     request_timeout_s: float = Field(default=10.0, gt=0, description="Deadline to receive a request's headers "
                                      "and body (else 408).")
+    forwarded_allow_ips: str = Field(default="127.0.0.1", description="Proxies (addresses or networks, "
+                                     "comma-separated; * for any) whose X-Forwarded-For/X-Real-IP are believed.")
     log_format: str = Field(default="text", pattern="^(text|json)$", description="Server logs: text or json lines.")
 
     @field_validator("meta_app_secrets", mode="before")

@@ -21,6 +21,7 @@ from store.webhook_log import EventStore, GroupCommitEventStore
 from tenancy.redact import REDACTOR
 from tenancy.settings import Settings, load_settings
 from webhook_server import routing as routing_holder
+from webhook_server.client_address import TrustedProxies
 from webhook_server.metrics import Metrics
 from webhook_server.pipeline import Clock, Limits, Pipeline, SystemClock
 from webhook_server.resources import (
@@ -53,8 +54,9 @@ def create_app(
     app = falcon.App(cors_enable=False)
     app.req_options.strip_url_path_trailing_slash = True
     app.req_options.auto_parse_qs_csv = False
+    trusted = TrustedProxies.parse(settings.forwarded_allow_ips)
     for segment in URL_PROVIDERS:
-        resource = (WhatsAppResource if segment == "wa" else WebhookResource)(pipeline, segment)
+        resource = (WhatsAppResource if segment == "wa" else WebhookResource)(pipeline, segment, trusted)
         app.add_route(f"/api/webhooks/{segment}/t/{{slug}}", resource)
     app.add_route("/healthz", HealthResource())
     app.add_route("/readyz", ReadyResource(routing, reader, store, settings.ready_timeout_s))

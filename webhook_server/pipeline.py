@@ -29,9 +29,11 @@ from webhook_server.routing import URL_PROVIDERS, ProviderRoute, Routing, Tenant
 
 log = logging.getLogger(__name__)
 
-# The only request headers kept in the log: never a signature, a secret header or a cookie.
+# The only request headers kept in the log: never a signature, a secret header or a cookie. "peer" and
+# "client" are set by the resources (webhook_server/client_address.py), as are the forwarded headers:
+# present only when the peer is a trusted proxy.
 SAFE_HEADERS = ("content-type", "content-length", "user-agent", "x-forwarded-for", "x-request-id",
-                "x-real-ip", "x-hospitable-event")
+                "x-real-ip", "x-hospitable-event", "peer", "client")
 MAX_HEADER_VALUE = 256
 _SLUG = re.compile(SLUG_PATTERN)
 

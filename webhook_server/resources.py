@@ -12,6 +12,7 @@ import falcon
 
 from store.errors import DatabaseUnavailable
 from store.webhook_log import EventStore, LogRow, Outcome
+from webhook_server.client_address import TrustedProxies, addresses
 from webhook_server.metrics import Metrics
 from webhook_server.pipeline import Inbound, Pipeline, Reply
 from webhook_server.routing import Routing
@@ -21,7 +22,10 @@ MAX_PAGE = 1000
 OUTCOMES: tuple[str, ...] = get_args(Outcome)
 
 
-def _inbound(req: falcon.Request, provider: str, slug: str) -> Inbound:
+_FORWARDED = ("x-forwarded-for", "x-real-ip")
+
+
+def _inbound(req: falcon.Request, provider: str, slug: str, trusted: TrustedProxies) -> Inbound:
     try:
         length = req.content_length
     except falcon.HTTPError:
@@ -30,7 +34,11 @@ def _inbound(req: falcon.Request, provider: str, slug: str) -> Inbound:
     # Without a Content-Length (chunked), Falcon's bounded stream reads nothing; the server's own input
     # stream ends at the end of the body, and the pipeline caps the read either way.
     read = req.bounded_stream.read if length is not None else req.stream.read
-    return Inbound(provider, slug, {k.lower(): v for k, v in req.headers.items()}, length, read, query)
+    headers = {k.lower(): v for k, v in req.headers.items() if k.lower() not in _FORWARDED}
+    # The pipeline logs "peer", "client" and forwarded headers only as client_address decided.
+    headers.update(addresses(req.remote_addr, {k: req.headers.get(k.upper(), "") for k in _FORWARDED
+                                               if req.headers.get(k.upper()) is not None}, trusted))
+    return Inbound(provider, slug, headers, length, read, query)
 
 
 def _send(resp: falcon.Response, reply: Reply) -> None:
@@ -42,17 +50,18 @@ def _send(resp: falcon.Response, reply: Reply) -> None:
 class WebhookResource:
     """`POST /api/webhooks/{provider}/t/{slug}`, one instance per provider URL segment."""
 
-    def __init__(self, pipeline: Pipeline, url_provider: str) -> None:
+    def __init__(self, pipeline: Pipeline, url_provider: str, trusted: TrustedProxies | None = None) -> None:
         self.pipeline = pipeline
         self.url_provider = url_provider
+        self.trusted = trusted or TrustedProxies.parse("127.0.0.1")
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, slug: str) -> None:
-        _send(resp, self.pipeline.post(_inbound(req, self.url_provider, slug)))
+        _send(resp, self.pipeline.post(_inbound(req, self.url_provider, slug, self.trusted)))
 
 
 class WhatsAppResource(WebhookResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response, slug: str) -> None:
-        _send(resp, self.pipeline.handshake(_inbound(req, self.url_provider, slug)))
+        _send(resp, self.pipeline.handshake(_inbound(req, self.url_provider, slug, self.trusted)))
 
 
 class HealthResource:
