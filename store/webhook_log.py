@@ -415,12 +415,11 @@ _STOP = object()
 ERROR_MEMORY_S = 10.0  # how long a failed write keeps a store "not ready" when nothing is written since
 
 
-def _abandon_socket(raw: Any) -> None:
+def _shutdown_socket(fd: int) -> None:
     """Shut down the socket under a DBAPI connection another thread is stuck on: its read then ends
     (EOF) and the driver raises, so the stuck writer unwinds by itself. PostgreSQL only (SQLite is a
     file; its waits are bounded by busy_timeout)."""
     try:
-        fd = raw.driver_connection.fileno()
         with socket.socket(fileno=os.dup(fd)) as sock:
             sock.shutdown(socket.SHUT_RDWR)
     except Exception as exc:  # already closed, or not a socket: nothing left to abandon
@@ -494,6 +493,7 @@ class GroupCommitEventStore(EventStore):
         # The batch being committed and since when (monotonic), for the watchdog and readiness.
         self._inflight: list[_Pending] = []
         self._inflight_since: float | None = None
+        self._inflight_fd: int | None = None  # the socket of the writer's PostgreSQL connection
         self._last_error: str | None = None
         self._last_error_at = 0.0
         self.batches_written = 0  # observability and tests: how well batching works
@@ -592,14 +592,16 @@ class GroupCommitEventStore(EventStore):
             exc = DatabaseUnavailable(f"the webhook log did not commit within {self.commit_deadline_s:g}s")
             for pending in batch:
                 pending.set_exception(exc)
+            self.abandoned += 1
             self._last_error = f"database did not answer a commit within {self.commit_deadline_s:g}s"
             self._last_error_at = time.monotonic()
-        self.abandoned += 1
+            # Under the lock: the writer forgets its descriptor under it too before closing, so the
+            # number cannot meanwhile belong to another socket (a client's).
+            fd, self._inflight_fd = self._inflight_fd, None
+            if fd is not None:
+                _shutdown_socket(fd)
         log.error("webhook log commit of %d record(s) exceeded %gs: answered 503, abandoning its connection",
                   len(batch), self.commit_deadline_s)
-        raw = self._raw
-        if raw is not None and self.engine.dialect.name == "postgresql":
-            _abandon_socket(raw)
 
     # -- writer side -------------------------------------------------------------------------------
     def _run(self, q: queue.SimpleQueue[_Pending | object]) -> None:
@@ -618,7 +620,8 @@ class GroupCommitEventStore(EventStore):
                     item.set_exception(DatabaseUnavailable("the event store is closed"))
 
     def _release_connection(self) -> None:
-        raw, self._raw = self._raw, None
+        with self._settle_lock:
+            raw, self._raw, self._inflight_fd = self._raw, None, None
         if raw is not None and self._raw_pid == os.getpid():
             with contextlib.suppress(Exception):
                 if self.engine.dialect.name == "postgresql":
@@ -719,7 +722,7 @@ class GroupCommitEventStore(EventStore):
             return self._commit(records)
         finally:
             with self._settle_lock:
-                self._inflight, self._inflight_since = [], None
+                self._inflight, self._inflight_since, self._inflight_fd = [], None, None
 
     def _one_by_one(self, batch: list[_Pending], batch_exc: BaseException) -> None:
         log.warning(
@@ -752,6 +755,9 @@ class GroupCommitEventStore(EventStore):
             if dialect == "postgresql":  # transactions are delimited below, one statement needs none
                 self._raw.driver_connection.autocommit = True
         raw = self._raw
+        if dialect == "postgresql":
+            with self._settle_lock:
+                self._inflight_fd = raw.driver_connection.fileno()
         try:
             with writer_lock(self.engine):
                 cur = raw.cursor()
@@ -766,6 +772,8 @@ class GroupCommitEventStore(EventStore):
                     cur.close()
         except BaseException:
             self._raw = None
+            with self._settle_lock:
+                self._inflight_fd = None
             with contextlib.suppress(Exception):
                 raw.invalidate()  # never reuse a connection in an unknown transaction state
             raise

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import json
 import threading
+import time
 from datetime import UTC, datetime
 from typing import Any, get_args
 
@@ -41,6 +42,31 @@ def _inbound(req: falcon.Request, provider: str, slug: str, trusted: TrustedProx
     return Inbound(provider, slug, headers, length, read, query)
 
 
+# A refused body is read and thrown away up to this much (and this long), so that a client that writes
+# its whole body before reading (Python's http.client, many SDKs) receives the 413 instead of a reset.
+MAX_DRAIN_BYTES = 32 * 1024 * 1024
+DRAIN_CHUNK = 256 * 1024
+
+
+def _drain(req: falcon.Request, deadline_s: float) -> None:
+    try:
+        length = req.content_length
+    except falcon.HTTPError:
+        length = None
+    if length is not None and length > MAX_DRAIN_BYTES:
+        return  # too much to be worth it: the connection is closed on the sender
+    stream = req.bounded_stream if length is not None else req.stream
+    read, until = 0, time.monotonic() + deadline_s
+    try:
+        while read < MAX_DRAIN_BYTES and time.monotonic() < until:
+            chunk = stream.read(DRAIN_CHUNK)
+            if not chunk:
+                return
+            read += len(chunk)
+    except OSError:
+        return  # the sender gave up: nothing to answer anymore
+
+
 def _send(resp: falcon.Response, reply: Reply) -> None:
     resp.status = reply.status
     resp.content_type = reply.content_type
@@ -54,9 +80,14 @@ class WebhookResource:
         self.pipeline = pipeline
         self.url_provider = url_provider
         self.trusted = trusted or TrustedProxies.parse("127.0.0.1")
+        self.drain_s = 10.0
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, slug: str) -> None:
-        _send(resp, self.pipeline.post(_inbound(req, self.url_provider, slug, self.trusted)))
+        reply = self.pipeline.post(_inbound(req, self.url_provider, slug, self.trusted))
+        if reply.status == 413:
+            _drain(req, self.drain_s)
+            resp.set_header("Connection", "close")
+        _send(resp, reply)
 
 
 class WhatsAppResource(WebhookResource):
