@@ -18,8 +18,9 @@ def test_a_12_mb_post_from_urllib_reads_its_413(tmp_path: Path) -> None:
     server = start_server(tmp_path, make_tenants_dir(tmp_path, tenant_dicts()[:1]))
     try:
         body = b"{" + b" " * (12 * 1024 * 1024) + b"}"
-        req = urllib.request.Request(f"{server.url}/api/webhooks/hospitable/t/acme", data=body, method="POST",
-                                     headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(  # noqa: S310  (a loopback http URL of our own)
+            f"{server.url}/api/webhooks/hospitable/t/acme", data=body, method="POST",
+            headers={"Content-Type": "application/json"})
         with pytest.raises(urllib.error.HTTPError) as caught:
             urllib.request.urlopen(req, timeout=30)  # noqa: S310  (a loopback http URL of our own)
         assert caught.value.code == 413
