@@ -50,6 +50,7 @@ BODIES: Mapping[int, bytes] = {
     401: b'{"error":"unauthorized"}',
     403: b'{"error":"forbidden"}',
     404: b'{"error":"not found"}',
+    408: b'{"error":"request timeout"}',
     413: b'{"error":"payload too large"}',
     503: b'{"error":"temporarily unavailable, retry"}',
 }
@@ -136,7 +137,10 @@ class Pipeline:
             ctx.body_size = req.content_length
             return self._refuse(ctx, 413, "body-too-large")
         # Read at most one byte past the limit: a lying or absent Content-Length cannot make us buffer more.
-        body = req.read(self.limits.max_body_bytes + 1)
+        try:
+            body = req.read(self.limits.max_body_bytes + 1)
+        except TimeoutError:  # the server's per-request deadline (webhook_server/worker.py)
+            return self._refuse(ctx, 408, "body-timeout")
         ctx.body_size = len(body)
         if len(body) > self.limits.max_body_bytes:
             return self._refuse(ctx, 413, "body-too-large")
