@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 
 PYTEST_ARGS ?=
 
-.PHONY: install demo test lint types imports actionlint schemas bench clean
+.PHONY: install demo test lint types imports actionlint schemas bench faults clean
 
 install: $(VENV)/.installed
 
@@ -48,6 +48,11 @@ bench: install
 	$(BIN)/python benchmarks/webhooks.py
 	$(BIN)/python benchmarks/reconcile.py
 	$(BIN)/python benchmarks/store_insert.py
+
+# The webhook server under faults (PostgreSQL refused/hung, kill -9, SIGHUP, SIGTERM, disk full): loopback,
+# about 2 minutes; exits 1 if an acknowledged event has no row or an event was stored twice.
+faults: install
+	$(BIN)/python benchmarks/faults.py
 
 clean:
 	rm -rf $(VENV) .state .mypy_cache .ruff_cache .pytest_cache
