@@ -138,6 +138,9 @@ def start_server(root: Path, tenants: Path, *, migrate: bool = True, wait: bool 
                     break
             except httpx.TransportError:
                 pass
-            assert time.monotonic() < deadline, server.logs()
+            if time.monotonic() > deadline:
+                proc.kill()
+                proc.wait(5)
+                raise AssertionError(f"server not ready within 60 s:\n{server.logs()}")
             time.sleep(0.1)
     return server
