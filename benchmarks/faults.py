@@ -195,7 +195,7 @@ def pg_scenario(name: str, mode: str, work: Path, rate: float, seconds: float, p
             proxy.refuse() if mode == "refused" else proxy.hang()
             if mode == "forever":
                 return None
-            time.sleep(4)
+            time.sleep(8)  # longer than the commit deadline (5 s)
             proxy.heal()
             return time.monotonic()
 

@@ -115,6 +115,17 @@ class DeadlineSocket:
 class DeadlineGeventWorker(GeventWorker):  # type: ignore[misc]
     """gunicorn's gevent worker with :class:`DeadlineSocket` on every connection."""
 
+    def patch(self) -> None:
+        super().patch()
+        # psycopg waits for a *connect* with selectors.DefaultSelector bound when the master imported it,
+        # before the patching: an unanswered connect (a partition) would freeze the whole worker, its
+        # deadlines included, for connect_timeout. Give it the patched (cooperative) selector.
+        import selectors
+
+        from psycopg import waiting
+
+        waiting.DefaultSelector = selectors.DefaultSelector  # type: ignore[attr-defined]
+
     def init_process(self) -> None:
         self.load = Load(self.worker_connections)
         self.budget_s = request_timeout_s()
