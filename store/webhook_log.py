@@ -443,7 +443,8 @@ class GroupCommitEventStore(EventStore):
     Stuck database (a partition: packets dropped, no reset): a watchdog fails a batch whose commit runs
     longer than ``commit_deadline_s`` at once (503, the provider retries) and shuts its connection's
     socket down, so the stuck writer unwinds and the next batch opens a new connection; a database that
-    answers again is written to at the next batch. Requests never pile up: with ``max_queue`` records
+    answers again is written to at the next batch. Until one succeeds, records arriving while the writer
+    retries are answered DatabaseUnavailable at once. Requests never pile up: with ``max_queue`` records
     waiting, ``record`` raises DatabaseUnavailable at once, and no caller waits longer than
     ``timeout_s``. :meth:`problem` tells readiness probes about a stuck writer without touching the
     database.
@@ -496,6 +497,7 @@ class GroupCommitEventStore(EventStore):
         self._inflight_fd: int | None = None  # the socket of the writer's PostgreSQL connection
         self._last_error: str | None = None
         self._last_error_at = 0.0
+        self._suspect = False  # set when a commit was abandoned, cleared by the next successful one
         self.batches_written = 0  # observability and tests: how well batching works
         self.abandoned = 0  # commits given up by the watchdog
 
@@ -551,6 +553,10 @@ class GroupCommitEventStore(EventStore):
         rec = storable_record(rec)
         if self.refusals is not None and rec.outcome == "rejected" and not self.refusals.admit(rec):
             return RecordResult.STORED  # counted into its kind's folded row, written with a later batch
+        if self._suspect and self._inflight_since is not None:
+            # A commit was abandoned and the writer is still trying to reach the database: answer now
+            # instead of queueing behind it (it holds one batch, enough to notice the recovery).
+            raise DatabaseUnavailable("the webhook log's database is not answering (retrying)")
         if self._queue.qsize() >= self.max_queue:
             raise DatabaseUnavailable(f"the webhook log is behind: {self.max_queue} records waiting")
         pending = _Pending(rec)
@@ -593,6 +599,7 @@ class GroupCommitEventStore(EventStore):
             for pending in batch:
                 pending.set_exception(exc)
             self.abandoned += 1
+            self._suspect = True
             self._last_error = f"database did not answer a commit within {self.commit_deadline_s:g}s"
             self._last_error_at = time.monotonic()
             # Under the lock: the writer forgets its descriptor under it too before closing, so the
@@ -713,6 +720,7 @@ class GroupCommitEventStore(EventStore):
                 return
         self.batches_written += 1
         self._last_error = None
+        self._suspect = False
         self._settle(batch, results)
 
     def _timed_commit(self, batch: list[_Pending], records: list[WebhookRecord]) -> list[RecordResult]:
