@@ -114,6 +114,11 @@ def storable_record(rec: WebhookRecord) -> WebhookRecord:
     refuses NUL in text, neither driver can encode a surrogate), then cut to its column's length. A
     content problem must never fail the write (and so answer 503 forever): the request is recorded.
     Deterministic, so a redelivery maps to the same de-duplication key."""
+    texts = (rec.event_id or "", rec.reason or "", rec.body or "", *rec.item_keys,
+             *(rec.headers.values() if rec.headers else ()))
+    if (all(t.isascii() and "\x00" not in t for t in texts) and len(rec.event_id or "") <= _EVENT_ID_LENGTH
+            and len(rec.reason or "") <= _REASON_LENGTH and all(len(k) <= _EVENT_ID_LENGTH for k in rec.item_keys)):
+        return rec  # the common case: nothing to change, no copy
     headers = rec.headers
     if headers is not None and not all(v.isascii() and "\x00" not in v for v in headers.values()):
         headers = {k: storable(v) for k, v in headers.items()}
