@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 
 PYTEST_ARGS ?=
 
-.PHONY: install demo test lint types imports actionlint zizmor schemas bench browser clean
+.PHONY: install demo test lint types imports actionlint zizmor schemas bench browser faults clean
 
 install: $(VENV)/.installed
 
@@ -57,6 +57,11 @@ bench: install
 browser:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver)
+
+# The webhook server under faults (PostgreSQL refused/hung, kill -9, SIGHUP, SIGTERM, disk full): loopback,
+# about 2 minutes; exits 1 if an acknowledged event has no row or an event was stored twice.
+faults: install
+	$(BIN)/python benchmarks/faults.py
 
 clean:
 	rm -rf $(VENV) .state .mypy_cache .ruff_cache .pytest_cache

@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -42,11 +42,14 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def make_engine(url: str, *, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS, echo: bool = False) -> Engine:
+def make_engine(url: str, *, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS, echo: bool = False,
+                statement_timeout_ms: int | None = None) -> Engine:
     """Build an engine for ``sqlite:///path`` or ``postgresql+psycopg://...``.
 
     Parameters are hidden from exception messages and logs (``hide_parameters``): webhook bodies and
-    headers must never leak through an error.
+    headers must never leak through an error. ``statement_timeout_ms`` (PostgreSQL) makes the server
+    cancel any statement of these connections that runs longer: the webhook server sets it, migrations
+    and prunes do not.
     """
     parsed = make_url(url)
     backend = parsed.get_backend_name()
@@ -60,9 +63,6 @@ def make_engine(url: str, *, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS, echo
             _WRITER_QUEUES[engine] = _WriterQueue(Path(database).expanduser())
         return engine
     if backend == "postgresql":
-        connect_args: dict[str, Any] = {}
-        if "connect_timeout" not in parsed.query:
-            connect_args["connect_timeout"] = 5
         return create_engine(
             parsed,
             hide_parameters=True,
@@ -72,9 +72,29 @@ def make_engine(url: str, *, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS, echo
             max_overflow=8,
             pool_timeout=10,
             pool_recycle=1800,
-            connect_args=connect_args,
+            connect_args=pg_connect_args(parsed.query, statement_timeout_ms),
         )
     raise ValueError(f"unsupported database URL {redact_url(url)}: use sqlite:/// or postgresql+psycopg://")
+
+
+# libpq's own deadlines (https://www.postgresql.org/docs/current/libpq-connect.html): a connect that gets
+# no answer fails after connect_timeout; keepalives notice an idle peer that vanished; tcp_user_timeout
+# drops a connection whose sent data stays unacknowledged (a partition) instead of waiting ~15 minutes.
+PG_CONNECT_TIMEOUT_S = 5
+PG_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 3, "keepalives_count": 3}
+PG_TCP_USER_TIMEOUT_MS = 10_000
+
+
+def pg_connect_args(query: Mapping[str, Any], statement_timeout_ms: int | None) -> dict[str, Any]:
+    """The libpq options added to a PostgreSQL URL's own (those in the URL win, ``options`` is merged)."""
+    args: dict[str, Any] = {"connect_timeout": PG_CONNECT_TIMEOUT_S, **PG_KEEPALIVES,
+                            "tcp_user_timeout": PG_TCP_USER_TIMEOUT_MS}
+    args = {k: v for k, v in args.items() if k not in query}
+    if statement_timeout_ms is not None:
+        given = query.get("options") or ""
+        given = given if isinstance(given, str) else " ".join(given)
+        args["options"] = f"{given} -c statement_timeout={int(statement_timeout_ms)}".strip()
+    return args
 
 
 def _install_sqlite_hooks(engine: Engine, busy_timeout_ms: int) -> None:

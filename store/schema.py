@@ -113,6 +113,9 @@ webhook_log = Table(
     Column("last_status", SmallInteger(), nullable=True),
     Column("last_error", String(255), nullable=True),
     Column("delivered_at", UTCDateTime(), nullable=True),
+    # How many further refusals of the same kind this row stands for (store/refusals.py): beyond a rate,
+    # refusals are counted into one row per minute instead of one row each.
+    Column("repeats", Integer(), nullable=False, server_default=text("0")),
     CheckConstraint(_in("outcome", OUTCOMES), name="outcome"),
     Index(None, "tenant", "provider", "received_at"),
     Index(None, "outcome"),

@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import queue
+import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -37,7 +38,9 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlch
 
 from store.engine import begin_write, writer_lock
 from store.errors import DatabaseUnavailable
+from store.refusals import RefusalFolder
 from store.schema import ACCEPTED_EVENT_PREDICATE, webhook_event_keys, webhook_log
+from tenancy.escape import storable
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +67,7 @@ class WebhookRecord:
     body_size: int = 0
     body: str | None = None
     latency_ms: float | None = None
+    repeats: int = 0  # further identical refusals this row stands for (store/refusals.py)
     # The items of a delivery that batches several events (WhatsApp messages and statuses). Not a log
     # column: kept in webhook_event_keys, so an item is stored once whatever batch it arrives in.
     item_keys: tuple[str, ...] = ()
@@ -107,6 +111,35 @@ class EventStore(Protocol):
 
 
 DedupKey = tuple[str, str | None, str]  # (provider, tenant, event_id)
+
+# Column lengths of the text a sender controls (store/schema.py).
+_EVENT_ID_LENGTH = 255
+_REASON_LENGTH = 64
+
+
+def _fit(text: str | None, length: int) -> str | None:
+    return None if text is None else storable(text)[:length]
+
+
+def storable_record(rec: WebhookRecord) -> WebhookRecord:
+    """REC with every sender-controlled text made storable: NUL and lone surrogates escaped (PostgreSQL
+    refuses NUL in text, neither driver can encode a surrogate), then cut to its column's length. A
+    content problem must never fail the write (and so answer 503 forever): the request is recorded.
+    Deterministic, so a redelivery maps to the same de-duplication key."""
+    texts = (rec.event_id or "", rec.reason or "", rec.body or "", *rec.item_keys,
+             *(rec.headers.values() if rec.headers else ()))
+    if (all(t.isascii() and "\x00" not in t for t in texts) and len(rec.event_id or "") <= _EVENT_ID_LENGTH
+            and len(rec.reason or "") <= _REASON_LENGTH and all(len(k) <= _EVENT_ID_LENGTH for k in rec.item_keys)):
+        return rec  # the common case: nothing to change, no copy
+    headers = rec.headers
+    if headers is not None and not all(v.isascii() and "\x00" not in v for v in headers.values()):
+        headers = {k: storable(v) for k, v in headers.items()}
+    fitted = replace(
+        rec, event_id=_fit(rec.event_id, _EVENT_ID_LENGTH), reason=_fit(rec.reason, _REASON_LENGTH),
+        body=None if rec.body is None else storable(rec.body), headers=headers,
+        item_keys=tuple(storable(k)[:_EVENT_ID_LENGTH] for k in rec.item_keys),
+    )
+    return rec if fitted == rec else fitted
 
 
 def _dedup_key(rec: WebhookRecord) -> DedupKey | None:
@@ -152,12 +185,12 @@ def _row(rec: WebhookRecord, sqlite_dialect: bool) -> tuple[Any, ...]:
         received,
         rec.tenant, rec.provider, rec.outcome, rec.status_code, rec.reason, rec.event_id,
         None if rec.headers is None else json.dumps(rec.headers, separators=(",", ":")),
-        rec.body_size, rec.body, rec.latency_ms,
+        rec.body_size, rec.body, rec.latency_ms, rec.repeats,
         "pending" if queued else None, received if queued else None,
     )
 
 
-# SQLite's limit on bound variables is 32,766; 13 per row.
+# SQLite's limit on bound variables is 32,766; 14 per row.
 _MAX_ROWS_PER_STATEMENT = 500
 
 
@@ -219,7 +252,7 @@ def _new_item_keys(execute: Executor, dialect: str, records: Sequence[WebhookRec
 
 def write_batch(conn: Connection, records: Sequence[WebhookRecord]) -> list[RecordResult]:
     """Write ``records`` inside the caller's transaction; one result per record, in order."""
-    return _write_rows(_connection_executor(conn), conn.dialect.name, records)
+    return _write_rows(_connection_executor(conn), conn.dialect.name, [storable_record(r) for r in records])
 
 
 def _classify(records: Sequence[WebhookRecord], stale: set[int]) -> tuple[
@@ -365,7 +398,8 @@ class DirectEventStore(EventStore):
 class _Pending:
     """One waiting request. A pre-acquired lock is the cheapest hand-over CPython has: the writer's
     release wakes exactly this waiter (a Future's Condition costs several lock operations more, and the
-    profile showed the writer spending a tenth of its time notifying)."""
+    profile showed the writer spending a tenth of its time notifying). Settled once: the writer and the
+    commit watchdog may both try, under the store's settle lock; the first one wins."""
 
     __slots__ = ("_error", "_lock", "_result", "rec")
 
@@ -380,12 +414,14 @@ class _Pending:
         return self._result is not None or self._error is not None
 
     def set_result(self, result: RecordResult) -> None:
-        self._result = result
-        self._lock.release()
+        if not self.done():
+            self._result = result
+            self._lock.release()
 
     def set_exception(self, exc: BaseException) -> None:
-        self._error = exc
-        self._lock.release()
+        if not self.done():
+            self._error = exc
+            self._lock.release()
 
     def wait(self, timeout_s: float) -> RecordResult:
         if not self._lock.acquire(timeout=timeout_s):
@@ -398,6 +434,18 @@ class _Pending:
 
 
 _STOP = object()
+ERROR_MEMORY_S = 10.0  # how long a failed write keeps a store "not ready" when nothing is written since
+
+
+def _shutdown_socket(fd: int) -> None:
+    """Shut down the socket under a DBAPI connection another thread is stuck on: its read then ends
+    (EOF) and the driver raises, so the stuck writer unwinds by itself. PostgreSQL only (SQLite is a
+    file; its waits are bounded by busy_timeout)."""
+    try:
+        with socket.socket(fileno=os.dup(fd)) as sock:
+            sock.shutdown(socket.SHUT_RDWR)
+    except Exception as exc:  # already closed, or not a socket: nothing left to abandon
+        log.debug("abandoning the writer's connection: %s", type(exc).__name__)
 
 
 class GroupCommitEventStore(EventStore):
@@ -414,6 +462,18 @@ class GroupCommitEventStore(EventStore):
     one record that violates a constraint) is retried record by record, so one bad record cannot fail
     its neighbours. The writer thread survives every error.
 
+    Stuck database (a partition: packets dropped, no reset): a watchdog fails a batch whose commit runs
+    longer than ``commit_deadline_s`` at once (503, the provider retries) and shuts its connection's
+    socket down, so the stuck writer unwinds and the next batch opens a new connection; a database that
+    answers again is written to at the next batch. Until one succeeds, records arriving while the writer
+    retries are answered DatabaseUnavailable at once. Requests never pile up: with ``max_queue`` records
+    waiting, ``record`` raises DatabaseUnavailable at once, and no caller waits longer than
+    ``timeout_s``. :meth:`problem` tells readiness probes about a stuck writer without touching the
+    database.
+
+    Refusals beyond ``refusal_sample`` per kind and minute are counted into one row (store/refusals.py)
+    and answered without waiting for a commit.
+
     Under gevent's monkey-patching (the server's default worker) the threads, locks and queue here are
     greenlets and their primitives, so waiting for a commit parks a greenlet instead of a thread. On
     PostgreSQL psycopg yields while the server works; SQLite's commit blocks the worker's loop for its
@@ -427,17 +487,25 @@ class GroupCommitEventStore(EventStore):
         *,
         batch_size: int = 256,
         linger_s: float = 0.0,
-        timeout_s: float = 30.0,
+        timeout_s: float = 10.0,
         retry_pause_s: float = 0.05,
+        commit_deadline_s: float = 5.0,
+        max_queue: int = 2000,
+        refusal_sample: int | None = None,
     ) -> None:
         self.engine = engine
         self.batch_size = batch_size
         self.linger_s = linger_s
         self.timeout_s = timeout_s
         self.retry_pause_s = retry_pause_s
+        self.commit_deadline_s = commit_deadline_s
+        self.max_queue = max_queue
+        self.refusals = RefusalFolder(refusal_sample) if refusal_sample is not None else None
         self._start_lock = threading.Lock()
+        self._settle_lock = threading.Lock()
         self._queue: queue.SimpleQueue[_Pending | object] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
+        self._watchdog: threading.Thread | None = None
         # Set while a writer serves this store: checked on every record, where Thread.is_alive (a lock
         # round trip, a greenlet switch under gevent) measured ~4 % of a worker's time.
         self._writer_up = False
@@ -445,7 +513,15 @@ class GroupCommitEventStore(EventStore):
         self._closed = False
         self._raw: Any = None  # the writer thread's DBAPI connection (PoolProxiedConnection)
         self._raw_pid = -1
+        # The batch being committed and since when (monotonic), for the watchdog and readiness.
+        self._inflight: list[_Pending] = []
+        self._inflight_since: float | None = None
+        self._inflight_fd: int | None = None  # the socket of the writer's PostgreSQL connection
+        self._last_error: str | None = None
+        self._last_error_at = 0.0
+        self._suspect = False  # set when a commit was abandoned, cleared by the next successful one
         self.batches_written = 0  # observability and tests: how well batching works
+        self.abandoned = 0  # commits given up by the watchdog
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def start(self) -> None:
@@ -455,6 +531,8 @@ class GroupCommitEventStore(EventStore):
                 self._pid = os.getpid()
                 self._queue = queue.SimpleQueue()
                 self._thread = None
+                self._watchdog = None
+                self._inflight, self._inflight_since = [], None
                 self.engine.dispose(close=False)
             if self._closed:
                 raise DatabaseUnavailable("the event store is closed")
@@ -464,6 +542,9 @@ class GroupCommitEventStore(EventStore):
                 )
                 self._writer_up = True
                 self._thread.start()
+            if self._watchdog is None or not self._watchdog.is_alive():
+                self._watchdog = threading.Thread(target=self._watch, name="webhook-log-watchdog", daemon=True)
+                self._watchdog.start()
 
     def close(self, timeout_s: float = 10.0) -> None:
         """Write what is queued, then stop the writer. Later ``record`` calls raise DatabaseUnavailable."""
@@ -491,6 +572,15 @@ class GroupCommitEventStore(EventStore):
             raise DatabaseUnavailable("the event store is closed")
         if not self._writer_up or self._pid != os.getpid():
             self.start()
+        rec = storable_record(rec)
+        if self.refusals is not None and rec.outcome == "rejected" and not self.refusals.admit(rec):
+            return RecordResult.STORED  # counted into its kind's folded row, written with a later batch
+        if self._suspect and self._inflight_since is not None:
+            # A commit was abandoned and the writer is still trying to reach the database: answer now
+            # instead of queueing behind it (it holds one batch, enough to notice the recovery).
+            raise DatabaseUnavailable("the webhook log's database is not answering (retrying)")
+        if self._queue.qsize() >= self.max_queue:
+            raise DatabaseUnavailable(f"the webhook log is behind: {self.max_queue} records waiting")
         pending = _Pending(rec)
         self._queue.put(pending)
         try:
@@ -498,6 +588,49 @@ class GroupCommitEventStore(EventStore):
         except TimeoutError as exc:
             # The row may still commit later; the provider's retry is then logged as a duplicate.
             raise DatabaseUnavailable(f"the webhook log did not commit within {self.timeout_s:g}s") from exc
+
+    def problem(self) -> str | None:
+        """Why this store cannot write now (None when it can, as far as it knows): a commit running past
+        half its deadline, or the last batch's failure when nothing has been written since. Never
+        touches the database, so it answers at once."""
+        since = self._inflight_since
+        if since is not None:
+            running = time.monotonic() - since
+            if running > self.commit_deadline_s / 2:
+                return f"webhook log writer stuck: a commit has been running for {running:.1f}s"
+        # A failure is news for a while only: with no traffic nothing would ever clear it.
+        if self._last_error is not None and time.monotonic() - self._last_error_at < ERROR_MEMORY_S:
+            return self._last_error
+        return None
+
+    # -- watchdog ----------------------------------------------------------------------------------
+    def _watch(self) -> None:
+        tick = min(0.25, self.commit_deadline_s / 4)
+        while not (self._closed and not self._writer_up):
+            time.sleep(tick)
+            since = self._inflight_since
+            if since is not None and time.monotonic() - since > self.commit_deadline_s:
+                self._abandon(since)
+
+    def _abandon(self, since: float) -> None:
+        with self._settle_lock:
+            if self._inflight_since != since:
+                return  # that commit ended meanwhile
+            batch = self._inflight
+            exc = DatabaseUnavailable(f"the webhook log did not commit within {self.commit_deadline_s:g}s")
+            for pending in batch:
+                pending.set_exception(exc)
+            self.abandoned += 1
+            self._suspect = True
+            self._last_error = f"database did not answer a commit within {self.commit_deadline_s:g}s"
+            self._last_error_at = time.monotonic()
+            # Under the lock: the writer forgets its descriptor under it too before closing, so the
+            # number cannot meanwhile belong to another socket (a client's).
+            fd, self._inflight_fd = self._inflight_fd, None
+            if fd is not None:
+                _shutdown_socket(fd)
+        log.error("webhook log commit of %d record(s) exceeded %gs: answered 503, abandoning its connection",
+                  len(batch), self.commit_deadline_s)
 
     # -- writer side -------------------------------------------------------------------------------
     def _run(self, q: queue.SimpleQueue[_Pending | object]) -> None:
@@ -516,29 +649,39 @@ class GroupCommitEventStore(EventStore):
                     item.set_exception(DatabaseUnavailable("the event store is closed"))
 
     def _release_connection(self) -> None:
-        raw, self._raw = self._raw, None
+        with self._settle_lock:
+            raw, self._raw, self._inflight_fd = self._raw, None, None
         if raw is not None and self._raw_pid == os.getpid():
             with contextlib.suppress(Exception):
                 if self.engine.dialect.name == "postgresql":
                     raw.driver_connection.autocommit = False  # back to the pool as the pool made it
                 raw.close()
 
+    def _next(self, q: queue.SimpleQueue[_Pending | object]) -> _Pending | object | None:
+        if self.refusals is None or not self.refusals.pending():
+            return q.get()
+        try:  # folded refusals wait for their minute to end: come back for them
+            return q.get(timeout=1.0)
+        except queue.Empty:
+            return None
+
     def _loop(self, q: queue.SimpleQueue[_Pending | object]) -> None:
         stopping = False
         while not stopping:
-            first = q.get()
+            first = self._next(q)
             batch: list[_Pending] = [first] if isinstance(first, _Pending) else []
             stopping = first is _STOP
             stopping = self._fill(q, batch) or stopping
+            if self.refusals is not None and self.refusals.pending():
+                folded = self.refusals.due(None if stopping else datetime.now(UTC))
+                batch.extend(_Pending(rec) for rec in folded)  # nobody waits for these
             if not batch:
                 continue
             try:
                 self._write(batch)
             except Exception as exc:  # the writer must outlive any bug in a batch
                 log.exception("webhook log writer: unexpected error")
-                for pending in batch:
-                    if not pending.done():
-                        pending.set_exception(_unavailable(exc))
+                self._settle(batch, error=exc)
 
     def _fill(self, q: queue.SimpleQueue[_Pending | object], batch: list[_Pending]) -> bool:
         """Take what is queued (and, with linger, what arrives shortly); True when asked to stop."""
@@ -566,15 +709,28 @@ class GroupCommitEventStore(EventStore):
                 batch.append(item)
         return False
 
+    def _settle(self, batch: list[_Pending], results: Sequence[RecordResult] | None = None,
+                error: BaseException | None = None) -> None:
+        with self._settle_lock:
+            if results is not None:
+                for pending, result in zip(batch, results, strict=True):
+                    pending.set_result(result)
+            else:
+                exc = _unavailable(error) if error is not None else DatabaseUnavailable("not written")
+                for pending in batch:
+                    pending.set_exception(exc)
+
     def _write(self, batch: list[_Pending]) -> None:
         records = [p.rec for p in batch]
         try:
-            results = self._commit(records)
+            results = self._timed_commit(batch, records)
         except Exception as exc:
+            if all(p.done() for p in batch):
+                return  # the watchdog answered this batch already
             if _is_operational(exc):
                 time.sleep(self.retry_pause_s)
                 try:
-                    results = self._commit(records)
+                    results = self._timed_commit(batch, records)
                 except Exception as again:
                     self._fail(batch, again)
                     return
@@ -585,8 +741,18 @@ class GroupCommitEventStore(EventStore):
                 self._fail(batch, exc)
                 return
         self.batches_written += 1
-        for pending, result in zip(batch, results, strict=True):
-            pending.set_result(result)
+        self._last_error = None
+        self._suspect = False
+        self._settle(batch, results)
+
+    def _timed_commit(self, batch: list[_Pending], records: list[WebhookRecord]) -> list[RecordResult]:
+        with self._settle_lock:
+            self._inflight, self._inflight_since = batch, time.monotonic()
+        try:
+            return self._commit(records)
+        finally:
+            with self._settle_lock:
+                self._inflight, self._inflight_since, self._inflight_fd = [], None, None
 
     def _one_by_one(self, batch: list[_Pending], batch_exc: BaseException) -> None:
         log.warning(
@@ -594,16 +760,17 @@ class GroupCommitEventStore(EventStore):
         )
         for pending in batch:
             try:
-                result = self._commit([pending.rec])[0]
+                result = self._timed_commit([pending], [pending.rec])[0]
             except Exception as exc:
                 self._fail([pending], exc)
             else:
-                pending.set_result(result)
+                self._settle([pending], [result])
 
     def _fail(self, batch: list[_Pending], exc: BaseException) -> None:
         log.error("webhook log write failed for %d record(s): %s", len(batch), type(exc).__name__)
-        for pending in batch:
-            pending.set_exception(_unavailable(exc))
+        self._last_error = f"last webhook log write failed: {type(getattr(exc, 'orig', None) or exc).__name__}"
+        self._last_error_at = time.monotonic()
+        self._settle(batch, error=exc)
 
     def _commit(self, records: list[WebhookRecord]) -> list[RecordResult]:
         """One transaction on the writer's own DBAPI connection, kept across batches.
@@ -618,6 +785,9 @@ class GroupCommitEventStore(EventStore):
             if dialect == "postgresql":  # transactions are delimited below, one statement needs none
                 self._raw.driver_connection.autocommit = True
         raw = self._raw
+        if dialect == "postgresql":
+            with self._settle_lock:
+                self._inflight_fd = raw.driver_connection.fileno()
         try:
             with writer_lock(self.engine):
                 cur = raw.cursor()
@@ -632,6 +802,8 @@ class GroupCommitEventStore(EventStore):
                     cur.close()
         except BaseException:
             self._raw = None
+            with self._settle_lock:
+                self._inflight_fd = None
             with contextlib.suppress(Exception):
                 raw.invalidate()  # never reuse a connection in an unknown transaction state
             raise
@@ -703,7 +875,8 @@ def stats(engine: Engine, *, now: datetime, window: timedelta = timedelta(hours=
     c = webhook_log.c
 
     def count(outcome: str) -> Any:
-        return func.coalesce(func.sum(case((c.outcome == outcome, 1), else_=0)), 0)
+        # A folded refusal row stands for itself and its repeats.
+        return func.coalesce(func.sum(case((c.outcome == outcome, 1 + c.repeats), else_=0)), 0)
 
     stmt = (
         select(

@@ -67,6 +67,22 @@ class Settings(BaseSettings):
     )
     sandbox_url: str = Field(default="http://127.0.0.1:8790", description="Where `tenantctl sandbox serve` listens.")
 
+    # Failure behaviour of the webhook server (docs/operations.md).
+    db_commit_timeout_s: float = Field(default=5.0, gt=0, description="A webhook-log commit running longer "
+                                       "is abandoned: its batch gets 503 and its connection is dropped.")
+    db_statement_timeout_ms: int = Field(default=5000, ge=0, description="PostgreSQL statement_timeout of "
+                                         "the webhook server's connections (0: none).")
+    db_queue_max: int = Field(default=2000, ge=1, description="Records waiting for a commit per worker "
+                              "before new webhooks get 503 at once.")
+    ready_timeout_s: float = Field(default=2.0, gt=0, description="/readyz's own deadline for its database check.")
+    refusal_rows_per_minute: int = Field(default=20, ge=0, description="Rows per (tenant, provider, status, "
+                                         "reason) and minute for refused requests; more are counted into one row.")
+    request_timeout_s: float = Field(default=10.0, gt=0, description="Deadline to receive a request's headers "
+                                     "and body (else 408).")
+    forwarded_allow_ips: str = Field(default="127.0.0.1", description="Proxies (addresses or networks, "
+                                     "comma-separated; * for any) whose X-Forwarded-For/X-Real-IP are believed.")
+    log_format: str = Field(default="text", pattern="^(text|json)$", description="Server logs: text or json lines.")
+
     @field_validator("meta_app_secrets", "delivery_secrets", mode="before")
     @classmethod
     def _split(cls, v: object) -> object:

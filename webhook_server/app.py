@@ -22,6 +22,7 @@ from tenancy.redact import REDACTOR
 from tenancy.settings import Settings, load_settings
 from webhook_server import admin
 from webhook_server import routing as routing_holder
+from webhook_server.client_address import TrustedProxies
 from webhook_server.metrics import Metrics
 from webhook_server.pipeline import Clock, Limits, Pipeline, SystemClock
 from webhook_server.resources import (
@@ -57,13 +58,14 @@ def create_app(
     app = falcon.App(cors_enable=False)
     app.req_options.strip_url_path_trailing_slash = True
     app.req_options.auto_parse_qs_csv = False
+    trusted = TrustedProxies.parse(settings.forwarded_allow_ips)
     for segment in URL_PROVIDERS:
-        resource = (WhatsAppResource if segment == "wa" else WebhookResource)(pipeline, segment)
+        resource = (WhatsAppResource if segment == "wa" else WebhookResource)(pipeline, segment, trusted)
         app.add_route(f"/api/webhooks/{segment}/t/{{slug}}", resource)
     # Meta's app default callback: the only URL Meta sends template, quality and account events to.
-    app.add_route("/api/webhooks/wa", WhatsAppAppResource(pipeline))
+    app.add_route("/api/webhooks/wa", WhatsAppAppResource(pipeline, trusted))
     app.add_route("/healthz", HealthResource())
-    app.add_route("/readyz", ReadyResource(routing, reader))
+    app.add_route("/readyz", ReadyResource(routing, reader, store, settings.ready_timeout_s))
     app.add_route("/metrics", MetricsResource(metrics))
     token = settings.admin_token.get_secret_value().encode("utf-8") if settings.admin_token else None
     app.add_route("/admin/webhook-logs", AdminLogResource(token, reader))
@@ -86,14 +88,17 @@ def get_app() -> falcon.App[falcon.Request, falcon.Response]:
     if not routing.loaded:
         routing = load_routing(Path(settings.tenants), settings.meta_app_secrets)
         routing_holder.install(routing)
-    engine = make_engine(settings.resolved_database_url)
+    engine = make_engine(settings.resolved_database_url,
+                         statement_timeout_ms=settings.db_statement_timeout_ms or None)
     require_up_to_date(engine)
     routing = following_state(routing, engine, settings.state_refresh_s)  # provider-issued secrets
     # Under gthread, request threads hand each record to the store's writer thread and wait for its
     # commit; with CPython's default 5 ms GIL switch interval every hand-over can stall that long. 1 ms
     # measured +25 % throughput under load there (benchmarks/webhooks.py); gevent has one thread.
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
-    store = GroupCommitEventStore(engine)
+    store = GroupCommitEventStore(
+        engine, commit_deadline_s=settings.db_commit_timeout_s, timeout_s=2 * settings.db_commit_timeout_s,
+        max_queue=settings.db_queue_max, refusal_sample=settings.refusal_rows_per_minute)
     store.start()
     with _stores_lock:
         _stores.append(store)

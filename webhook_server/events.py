@@ -42,7 +42,8 @@ def _digest(text: bytes) -> str:
 
 
 def _fit(event_id: str) -> str:
-    return event_id if len(event_id) <= MAX_EVENT_ID else "sha256:" + _digest(event_id.encode("utf-8"))
+    # surrogatepass: a lone surrogate from the JSON must not make the id unhashable (a 500)
+    return event_id if len(event_id) <= MAX_EVENT_ID else "sha256:" + _digest(event_id.encode("utf-8", "surrogatepass"))
 
 
 def body_digest_id(body: bytes) -> str:
@@ -167,7 +168,7 @@ def whatsapp_event_id(payload: Mapping[str, Any], body: bytes) -> str:
         return body_digest_id(body)
     if len(keys) == 1:
         return _fit(keys[0])
-    return "batch:" + _digest("\n".join(keys).encode("utf-8"))
+    return "batch:" + _digest("\n".join(keys).encode("utf-8", "surrogatepass"))
 
 
 def hospitable_event_id(payload: Mapping[str, Any], body: bytes) -> str:

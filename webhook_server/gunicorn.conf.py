@@ -23,7 +23,9 @@ from webhook_server import server_hooks  # noqa: E402  (after the environment ab
 
 bind = [_server.bind]
 workers = _server.workers
-worker_class = _server.worker_class
+# gevent: gunicorn's worker with a deadline per request and load shedding (webhook_server/worker.py).
+worker_class = ("webhook_server.worker.DeadlineGeventWorker" if _server.worker_class == "gevent"
+                else _server.worker_class)
 threads = _server.threads
 worker_connections = _server.worker_connections
 timeout = _server.timeout

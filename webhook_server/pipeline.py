@@ -36,9 +36,11 @@ from webhook_server.routing import URL_PROVIDERS, Keys, ProviderRoute, Routing, 
 
 log = logging.getLogger(__name__)
 
-# The only request headers kept in the log: never a signature, a secret header or a cookie.
+# The only request headers kept in the log: never a signature, a secret header or a cookie. "peer" and
+# "client" are set by the resources (webhook_server/client_address.py), as are the forwarded headers:
+# present only when the peer is a trusted proxy.
 SAFE_HEADERS = ("content-type", "content-length", "user-agent", "x-forwarded-for", "x-request-id",
-                "x-real-ip", "x-hospitable-event")
+                "x-real-ip", "x-hospitable-event", "peer", "client")
 MAX_HEADER_VALUE = 256
 _SLUG = re.compile(SLUG_PATTERN)
 _ROUTING_ID = re.compile(r"[0-9]{1,20}")
@@ -56,6 +58,7 @@ BODIES: Mapping[int, bytes] = {
     401: b'{"error":"unauthorized"}',
     403: b'{"error":"forbidden"}',
     404: b'{"error":"not found"}',
+    408: b'{"error":"request timeout"}',
     413: b'{"error":"payload too large"}',
     503: b'{"error":"temporarily unavailable, retry"}',
 }
@@ -248,7 +251,10 @@ class Pipeline:
             ctx.body_size = req.content_length
             return self._refuse(ctx, 413, "body-too-large")
         # Read at most one byte past the limit: a lying or absent Content-Length cannot make us buffer more.
-        body = req.read(self.limits.max_body_bytes + 1)
+        try:
+            body = req.read(self.limits.max_body_bytes + 1)
+        except TimeoutError:  # the server's per-request deadline (webhook_server/worker.py)
+            return self._refuse(ctx, 408, "body-timeout")
         ctx.body_size = len(body)
         if len(body) > self.limits.max_body_bytes:
             return self._refuse(ctx, 413, "body-too-large")

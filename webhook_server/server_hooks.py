@@ -10,8 +10,10 @@ prometheus_client before ``PROMETHEUS_MULTIPROC_DIR`` is set.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ from gunicorn.glogging import Logger as GunicornLogger
 from store.engine import make_engine, redact_url
 from store.errors import DatabaseNotMigrated
 from store.migrate import require_up_to_date
+from tenancy.escape import printable
 from tenancy.redact import REDACTOR, RedactingFilter
 from tenancy.settings import Settings, load_settings
 from webhook_server import routing as routing_holder
@@ -32,21 +35,84 @@ log = logging.getLogger("webhook_server.server")
 APP_LOGGERS = ("webhook_server", "store", "tenancy")
 
 
+class EscapingFormatter(logging.Formatter):
+    """A text formatter whose message is one line whatever it carries: outside text (a path, an event id)
+    cannot forge log lines or write terminal escapes (tenancy.escape.printable). Tracebacks stay as they
+    are: they come from our code."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = printable(record.message)
+        return super().formatMessage(record)
+
+
+class JsonLineFormatter(logging.Formatter):
+    """One JSON object per line: time (UTC, ISO 8601), level, logger, message (and exc when any)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(), "logger": record.name, "pid": record.process,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            line["exc"] = self.formatException(record.exc_info)
+        return json.dumps(line, ensure_ascii=True, default=str)
+
+
+# The access log's fields in JSON mode (gunicorn atoms; never the query string: see server_config).
+JSON_ACCESS_ATOMS = {"remote": "h", "method": "m", "path": "U", "protocol": "H", "status": "s",
+                     "bytes": "B", "ms": "M", "agent": "a"}
+
+
+def log_format() -> str:
+    """TENANTCTL_LOG_FORMAT: "text" (default) or "json". A bad value falls back to text: the server
+    refuses it at start anyway (settings validation), but logging must work to say so."""
+    try:
+        return load_settings().log_format
+    except Exception:
+        return "text"
+
+
 class RedactingLogger(GunicornLogger):  # type: ignore[misc]
-    """gunicorn's logger with every handler scrubbed by value (re-applied on each reload's setup)."""
+    """gunicorn's logger with every handler scrubbed by value (re-applied on each reload's setup), every
+    outside value escaped, and JSON lines when TENANTCTL_LOG_FORMAT=json."""
 
     def setup(self, cfg: Any) -> None:
         super().setup(cfg)
+        self.json_lines = log_format() == "json"
         scrub = RedactingFilter()
         for lg in (self.error_log, self.access_log):
             for h in lg.handlers:
                 if not any(isinstance(f, RedactingFilter) for f in h.filters):
                     h.addFilter(scrub)
+        for h in self.error_log.handlers:
+            old = h.formatter
+            h.setFormatter(JsonLineFormatter() if self.json_lines else EscapingFormatter(
+                old._fmt if old else None, old.datefmt if old else None))
+        for h in self.access_log.handlers:
+            h.setFormatter(logging.Formatter("%(message)s"))
         for name in APP_LOGGERS:
             app_log = logging.getLogger(name)
             app_log.handlers = list(self.error_log.handlers)
             app_log.setLevel(logging.INFO)
             app_log.propagate = False
+
+
+    def atoms(self, resp: Any, req: Any, environ: Any, request_time: Any) -> dict[str, Any]:
+        # The decoded path, the user agent, any header: all outside text, escaped before the line.
+        atoms: dict[str, Any] = super().atoms(resp, req, environ, request_time)
+        return {k: printable(v) if isinstance(v, str) else v for k, v in atoms.items()}
+
+    def access(self, resp: Any, req: Any, environ: Any, request_time: Any) -> None:
+        if not self.json_lines:
+            super().access(resp, req, environ, request_time)
+            return
+        if not self.access_log_enabled:
+            return
+        atoms = self.atoms(resp, req, environ, request_time)
+        line = {name: atoms.get(atom, "-") for name, atom in JSON_ACCESS_ATOMS.items()}
+        line["time"] = datetime.now(UTC).isoformat(timespec="milliseconds")
+        self.access_log.info("%s", json.dumps(line, ensure_ascii=True, default=str))
 
 
 def prometheus_dir(settings: Settings) -> Path:

@@ -23,7 +23,6 @@ import contextlib
 import json
 import os
 import secrets
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -128,11 +127,11 @@ def serve(
     c.err.print(f"sandbox listening on http://{bind} (Ctrl-C to stop); use --sandbox or TENANTCTL_SANDBOX=1")
     cmd = [sys.executable, "-m", "gunicorn", "sandbox.app:get_app()", "--bind", bind, "--workers", "1",
            "--threads", str(threads), "--worker-class", "gthread", "--access-logfile", "-"]
-    try:
-        rc = subprocess.call(cmd, env=env)
-    except KeyboardInterrupt:
-        rc = 0
-    raise typer.Exit(rc)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Become gunicorn (as `tenantctl serve` does): SIGTERM and Ctrl-C reach its master directly, so
+    # stopping the command never leaves a server running on the port.
+    os.execve(cmd[0], cmd, env)  # noqa: S606
 
 
 @sandbox_app.command("seed")

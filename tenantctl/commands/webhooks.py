@@ -17,6 +17,7 @@ from store.engine import make_engine, redact_url
 from store.errors import DatabaseNotMigrated
 from store.migrate import require_up_to_date
 from store.webhook_log import LogRow, Outcome, last_verified_event, prune, query_log, stats
+from tenancy.escape import markup, printable
 from tenantctl.context import Context
 
 webhooks_app = typer.Typer(help="The webhook log: recent requests, per-tenant stats, delivery, replay, pruning.",
@@ -68,7 +69,8 @@ def _row_json(r: LogRow) -> dict[str, object]:
             "outcome": r.outcome, "status_code": r.status_code, "reason": r.reason, "event_id": r.event_id,
             "body_size": r.body_size, "latency_ms": r.latency_ms, "delivery_state": r.delivery_state,
             "attempts": r.attempts, "last_status": r.last_status, "last_error": r.last_error,
-            "delivered_at": r.delivered_at.isoformat() if r.delivered_at else None}
+            "delivered_at": r.delivered_at.isoformat() if r.delivered_at else None,
+            "repeats": r.repeats}
 
 
 def _delivery(r: LogRow) -> str:
@@ -115,8 +117,11 @@ def log_cmd(
     for r in rows:
         ms = f"{r.latency_ms:.1f}" if r.latency_ms is not None else "-"
         detail = r.reason or (f"event {r.event_id}" if r.event_id else "")
-        c.echo(f"{r.id:>8}  {r.received_at:%Y-%m-%d %H:%M:%S}  {r.tenant or '-':<20} {r.provider:<10} "
-               f"{r.outcome:<9} {r.status_code:>3}  {ms:>7}  {_delivery(r):<24}  {detail}")
+        if r.repeats:
+            detail += f" (and {r.repeats} more like it this minute)"
+        # Sender-controlled text (event ids, slugs in reasons): escaped, so it cannot drive the terminal.
+        c.echo(printable(f"{r.id:>8}  {r.received_at:%Y-%m-%d %H:%M:%S}  {r.tenant or '-':<20} {r.provider:<10} "
+                         f"{r.outcome:<9} {r.status_code:>3}  {ms:>7}  {_delivery(r):<24}  {detail}"))
     if not rows:
         c.echo("no webhook requests match")
 
@@ -169,7 +174,7 @@ def stats_cmd(
         s, g, t = by_key.get(key), queue.get(key), last.get(key)
         when = t.strftime("%Y-%m-%d %H:%M:%S") if t else "never"
         age = pending_age(key)
-        table.add_row(key[0] or "(unknown tenant)", key[1], when, str(s.accepted if s else 0),
+        table.add_row(markup(key[0] or "(unknown tenant)"), markup(key[1]), when, str(s.accepted if s else 0),
                       str(s.duplicate if s else 0), str(s.rejected if s else 0), str(g.pending if g else 0),
                       str(g.dead if g else 0), "-" if age is None else _age(age))
     c.out.print(table)

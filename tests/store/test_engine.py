@@ -49,3 +49,30 @@ def test_unsupported_url_is_refused_without_its_password() -> None:
     with pytest.raises(ValueError, match="unsupported database URL") as info:
         make_engine("mysql://u:s3cret@h/db")
     assert "s3cret" not in str(info.value)
+
+
+def test_postgres_connections_get_libpq_deadlines_and_the_servers_statement_timeout(pg_url: str) -> None:
+    from sqlalchemy.engine import make_url
+
+    from store.engine import pg_connect_args
+
+    args = pg_connect_args(make_url(pg_url).query, 1234)
+    assert {k: args[k] for k in ("connect_timeout", "keepalives", "tcp_user_timeout")} == {
+        "connect_timeout": 5, "keepalives": 1, "tcp_user_timeout": 10_000}
+    url = make_url(pg_url).update_query_dict({"options": "-csearch_path=public"}).render_as_string(
+        hide_password=False)
+    engine = make_engine(url, statement_timeout_ms=1234)
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(text("SHOW statement_timeout")).scalar() == "1234ms"
+            assert conn.execute(text("SHOW search_path")).scalar() == "public"  # the URL's options are kept
+            with pytest.raises(Exception, match="statement timeout"):
+                conn.execute(text("SELECT pg_sleep(3)"))
+    finally:
+        engine.dispose()
+    plain = make_engine(pg_url)  # migrations and prunes: no statement timeout
+    try:
+        with plain.connect() as conn:
+            assert conn.execute(text("SHOW statement_timeout")).scalar() == "0"
+    finally:
+        plain.dispose()

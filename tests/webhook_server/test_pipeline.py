@@ -90,7 +90,8 @@ def test_only_safe_headers_are_recorded(client: falcon.testing.TestClient, store
     })
     assert store.last.headers == {"content-type": "application/json", "content-length": str(len(BEDS_BODY)),
                                   "user-agent": "Beds24", "x-request-id": "req-1",
-                                  "x-forwarded-for": "38.80.170.1"}
+                                  "x-forwarded-for": "38.80.170.1",  # the test client's peer is trusted
+                                  "peer": "127.0.0.1", "client": "38.80.170.1"}
 
 
 def test_an_accepted_body_is_stored_whole(make_client: Callable[..., falcon.testing.TestClient],

@@ -57,7 +57,8 @@ def test_the_default_worker_is_gevent_and_sqlite_keeps_every_accepted_event(tmp_
         events = [f"g-{i}" for i in range(300)]
         assert deliver_concurrently(server, events) == [200] * len(events)
         assert sorted(accepted_events(server)) == sorted(events)
-        assert "Using worker: gevent" in server.logs()
+        # gunicorn's gevent worker, with the per-request deadline (webhook_server/worker.py)
+        assert "Using worker: webhook_server.worker.DeadlineGeventWorker" in server.logs()
     finally:
         server.stop()
 

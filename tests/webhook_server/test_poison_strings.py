@@ -1,0 +1,76 @@
+"""Content is never a 503: an event id no database can hold as sent (a lone UTF-16 surrogate, a NUL, an
+over-long id made of them) is stored escaped and answered 200, on SQLite and on PostgreSQL, through the
+real server; a redelivery is then a duplicate like any other."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import create_engine, text
+
+from store.migrate import upgrade
+from tests.conftest import PgSchemas
+
+from .helpers import SECRETS, sign_hex, tenant_dicts
+from .server_harness import Server, make_tenants_dir, start_server
+
+# As they arrive on the wire: JSON escapes the sender chose.
+POISON_IDS = {
+    "lone-surrogate": (r"evt-\ud800-x", "evt-\\ud800-x"),
+    "nul": (r"evt-\u0000-x", "evt-\\x00-x"),
+    "escape-and-newline": (r"evt-\u001b[2J\nforged", "evt-\x1b[2J\nforged"),
+}
+
+
+def _post_raw_id(c: httpx.Client, raw_id: str) -> httpx.Response:
+    body = ('{"id": "' + raw_id + '", "action": "reservation.created", "data": {}}').encode()
+    return c.post("/api/webhooks/hospitable/t/acme", content=body,
+                  headers={"Signature": sign_hex(SECRETS["acme"]["hospitable"], body)})
+
+
+def _ids(url: str) -> list[tuple[str, str]]:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return [(r[0], r[1]) for r in conn.execute(text(
+                "SELECT outcome, event_id FROM webhook_log WHERE provider = 'hospitable' ORDER BY id"))]
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def server_and_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Server, str]]:
+    tenants = make_tenants_dir(tmp_path, tenant_dicts()[:1])
+    if request.param == "sqlite":
+        s = start_server(tmp_path, tenants)
+        url = f"sqlite:///{s.state / 'tenantctl.db'}"
+    else:
+        schemas: PgSchemas = request.getfixturevalue("pg_schemas")
+        url = schemas.new()
+        upgrade(url)
+        s = start_server(tmp_path, tenants, migrate=False, TENANTCTL_DATABASE_URL=url)
+    yield s, url
+    s.stop()
+
+
+@pytest.mark.parametrize("case", sorted(POISON_IDS))
+def test_a_poison_event_id_is_recorded_escaped_and_answered_200(server_and_url: tuple[Server, str],
+                                                                 case: str) -> None:
+    server, url = server_and_url
+    raw, stored = POISON_IDS[case]
+    with httpx.Client(base_url=server.url, timeout=20) as c:
+        assert _post_raw_id(c, raw).status_code == 200
+        redelivered = _post_raw_id(c, raw)
+        assert redelivered.status_code == 200 and redelivered.json() == {"status": "duplicate"}
+    assert _ids(url) == [("accepted", stored), ("duplicate", stored)]
+
+
+def test_an_overlong_id_of_surrogates_is_stored_under_its_digest(server_and_url: tuple[Server, str]) -> None:
+    server, url = server_and_url
+    with httpx.Client(base_url=server.url, timeout=20) as c:
+        assert _post_raw_id(c, r"\udfff" * 300).status_code == 200
+    [(outcome, event_id)] = _ids(url)
+    assert outcome == "accepted" and event_id.startswith("sha256:")

@@ -1,0 +1,67 @@
+"""Which address sent a request: the TCP peer always; forwarded headers only from trusted proxies.
+
+``X-Forwarded-For`` and ``X-Real-IP`` are whatever the sender wrote, so they are believed only when the
+peer is one of the configured proxies (``TENANTCTL_FORWARDED_ALLOW_IPS``, the same list gunicorn's
+``forwarded_allow_ips`` uses). Then the client is the right-most ``X-Forwarded-For`` address that is not
+itself a trusted proxy (each proxy appends the address it saw), else ``X-Real-IP``. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+_Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True)
+class TrustedProxies:
+    """Parsed ``forwarded_allow_ips``: addresses or networks, comma-separated; ``*`` trusts every peer."""
+
+    everyone: bool
+    networks: tuple[_Network, ...]
+
+    @classmethod
+    def parse(cls, text: str) -> TrustedProxies:
+        items = [i.strip() for i in text.split(",") if i.strip()]
+        if "*" in items:
+            return cls(True, ())
+        networks: list[_Network] = []
+        for item in items:
+            try:
+                networks.append(ipaddress.ip_network(item, strict=False))
+            except ValueError:
+                raise ValueError(f"TENANTCTL_FORWARDED_ALLOW_IPS: {item!r} is not an IP address or network") from None
+        return cls(False, tuple(networks))
+
+    def trusts(self, address: str | None) -> bool:
+        if self.everyone:
+            return True
+        try:
+            ip = ipaddress.ip_address((address or "").strip())
+        except ValueError:
+            return False
+        return any(ip in n for n in self.networks)
+
+
+def addresses(peer: str | None, headers: Mapping[str, str], trusted: TrustedProxies) -> dict[str, str]:
+    """What the log keeps: ``peer`` (always), ``client`` (the sender as far as trusted proxies say), and
+    the forwarded headers as sent only when the peer is trusted. HEADERS keys are lower-case."""
+    peer = peer or "-"
+    found = {"peer": peer, "client": peer}
+    if not trusted.trusts(peer):
+        return found
+    for name in ("x-forwarded-for", "x-real-ip"):
+        if name in headers:
+            found[name] = headers[name]
+    hops = [h.strip() for h in headers.get("x-forwarded-for", "").split(",") if h.strip()]
+    for hop in reversed(hops):
+        if not trusted.trusts(hop):
+            found["client"] = hop
+            break
+    else:
+        real = headers.get("x-real-ip", "").strip()
+        if real:
+            found["client"] = real
+    return found

@@ -1,0 +1,139 @@
+"""The gevent worker with a deadline per request: slow senders cannot hold the server.
+
+gunicorn's gevent worker reads headers and bodies with no deadline, so connections that announce a body
+and never send it pile up until no connection is left for anyone, /healthz included. Here every
+connection's socket is wrapped in :class:`DeadlineSocket`:
+
+- a request (headers and body) must arrive within ``TENANTCTL_REQUEST_TIMEOUT_S`` of its first byte
+  being awaited (the deadline restarts once its response is written, for the next keep-alive request);
+- headers not complete by then: the connection gets a ``408`` and is closed (nothing is recorded: there
+  is no tenant or provider to record it under); a body not complete by then: the read raises
+  :class:`TimeoutError`, which the pipeline answers ``408`` and records (reason ``body-timeout``);
+- under pressure (more than ``PRESSURE_SHARE`` of ``worker_connections`` open in this worker) every
+  request in progress gets ``PRESSURE_TIMEOUT_S`` instead, so slow senders are shed within about a second
+  and the probes and real senders keep being answered.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import socket
+import time
+from typing import Any
+
+from gunicorn.workers.ggevent import GeventWorker
+
+PRESSURE_SHARE = 0.5
+PRESSURE_TIMEOUT_S = 1.0
+POLL_S = 0.5  # how often a waiting read re-checks its deadline (the pressure may have changed)
+_REQUEST_TIMEOUT_408 = (b"HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\n"
+                        b"Content-Length: 27\r\nConnection: close\r\n\r\n"
+                        b'{"error":"request timeout"}')
+
+
+def request_timeout_s() -> float:
+    try:
+        return max(0.1, float(os.environ.get("TENANTCTL_REQUEST_TIMEOUT_S", "") or 10.0))
+    except ValueError:
+        return 10.0
+
+
+class Load:
+    """Open connections of one worker, against its cap."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.open = 0
+
+    @property
+    def pressed(self) -> bool:
+        return self.open > self.cap * PRESSURE_SHARE
+
+
+class DeadlineSocket:
+    """A client socket whose reads fail once the current request is past its deadline (see module doc).
+
+    Everything but ``recv``/``recv_into``/``sendall`` passes through to the wrapped socket.
+    """
+
+    def __init__(self, sock: socket.socket, budget_s: float, load: Load) -> None:
+        self._sock = sock
+        self._budget_s = budget_s
+        self._load = load
+        self._started = time.monotonic()
+        self._headers_done = False
+        self._tail = b""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+    def _remaining(self) -> float:
+        budget = min(self._budget_s, PRESSURE_TIMEOUT_S) if self._load.pressed else self._budget_s
+        return self._started + budget - time.monotonic()
+
+    def _expired(self) -> OSError:
+        if not self._headers_done:
+            if self._tail:  # a request was started: say why it ends (an idle keep-alive just closes)
+                with contextlib.suppress(OSError):
+                    self._sock.sendall(_REQUEST_TIMEOUT_408)
+            return OSError(errno.ENOTCONN, "request headers not received in time")
+        return TimeoutError("request body not received in time")
+
+    def recv(self, size: int, *flags: int) -> bytes:
+        while True:
+            remaining = self._remaining()
+            if remaining <= 0:
+                raise self._expired()
+            self._sock.settimeout(min(remaining, POLL_S))
+            try:
+                data = self._sock.recv(size, *flags)
+            except TimeoutError:
+                continue
+            finally:
+                self._sock.settimeout(None)
+            if not self._headers_done and data:
+                seen = self._tail + data
+                self._headers_done = b"\r\n\r\n" in seen
+                self._tail = seen[-3:] or b"\0"
+            return data
+
+    def recv_into(self, buffer: Any, nbytes: int = 0, *flags: int) -> int:
+        data = self.recv(nbytes or len(buffer), *flags)
+        buffer[: len(data)] = data
+        return len(data)
+
+    def sendall(self, data: bytes, *flags: int) -> None:
+        self._sock.sendall(data, *flags)
+        # A response is on its way: the next request on this connection gets a deadline of its own.
+        self._started = time.monotonic()
+        self._headers_done = False
+        self._tail = b""
+
+
+class DeadlineGeventWorker(GeventWorker):  # type: ignore[misc]
+    """gunicorn's gevent worker with :class:`DeadlineSocket` on every connection."""
+
+    def patch(self) -> None:
+        super().patch()
+        # psycopg waits for a *connect* with selectors.DefaultSelector bound when the master imported it,
+        # before the patching: an unanswered connect (a partition) would freeze the whole worker, its
+        # deadlines included, for connect_timeout. Give it the patched (cooperative) selector.
+        import selectors
+
+        from psycopg import waiting
+
+        waiting.DefaultSelector = selectors.DefaultSelector  # type: ignore[attr-defined]
+
+    def init_process(self) -> None:
+        self.load = Load(self.worker_connections)
+        self.budget_s = request_timeout_s()
+        super().init_process()
+
+    def handle(self, listener: Any, client: Any, addr: Any) -> None:
+        self.load.open += 1
+        try:
+            super().handle(listener, DeadlineSocket(client, self.budget_s, self.load), addr)
+        finally:
+            self.load.open -= 1
