@@ -54,10 +54,11 @@ def hospitable_booking(tenant: Tenant, now: datetime) -> tuple[str, bytes]:
     return event, body
 
 
-def whatsapp_message(phone_number_id: str, now: datetime) -> tuple[str, bytes]:
-    """(message id, body) of an inbound text message, in Meta's `messages` webhook shape."""
+def whatsapp_message(phone_number_id: str, now: datetime, waba_id: str | None = None) -> tuple[str, bytes]:
+    """(message id, body) of an inbound text message, in Meta's `messages` webhook shape: `entry[].id` is
+    the tenant's WABA, which the server checks next to the phone-number ID (docs/whatsapp-webhooks.md)."""
     wamid = f"wamid.tenantctl-sim-{uuid.uuid4().hex}"
-    body = _dumps({"object": "whatsapp_business_account", "entry": [{"id": "0", "changes": [{
+    body = _dumps({"object": "whatsapp_business_account", "entry": [{"id": waba_id or "0", "changes": [{
         "field": "messages", "value": {
             "messaging_product": "whatsapp",
             "metadata": {"display_phone_number": "", "phone_number_id": phone_number_id},
@@ -95,7 +96,7 @@ def booking(
         c.echo("hospitable: skipped (the tenant has no hospitable section)")
     wa = tenant.whatsapp
     if wa is not None and wa.phone_number_id and c.settings.meta_app_secrets:
-        wamid, body = whatsapp_message(wa.phone_number_id, now)
+        wamid, body = whatsapp_message(wa.phone_number_id, now, wa.business_account_id)
         sends.append(("whatsapp", "wa", wamid, body, {
             "X-Hub-Signature-256": "sha256=" + _hex(c.settings.meta_app_secrets[0].get_secret_value(), body)}))
     elif wa is not None:
