@@ -10,7 +10,7 @@ Guarantees, in the order a request meets them:
    `PermanentError` for too large, a lost answer for too slow, never retried).
    Each provider reaches only its own hosts (`ReconcileConfig.may_reach`); a tenant's 2N intercom host
    only for that tenant's `twon` calls. For device providers, the name is resolved here and every address
-   it resolves to must pass `device_hosts.check_device_address` (no loopback, link-local or metadata
+   it resolves to must pass `tenancy.hosts.check_device_address` (no loopback, link-local or metadata
    address); the request is then pinned to the checked address (Host header and TLS SNI keep the name), so
    a DNS answer that changes between check and connect cannot redirect it.
 4. Redirects are never followed (a redirect would carry the Authorization header elsewhere): an error.
@@ -41,7 +41,6 @@ from reconciler.config import (
     ReconcileConfig,
     host_of,
 )
-from reconciler.device_hosts import check_device_address
 from reconciler.errors import (
     AnswerLost,
     AuthError,
@@ -54,6 +53,7 @@ from reconciler.errors import (
     TemporaryError,
 )
 from reconciler.retry import Failure, classify_status, decide, parse_retry_after
+from tenancy.hosts import check_device_address
 from tenancy.redact import MASK, REDACTOR
 
 log = logging.getLogger("reconciler.http")
@@ -306,7 +306,7 @@ class HttpClient:
         if not addresses:
             raise OutboundBlocked(f"{provider}: {host} resolves to no address")
         for ip in addresses:
-            reason = check_device_address(ip)
+            reason = device_address_refusal(ip)
             if reason is not None:
                 raise OutboundBlocked(f"{provider}: {host} resolves to {ip}, {reason}: a device host must be a "
                                       "public or private-LAN address")
@@ -423,3 +423,13 @@ def graph_error(response: httpx.Response) -> ProviderError | None:
     if response.status_code == 429 or response.status_code >= 500:
         return TemporaryError(provider, msg, **kw)
     return InvalidRequest(provider, msg, **kw)
+
+
+def device_address_refusal(ip: str) -> str | None:
+    """`tenancy.hosts.check_device_address` (the tenant file's rule, applied again after DNS) for a
+    resolver's textual answer; an IPv6 zone suffix (`fe80::1%eth0`) is dropped before judging."""
+    try:
+        address = ipaddress.ip_address(ip.split("%", 1)[0])
+    except ValueError:
+        return "not an IP address"
+    return check_device_address(address)

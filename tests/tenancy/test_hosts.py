@@ -103,7 +103,8 @@ def test_a_resolved_address_is_checked_by_the_same_rule(address: str, refused: b
 def test_every_provider_api_host_is_refused_as_a_device() -> None:
     from reconciler.config import PROVIDER_HOSTS, REAL_BASE_URLS
 
-    hosts = {h for per_provider in PROVIDER_HOSTS.values() for h in per_provider} | {urlsplit(u).hostname or "" for u in REAL_BASE_URLS.values() if "{" not in u}
+    hosts = {h for per_provider in PROVIDER_HOSTS.values() for h in per_provider}
+    hosts |= {urlsplit(u).hostname or "" for u in REAL_BASE_URLS.values() if "{" not in u}
     for host in hosts:
         assert any(host == d or host.endswith("." + d) for d in PROVIDER_DOMAINS), host
         assert check_device_host(host) is not None
