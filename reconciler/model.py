@@ -100,6 +100,9 @@ class Change:
     live: Resource | None = None
     note: str = ""  # instructions for MANUAL, the reason for REPORT, side effects (e.g. a secret written back)
     done: bool = False  # MANUAL steps already observed done (e.g. a verified webhook arrived)
+    # An UPDATE that takes over a foreign live resource (`live`, made by hand) because it matches what the
+    # file declares (`desired`) and the operator asked for it (`tenantctl adopt`): applying it marks it ours.
+    adoption: bool = False
 
     @property
     def is_write(self) -> bool:

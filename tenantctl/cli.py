@@ -48,7 +48,7 @@ def _register() -> None:
     from tenantctl.commands import tenants
 
     tenants.register(app)
-    for module in ("db", "webhooks", "serve", "reconcile", "sandbox", "lock", "state"):
+    for module in ("db", "webhooks", "serve", "reconcile", "sandbox", "lock", "state", "adopt"):
         try:
             mod = __import__(f"tenantctl.commands.{module}", fromlist=["register"])
         except ModuleNotFoundError as e:

@@ -37,6 +37,9 @@ class ProviderContext:
     base_urls: Mapping[str, str]  # provider name → base URL (the real API, or the sandbox)
     # Last verified webhook per (tenant, provider) from the webhook log, when a database is configured.
     last_verified_event: Mapping[tuple[str, str], datetime] = field(default_factory=dict)
+    # Addresses of foreign live resources the operator asked to take over (`tenantctl adopt`): a provider
+    # plans an adoption (an UPDATE with `adoption=True`) for one that matches what the file declares.
+    adopt: frozenset[str] = frozenset()
 
 
 class Http(Protocol):

@@ -37,7 +37,7 @@ from dataclasses import replace
 from datetime import date, datetime
 from typing import Any
 
-from reconciler.diff import diff, sort_changes
+from reconciler.diff import adoption, diff, sort_changes
 from reconciler.errors import InvalidRequest, PermanentError
 from reconciler.model import Action, Change, Resource, Sensitive
 from reconciler.providers.base import ApplyResult, HealthCheck, Http, ProviderContext, plan_health
@@ -232,7 +232,12 @@ class NukiProvider:
                 continue  # hand-made codes: never touched, not listed
             clash = foreign.get((c.desired.name.split("/")[0], c.desired.attrs.get("code"))) \
                 if c.action is Action.CREATE and c.desired is not None else None
-            if clash is not None:
+            if clash is not None and c.desired is not None and clash.address in ctx.adopt:
+                changes.append(adoption(c.desired, clash, (
+                    f"adoption: takes over the hand-made authorisation {clash.attrs.get('name')!r} "
+                    f"({clash.address}), which has the declared code, and renames it to "
+                    f"{c.desired.attrs.get('name')!r}: tenantctl manages it from now on")))
+            elif clash is not None:
                 changes.append(replace(c, action=Action.REPORT, note=(
                     f"error: a hand-made authorisation {clash.attrs.get('name')!r} already uses this code on "
                     "the lock: change one of the two codes")))

@@ -49,6 +49,7 @@ from tenancy.loader import LoadedTenant
 from tenancy.redact import REDACTOR
 from tenancy.sops import set_value
 from tenancy.sops_config import SOPS_CONFIG_NAME
+from tenantctl.adoptions import with_adoptions
 from tenantctl.commands.sandbox import inprocess_transport
 from tenantctl.context import Context
 
@@ -128,8 +129,8 @@ def session(c: Context, tenants: Sequence[str] | None, providers: Sequence[str] 
         raise _fail(c, str(e)) from None
     with inprocess_transport() as transport, HttpClient(config, transport=transport) as http:
         try:
-            yield Session(c, loaded, chosen, config, http, eng.make_context(config, evidence), db, app,
-                          with_platform)
+            ctx = with_adoptions(eng.make_context(config, evidence), c.settings.state_dir)  # tenantctl adopt
+            yield Session(c, loaded, chosen, config, http, ctx, db, app, with_platform)
         finally:
             if db is not None:
                 db.dispose()
