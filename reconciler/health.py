@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from reconciler.engine import describe_error
+from reconciler.progress import NO_PROGRESS, Progress
 from reconciler.providers.base import HealthCheck, Http, Provider, ProviderContext
 from tenancy.model import Tenant
 
@@ -24,11 +25,19 @@ def tenant_health(tenant: Tenant, providers: Sequence[Provider], ctx: ProviderCo
 
 
 def run_health(tenants: Sequence[Tenant], providers: Sequence[Provider], ctx: ProviderContext, http: Http, *,
-               workers: int) -> list[HealthCheck]:
+               workers: int, progress: Progress = NO_PROGRESS) -> list[HealthCheck]:
     if not tenants:
         return []
+    progress.start("health", len(tenants))
+
+    def one(t: Tenant) -> list[HealthCheck]:
+        checks = tenant_health(t, providers, ctx, http)
+        failed = sum(1 for c in checks if not c.ok)
+        progress.tenant_done(t.slug, f"{len(checks)} check(s), {failed} failed")
+        return checks
+
     with ThreadPoolExecutor(max_workers=max(1, min(workers, len(tenants)))) as pool:
-        results = pool.map(lambda t: tenant_health(t, providers, ctx, http), tenants)
+        results = pool.map(one, tenants)
         return [c for checks in results for c in checks]
 
 

@@ -18,6 +18,7 @@ class Context:
     settings: Settings
     tenants_dir: Path
     debug: bool = False
+    quiet: bool = False  # no live progress on stderr (plan/apply/health --quiet)
     # Pipes and CI logs get a fixed, wide layout instead of rich's 80-column default.
     out: Console = field(default_factory=lambda: Console(highlight=False, soft_wrap=True,
                                                          width=None if sys.stdout.isatty() else 160))

@@ -52,6 +52,7 @@ from tenancy.sops_config import SOPS_CONFIG_NAME
 from tenantctl.adoptions import with_adoptions
 from tenantctl.commands.sandbox import inprocess_transport
 from tenantctl.context import Context
+from tenantctl.progress import QuietOpt, showing
 
 TenantOpt = Annotated[list[str] | None,
                       typer.Option("--tenant", "-t", help="Only this tenant (repeatable).")]
@@ -137,8 +138,9 @@ def session(c: Context, tenants: Sequence[str] | None, providers: Sequence[str] 
 
 
 def _plan(s: Session) -> Plan:
-    p = eng.make_plan([lt.tenant for lt in s.loaded], s.providers, s.ctx, s.http,
-                      workers=s.config.limits.tenant_workers, sandbox=s.config.sandbox)
+    with showing(s.c.quiet, s.http) as progress:
+        p = eng.make_plan([lt.tenant for lt in s.loaded], s.providers, s.ctx, s.http,
+                          workers=s.config.limits.tenant_workers, sandbox=s.config.sandbox, progress=progress)
     return platform.with_platform(p, platform.plan_items(s.app, s.ctx, s.http)) if s.with_platform else p
 
 
@@ -154,9 +156,11 @@ def plan(
     out: Annotated[Path | None, typer.Option("--out", help="Save the plan (JSON) for `apply FILE`.")] = None,
     fmt: Annotated[str, typer.Option("--format", help="text | json | markdown")] = "text",
     sandbox: SandboxOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Show what apply would change. Exit 0: no changes, 2: changes, 1: error."""
     c: Context = ctx.obj
+    c.quiet = quiet
     if fmt not in ("text", "json", "markdown"):
         raise typer.BadParameter("use text, json or markdown", param_hint="--format")
     with session(c, tenant, provider, sandbox) as s:
@@ -187,9 +191,11 @@ def apply(
     tenant: TenantOpt = None,
     provider: ProviderOpt = None,
     sandbox: SandboxOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Apply changes: a saved plan (refused if the live state changed since), or plan, confirm, apply."""
     c: Context = ctx.obj
+    c.quiet = quiet
     saved: SavedPlan | None = None
     if file is not None:
         if tenant or provider:
@@ -232,9 +238,12 @@ def _apply(s: Session, db: Engine, saved: SavedPlan | None, *, auto_approve: boo
             run_id = eng.start_apply(db, who, p.tenants, p.checksum)
             try:
                 done = platform.apply_platform(p, s.app, s.ctx, s.http)
-                report = eng.apply_plan(platform.tenants_part(p), {lt.tenant.slug: lt.tenant for lt in s.loaded},
-                                        {pr.name: pr for pr in s.providers}, s.ctx, s.http,
-                                        workers=s.config.limits.tenant_workers, write_back=_writer(s.loaded))
+                with showing(c.quiet, s.http) as progress:
+                    report = eng.apply_plan(platform.tenants_part(p),
+                                            {lt.tenant.slug: lt.tenant for lt in s.loaded},
+                                            {pr.name: pr for pr in s.providers}, s.ctx, s.http,
+                                            workers=s.config.limits.tenant_workers, write_back=_writer(s.loaded),
+                                            progress=progress)
                 report = platform.merge_report(report, done, p)
             except BaseException as e:
                 eng.finish_apply(db, run_id, None, error=eng.describe_error(e))
@@ -269,13 +278,16 @@ def health(
     tenant: TenantOpt = None,
     provider: ProviderOpt = None,
     sandbox: SandboxOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Run the providers' read-only health checks; exit 1 if any fails."""
     c: Context = ctx.obj
+    c.quiet = quiet
     # The database is read for evidence only: a verified Hospitable webhook marks its manual step done.
     with session(c, tenant, provider, sandbox) as s:
-        checks = run_health([lt.tenant for lt in s.loaded], s.providers, s.ctx, s.http,
-                            workers=s.config.limits.tenant_workers)
+        with showing(c.quiet, s.http) as progress:
+            checks = run_health([lt.tenant for lt in s.loaded], s.providers, s.ctx, s.http,
+                                workers=s.config.limits.tenant_workers, progress=progress)
         if s.with_platform:
             checks = [*s.app.health(s.ctx, s.http), *checks]
     table = Table(title="Health")
