@@ -61,6 +61,17 @@ def _register() -> None:
 _register()
 
 
+def _explain(e: BaseException) -> str | None:
+    """A message that teaches (tenantctl.errors) for failures a user can fix, else None."""
+    from tenantctl.errors import explain
+
+    try:
+        url: str | None = load_settings().resolved_database_url
+    except Exception:
+        url = None
+    return explain(e, url)
+
+
 def main() -> None:
     debug = "--debug" in sys.argv
     try:
@@ -76,6 +87,12 @@ def main() -> None:
         if isinstance(e, click.ClickException):
             e.show()
             sys.exit(e.exit_code)
+        taught = _explain(e)
+        if taught is not None:
+            if debug or os.environ.get("TENANTCTL_DEBUG"):
+                sys.stderr.write(REDACTOR.scrub("".join(traceback.format_exception(e))))
+            sys.stderr.write(f"error: {taught}\n")
+            sys.exit(1)
         if debug or os.environ.get("TENANTCTL_DEBUG"):
             sys.stderr.write(REDACTOR.scrub("".join(traceback.format_exception(e))))
         sys.stderr.write(REDACTOR.scrub(f"error: {e.__class__.__name__}: {e}") + "\n")

@@ -25,6 +25,10 @@ class Context:
     err: Console = field(default_factory=lambda: Console(stderr=True, highlight=False, soft_wrap=True))
 
     def load(self, paths: list[Path] | None = None) -> LoadResult:
+        if not paths and not self.tenants_dir.exists():
+            from tenantctl.errors import missing_tenants_dir
+
+            raise missing_tenants_dir(self.tenants_dir)
         return load_tenants(paths or [self.tenants_dir])
 
     def echo(self, text: str = "") -> None:
