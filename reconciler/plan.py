@@ -78,6 +78,8 @@ def encode_change(change: Change, key: bytes) -> dict[str, Any]:
         out["done"] = change.done
     if change.adoption:
         out["adoption"] = True
+    if change.severity is not None:
+        out["severity"] = change.severity.value
     return out
 
 

@@ -74,6 +74,7 @@ class Entry:
 
 
 def _strip_severity(note: str) -> str:
+    """A note written the old way ("info: ...") reads as the reason without its prefix."""
     for prefix in ("error: ", "info: "):
         if note.startswith(prefix):
             return note[len(prefix):]
@@ -83,7 +84,7 @@ def _strip_severity(note: str) -> str:
 def classify(provider: Provider, tenant: Tenant, ctx: ProviderContext, live: Sequence[Resource]) -> list[Entry]:
     """Live resources → entries. Foreign: the provider marks it not ours, or its (pure) plan reports it as
     something no tenant file declares (e.g. a Hospitable property no tenant property maps)."""
-    reports = {c.address: c.note for c in provider.plan(tenant, ctx, live)
+    reports = {c.address: _strip_severity(c.note) for c in provider.plan(tenant, ctx, live)
                if c.action is Action.REPORT and c.desired is None and c.live is not None}
     key = tenant_key(tenant)
     out = []
@@ -91,7 +92,7 @@ def classify(provider: Provider, tenant: Tenant, ctx: ProviderContext, live: Seq
         owned = r.owned and r.address not in reports
         reason = None
         if not owned:
-            reason = _strip_severity(reports.get(r.address, "")) or FOREIGN_REASONS.get(
+            reason = reports.get(r.address) or FOREIGN_REASONS.get(
                 (r.provider, r.kind), "not marked as tenantctl's")
         out.append(Entry(r.tenant, r.provider, r.address, r.kind, r.remote_id, owned, reason,
                          encode_value(dict(r.attrs), key)))
