@@ -21,7 +21,9 @@ app = typer.Typer(
     no_args_is_help=True,
     # Pretty tracebacks print local variables, which may hold decrypted secrets.
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion
+    rich_markup_mode=None,  # help text is plain: examples keep their quotes and brackets
+    context_settings={"max_content_width": 120},
 )
 
 
@@ -30,9 +32,10 @@ def _root(
     ctx: typer.Context,
     tenants: Annotated[
         Path | None,
-        typer.Option("--tenants", help="Tenant directory (else $TENANTCTL_TENANTS, else tenants/)."),
+        typer.Option("--tenants", envvar="TENANTCTL_TENANTS", help="Tenant directory (default: tenants/)."),
     ] = None,
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks (secrets scrubbed).")] = False,
+    debug: Annotated[bool, typer.Option("--debug", envvar="TENANTCTL_DEBUG",
+                                        help="Show tracebacks (secrets scrubbed).")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log provider calls and retries.")] = False,
 ) -> None:
     if verbose or debug:
@@ -61,6 +64,23 @@ def _register() -> None:
 _register()
 
 
+def _add_examples(t: typer.Typer, prefix: str = "") -> None:
+    """End every command's help with its examples (tenantctl.help_text)."""
+    from tenantctl.help_text import epilog
+
+    for command in t.registered_commands:
+        name = command.name or (command.callback.__name__.replace("_", "-") if command.callback else "")
+        command.epilog = command.epilog or epilog(f"{prefix}{name}")
+    for group in t.registered_groups:
+        group.epilog = group.epilog or epilog(f"{prefix}{group.name}")
+        if group.typer_instance is not None:
+            _add_examples(group.typer_instance, f"{prefix}{group.name} ")
+
+
+app.info.epilog = app.info.epilog or __import__("tenantctl.help_text", fromlist=["epilog"]).epilog("")
+_add_examples(app)
+
+
 def _explain(e: BaseException) -> str | None:
     """A message that teaches (tenantctl.errors) for failures a user can fix, else None."""
     from tenantctl.errors import explain
@@ -75,7 +95,7 @@ def _explain(e: BaseException) -> str | None:
 def main() -> None:
     debug = "--debug" in sys.argv
     try:
-        rv = app(standalone_mode=False)
+        rv = app(standalone_mode=False, prog_name="tenantctl")
     except SystemExit:
         raise
     except typer.Abort:
@@ -84,9 +104,11 @@ def main() -> None:
     except Exception as e:  # the last line of defence: scrub, never dump locals
         import click
 
-        if isinstance(e, click.ClickException):
-            e.show()
-            sys.exit(e.exit_code)
+        # typer vendors its own click: its usage errors are not `click.ClickException`s, but show alike.
+        if isinstance(e, click.ClickException) or (callable(getattr(e, "show", None))
+                                                   and isinstance(getattr(e, "exit_code", None), int)):
+            e.show()  # type: ignore[attr-defined]
+            sys.exit(e.exit_code)  # type: ignore[attr-defined]
         taught = _explain(e)
         if taught is not None:
             if debug or os.environ.get("TENANTCTL_DEBUG"):

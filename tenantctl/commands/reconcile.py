@@ -16,7 +16,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from rich.table import Table
@@ -39,7 +39,7 @@ from reconciler.plan import (
 )
 from reconciler.providers.base import Provider, ProviderContext
 from reconciler.providers.meta_app import PLATFORM, MetaAppSubscription
-from reconciler.providers.registry import get_providers
+from reconciler.providers.registry import PROVIDERS, get_providers
 from reconciler.render import plan_document, render_json, render_markdown, render_report, render_text
 from store import migrate
 from store.engine import make_engine
@@ -57,9 +57,10 @@ from tenantctl.progress import QuietOpt, showing
 TenantOpt = Annotated[list[str] | None,
                       typer.Option("--tenant", "-t", help="Only this tenant (repeatable).")]
 ProviderOpt = Annotated[list[str] | None,
-                        typer.Option("--provider", "-p", help="Only this provider (repeatable).")]
+                        typer.Option("--provider", "-p",
+                                     help=f"Only this provider (repeatable): {', '.join(PROVIDERS)}.")]
 SandboxOpt = Annotated[bool,
-                       typer.Option("--sandbox", help="Use the local sandbox (or TENANTCTL_SANDBOX=1).")]
+                       typer.Option("--sandbox", envvar="TENANTCTL_SANDBOX", help="Use the local sandbox.")]
 
 
 def register(app: typer.Typer) -> None:
@@ -154,7 +155,7 @@ def plan(
     tenant: TenantOpt = None,
     provider: ProviderOpt = None,
     out: Annotated[Path | None, typer.Option("--out", help="Save the plan (JSON) for `apply FILE`.")] = None,
-    fmt: Annotated[str, typer.Option("--format", help="text | json | markdown")] = "text",
+    fmt: Annotated[Literal["text", "json", "markdown"], typer.Option("--format", help="Output format.")] = "text",
     sandbox: SandboxOpt = False,
     quiet: QuietOpt = False,
 ) -> None:

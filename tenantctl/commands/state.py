@@ -20,7 +20,7 @@ import json
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 
@@ -171,7 +171,7 @@ def list_(
     *,
     tenant: TenantOpt = None,
     provider: ProviderOpt = None,
-    fmt: Annotated[str, typer.Option("--format", help="text | json")] = "text",
+    fmt: Annotated[Literal["text", "json"], typer.Option("--format", help="Output format.")] = "text",
     sandbox: SandboxOpt = False,
 ) -> None:
     """List every live resource tenantctl observed, per tenant and provider: owned and foreign.
@@ -205,7 +205,7 @@ def show(
     ctx: typer.Context,
     address: Annotated[str, typer.Argument(help="A resource address, as `state list` prints it.")],
     *,
-    fmt: Annotated[str, typer.Option("--format", help="text | json")] = "text",
+    fmt: Annotated[Literal["text", "json"], typer.Option("--format", help="Output format.")] = "text",
     sandbox: SandboxOpt = False,
 ) -> None:
     """Show one live resource with its attributes (secrets masked, as plans mask them)."""
