@@ -47,5 +47,12 @@ def diff(desired: Iterable[Resource], live: Iterable[Resource], *, prune: bool =
     return sort_changes(changes)
 
 
+def adoption(desired: Resource, live: Resource, note: str) -> Change:
+    """Take over a foreign live resource that stands for `desired`: an UPDATE of `live` (its remote ID) to
+    the desired attributes, marked as an adoption, so the plan shows it before anything is written."""
+    return Change(Action.UPDATE, desired.provider, desired.kind, desired.tenant, desired.address,
+                  field_changes(live.attrs, desired.attrs), desired=desired, live=live, note=note, adoption=True)
+
+
 def sort_changes(changes: Iterable[Change]) -> list[Change]:
     return sorted(changes, key=lambda c: (c.tenant, c.provider, ACTION_ORDER[c.action], c.address))

@@ -37,8 +37,9 @@ from sqlalchemy import Engine
 from reconciler.config import ReconcileConfig
 from reconciler.diff import sort_changes
 from reconciler.errors import AnswerLost, OutcomeUnknown, ReconcileError
-from reconciler.model import Action, Change
+from reconciler.model import ACTION_ORDER, Action, Change
 from reconciler.plan import Plan, ProviderPlan, live_digest
+from reconciler.progress import NO_PROGRESS, Progress, count_summary
 from reconciler.providers.base import ApplyResult, Http, Provider, ProviderContext
 from store import locks, runs, webhook_log
 from store.errors import LockHeld
@@ -108,11 +109,26 @@ def _hidden(provider: Provider, tenant: Tenant, ctx: ProviderContext) -> tuple[s
 
 
 def make_plan(tenants: Sequence[Tenant], providers: Sequence[Provider], ctx: ProviderContext, http: Http, *,
-              workers: int, sandbox: bool) -> Plan:
+              workers: int, sandbox: bool, progress: Progress = NO_PROGRESS) -> Plan:
+    progress.start("plan", len(tenants))
+
+    def one(t: Tenant) -> list[ProviderPlan]:
+        items = plan_tenant(t, providers, ctx, http)
+        progress.tenant_done(t.slug, _plan_summary(items))
+        return items
+
     with _pool(workers, len(tenants)) as pool:
-        per_tenant = list(pool.map(lambda t: plan_tenant(t, providers, ctx, http), tenants))
+        per_tenant = list(pool.map(one, tenants))
     return Plan(items=tuple(i for items in per_tenant for i in items), sandbox=sandbox,
                 keys={t.slug: tenant_key(t) for t in tenants}, prune=ctx.prune)
+
+
+def _plan_summary(items: Sequence[ProviderPlan]) -> str:
+    """What a finished tenant's plan holds, for progress lines: "2 create, 1 update" / "no changes"."""
+    changes = [c for i in items for c in i.changes]
+    counts = {a.value: sum(1 for c in changes if c.action is a) for a in ACTION_ORDER if a is not Action.NOOP}
+    counts["provider(s) not observed"] = sum(1 for i in items if i.error is not None)
+    return count_summary(counts)
 
 
 # Apply ------------------------------------------------------------------------------------------------
@@ -279,7 +295,7 @@ def apply_tenant(tenant: Tenant, changes: Sequence[Change], providers: Mapping[s
 
 def apply_plan(plan: Plan, tenants: Mapping[str, Tenant], providers: Mapping[str, Provider],
                ctx: ProviderContext, http: Http, *, workers: int,
-               write_back: WriteBack | None = None) -> ApplyReport:
+               write_back: WriteBack | None = None, progress: Progress = NO_PROGRESS) -> ApplyReport:
     """Apply every write of `plan`; tenants concurrently, each tenant's changes in its order."""
     per_tenant: dict[str, list[Change]] = {}
     for item in plan.items:
@@ -287,9 +303,14 @@ def apply_plan(plan: Plan, tenants: Mapping[str, Tenant], providers: Mapping[str
             per_tenant.setdefault(item.tenant, []).extend(item.writes)
     jobs = [(slug, changes) for slug, changes in sorted(per_tenant.items()) if changes]
 
+    progress.start("apply", len(jobs))
+
     def run(job: tuple[str, list[Change]]) -> list[ChangeResult]:
         slug, changes = job
-        return apply_tenant(tenants[slug], changes, providers, ctx, http, write_back=write_back)
+        results = apply_tenant(tenants[slug], changes, providers, ctx, http, write_back=write_back)
+        progress.tenant_done(slug, count_summary({o.value: sum(1 for r in results if r.outcome is o)
+                                                  for o in Outcome}))
+        return results
 
     with _pool(workers, len(jobs)) as pool:
         results = [r for rs in pool.map(run, jobs) for r in rs]

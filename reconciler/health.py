@@ -14,6 +14,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 
 from reconciler.engine import describe_error
 from reconciler.health_status import Health, Row, for_tenant_status
+from reconciler.progress import NO_PROGRESS, Progress
 from reconciler.providers.base import HealthCheck, Http, Provider, ProviderContext, check, error_check
 from tenancy.model import Status, Tenant
 
@@ -88,19 +89,26 @@ def platform_rows(checks: Sequence[HealthCheck]) -> list[Row]:
 
 
 def run_health(tenants: Sequence[Tenant], providers: Sequence[Provider], ctx: ProviderContext, http: Http, *,
-               workers: int, timeout_s: float | None = None, active: bool = False) -> list[Row]:
+               workers: int, timeout_s: float | None = None, active: bool = False,
+               progress: Progress = NO_PROGRESS) -> list[Row]:
     """Rows for every tenant, in the tenants' order. `timeout_s` bounds each provider's checks per tenant."""
     if not tenants:
         return []
+    progress.start("health", len(tenants))
     n = max(1, min(workers, len(tenants)))
     # Provider calls run in their own pool so a tenant's thread can stop waiting for a stuck one.
     # Not a `with`: leaving one waits for every thread, a stuck call's too.
     inner = ThreadPoolExecutor(max_workers=n, thread_name_prefix="health-call")
+
+    def one(t: Tenant) -> list[Row]:
+        rows = to_rows(t, tenant_health(t, providers, ctx, http, timeout_s=timeout_s, pool=inner, active=active))
+        unhealthy = sum(1 for r in rows if r.health is not Health.HEALTHY)
+        progress.tenant_done(t.slug, f"{len(rows)} check(s), {unhealthy} not healthy")
+        return rows
+
     try:
         with ThreadPoolExecutor(max_workers=n, thread_name_prefix="health") as outer:
-            results = outer.map(lambda t: to_rows(t, tenant_health(t, providers, ctx, http, timeout_s=timeout_s,
-                                                                    pool=inner, active=active)), tenants)
-            return [r for rs in results for r in rs]
+            return [r for rs in outer.map(one, tenants) for r in rs]
     finally:
         inner.shutdown(wait=False, cancel_futures=True)
 

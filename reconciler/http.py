@@ -52,6 +52,7 @@ from reconciler.errors import (
     ProviderError,
     TemporaryError,
 )
+from reconciler.progress import NO_PROGRESS, Progress
 from reconciler.retry import Failure, classify_status, decide, parse_retry_after
 from tenancy.hosts import check_device_address
 from tenancy.redact import MASK, REDACTOR
@@ -147,6 +148,7 @@ class HttpClient:
         self._stats_lock = threading.Lock()
         self.calls: Counter[str] = Counter()  # attempts sent, by provider
         self.retries: Counter[str] = Counter()
+        self.progress: Progress = NO_PROGRESS  # the CLI's live display: calls and retry waits as they happen
 
     def close(self) -> None:
         self._client.close()
@@ -212,6 +214,7 @@ class HttpClient:
             with self._stats_lock:
                 self.retries[provider] += 1
             log.info("%s: %s; retry %d in %.2fs", where, error, attempt, delay)
+            self.progress.wait(provider, str(error.status or kind.value.replace("_", " ")), delay)
             self._sleep(delay)
 
     def _attempt(self, provider: str, request: httpx.Request, auth: httpx.Auth | None, gate: _Gate, *,
@@ -222,6 +225,7 @@ class HttpClient:
                 gate.bucket.take()
             with self._stats_lock:
                 self.calls[provider] += 1
+            self.progress.call(provider, where)
             started = time.monotonic()
             try:
                 response = self._send(request, auth, started + self.config.limits.total_deadline_s)

@@ -54,6 +54,13 @@ class Action(StrEnum):
     NOOP = "noop"
 
 
+class Severity(StrEnum):
+    """How much a REPORT (or a note on another change) matters: `error` fails health and plan review."""
+
+    ERROR = "error"
+    INFO = "info"
+
+
 # The order changes are applied in: creations before updates before deletions, so a replacement
 # never leaves a gap (octoDNS applies in the same spirit).
 ACTION_ORDER = {Action.CREATE: 0, Action.UPDATE: 1, Action.DELETE: 2, Action.MANUAL: 3, Action.REPORT: 4,
@@ -100,6 +107,15 @@ class Change:
     live: Resource | None = None
     note: str = ""  # instructions for MANUAL, the reason for REPORT, side effects (e.g. a secret written back)
     done: bool = False  # MANUAL steps already observed done (e.g. a verified webhook arrived)
+    # An UPDATE that takes over a foreign live resource (`live`, made by hand) because it matches what the
+    # file declares (`desired`) and the operator asked for it (`tenantctl adopt`): applying it marks it ours.
+    adoption: bool = False
+    severity: Severity | None = None  # REPORTs: error (something wrong) or info; None: a plain note
+
+    @property
+    def shown_note(self) -> str:
+        """The note as people read it: prefixed by its severity ("error: lock 17 is not on ...")."""
+        return f"{self.severity.value}: {self.note}" if self.severity is not None and self.note else self.note
 
     @property
     def is_write(self) -> bool:
@@ -109,6 +125,15 @@ class Change:
     def is_error(self) -> bool:
         """A REPORT of something wrong (a missing lock, an unverified number), not mere information.
 
-        Providers write such notes as "error: ..." and informative ones as "info: ...".
+        The severity field says it; a note written the old way ("error: ...", severity None) still counts.
         """
-        return self.action is Action.REPORT and self.note.startswith("error:")
+        if self.action is not Action.REPORT:
+            return False
+        return self.severity is Severity.ERROR or (self.severity is None and self.note.startswith("error:"))
+
+
+def report(severity: Severity, provider: str, kind: str, tenant: str, address: str, note: str, *,
+           desired: Resource | None = None, live: Resource | None = None) -> Change:
+    """A REPORT: something to know that tenantctl will not change, with its severity."""
+    return Change(Action.REPORT, provider, kind, tenant, address, desired=desired, live=live, note=note,
+                  severity=severity)

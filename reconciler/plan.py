@@ -76,6 +76,10 @@ def encode_change(change: Change, key: bytes) -> dict[str, Any]:
         out["note"] = change.note
     if change.action is Action.MANUAL:
         out["done"] = change.done
+    if change.adoption:
+        out["adoption"] = True
+    if change.severity is not None:
+        out["severity"] = change.severity.value
     return out
 
 

@@ -31,6 +31,7 @@ JSON plan format, version 1 (`tenantctl plan --format json`, and the file `plan 
                 {"field": "name", "old": null, "new": "Maria Lopez", "sensitive": false}
               ],
               "note": "...",                   # optional: instructions (manual) or reason (report)
+              "severity": "error",             # optional: error | info (reports; notes of other changes)
               "done": false                    # manual steps only: already observed done
             }
           ]
@@ -120,7 +121,7 @@ def change_lines(change: Change, key: bytes) -> list[str]:
     if change.action in (Action.CREATE, Action.UPDATE, Action.DELETE):
         lines += [f"    {field_line(f, change.action, key)}" for f in change.fields]
     if change.note:
-        lines += [f"    {line}" for line in change.note.splitlines()]
+        lines += [f"    {line}" for line in change.shown_note.splitlines()]
     return lines
 
 

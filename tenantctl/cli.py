@@ -22,7 +22,9 @@ app = typer.Typer(
     no_args_is_help=True,
     # Pretty tracebacks print local variables, which may hold decrypted secrets.
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion
+    rich_markup_mode=None,  # help text is plain: examples keep their quotes and brackets
+    context_settings={"max_content_width": 120},
 )
 
 
@@ -31,9 +33,10 @@ def _root(
     ctx: typer.Context,
     tenants: Annotated[
         Path | None,
-        typer.Option("--tenants", help="Tenant directory (else $TENANTCTL_TENANTS, else tenants/)."),
+        typer.Option("--tenants", envvar="TENANTCTL_TENANTS", help="Tenant directory (default: tenants/)."),
     ] = None,
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks (secrets scrubbed).")] = False,
+    debug: Annotated[bool, typer.Option("--debug", envvar="TENANTCTL_DEBUG",
+                                        help="Show tracebacks (secrets scrubbed).")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log provider calls and retries.")] = False,
     no_color: Annotated[bool, typer.Option("--no-color", help="No colour (also NO_COLOR=1 or TERM=dumb).")] = False,
 ) -> None:
@@ -53,7 +56,7 @@ def _register() -> None:
 
     tenants.register(app)
     for module in ("db", "webhooks", "serve", "deliver", "reconcile", "health", "simulate", "sandbox", "lock",
-                   "provider_state", "runs", "access"):
+                   "provider_state", "runs", "access", "state", "adopt"):
         try:
             mod = __import__(f"tenantctl.commands.{module}", fromlist=["register"])
         except ModuleNotFoundError as e:
@@ -64,6 +67,34 @@ def _register() -> None:
 
 
 _register()
+
+
+def _add_examples(t: typer.Typer, prefix: str = "") -> None:
+    """End every command's help with its examples (tenantctl.help_text)."""
+    from tenantctl.help_text import epilog
+
+    for command in t.registered_commands:
+        name = command.name or (command.callback.__name__.replace("_", "-") if command.callback else "")
+        command.epilog = command.epilog or epilog(f"{prefix}{name}")
+    for group in t.registered_groups:
+        group.epilog = group.epilog or epilog(f"{prefix}{group.name}")
+        if group.typer_instance is not None:
+            _add_examples(group.typer_instance, f"{prefix}{group.name} ")
+
+
+app.info.epilog = app.info.epilog or __import__("tenantctl.help_text", fromlist=["epilog"]).epilog("")
+_add_examples(app)
+
+
+def _explain(e: BaseException) -> str | None:
+    """A message that teaches (tenantctl.errors) for failures a user can fix, else None."""
+    from tenantctl.errors import explain
+
+    try:
+        url: str | None = load_settings().resolved_database_url
+    except Exception:
+        url = None
+    return explain(e, url)
 
 
 def main() -> None:
@@ -83,11 +114,22 @@ def main() -> None:
         sys.stderr.write("aborted\n")
         sys.exit(1)
     except Exception as e:  # the last line of defence: scrub, never dump locals
-        if isinstance(e, typer.TyperException) and hasattr(e, "show"):
+        import click
+
+        # typer vendors its own click: its usage errors are not `click.ClickException`s, but show alike.
+        if isinstance(e, click.ClickException) or (callable(getattr(e, "show", None))
+                                                   and isinstance(getattr(e, "exit_code", None), int)):
             # A usage error (mistyped flag or command): click's usage text and hint. Exit 1, never
             # click's 2: for plan, 2 means "changes" and a script must not read a typo as a plan.
-            e.show()
-            sys.exit(1 if e.exit_code == 2 else e.exit_code)
+            e.show()  # type: ignore[attr-defined]
+            code = e.exit_code  # type: ignore[attr-defined]
+            sys.exit(1 if code == 2 else code)
+        taught = _explain(e)
+        if taught is not None:
+            if debug:
+                sys.stderr.write(REDACTOR.scrub("".join(traceback.format_exception(e))))
+            sys.stderr.write(f"error: {taught}\n")
+            sys.exit(1)
         if debug:
             sys.stderr.write(REDACTOR.scrub("".join(traceback.format_exception(e))))
         sys.stderr.write(REDACTOR.scrub(f"error: {e.__class__.__name__}: {e}") + "\n")

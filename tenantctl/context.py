@@ -36,11 +36,16 @@ class Context:
     settings: Settings
     tenants_dir: Path
     debug: bool = False
+    quiet: bool = False  # no live progress on stderr (plan/apply/health --quiet)
     out: Console = field(default_factory=console)
     err: Console = field(default_factory=lambda: console(stderr=True))
     colour: bool = field(default_factory=colour_allowed)
 
     def load(self, paths: list[Path] | None = None) -> LoadResult:
+        if not paths and not self.tenants_dir.exists():
+            from tenantctl.errors import missing_tenants_dir
+
+            raise missing_tenants_dir(self.tenants_dir)
         return load_tenants(paths or [self.tenants_dir])
 
     def echo(self, text: str = "") -> None:

@@ -57,6 +57,9 @@ class ProviderContext:
 
     def clock(self) -> datetime:
         return self.now or datetime.now(UTC)
+    # Addresses of foreign live resources the operator asked to take over (`tenantctl adopt`): a provider
+    # plans an adoption (an UPDATE with `adoption=True`) for one that matches what the file declares.
+    adopt: frozenset[str] = frozenset()
 
 
 class Http(Protocol):

@@ -19,7 +19,7 @@ from typing import Any
 
 from reconciler.diff import sort_changes
 from reconciler.errors import InvalidRequest, PermanentError
-from reconciler.model import Action, Change, Resource
+from reconciler.model import Action, Change, Resource, Severity, report
 from reconciler.providers.base import ApplyResult, HealthCheck, Http, ProviderContext, inbound_check, plan_health
 from tenancy.fingerprint import fingerprint
 from tenancy.model import Tenant
@@ -84,13 +84,13 @@ class HospitableProvider:
         for addr, d in want.items():
             lv = have.get(addr)
             if lv is None:
-                changes.append(Change(Action.REPORT, NAME, "property", d.tenant, addr, desired=d, note=(
-                    f"error: property {d.attrs['property']} maps to Hospitable property {d.name}, which the "
+                changes.append(report(Severity.ERROR, NAME, "property", d.tenant, addr, desired=d, note=(
+                    f"property {d.attrs['property']} maps to Hospitable property {d.name}, which the "
                     "account does not have: check the ID or the API key's account")))
             else:
                 changes.append(Change(Action.NOOP, NAME, "property", d.tenant, addr, desired=d, live=lv))
-        changes.extend(Change(Action.REPORT, NAME, "property", lv.tenant, addr, live=lv, note=(
-            f"info: Hospitable property {lv.attrs.get('name')!r} is not mapped by any tenant property"))
+        changes.extend(report(Severity.INFO, NAME, "property", lv.tenant, addr, live=lv, note=(
+            f"Hospitable property {lv.attrs.get('name')!r} is not mapped by any tenant property"))
             for addr, lv in have.items() if addr not in want)
         hook = next(r for r in desired if r.kind == "webhook")
         done = (tenant.slug, NAME) in ctx.last_verified_event

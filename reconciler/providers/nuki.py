@@ -44,10 +44,10 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from reconciler.diff import diff, sort_changes
+from reconciler.diff import adoption, diff, sort_changes
 from reconciler.errors import AnswerLost, InvalidRequest, OutcomeUnknown, PermanentError, ProviderError
 from reconciler.health_status import Health
-from reconciler.model import Action, Change, Resource, Sensitive
+from reconciler.model import Action, Change, Resource, Sensitive, Severity, report
 from reconciler.providers.base import ApplyResult, HealthCheck, Http, ProviderContext, check, error_check, plan_health
 from tenancy.access_time import (
     DEFAULT_ZONE,
@@ -243,13 +243,13 @@ class NukiProvider:
         for d in (r for r in desired if r.kind == "lock"):
             lv = live_locks.get(d.name)
             if lv is None:
-                changes.append(Change(Action.REPORT, NAME, "lock", d.tenant, d.address, desired=d, note=(
-                    f"error: lock {d.name} (property {d.attrs['property']}) is not on the tenant's Nuki "
+                changes.append(report(Severity.ERROR, NAME, "lock", d.tenant, d.address, desired=d, note=(
+                    f"lock {d.name} (property {d.attrs['property']}) is not on the tenant's Nuki "
                     "account: check the ID, or share the lock with this account")))
             else:
                 changes.append(Change(Action.NOOP, NAME, "lock", d.tenant, d.address, desired=d, live=lv))
-        changes.extend(Change(Action.REPORT, NAME, "lock", lv.tenant, lv.address, live=lv,
-                              note="info: a lock on the account that no property lists")
+        changes.extend(report(Severity.INFO, NAME, "lock", lv.tenant, lv.address, live=lv,
+                              note="a lock on the account that no property lists")
                        for lv in live_locks.values() if not lv.owned)
 
         live_codes = [r for r in live if r.kind == "keypad_code"]
@@ -271,9 +271,14 @@ class NukiProvider:
                 continue
             clash = foreign.get((c.desired.name.split("/")[0], c.desired.attrs.get("code"))) \
                 if c.action is Action.CREATE and c.desired is not None else None
-            if clash is not None:
-                changes.append(replace(c, action=Action.REPORT, note=(
-                    f"error: a hand-made authorisation {clash.attrs.get('name')!r} already uses this code on "
+            if clash is not None and c.desired is not None and clash.address in ctx.adopt:
+                changes.append(adoption(c.desired, clash, (
+                    f"adoption: takes over the hand-made authorisation {clash.attrs.get('name')!r} "
+                    f"({clash.address}), which has the declared code, and renames it to "
+                    f"{c.desired.attrs.get('name')!r}: tenantctl manages it from now on")))
+            elif clash is not None:
+                changes.append(replace(c, action=Action.REPORT, severity=Severity.ERROR, note=(
+                    f"a hand-made authorisation {clash.attrs.get('name')!r} already uses this code on "
                     "the lock: change one of the two codes")))
             else:
                 changes.append(c)

@@ -58,7 +58,7 @@ from reconciler.errors import (
     ProviderError,
 )
 from reconciler.health_status import Health, Sync
-from reconciler.model import Action, Change, Resource, Sensitive
+from reconciler.model import Action, Change, Resource, Sensitive, Severity, report
 from reconciler.providers.base import ApplyResult, HealthCheck, Http, ProviderContext, error_check
 from tenancy.access_time import (
     DEFAULT_ZONE,
@@ -249,11 +249,11 @@ class TwoNProvider:
         for d in (r for r in desired if r.kind == "device"):
             lv = devices.get(d.name)
             if lv is None:
-                changes.append(Change(Action.REPORT, NAME, "device", d.tenant, d.address, desired=d, note=(
-                    f"error: the intercom of property {d.name} was not observed")))
+                changes.append(report(Severity.ERROR, NAME, "device", d.tenant, d.address, desired=d, note=(
+                    f"the intercom of property {d.name} was not observed")))
             elif lv.attrs.get("serial") != d.attrs["serial"]:
-                changes.append(Change(Action.REPORT, NAME, "device", d.tenant, d.address, desired=d, live=lv,
-                                      note=(f"error: the host answers as device {lv.attrs.get('serial')!r}, "
+                changes.append(report(Severity.ERROR, NAME, "device", d.tenant, d.address, desired=d, live=lv,
+                                      note=(f"the host answers as device {lv.attrs.get('serial')!r}, "
                                             f"not {d.attrs['serial']!r}: the host points at another device; "
                                             "fix intercom.host or intercom.device_id")))
             else:
@@ -275,8 +275,8 @@ class TwoNProvider:
             if c.action is Action.REPORT and c.desired is None:
                 continue  # hand-made users: never touched, not listed
             if c.action in (Action.UPDATE, Action.NOOP) and c.live is not None and not c.live.owned:
-                changes.append(replace(c, action=Action.REPORT, fields=(), note=(
-                    f"error: a user with owner {c.live.attrs.get('owner')!r} holds tenantctl's uuid for this "
+                changes.append(replace(c, action=Action.REPORT, fields=(), severity=Severity.ERROR, note=(
+                    f"a user with owner {c.live.attrs.get('owner')!r} holds tenantctl's uuid for this "
                     "teammate: remove it on the device, or give it the owner 'tenantctl'")))
                 continue
             prop = c.address.split("[", 1)[1].split("/")[1]
@@ -284,8 +284,8 @@ class TwoNProvider:
             clash = foreign.get((prop, c.desired.attrs.get("pin"))) \
                 if new_pin and c.desired is not None else None
             if clash is not None:
-                changes.append(replace(c, action=Action.REPORT, note=(
-                    f"error: the directory user {clash.attrs.get('name')!r} (owner "
+                changes.append(replace(c, action=Action.REPORT, severity=Severity.ERROR, note=(
+                    f"the directory user {clash.attrs.get('name')!r} (owner "
                     f"{clash.attrs.get('owner') or 'none'!r}) already uses this PIN on the intercom: change "
                     "one of the two PINs")))
             else:
@@ -438,7 +438,7 @@ def _schedule_reports(tenant: Tenant) -> list[Change]:
             continue
         if set(access.weekdays) == set(Weekday) and access.from_time is None:
             continue
-        out.append(Change(Action.REPORT, NAME, "schedule", tenant.slug, f"twon.schedule[{tenant.slug}/{tm.key}]",
-                          note=("info: the intercom does not enforce weekdays or daily hours for directory users "
+        out.append(report(Severity.INFO, NAME, "schedule", tenant.slug, f"twon.schedule[{tenant.slug}/{tm.key}]",
+                          note=("the intercom does not enforce weekdays or daily hours for directory users "
                                 "here: the PIN opens any day and hour between valid_from and valid_until")))
     return out

@@ -46,7 +46,7 @@ from reconciler.errors import (
     TemporaryError,
 )
 from reconciler.health_status import Health
-from reconciler.model import Action, Change, Resource
+from reconciler.model import Action, Change, Resource, Severity, report
 from reconciler.providers.base import (
     ApplyResult,
     HealthCheck,
@@ -116,10 +116,6 @@ def _reclassify(err: ProviderError, method: str) -> ProviderError:
         return err
     return cls(err.provider, err.message, status=err.status, request_id=err.request_id, code=err.code,
                retry_after=err.retry_after)
-
-
-def _note_error(text: str) -> str:
-    return f"error: {text}"
 
 
 class WhatsAppProvider:
@@ -211,9 +207,8 @@ class WhatsAppProvider:
             return []
         slug = tenant.slug
         if wa.business_account_id is None:
-            note = _note_error("whatsapp.business_account_id is not set: nothing can be routed")
-            return [Change(Action.REPORT, NAME, "waba_subscription", slug,
-                           f"{NAME}.waba_subscription[{slug}]", note=note)]
+            return [report(Severity.ERROR, NAME, "waba_subscription", slug, f"{NAME}.waba_subscription[{slug}]",
+                           "whatsapp.business_account_id is not set: nothing can be routed")]
         desired = self.desired(tenant, ctx)
         have = {r.address: r for r in live}
         changes: list[Change] = []
@@ -227,8 +222,8 @@ class WhatsAppProvider:
                 if not phone_ok:
                     continue  # no such number: the phone_number REPORT says so
                 if lv is None:
-                    changes.append(Change(Action.REPORT, NAME, d.kind, slug, d.address, desired=d, note=(
-                        "info: Meta would not show the number's webhook_configuration (not in the v23.0 spec): "
+                    changes.append(report(Severity.INFO, NAME, d.kind, slug, d.address, desired=d, note=(
+                        "Meta would not show the number's webhook_configuration (not in the v23.0 spec): "
                         "a phone-level override, which would beat the WABA's, is not checked")))
                     continue
                 if lv.attrs.get("override_callback_uri") is None:
@@ -240,8 +235,8 @@ class WhatsAppProvider:
             else:
                 rest.append(d)
         others = [r for r in live if r.kind == "waba_subscription"]
-        foreign = "info: another app is subscribed to this WABA and receives its webhooks too; left untouched"
-        changes.extend(replace(c, note=foreign) if c.action is Action.REPORT else c
+        foreign = "another app is subscribed to this WABA and receives its webhooks too; left untouched"
+        changes.extend(replace(c, note=foreign, severity=Severity.INFO) if c.action is Action.REPORT else c
                        for c in diff(rest, others))
         return sort_changes(changes)
 
@@ -390,7 +385,8 @@ def _phone_check(d: Resource, lv: Resource | None) -> Change:
     if not problems:
         unknown = [k for k in ("host_platform", "code_verification_status")
                    if lv is not None and lv.attrs.get(k) is None]
-        note = f"info: Meta did not return {' or '.join(unknown)}; not checked" if unknown else ""
-        return Change(Action.NOOP, NAME, d.kind, d.tenant, d.address, desired=d, live=lv, note=note)
-    note = _note_error("; ".join(problems) + ": fix it in WhatsApp Manager (tenantctl cannot)")
-    return Change(Action.REPORT, NAME, d.kind, d.tenant, d.address, desired=d, live=lv, note=note)
+        note = f"Meta did not return {' or '.join(unknown)}; not checked" if unknown else ""
+        return Change(Action.NOOP, NAME, d.kind, d.tenant, d.address, desired=d, live=lv, note=note,
+                      severity=Severity.INFO if note else None)
+    return report(Severity.ERROR, NAME, d.kind, d.tenant, d.address,
+                  "; ".join(problems) + ": fix it in WhatsApp Manager (tenantctl cannot)", desired=d, live=lv)

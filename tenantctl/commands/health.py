@@ -13,7 +13,7 @@ import json
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from rich.table import Table
@@ -28,6 +28,7 @@ from store.errors import StoreError
 from tenancy.redact import REDACTOR
 from tenantctl.commands.reconcile import ProviderOpt, SandboxOpt, TenantOpt, session
 from tenantctl.context import Context
+from tenantctl.progress import QuietOpt, showing
 
 SMTP_CA_NAME = "sandbox-smtp.pem"  # written by the sandbox's SMTP server into the state directory
 SMTP_PORT_NAME = "sandbox-smtp.port"
@@ -44,7 +45,7 @@ def health(
     *,
     tenant: TenantOpt = None,
     provider: ProviderOpt = None,
-    fmt: Annotated[str, typer.Option("--format", help="text | json | junit")] = "text",
+    fmt: Annotated[Literal["text", "json", "junit"], typer.Option("--format", help="Output format.")] = "text",
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds each provider's checks may take per "
                                            "tenant; slower reads unknown.")] = 30.0,
     window: Annotated[str, typer.Option("--window", help="How far back inbound webhooks count (24h, 30m, 7d).")]
@@ -55,11 +56,13 @@ def health(
     mail_to: Annotated[str | None, typer.Option("--mail-to", help="--active: the SMTP test mail's recipient "
                                                 "(else each tenant's smtp.from_address).")] = None,
     sandbox: SandboxOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Check every integration: health (healthy/progressing/degraded/missing/unknown/suspended) and sync.
 
     Exit 1 only when an active tenant has a degraded or missing row; 0 otherwise."""
     c: Context = ctx.obj
+    c.quiet = quiet
     if fmt not in ("text", "json", "junit"):
         raise typer.BadParameter("use text, json or junit", param_hint="--format")
     if timeout <= 0:
@@ -72,8 +75,10 @@ def health(
     with session(c, tenant, provider, sandbox) as s:
         hctx = dataclasses.replace(_context(s.ctx, s.db, now, timedelta(seconds=window_s),
                                             c.settings.state_dir if s.config.sandbox else None), mail_to=mail_to)
-        rows = run_health([lt.tenant for lt in s.loaded], s.providers, hctx, s.http,
-                          workers=s.config.limits.tenant_workers, timeout_s=timeout, active=active)
+        with showing(c.quiet, s.http) as progress:
+            rows = run_health([lt.tenant for lt in s.loaded], s.providers, hctx, s.http,
+                              workers=s.config.limits.tenant_workers, timeout_s=timeout, active=active,
+                              progress=progress)
         if s.with_platform:  # the Meta app's own subscription: a platform row, judged as an active tenant's
             rows = [*platform_rows(s.app.health(s.ctx, s.http)), *rows]
         rows = [dataclasses.replace(r, detail=REDACTOR.scrub(r.detail), hint=REDACTOR.scrub(r.hint))

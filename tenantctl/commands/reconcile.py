@@ -18,7 +18,7 @@ import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from sqlalchemy import Engine
@@ -39,7 +39,7 @@ from reconciler.plan import (
 )
 from reconciler.providers.base import Provider, ProviderContext
 from reconciler.providers.meta_app import PLATFORM, MetaAppSubscription
-from reconciler.providers.registry import get_providers
+from reconciler.providers.registry import PROVIDERS, get_providers
 from reconciler.render import (
     plan_document,
     render_markdown,
@@ -53,16 +53,19 @@ from store.errors import LockHeld, StoreError
 from store.locks import default_holder
 from tenancy.loader import LoadedTenant
 from tenancy.redact import REDACTOR
+from tenantctl.adoptions import with_adoptions
 from tenantctl.changed import ChangedSinceError, changed_tenants
 from tenantctl.commands.sandbox import inprocess_transport
 from tenantctl.context import Context
+from tenantctl.progress import QuietOpt, showing
 
 TenantOpt = Annotated[list[str] | None,
                       typer.Option("--tenant", "-t", help="Only this tenant (repeatable).")]
 ProviderOpt = Annotated[list[str] | None,
-                        typer.Option("--provider", "-p", help="Only this provider (repeatable).")]
+                        typer.Option("--provider", "-p",
+                                     help=f"Only this provider (repeatable): {', '.join(PROVIDERS)}.")]
 SandboxOpt = Annotated[bool,
-                       typer.Option("--sandbox", help="Use the local sandbox (or TENANTCTL_SANDBOX=1).")]
+                       typer.Option("--sandbox", envvar="TENANTCTL_SANDBOX", help="Use the local sandbox.")]
 # --prune: why a flag and not the hint removed. A foreign Nuki webhook (another vendor's, left from a
 # migration) keeps receiving every lock event, and removing it is a real cleanup an operator asks for; but
 # tenantctl never deletes what it did not make unless asked, per run, in the reviewed plan. So foreign
@@ -151,8 +154,8 @@ def session(c: Context, tenants: Sequence[str] | None, providers: Sequence[str] 
         raise _fail(c, str(e)) from None
     with inprocess_transport() as transport, HttpClient(config, transport=transport) as http:
         try:
-            yield Session(c, loaded, chosen, config, http, eng.make_context(config, evidence, prune=prune), db,
-                          app, with_platform)
+            ctx = with_adoptions(eng.make_context(config, evidence, prune=prune), c.settings.state_dir)
+            yield Session(c, loaded, chosen, config, http, ctx, db, app, with_platform)  # ctx: tenantctl adopt
         finally:
             if db is not None:
                 db.dispose()
@@ -168,8 +171,9 @@ def with_provider_state(db: Engine, loaded: Sequence[LoadedTenant]) -> list[Load
 
 
 def _plan(s: Session) -> Plan:
-    p = eng.make_plan([lt.tenant for lt in s.loaded], s.providers, s.ctx, s.http,
-                      workers=s.config.limits.tenant_workers, sandbox=s.config.sandbox)
+    with showing(s.c.quiet, s.http) as progress:
+        p = eng.make_plan([lt.tenant for lt in s.loaded], s.providers, s.ctx, s.http,
+                          workers=s.config.limits.tenant_workers, sandbox=s.config.sandbox, progress=progress)
     return platform.with_platform(p, platform.plan_items(s.app, s.ctx, s.http)) if s.with_platform else p
 
 
@@ -183,16 +187,18 @@ def plan(
     tenant: TenantOpt = None,
     provider: ProviderOpt = None,
     out: Annotated[Path | None, typer.Option("--out", help="Save the plan (JSON) for `apply FILE`.")] = None,
-    fmt: Annotated[str, typer.Option("--format", help="text | json | markdown")] = "text",
+    fmt: Annotated[Literal["text", "json", "markdown"], typer.Option("--format", help="Output format.")] = "text",
     changed_since: Annotated[str | None, typer.Option(
         "--changed-since", metavar="REV",
         help="Only the tenants whose files changed since git REV (merge base); every tenant when "
              ".sops.yaml, the tool or the workflows changed.")] = None,
     sandbox: SandboxOpt = False,
     prune: PruneOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Show what apply would change. Exit 0: no changes, 2: changes, 1: error."""
     c: Context = ctx.obj
+    c.quiet = quiet
     if fmt not in ("text", "json", "markdown"):
         raise typer.BadParameter("use text, json or markdown", param_hint="--format")
     if changed_since is not None:
@@ -285,13 +291,13 @@ def apply(
     provider: ProviderOpt = None,
     sandbox: SandboxOpt = False,
     prune: PruneOpt = False,
-    fmt: Annotated[str, typer.Option("--format", help="text | json (the report only; needs --auto-approve "
-                                     "or a plan file)")] = "text",
+    fmt: Annotated[Literal["text", "json"], typer.Option("--format", help="The report's format (json needs "
+                                                 "--auto-approve or a plan file).")] = "text",
+    quiet: QuietOpt = False,
 ) -> None:
     """Apply changes: a saved plan (refused if the live state changed since), or plan, confirm, apply."""
     c: Context = ctx.obj
-    if fmt not in ("text", "json"):
-        raise typer.BadParameter("use text or json", param_hint="--format")
+    c.quiet = quiet
     if fmt == "json" and file is None and not auto_approve:
         raise _fail(c, "--format json prints no plan to confirm: give --auto-approve or a plan file")
     if file is None and not auto_approve and not sys.stdin.isatty():
@@ -352,10 +358,12 @@ def _apply(s: Session, db: Engine, saved: SavedPlan | None, *, auto_approve: boo
             locks.set_run(db, slugs, holder, run_id)  # `lock list` shows which run holds a tenant
             try:
                 done = platform.apply_platform(p, s.app, s.ctx, s.http)
-                report = eng.apply_plan(platform.tenants_part(p), {lt.tenant.slug: lt.tenant for lt in s.loaded},
-                                        {pr.name: pr for pr in s.providers}, s.ctx, s.http,
-                                        workers=s.config.limits.tenant_workers,
-                                        write_back=_writer(s.loaded, db, who))
+                with showing(c.quiet, s.http) as progress:
+                    report = eng.apply_plan(platform.tenants_part(p),
+                                            {lt.tenant.slug: lt.tenant for lt in s.loaded},
+                                            {pr.name: pr for pr in s.providers}, s.ctx, s.http,
+                                            workers=s.config.limits.tenant_workers,
+                                            write_back=_writer(s.loaded, db, who), progress=progress)
                 report = platform.merge_report(report, done, p)
             except BaseException as e:
                 eng.finish_apply(db, run_id, None, error=eng.describe_error(e))

@@ -44,11 +44,14 @@ def server_command() -> list[str]:
 
 def serve(
     ctx: typer.Context,
-    bind: Annotated[str | None, typer.Option("--bind", help="HOST:PORT (else $TENANTCTL_BIND).")] = None,
-    workers: Annotated[int | None, typer.Option("--workers", min=1, help="Worker processes.")] = None,
-    threads: Annotated[int | None, typer.Option("--threads", min=1, help="Threads per worker (gthread).")] = None,
+    bind: Annotated[str | None, typer.Option("--bind", envvar="TENANTCTL_BIND", help="HOST:PORT.")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", min=1, envvar="TENANTCTL_WORKERS",
+                                                help="Worker processes.")] = None,
+    threads: Annotated[int | None, typer.Option("--threads", min=1, envvar="TENANTCTL_THREADS",
+                                                help="Threads per worker (gthread).")] = None,
     worker_class: Annotated[WorkerClass | None, typer.Option(
-        "--worker-class", help="gevent (default): greenlets; gthread: a thread per request.")] = None,
+        "--worker-class", envvar="TENANTCTL_WORKER_CLASS",
+        help="gevent (default): greenlets; gthread: a thread per request.")] = None,
 ) -> None:
     """Serve every tenant's webhooks. `kill -HUP <pid>` reloads the tenant files without dropping requests."""
     c: Context = ctx.obj

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 from pydantic import BaseModel, SecretStr
@@ -57,7 +57,7 @@ def validate(
     paths: Annotated[
         list[Path] | None, typer.Argument(help="Tenant files or directories (default: --tenants).")
     ] = None,
-    fmt: Annotated[str, typer.Option("--format", help="text | json")] = "text",
+    fmt: Annotated[Literal["text", "json"], typer.Option("--format", help="Output format.")] = "text",
     state: Annotated[bool, typer.Option("--state/--no-state",
                                         help="Also list what the provider state store keeps.")] = True,
 ) -> None:
@@ -139,7 +139,7 @@ def _require_valid(c: Context, result: LoadResult) -> None:
 def show(
     ctx: typer.Context,
     slug: Annotated[str, typer.Argument()],
-    fmt: Annotated[str, typer.Option("--format", help="yaml | json")] = "yaml",
+    fmt: Annotated[Literal["yaml", "json"], typer.Option("--format", help="Output format.")] = "yaml",
 ) -> None:
     """Print a decrypted tenant with every secret masked: (sensitive) plus a keyed fingerprint."""
     c: Context = ctx.obj

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from rich.table import Table
@@ -94,7 +94,7 @@ def log_cmd(
     since: Annotated[str | None, typer.Option("--since", help="24h, 7d, or an ISO 8601 time.")] = None,
     rejected: Annotated[bool, typer.Option("--rejected", help="Only refused requests.")] = False,
     limit: Annotated[int, typer.Option("--limit", min=1, max=10_000)] = 50,
-    fmt: Annotated[str, typer.Option("--format", help="text | json")] = "text",
+    fmt: Annotated[Literal["text", "json"], typer.Option("--format", help="Output format.")] = "text",
 ) -> None:
     """The newest webhook requests, accepted and refused, with the reason of each refusal."""
     c: Context = ctx.obj
@@ -130,7 +130,7 @@ def log_cmd(
 def stats_cmd(
     ctx: typer.Context,
     window: Annotated[str, typer.Option("--window", help="Counting window, e.g. 24h.")] = "24h",
-    fmt: Annotated[str, typer.Option("--format", help="text | json")] = "text",
+    fmt: Annotated[Literal["text", "json"], typer.Option("--format", help="Output format.")] = "text",
 ) -> None:
     """Per tenant and provider: the last accepted event, accepted and rejected counts in the window."""
     c: Context = ctx.obj

@@ -62,9 +62,9 @@ def test_a_missing_property_is_an_error_and_an_unmapped_one_is_info() -> None:
     del world.hospitable.accounts[HOSP_TOKEN].properties[HOSP_IDS["p2"]]
     world.hospitable.add_property(HOSP_TOKEN, "0f0f0f0f-0000-4000-8000-000000000001", "Beach House")
     plan = plan_live(provider, tenant, ctx, http_for(world))
-    reports = {c.address: c.note for c in plan if c.action is Action.REPORT}
-    assert reports[f"hospitable.property[{SLUG}/{HOSP_IDS['p2']}]"].startswith("error:")
-    assert reports[f"hospitable.property[{SLUG}/0f0f0f0f-0000-4000-8000-000000000001]"].startswith("info:")
+    reports = {c.address: c.severity for c in plan if c.action is Action.REPORT}
+    assert reports[f"hospitable.property[{SLUG}/{HOSP_IDS['p2']}]"] == "error"
+    assert reports[f"hospitable.property[{SLUG}/0f0f0f0f-0000-4000-8000-000000000001]"] == "info"
 
 
 def test_every_page_is_read_with_urls_we_build() -> None:

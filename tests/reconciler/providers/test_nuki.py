@@ -142,7 +142,7 @@ def test_a_missing_lock_is_an_error_report_and_gets_no_codes() -> None:
     plan = plan_live(provider, tenant, ctx, http_for(world))
     [report] = [c for c in plan if c.action is Action.REPORT]
     assert report.address == f"nuki.lock[{SLUG}/{LOCK}]"
-    assert report.note.startswith("error:")
+    assert report.severity == "error"
     assert not [c for c in plan if c.address.startswith(f"nuki.keypad_code[{SLUG}/{LOCK}/")]
 
 
@@ -151,7 +151,7 @@ def test_a_lock_no_property_lists_is_reported_as_info() -> None:
     world.nuki.add_smartlock(NUKI_TOKEN, 99, "Garage")
     plan = plan_live(provider, make_tenant(), make_ctx(), http_for(world))
     [report] = [c for c in plan if c.action is Action.REPORT]
-    assert (report.address, report.note[:5]) == (f"nuki.lock[{SLUG}/99]", "info:")
+    assert (report.address, report.severity) == (f"nuki.lock[{SLUG}/99]", "info")
 
 
 def test_a_changed_window_is_updated_with_the_whole_object() -> None:

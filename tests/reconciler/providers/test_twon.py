@@ -192,7 +192,7 @@ def test_a_hand_made_user_holding_a_teammates_pin_blocks_the_create_with_an_erro
     plan = plan_live(TwoNProvider(), intercom_tenant(), make_ctx(), http_for(world))
     [report] = [c for c in plan if c.address == user_addr("p2", "maria")]
     assert report.action is Action.REPORT
-    assert report.note.startswith("error:") and "'Spare'" in report.note
+    assert report.severity == "error" and "'Spare'" in report.note
     assert actions(plan)[user_addr("p1", "maria")] is Action.CREATE
 
 
@@ -203,7 +203,7 @@ def test_a_host_that_answers_with_another_serial_is_an_error_and_its_directory_i
     plan = plan_live(TwoNProvider(), intercom_tenant(), make_ctx(), http_for(world))
     [report] = [c for c in plan if c.address == f"twon.device[{SLUG}/p2]"]
     assert report.action is Action.REPORT
-    assert report.note.startswith("error:") and "another device" in report.note and "54-9999-9999" in report.note
+    assert report.severity == "error" and "another device" in report.note and "54-9999-9999" in report.note
     assert not [c for c in plan if c.address.startswith(f"twon.dir_user[{SLUG}/p2/")]
     assert not [c for c in world.calls.calls("2n") if c.path.startswith(f"/2n/{DEVICES['p2']}/api/dir")]
 
@@ -264,7 +264,7 @@ def test_weekdays_and_hours_the_intercom_cannot_enforce_are_reported() -> None:
                                          "access": {"intercom_pin": "3141592", "weekdays": ["mon", "tue"]}}])
     plan = TwoNProvider().plan(tenant, make_ctx(), [])
     [report] = [c for c in plan if c.kind == "schedule"]
-    assert (report.address, report.note[:5]) == (f"twon.schedule[{SLUG}/ana]", "info:")
+    assert (report.address, report.severity) == (f"twon.schedule[{SLUG}/ana]", "info")
 
 
 def test_plan_is_pure_and_works_from_live_resources_alone(no_http: NoHttp) -> None:

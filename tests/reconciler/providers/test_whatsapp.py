@@ -111,7 +111,7 @@ def test_another_app_on_the_waba_is_reported_and_left_alone() -> None:
     assert writes(plan) == []
     [report] = [c for c in plan if c.action is Action.REPORT]
     assert report.address == f"whatsapp.waba_subscription[{SLUG}/app-800000000000002]"
-    assert report.note.startswith("info:")
+    assert report.severity == "info"
 
 
 @pytest.mark.parametrize(("seed", "problem"), [
@@ -131,7 +131,7 @@ def test_a_phone_number_problem_is_an_error_report(seed: str, problem: str) -> N
     plan = plan_live(provider, tenant, ctx, http_for(world))
     [report] = [c for c in plan if c.action is Action.REPORT]
     assert report.address == NUMBER
-    assert report.note.startswith("error:")
+    assert report.severity == "error"
     assert problem in report.note
     assert writes(plan) == []
 
@@ -180,7 +180,7 @@ def test_a_tenant_without_a_waba_is_an_error_report() -> None:
     tenant = make_tenant(whatsapp={"verify_token": VERIFY, "access_token": META_TOKEN})
     [report] = provider.plan(tenant, make_ctx(), [])
     assert report.action is Action.REPORT
-    assert report.note.startswith("error:")
+    assert report.severity == "error"
 
 
 @pytest.mark.parametrize(("code", "method", "subcode", "expected"), [
@@ -271,7 +271,7 @@ def test_fields_meta_leaves_out_are_not_turned_into_errors() -> None:
     plan = plan_live(provider, tenant, ctx, http)
     assert actions(plan) == {SUB: Action.NOOP, NUMBER: Action.NOOP, PHONE_HOOK: Action.NOOP}
     [number] = [c for c in plan if c.address == NUMBER]
-    assert number.note == "info: Meta did not return host_platform or code_verification_status; not checked"
+    assert number.shown_note == "info: Meta did not return host_platform or code_verification_status; not checked"
     assert all(c.ok for c in provider.health(tenant, ctx, http))
 
 
@@ -308,5 +308,5 @@ def test_a_refused_webhook_configuration_is_reported_as_not_checked_not_as_an_er
     plan = plan_live(provider, tenant, ctx, http)
     assert actions(plan) == {SUB: Action.NOOP, NUMBER: Action.NOOP, PHONE_HOOK: Action.REPORT}
     [hook] = [c for c in plan if c.address == PHONE_HOOK]
-    assert hook.note.startswith("info:") and not hook.is_error
+    assert hook.severity == "info" and not hook.is_error
     assert all(c.ok for c in provider.health(tenant, ctx, http))

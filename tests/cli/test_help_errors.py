@@ -1,0 +1,47 @@
+"""Errors that teach: an unreachable database and a missing tenants directory say what to check."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import DEMO_KEY, EXAMPLES, RunCli
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])  # closed on exit: nothing listens there
+
+
+@pytest.mark.parametrize("command", [
+    ["plan"], ["apply", "--auto-approve"], ["health"], ["db", "upgrade"], ["db", "current"], ["lock", "list"],
+    ["webhooks", "log"], ["webhooks", "stats"],
+])
+def test_an_unreachable_database_names_host_and_port_and_what_to_check(cli: RunCli, command: list[str]) -> None:
+    port = _closed_port()
+    env = {"DATABASE_URL": f"postgresql+psycopg://ops:s3cretpw@127.0.0.1:{port}/tenantctl",
+           "SOPS_AGE_KEY_FILE": str(DEMO_KEY), "TENANTCTL_SANDBOX": "1"}
+    r = cli("--tenants", str(EXAMPLES), *command, env=env)
+    assert r.code == 1, r.all
+    assert f"error: cannot reach the database at 127.0.0.1:{port} (database tenantctl, user ops): " \
+           "nothing listens there (connection refused)" in r.err
+    assert "DATABASE_URL" in r.err and "tenantctl db current" in r.err
+    assert "Traceback" not in r.all and "sqlalche.me" not in r.all and "OperationalError" not in r.all
+    assert "s3cretpw" not in r.all
+
+
+@pytest.mark.parametrize("command", [["validate"], ["plan"], ["list"], ["state", "list"], ["sandbox", "seed"]])
+def test_a_missing_tenants_directory_says_so_and_names_the_option_and_variable(
+        cli: RunCli, tmp_path: Path, command: list[str]) -> None:
+    missing = tmp_path / "nowhere"
+    by_option = cli("--tenants", str(missing), *command)
+    assert by_option.code == 1
+    assert by_option.err.strip() == (
+        f"error: the tenants directory {missing} does not exist. Point --tenants or TENANTCTL_TENANTS at the "
+        "directory that holds the tenant files (default: tenants/ in the current directory).")
+    by_env = cli(*command, env={"TENANTCTL_TENANTS": str(missing)})
+    assert by_env.code == 1 and f"the tenants directory {missing} does not exist" in by_env.err
+    assert ":1:1:" not in by_option.all + by_env.all
