@@ -73,7 +73,7 @@ def test_flags_show_no_value_type_and_format_shows_its_choices(cli: RunCli) -> N
     assert "--format <text|json|markdown>" in text
     assert "hospitable, whatsapp, nuki, beds24, twon, smtp" in text  # the providers to choose from
     bad = cli("plan", "--format", "yaml")
-    assert bad.code == 2 and "'yaml' is not one of 'text', 'json', 'markdown'" in bad.err
+    assert bad.code == 1 and "'yaml' is not one of 'text', 'json', 'markdown'" in bad.err
 
 
 def test_shell_completion_installs_and_completes(cli: RunCli, tmp_path: Path) -> None:
