@@ -77,9 +77,11 @@ def _add_examples(t: typer.Typer, prefix: str = "") -> None:
         name = command.name or (command.callback.__name__.replace("_", "-") if command.callback else "")
         command.epilog = command.epilog or epilog(f"{prefix}{name}")
     for group in t.registered_groups:
-        group.epilog = group.epilog or epilog(f"{prefix}{group.name}")
+        name = group.name or (group.typer_instance.info.name if group.typer_instance is not None else None) or ""
+        group.epilog = group.epilog or epilog(f"{prefix}{name}")
         if group.typer_instance is not None:
-            _add_examples(group.typer_instance, f"{prefix}{group.name} ")
+            group.typer_instance.info.epilog = group.typer_instance.info.epilog or epilog(f"{prefix}{name}")
+            _add_examples(group.typer_instance, f"{prefix}{name} ")
 
 
 app.info.epilog = app.info.epilog or __import__("tenantctl.help_text", fromlist=["epilog"]).epilog("")

@@ -26,6 +26,7 @@ from rich.progress import Progress as RichProgress
 from reconciler.http import HttpClient
 from reconciler.progress import NO_PROGRESS, Progress
 from tenancy.redact import REDACTOR
+from tenantctl.context import colour_opted_out
 
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", envvar="TENANTCTL_QUIET",
                                         help="No live progress on stderr (the output on stdout is the same).")]
@@ -105,7 +106,9 @@ def choose(*, quiet: bool, stream: IO[str] | None = None) -> Progress | LiveProg
     stream = stream or sys.__stderr__ or sys.stderr
     if quiet:
         return NO_PROGRESS
-    if stream.isatty():
+    # A live display moves the cursor with escape codes: only on a terminal that did not opt out of them
+    # (NO_COLOR, TERM=dumb, --no-color: tenantctl.context), else plain lines.
+    if stream.isatty() and not colour_opted_out():
         return LiveProgress(Console(file=stream, highlight=False))
     return LineProgress(stream)
 

@@ -77,7 +77,7 @@ class StateRefresher:
 class StateRouting(Routing):
     """The base routing whose `tenant()` answers from the refresher's latest merge."""
 
-    refresher: StateRefresher | None = field(default=None, compare=False, repr=False)
+    refresher: StateRefresher | None = field(default=None, compare=False, repr=False, kw_only=True)
 
     def tenant(self, slug: str) -> TenantRoute | None:
         if self.refresher is None:

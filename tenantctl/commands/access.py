@@ -27,6 +27,7 @@ from tenancy.loader import LoadedTenant, LoadResult
 from tenancy.model import Tenant
 from tenancy.sops import SopsError, set_value
 from tenancy.sops_config import SOPS_CONFIG_NAME
+from tenantctl.commands.reconcile import SandboxOpt
 from tenantctl.context import Context
 
 access_app = typer.Typer(name="access", help="Team access: who can open what, codes, QR codes.",
@@ -206,7 +207,7 @@ def maintenance(
     prop_key: Annotated[str, typer.Argument(metavar="PROPERTY", help="The property's key.")],
     span: Annotated[str, typer.Option("--for", help="How long it opens: 2h, 90m, 1d, 1h30m (at most 30 days).")],
     name: Annotated[str, typer.Option("--name", help="Shown on the lock as tc:mnt:NAME.")] = "maintenance",
-    sandbox: Annotated[bool, typer.Option("--sandbox", help="Use the local sandbox.")] = False,
+    sandbox: SandboxOpt = False,
 ) -> None:
     """Issue a temporary keypad code on the property's Nuki locks now; print it once (terminal only)."""
     from reconciler.errors import ReconcileError

@@ -17,7 +17,7 @@ from tenancy.settings import ENV_ONLY, Settings
 from tests.conftest import DEMO_KEY, EXAMPLES, REPO, RunCli
 from tests.webhook_server.server_harness import free_port
 
-CODE_DIRS = ("tenantctl", "tenancy", "store", "reconciler", "webhook_server", "sandbox")
+CODE_DIRS = ("tenantctl", "tenancy", "store", "reconciler", "webhook_server", "sandbox", "delivery", "outbound")
 
 
 def _settings_model_names() -> set[str]:

@@ -53,7 +53,7 @@ def test_a_new_secret_is_served_after_the_interval_without_a_reload(db: Engine, 
     slug = next(iter(base.tenants))
     clock = Clock()
     refresher = StateRefresher(base, db, [key], interval_s=2.0, clock=clock)
-    routing = StateRouting(base.tenants, base.owners, base.loaded, refresher)
+    routing = StateRouting(base.tenants, base.owners, base.loaded, refresher=refresher)
     had_nuki = "nuki" in (routing.tenant(slug) or base.tenants[slug]).providers
 
     provider_state.put(db, slug, "nuki", "nuki.webhook_secret", "s1", [str(key.to_public())], "t")
