@@ -7,6 +7,7 @@ one, so `tenantctl validate` prints everything at once. Values of secret fields 
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import os
 import stat
@@ -51,6 +52,8 @@ class LoadResult:
     tenants: list[LoadedTenant] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     files: int = 0
+    # Files read, decrypted and validated by this load; the others' outcomes came from the cache.
+    fresh: int = 0
 
     @property
     def errors(self) -> list[Finding]:
@@ -443,6 +446,23 @@ def _load_cached(path: Path, dec: Decryptor, cache: TenantCache | None,
     return loaded, found, True
 
 
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector off while files load, as it was before afterwards.
+
+    Loading allocates ~400 objects per file that all stay alive, so every collection walks all of them
+    again and finds nothing: with it on, 10,000 tenants loaded in 19 s, with it off in 8 s (one after the
+    other). Loading makes next to no reference cycles (7 objects for 1,000 files), so little is held longer.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def load_tenants(
     paths: Sequence[Path],
     decryptor: Decryptor | None = None,
@@ -454,21 +474,23 @@ def load_tenants(
 
     Files whose bytes are unchanged since the last load come from CACHE (by default PROCESS_CACHE when
     no decryptor is given; none when one is, since its keys are unknown). The cross-tenant rules always
-    run over every tenant.
+    run over every tenant. The cyclic garbage collector is paused while the files load.
     """
     files, findings = tenant_files(paths)
     result = LoadResult(findings=findings, files=len(files))
-    # Serial on purpose: ~1.7 ms per tenant; a process pool measured no faster on 2 cores, because
+    # Serial on purpose: ~0.9 ms per tenant with the collector paused; a process pool measured no faster on 2 cores, because
     # shipping the loaded tenants back costs what the second core saves.
     dec = decryptor or BinaryThenInProcess()
     if cache is None and decryptor is None:
         cache = PROCESS_CACHE
     keys = _keys_fingerprint() if cache is not None else b""
-    outcomes = [_load_cached(f, dec, cache, keys) for f in files]
+    with _collector_paused():
+        outcomes = [_load_cached(f, dec, cache, keys) for f in files]
     if cache is not None:
         cache.forget_except([p for p in paths if p.is_dir()], set(files))
     validated: list[LoadedTenant] = []  # every tenant the model accepted, errors or not
     for loaded, found, fresh in outcomes:
+        result.fresh += fresh
         result.findings.extend(found)
         if loaded is not None:
             validated.append(loaded)

@@ -3,6 +3,7 @@ run over every tenant, and nothing that depends on more than the bytes is rememb
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -93,3 +94,35 @@ def test_the_process_cache_does_not_outlive_a_change_of_keys(two_tenants: Path, 
     monkeypatch.setenv("SOPS_AGE_KEY_FILE", str(other))
     result = load_tenants([two_tenants], check_config=False)
     assert {f.rule for f in result.errors} == {"sops-decrypt"} and result.tenants == []
+
+
+def test_the_servers_sighup_decrypts_only_the_changed_file(tmp_path: Path) -> None:
+    """Through the real server: the gunicorn master keeps its cache across SIGHUP reloads."""
+    import httpx
+
+    from tests.webhook_server.helpers import SECRETS, tenant_dicts
+    from tests.webhook_server.server_harness import hosp, make_tenants_dir, start_server
+    from tests.webhook_server.server_harness import write_tenant as write_plain_tenant
+
+    tenants = tenant_dicts()
+    server = start_server(tmp_path, make_tenants_dir(tmp_path, tenants))
+    try:
+        server.wait_for_log("tenant files: 3, decrypted and validated afresh: 3")
+        blue = tenants[1]
+        new_secret = "blue-hospitable-rotated-5e8d1c"
+        blue["hospitable"]["webhook_secret"] = new_secret
+        write_plain_tenant(server.tenants, blue)  # encrypted again: new bytes, new data key
+        server.hup()
+        server.wait_for_log("tenant files: 3, decrypted and validated afresh: 1")
+        server.wait_for_log("routing reloaded: 3 tenant(s)")
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            deadline = time.monotonic() + 15  # until the workers forked after the reload answer
+            while hosp(client, "evt-new-secret", "blue-harbor", new_secret).status_code != 200:
+                assert time.monotonic() < deadline, server.logs()[-3000:]
+                time.sleep(0.1)
+            assert hosp(client, "evt-acme", "acme", SECRETS["acme"]["hospitable"]).status_code == 200
+            assert hosp(client, "evt-old-secret", "blue-harbor",
+                        SECRETS["blue-harbor"]["hospitable"]).status_code == 401
+        assert new_secret not in server.logs()
+    finally:
+        server.stop()
