@@ -31,6 +31,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 import reload_tenants as rt  # noqa: E402  # the tenant generator
+
 from store.migrate import upgrade  # noqa: E402
 
 
