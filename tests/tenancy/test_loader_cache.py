@@ -3,6 +3,7 @@ run over every tenant, and nothing that depends on more than the bytes is rememb
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -11,7 +12,8 @@ from typing import Any
 import pyrage
 import pytest
 
-from tenancy.loader import TenantCache, load_tenants
+from tenancy import loader
+from tenancy.loader import LoadResult, TenantCache, load_tenants
 from tenancy.sops import BinaryThenInProcess, SopsFailed
 from tests.cli.test_validate import BASE
 from tests.conftest import WriteTenant
@@ -126,3 +128,49 @@ def test_the_servers_sighup_decrypts_only_the_changed_file(tmp_path: Path) -> No
         assert new_secret not in server.logs()
     finally:
         server.stop()
+
+
+def _counting_forks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    forks: list[int] = []
+    real_fork = os.fork
+
+    def fork() -> int:
+        forks.append(1)
+        return real_fork()
+
+    monkeypatch.setattr(os, "fork", fork)
+    return forks
+
+
+def _same(a: LoadResult, b: LoadResult) -> None:
+    assert [lt.tenant for lt in a.tenants] == [lt.tenant for lt in b.tenants]
+    assert a.findings == b.findings and a.fresh == b.fresh == a.files
+
+
+def test_a_large_start_up_load_shared_with_a_forked_child_gives_the_same_result(
+        two_tenants: Path, write_tenant: WriteTenant, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_tenant(BASE.replace("slug: acme", "slug: wrong"), name="clash")  # findings must travel back too
+    serial = load_tenants([two_tenants], cache=TenantCache())
+    monkeypatch.setattr(loader, "SPLIT_MIN_FILES", 2)
+    forks = _counting_forks(monkeypatch)
+    split = load_tenants([two_tenants], cache=TenantCache())
+    assert forks == [1]
+    _same(split, serial)
+    assert any(f.rule == "slug-file-name" for f in split.findings)
+
+
+def test_when_the_child_fails_the_parent_loads_its_share(two_tenants: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    serial = load_tenants([two_tenants], cache=TenantCache())
+    monkeypatch.setattr(loader, "SPLIT_MIN_FILES", 2)
+    parent, real = os.getpid(), loader._load_text
+
+    def dies_in_the_child(*args: Any) -> Any:
+        if os.getpid() != parent:
+            raise RuntimeError("the child fails")
+        return real(*args)
+
+    monkeypatch.setattr(loader, "_load_text", dies_in_the_child)
+    forks = _counting_forks(monkeypatch)
+    _same(load_tenants([two_tenants], cache=TenantCache()), serial)
+    assert forks == [1]
