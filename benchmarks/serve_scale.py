@@ -63,7 +63,7 @@ def cpu_seconds(pgid: int) -> float:
     """CPU time (user + system) of every live process in the group PGID, plus the children they reaped:
     a figure the other jobs on a shared machine disturb much less than the wall-clock time."""
     ticks = 0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+    for stat in Path("/proc/").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except OSError:
