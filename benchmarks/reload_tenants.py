@@ -68,10 +68,18 @@ def tenant_text(encrypted_template: str, i: int) -> str:
     return text
 
 
+TEMPLATE_FILE = ".template.enc"  # a dot file: never read as a tenant
+
+
+def encrypted_template(d: Path) -> str:
+    """The encrypted template the tenants of directory D (made by generate) were made from."""
+    return (d / TEMPLATE_FILE).read_text()
+
+
 def generate(n: int, key: pyrage.x25519.Identity) -> Path:
     d = REPO / ".state" / "bench" / f"reload-{n}"
     marker = d / ".complete"
-    if marker.exists() and (d / "key.txt").read_text().strip() == str(key):
+    if marker.exists() and (d / "key.txt").read_text().strip() == str(key) and (d / TEMPLATE_FILE).exists():
         return d
     d.mkdir(parents=True, exist_ok=True)
     for f in d.glob("*.yaml"):
@@ -81,6 +89,7 @@ def generate(n: int, key: pyrage.x25519.Identity) -> Path:
     cfg.write_text(f"creation_rules:\n  - path_regex: ^[a-z0-9-]+\\.yaml$\n    age: {key.to_public()}\n"
                    f"    mac_only_encrypted: true\n    encrypted_regex: {encrypted_regex()}\n")
     template = encrypt_text(TEMPLATE, "template.yaml", cfg)
+    (d / TEMPLATE_FILE).write_text(template)  # more tenants are made from it (benchmarks/serve_scale.py)
     for i in range(n):
         (d / f"t{i:05d}.yaml").write_text(tenant_text(template, i))
     marker.write_text("ok\n")

@@ -7,8 +7,10 @@ one, so `tenantctl validate` prints everything at once. Values of secret fields 
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import os
+import pickle
 import stat
 import threading
 from collections.abc import Iterator, Sequence
@@ -51,6 +53,8 @@ class LoadResult:
     tenants: list[LoadedTenant] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     files: int = 0
+    # Files read, decrypted and validated by this load; the others' outcomes came from the cache.
+    fresh: int = 0
 
     @property
     def errors(self) -> list[Finding]:
@@ -425,22 +429,99 @@ def _keys_fingerprint() -> bytes:
     return h.digest()
 
 
-def _load_cached(path: Path, dec: Decryptor, cache: TenantCache | None,
-                 keys: bytes) -> tuple[LoadedTenant | None, list[Finding], bool]:
-    """(tenant, findings, fresh): fresh is False when the outcome came from CACHE."""
-    if cache is None:
-        return (*load_file(path, dec), True)
+_Outcome = tuple[LoadedTenant | None, list[Finding], bool]  # (tenant, findings, fresh: not from the cache)
+# Fewer fresh files than this load in the process itself: a fork and the transfer back cost more.
+SPLIT_MIN_FILES = 1000
+# The child's share of the fresh files: its results cost ~0.3 ms each to send back and take in.
+_CHILD_SHARE = 0.45
+
+
+def _load_all(files: Sequence[Path], dec: Decryptor, cache: TenantCache | None, keys: bytes, *,
+              split: bool) -> list[_Outcome]:
+    """Each file's outcome, in order: from CACHE when its bytes (and KEYS) are unchanged, else loaded
+    afresh (and cached); with SPLIT, a large batch of fresh files is shared with a forked child."""
+    outcomes: list[_Outcome | None] = [None] * len(files)
+    todo: list[tuple[int, str, bytes]] = []  # (index, text, digest) of the files to load afresh
+    for i, path in enumerate(files):
+        try:
+            text = read_tenant_text(path)
+        except TenantFileRefused as e:
+            outcomes[i] = (None, [e.finding], True)
+            continue
+        digest = hashlib.sha256(keys + text.encode("utf-8")).digest() if cache is not None else b""
+        entry = cache.get(path, digest) if cache is not None else None
+        if entry is not None:
+            outcomes[i] = (entry.loaded, list(entry.findings), False)
+        else:
+            todo.append((i, text, digest))
+    items = [(files[i], text) for i, text, _ in todo]
+    use_fork = split and len(items) >= SPLIT_MIN_FILES and _can_fork()
+    loaded_now = _load_split(items, dec) if use_fork else [_load_text(p, t, dec) for p, t in items]
+    for (i, _, digest), (loaded, found) in zip(todo, loaded_now, strict=True):
+        outcomes[i] = (loaded, found, True)
+        if cache is not None:
+            cache.put(files[i], _Entry(digest, loaded, tuple(found)))
+    return [o for o in outcomes if o is not None]
+
+
+def _can_fork() -> bool:
+    # A fork copies only the calling thread: another thread's held lock would stay held in the child.
+    return hasattr(os, "fork") and (os.cpu_count() or 1) > 1 and threading.active_count() == 1
+
+
+def _load_split(items: Sequence[tuple[Path, str]],
+                dec: Decryptor) -> list[tuple[LoadedTenant | None, list[Finding]]]:
+    """Load ITEMS with a forked child taking the last share (10,000 files on 2 busy cores: 25.3 s against
+    31.8 s serial, for 12.5 s of CPU against 10.3 s: the results' trip back costs ~0.3 ms each).
+
+    The child sends its results (tenants, secrets included) back through a pipe, never a file, and
+    exits without running exit handlers. Whatever goes wrong there (it dies, sends something short),
+    the parent loads the child's share itself: the outcome never depends on the child.
+    """
+    cut = len(items) - int(len(items) * _CHILD_SHARE)
+    mine, theirs = items[:cut], items[cut:]
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: load, send, leave (no atexit, no flushing of the parent's buffers)
+        status = 1
+        try:
+            os.close(read_end)
+            data = pickle.dumps([_load_text(p, t, dec) for p, t in theirs], protocol=pickle.HIGHEST_PROTOCOL)
+            with os.fdopen(write_end, "wb") as out:
+                out.write(data)
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write_end)
+    own = [_load_text(p, t, dec) for p, t in mine]
+    with os.fdopen(read_end, "rb") as inp:
+        data = inp.read()
+    with contextlib.suppress(ChildProcessError):  # a gunicorn master may have reaped it already
+        os.waitpid(pid, 0)
     try:
-        text = read_tenant_text(path)
-    except TenantFileRefused as e:
-        return None, [e.finding], True
-    digest = hashlib.sha256(keys + text.encode("utf-8")).digest()
-    entry = cache.get(path, digest)
-    if entry is not None:
-        return entry.loaded, list(entry.findings), False
-    loaded, found = _load_text(path, text, dec)
-    cache.put(path, _Entry(digest, loaded, tuple(found)))
-    return loaded, found, True
+        sent = pickle.loads(data)  # noqa: S301  # our own child's bytes, through our own pipe
+        if not isinstance(sent, list) or len(sent) != len(theirs):
+            raise ValueError("short")
+    except Exception:  # the child failed: its share is loaded here
+        sent = [_load_text(p, t, dec) for p, t in theirs]
+    return own + sent
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector off while files load, as it was before afterwards.
+
+    Loading allocates ~400 objects per file that all stay alive, so every collection walks all of them
+    again and finds nothing (10,000 files, the same minute on a busy machine: 11.3 s of CPU with it on,
+    10.3 s off). Loading makes next to no reference cycles (7 objects for 1,000 files).
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def load_tenants(
@@ -454,21 +535,24 @@ def load_tenants(
 
     Files whose bytes are unchanged since the last load come from CACHE (by default PROCESS_CACHE when
     no decryptor is given; none when one is, since its keys are unknown). The cross-tenant rules always
-    run over every tenant.
+    run over every tenant. The cyclic garbage collector is paused while the files load.
     """
     files, findings = tenant_files(paths)
     result = LoadResult(findings=findings, files=len(files))
-    # Serial on purpose: ~1.7 ms per tenant; a process pool measured no faster on 2 cores, because
-    # shipping the loaded tenants back costs what the second core saves.
+    # ~0.75 ms of CPU per fresh tenant with the collector paused; from SPLIT_MIN_FILES on, a forked child
+    # takes a share (a process pool measured no faster: it ships every file both ways, not a share back).
     dec = decryptor or BinaryThenInProcess()
     if cache is None and decryptor is None:
         cache = PROCESS_CACHE
     keys = _keys_fingerprint() if cache is not None else b""
-    outcomes = [_load_cached(f, dec, cache, keys) for f in files]
+    with _collector_paused():
+        # The fork splits only with our own decryptor: a given one may count or hold state.
+        outcomes = _load_all(files, dec, cache, keys, split=decryptor is None)
     if cache is not None:
         cache.forget_except([p for p in paths if p.is_dir()], set(files))
     validated: list[LoadedTenant] = []  # every tenant the model accepted, errors or not
     for loaded, found, fresh in outcomes:
+        result.fresh += fresh
         result.findings.extend(found)
         if loaded is not None:
             validated.append(loaded)

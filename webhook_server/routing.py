@@ -11,6 +11,7 @@ validation is refused and the previous routing stays installed.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -23,6 +24,8 @@ from tenancy.loader import load_tenants
 from tenancy.model import Tenant
 
 # URL segment → provider name as recorded (the tenant model's name).
+log = logging.getLogger("webhook_server.routing")
+
 URL_PROVIDERS: Mapping[str, str] = MappingProxyType(
     {"hospitable": "hospitable", "wa": "whatsapp", "beds24": "beds24", "nuki": "nuki"}
 )
@@ -187,8 +190,13 @@ class RoutingRefused(Exception):
 
 
 def load_routing(tenants_dir: Path, meta_app_secrets: Sequence[SecretStr]) -> Routing:
-    """Load and validate every tenant file; raise RoutingRefused when any has an error."""
+    """Load and validate every tenant file; raise RoutingRefused when any has an error.
+
+    Through the process's TenantCache (tenancy.loader.PROCESS_CACHE): in the gunicorn master, a SIGHUP
+    decrypts and validates only the files whose bytes changed since the last load.
+    """
     result = load_tenants([tenants_dir], check_config=False)
+    log.info("tenant files: %d, decrypted and validated afresh: %d", result.files, result.fresh)
     if not result.ok:
         raise RoutingRefused([f.text() for f in result.errors])
     return build_routing([lt.tenant for lt in result.tenants], meta_app_secrets)

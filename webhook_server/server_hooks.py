@@ -10,6 +10,7 @@ prometheus_client before ``PROMETHEUS_MULTIPROC_DIR`` is set.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -157,6 +158,9 @@ def on_starting(server: Any) -> None:
         server.log.error("refusing to start: %s", e)
         raise SystemExit(1) from None
     routing_holder.install(routing)
+    # The loaded tenants live as long as the master: out of the collector's sight, no collection in the
+    # master or a forked worker walks (and copies, page by page) them again (10,000 tenants: ~4 M objects).
+    gc.freeze()
     server.log.info("routing loaded: %d tenant(s) from %s", len(routing), settings.tenants)
 
 
@@ -175,6 +179,7 @@ def on_reload(server: Any) -> None:
                          type(e).__name__, len(previous))
         return
     routing_holder.install(routing)
+    gc.freeze()
     server.log.info("routing reloaded: %d tenant(s)", len(routing))
 
 

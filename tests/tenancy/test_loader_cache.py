@@ -3,6 +3,8 @@ run over every tenant, and nothing that depends on more than the bytes is rememb
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -10,7 +12,8 @@ from typing import Any
 import pyrage
 import pytest
 
-from tenancy.loader import TenantCache, load_tenants
+from tenancy import loader
+from tenancy.loader import LoadResult, TenantCache, load_tenants
 from tenancy.sops import BinaryThenInProcess, SopsFailed
 from tests.cli.test_validate import BASE
 from tests.conftest import WriteTenant
@@ -93,3 +96,81 @@ def test_the_process_cache_does_not_outlive_a_change_of_keys(two_tenants: Path, 
     monkeypatch.setenv("SOPS_AGE_KEY_FILE", str(other))
     result = load_tenants([two_tenants], check_config=False)
     assert {f.rule for f in result.errors} == {"sops-decrypt"} and result.tenants == []
+
+
+def test_the_servers_sighup_decrypts_only_the_changed_file(tmp_path: Path) -> None:
+    """Through the real server: the gunicorn master keeps its cache across SIGHUP reloads."""
+    import httpx
+
+    from tests.webhook_server.helpers import SECRETS, tenant_dicts
+    from tests.webhook_server.server_harness import hosp, make_tenants_dir, start_server
+    from tests.webhook_server.server_harness import write_tenant as write_plain_tenant
+
+    tenants = tenant_dicts()
+    server = start_server(tmp_path, make_tenants_dir(tmp_path, tenants))
+    try:
+        server.wait_for_log("tenant files: 3, decrypted and validated afresh: 3")
+        blue = tenants[1]
+        new_secret = "blue-hospitable-rotated-5e8d1c"
+        blue["hospitable"]["webhook_secret"] = new_secret
+        write_plain_tenant(server.tenants, blue)  # encrypted again: new bytes, new data key
+        server.hup()
+        server.wait_for_log("tenant files: 3, decrypted and validated afresh: 1")
+        server.wait_for_log("routing reloaded: 3 tenant(s)")
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            deadline = time.monotonic() + 15  # until the workers forked after the reload answer
+            while hosp(client, "evt-new-secret", "blue-harbor", new_secret).status_code != 200:
+                assert time.monotonic() < deadline, server.logs()[-3000:]
+                time.sleep(0.1)
+            assert hosp(client, "evt-acme", "acme", SECRETS["acme"]["hospitable"]).status_code == 200
+            assert hosp(client, "evt-old-secret", "blue-harbor",
+                        SECRETS["blue-harbor"]["hospitable"]).status_code == 401
+        assert new_secret not in server.logs()
+    finally:
+        server.stop()
+
+
+def _counting_forks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    forks: list[int] = []
+    real_fork = os.fork
+
+    def fork() -> int:
+        forks.append(1)
+        return real_fork()
+
+    monkeypatch.setattr(os, "fork", fork)
+    return forks
+
+
+def _same(a: LoadResult, b: LoadResult) -> None:
+    assert [lt.tenant for lt in a.tenants] == [lt.tenant for lt in b.tenants]
+    assert a.findings == b.findings and a.fresh == b.fresh == a.files
+
+
+def test_a_large_start_up_load_shared_with_a_forked_child_gives_the_same_result(
+        two_tenants: Path, write_tenant: WriteTenant, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_tenant(BASE.replace("slug: acme", "slug: wrong"), name="clash")  # findings must travel back too
+    serial = load_tenants([two_tenants], cache=TenantCache())
+    monkeypatch.setattr(loader, "SPLIT_MIN_FILES", 2)
+    forks = _counting_forks(monkeypatch)
+    split = load_tenants([two_tenants], cache=TenantCache())
+    assert forks == [1]
+    _same(split, serial)
+    assert any(f.rule == "slug-file-name" for f in split.findings)
+
+
+def test_when_the_child_fails_the_parent_loads_its_share(two_tenants: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    serial = load_tenants([two_tenants], cache=TenantCache())
+    monkeypatch.setattr(loader, "SPLIT_MIN_FILES", 2)
+    parent, real = os.getpid(), loader._load_text
+
+    def dies_in_the_child(*args: Any) -> Any:
+        if os.getpid() != parent:
+            raise RuntimeError("the child fails")
+        return real(*args)
+
+    monkeypatch.setattr(loader, "_load_text", dies_in_the_child)
+    forks = _counting_forks(monkeypatch)
+    _same(load_tenants([two_tenants], cache=TenantCache()), serial)
+    assert forks == [1]
