@@ -379,9 +379,10 @@ class WhatsAppProvider:
     def _await_statuses(self, read: Callable[[str, str, datetime], StatusEvidence], slug: str, wamid: str,
                         since: datetime, started: float, wait_s: float) -> tuple[dict[str, float], StatusEvidence]:
         """Status → seconds after the send at which it was first seen in the log. Stops at `delivered`,
-        `read` or `failed`; once `sent` is in, waits at most DELIVERED_GRACE_S more for `delivered`."""
+        `read` or `failed`; once `sent` is in, waits at most DELIVERED_GRACE_S more for `delivered`. The
+        wait counts from now (the send's answer), the times from `started` (the send)."""
         seen: dict[str, float] = {}
-        deadline = started + wait_s
+        deadline = time.monotonic() + wait_s
         while True:
             evidence = read(slug, wamid, since)
             now = time.monotonic()
@@ -390,7 +391,7 @@ class WhatsAppProvider:
             if seen.keys() & {"delivered", "read", "failed"} or now >= deadline:
                 return seen, evidence
             if "sent" in seen:
-                deadline = min(deadline, started + seen["sent"] + DELIVERED_GRACE_S)
+                deadline = min(deadline, started + seen["sent"] + DELIVERED_GRACE_S)  # both monotonic
             self._sleep(min(self.poll_s, max(0.0, deadline - now)))
 
     # HTTP -----------------------------------------------------------------------------------------

@@ -130,3 +130,20 @@ def test_a_target_that_never_answers_is_given_up_after_bounded_attempts() -> Non
     sender.submit(JOB)
     sender.join()
     assert [(d.status, d.outcome, d.attempts) for d in sender.log] == [("sent", "failed", 4)]
+
+
+def test_meta_failing_at_the_send_reads_unknown_and_nothing_is_sent(rehearsal: Rehearsal) -> None:
+    faults = json.dumps({"rate": 1.0, "kinds": ["500"], "providers": ["meta"]})
+    _, doc = rehearsal.health_json("-t", "acme", "-p", "whatsapp", "--active",
+                                   env={"TENANTCTL_SANDBOX_FAULTS": faults})
+    rows = [r for r in doc["rows"] if r["address"] in (ADDRESS, "whatsapp.health[acme]")]
+    assert rows and all(r["health"] == "unknown" for r in rows), doc["rows"]
+    assert rehearsal.world().meta.messages == {}
+
+
+def test_a_test_recipient_with_a_plus_is_refused_naming_the_field(rehearsal: Rehearsal) -> None:
+    path = rehearsal.root / "examples" / "acme.yaml"
+    path.write_text(path.read_text().replace('test_recipient: "4915112345678"', 'test_recipient: "+4915112345678"'))
+    r = rehearsal.run("validate")
+    assert r.code == 1
+    assert "acme.yaml" in r.all and "test_recipient" in r.all
