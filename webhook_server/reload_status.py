@@ -18,16 +18,20 @@ class ReloadStatus:
     tenants: int  # tenants in the routing in force after it
 
 
-_lock = threading.Lock()
-_last: ReloadStatus | None = None
+class _Holder:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.last: ReloadStatus | None = None
+
+
+_holder = _Holder()
 
 
 def note(ok: bool, tenants: int, at: float | None = None) -> None:
-    global _last
-    with _lock:
-        _last = ReloadStatus(ok, time.time() if at is None else at, tenants)
+    with _holder.lock:
+        _holder.last = ReloadStatus(ok, time.time() if at is None else at, tenants)
 
 
 def last() -> ReloadStatus | None:
     """None until the routing was loaded through the server hooks (an app built in a test)."""
-    return _last
+    return _holder.last

@@ -12,8 +12,15 @@ from reconciler.providers.base import StatusEvidence
 from reconciler.providers.whatsapp import WhatsAppProvider
 from sandbox.meta_webhooks import StatusSender
 from sandbox.world import World
-from tests.reconciler.providers.helpers import PHONE, SLUG, make_ctx, make_tenant, make_world, spec_checked_http, \
-    tenant_data
+from tests.reconciler.providers.helpers import (
+    PHONE,
+    SLUG,
+    make_ctx,
+    make_tenant,
+    make_world,
+    spec_checked_http,
+    tenant_data,
+)
 
 RECIPIENT = "4915112345678"
 ADDRESS = f"whatsapp.round_trip[{SLUG}/{PHONE}]"

@@ -32,7 +32,8 @@ APP_TOKEN = f"{APP}|app-secret"
 APP_SUBSCRIBE = {"object": "whatsapp_business_account", "callback_url": "https://hooks.example/api/webhooks/wa",
                  "fields": "messages,account_update", "verify_token": "t"}
 MESSAGE = {"messaging_product": "whatsapp", "recipient_type": "individual", "to": "4915112345678",
-           "type": "template", "template": {"name": "hello_world", "language": {"policy": "deterministic", "code": "en_US"}}}
+           "type": "template",
+           "template": {"name": "hello_world", "language": {"policy": "deterministic", "code": "en_US"}}}
 CODE = {"name": "tc:Maria", "allowedWeekDays": 124, "allowedFromTime": 480, "allowedUntilTime": 1080,
         "remoteAllowed": False, "code": 345679}
 
