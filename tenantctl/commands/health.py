@@ -26,6 +26,7 @@ from reconciler.health_status import Health, Row, counts, exit_code, parse_windo
 from reconciler.providers.base import ProviderContext, StatusEvidence
 from store import health as store_health
 from store.errors import StoreError
+from tenancy.escape import printable
 from tenancy.redact import REDACTOR
 from tenantctl.commands.reconcile import ProviderOpt, SandboxOpt, TenantOpt, session
 from tenantctl.context import Context
@@ -149,9 +150,11 @@ def _print_text(c: Context, rows: list[Row]) -> None:
     for col in ("tenant", "resource", "health", "sync", "time", "detail", "what to do"):
         table.add_column(col, overflow="fold")
     for r in rows:
-        table.add_row(Text(r.tenant), Text(r.address), Text(r.health.value, style=_COLOURS[r.health]),
-                      Text(r.sync.value if r.sync else "-"), Text(_ms(r.duration_s)),
-                      Text(REDACTOR.scrub(r.detail)), Text(REDACTOR.scrub(r.hint)))
+        # Details carry providers' text: terminal escapes are made visible (Text already ignores markup).
+        table.add_row(Text(printable(r.tenant)), Text(printable(r.address)),
+                      Text(r.health.value, style=_COLOURS[r.health]), Text(r.sync.value if r.sync else "-"),
+                      Text(_ms(r.duration_s)), Text(printable(REDACTOR.scrub(r.detail))),
+                      Text(printable(REDACTOR.scrub(r.hint))))
     c.out.print(table)
     summary = ", ".join(f"{n} {h}" for h, n in counts(rows).items() if n)
     c.echo(f"{len(rows)} check(s): {summary or 'none'}")
