@@ -1,12 +1,13 @@
 """The Integrations page in headless Chromium against a real `tenantctl serve`: log in with the keyboard,
 read the cards, filter the Webhook Logs, open an onboarding tenant; no page shows any secret. Screenshots go
-to /tmp/tenantctl-shots/ (Debian's chromium and chromium-driver: `make browser`)."""
+to tenantctl-shots/ in the temporary directory (Debian's chromium and chromium-driver: `make browser`)."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from tests.conftest import REPO
 from tests.health.conftest import ADMIN, APP_SECRET, Rehearsal
 
 pytestmark = pytest.mark.slow
-SHOTS = Path("/tmp/tenantctl-shots")
+SHOTS = Path(tempfile.gettempdir()) / "tenantctl-shots"
 
 
 @pytest.fixture(scope="module")
