@@ -1,4 +1,10 @@
-"""Meta Graph API (WhatsApp Business Platform, v23.0): WABA subscriptions and phone numbers.
+"""Meta Graph API (WhatsApp Business Platform, v23.0): WABA subscriptions, phone numbers and messages.
+
+Messages (`POST /{Phone-Number-ID}/messages`, sendMessage): a template the WABA knows (`templates`,
+`hello_world`/`en_US` by default, as every new WABA has) may go to any number; free-form text only to a
+recipient in a customer-service window (`open_windows`, someone who wrote within 24 h), else code 131047,
+as Meta answers. An accepted message is kept in `messages` and its `sent` and `delivered` status webhooks
+are sent to the callback URL Meta would use (sandbox.meta_webhooks: signed, loopback only).
 
 Mounted at `/meta/{version}`. Errors follow Graph's envelope
 `{"error": {"message", "type", "code", "error_subcode"?, "error_data"?, "fbtrace_id"}}` with an
@@ -18,6 +24,7 @@ from typing import Any
 import falcon
 
 from sandbox.common import Clock, base_url, bearer_token, default_clock, is_invalid, read_body, send_json
+from sandbox.meta_webhooks import StatusJob, StatusSender
 
 PROVIDER = "meta"
 PREFIX = "/meta"
@@ -51,6 +58,7 @@ OPERATIONS = frozenset({
     ("GET", "WABA-ID", "phone_numbers"),  # getWhatsAppBusinessAccountPhoneNumbers
     ("GET", "Phone-Number-ID", None),  # getPhoneNumberById
     ("POST", "Phone-Number-ID", None),  # updatePhoneNumberStatus
+    ("POST", "Phone-Number-ID", "messages"),  # sendMessage
     # Not in the v23.0 spec: Graph API reference, Application "subscriptions" edge (app access token).
     ("GET", "Application-ID", "subscriptions"),
     ("POST", "Application-ID", "subscriptions"),
@@ -117,6 +125,17 @@ class Waba:
 
 
 @dataclasses.dataclass
+class SentMessage:
+    """A message the sandbox accepted (what Meta would deliver)."""
+
+    id: str
+    phone_number_id: str
+    to: str
+    type: str
+    template: str | None = None
+
+
+@dataclasses.dataclass
 class MetaState:
     apps: dict[str, MetaApp] = dataclasses.field(default_factory=dict)
     tokens: dict[str, MetaToken] = dataclasses.field(default_factory=dict)
@@ -126,6 +145,10 @@ class MetaState:
     call_budget: int = 10_000  # per token per window; answering code 80007 beyond it
     budget_window_s: float = 3600.0
     rate_limit_http_status: int = 429  # sources disagree (400/403/429): one setting
+    templates: dict[str, list[str]] = dataclasses.field(default_factory=lambda: {"hello_world": ["en_US"]})
+    open_windows: list[str] = dataclasses.field(default_factory=list)  # recipients who wrote within 24 h
+    messages: dict[str, SentMessage] = dataclasses.field(default_factory=dict)
+    _sender: StatusSender = dataclasses.field(default_factory=StatusSender, repr=False, compare=False)
     _clock: Clock = dataclasses.field(default=default_clock, repr=False, compare=False)
     _recent: dict[str, deque[float]] = dataclasses.field(default_factory=dict, repr=False, compare=False)
 
@@ -360,6 +383,8 @@ class GraphResource:
                 return _phone_view(state, phone, tok, fields)
             if edge is None and method == "POST":
                 return self._update_phone(phone, params)
+            if edge == "messages" and method == "POST":
+                return _send_message(state, phone, tok, params)
         raise _unknown_object(node, method) if edge is None or node not in state.wabas else GraphError(
             400, 100, f"Unknown path components: /{edge}", type_="OAuthException")
 
@@ -465,6 +490,47 @@ class GraphResource:
         phone.override_callback_uri = uri
         phone.override_verify_token = conf.get("verify_token")
         return {"success": True}
+
+
+def _send_message(state: MetaState, phone: PhoneNumber, tok: MetaToken, params: dict[str, Any]) -> Any:
+    """sendMessage: validate as Meta does, keep the message, schedule its status webhooks. Answers the
+    spec's MessageResponsePayload."""
+    if params.get("messaging_product") != "whatsapp":
+        raise GraphError(400, 100, "(#100) The parameter messaging_product is required and must be whatsapp")
+    to = str(params.get("to") or "").lstrip("+")
+    if not to.isdigit() or not 7 <= len(to) <= 15:
+        raise GraphError(400, 100, "(#100) Invalid parameter: to must be a phone number in E.164 format")
+    kind = params.get("type") or "text"
+    template: str | None = None
+    if kind == "template":
+        tpl = params.get("template")
+        name = tpl.get("name") if isinstance(tpl, dict) else None
+        lang = tpl.get("language") if isinstance(tpl, dict) else None
+        code = lang.get("code") if isinstance(lang, dict) else None
+        if not isinstance(name, str) or code not in state.templates.get(name, []):
+            raise GraphError(404, 132001, "(#132001) Template name does not exist in the translation",
+                             details=f"template name ({name}) does not exist in {code}")
+        template = name
+    elif kind == "text":
+        if to not in state.open_windows:
+            raise GraphError(400, 131047, "Re-engagement message", details="Message failed to send because "
+                             "more than 24 hours have passed since the customer last replied to this number.")
+    else:
+        raise GraphError(400, 131051, "Unsupported message type", details=f"message type {kind!r} is not "
+                         "emulated by the sandbox")
+    wamid = "wamid." + base64.urlsafe_b64encode(secrets.token_bytes(30)).decode().rstrip("=")
+    state.messages[wamid] = SentMessage(wamid, phone.id, to, str(kind), template)
+    state._sender.submit(StatusJob(phone.waba_id, phone.id, phone.display_phone_number, wamid, to,
+                                   _callback_url(state, phone, tok), "utility" if template else "service"))
+    return {"messaging_product": "whatsapp", "contacts": [{"input": str(params.get("to")), "wa_id": to}],
+            "messages": [{"id": wamid, "message_status": "accepted"}]}
+
+
+def _callback_url(state: MetaState, phone: PhoneNumber, tok: MetaToken) -> str | None:
+    """Where Meta sends this number's webhooks for the token's app: the phone's override, else the WABA's,
+    else the app's callback (Meta's "Webhook overrides" precedence)."""
+    conf = _webhook_configuration(state, phone, tok)
+    return conf.get("phone_number") or conf.get("whatsapp_business_account") or conf.get("application")
 
 
 def _permission_error() -> GraphError:

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine, String, and_, case, column, delete, func, insert, select, values
 
 from store.engine import begin_write
-from store.schema import health_results, webhook_log
+from store.schema import health_results, webhook_event_keys, webhook_log
 
 KEEP = timedelta(days=30)  # older results are pruned when a run is recorded
 
@@ -86,6 +86,29 @@ def inbound_evidence(engine: Engine, *, now: datetime, window: timedelta) -> dic
             .group_by(c.tenant, c.provider))
     with engine.connect() as conn:
         return {(r.tenant, r.provider): Evidence(r.last, int(r.n)) for r in conn.execute(stmt)}
+
+
+MESSAGE_STATUSES = ("sent", "delivered", "read", "failed")  # WhatsApp status webhooks' `status`
+
+
+def message_statuses(engine: Engine, tenant: str, message_id: str) -> dict[str, datetime]:
+    """status → when the webhook server recorded the WhatsApp status webhook of `message_id` for `tenant`
+    (the per-item keys `status:<wamid>:<status>` of webhook_event_keys, so a batched delivery counts too)."""
+    k = webhook_event_keys.c
+    keys = {f"status:{message_id}:{s}": s for s in MESSAGE_STATUSES}
+    stmt = select(k.item_key, k.received_at).where(k.provider == "whatsapp", k.tenant == tenant,
+                                                   k.item_key.in_(list(keys)))
+    with engine.connect() as conn:
+        return {keys[r.item_key]: r.received_at for r in conn.execute(stmt)}
+
+
+def refusal_reasons(engine: Engine, tenant: str, provider: str, *, since: datetime, limit: int = 3) -> list[str]:
+    """The reasons of the newest refused requests for `tenant` and `provider` since `since`."""
+    c = webhook_log.c
+    stmt = (select(c.reason).where(c.tenant == tenant, c.provider == provider, c.outcome == "rejected",
+                                   c.received_at >= since).order_by(c.id.desc()).limit(limit))
+    with engine.connect() as conn:
+        return [str(r.reason or "") for r in conn.execute(stmt)]
 
 
 def accepted_bodies(engine: Engine, provider: str, *, since: datetime, limit: int = 5000) -> list[tuple[str, str]]:

@@ -108,6 +108,9 @@ class WhatsApp(_Strict):
     business_account_id: Digits | None = Field(default=None, description="WhatsApp Business Account (WABA) ID.")
     verify_token: Secret = Field(description="Token Meta echoes in the webhook handshake.")
     access_token: Secret = Field(description="System-user access token for the Graph API.")
+    test_recipient: Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]{6,14}$")] | None = Field(
+        default=None, description="`tenantctl health --active` sends a test template message here: a phone "
+        "number in E.164 without '+' (digits only), e.g. 4915112345678.")
 
 
 class Nuki(_Strict):

@@ -202,6 +202,8 @@ def main() -> None:
         "TENANTCTL_DELIVERY_ALLOW_LOOPBACK_HTTP": "true",
         "TENANTCTL_DELIVERY_BASE_DELAY_S": "1",
         "TENANTCTL_DELIVERY_MAX_DELAY_S": "2",
+        # The sandbox's Meta sends its status webhooks to the local server (loopback only).
+        "TENANTCTL_SANDBOX_WEBHOOK_TARGET": f"http://127.0.0.1:{server_port}",
     })
     print(f"demo: tenants copied to {tenants_dir}; state, SQLite and logs in {STATE}")
     step(["validate"])
@@ -217,6 +219,12 @@ def main() -> None:
         with background(["serve", "--bind", f"127.0.0.1:{server_port}"], f"{base}/healthz"):
             send_webhooks(base, tenants_dir)
             step(["simulate", "booking", "acme", "--server", base])
+            # The WhatsApp round trip: a template to acme's test recipient, awaiting its status webhooks
+            # in the log (~1 s here; --timeout 10 bounds the wait at 5 s).
+            started = time.monotonic()
+            step(["health", "--sandbox", "--active", "--tenant", "acme", "--provider", "whatsapp", "--timeout", "10"],
+                 ok=frozenset({0, 1}))
+            print(f"# health --active took {time.monotonic() - started:.1f} s", flush=True)
             step(["webhooks", "stats"])
             step(["webhooks", "log", "--rejected"])
             metrics_port = free_port()

@@ -1,8 +1,10 @@
 """Prometheus metrics: requests by provider, tenant and outcome; a latency histogram; and, read from the
 database at scrape (cached `STORE_TTL_S`), the last health status per tenant/provider and the newest
 accepted event's time per tenant/provider (so "no Hospitable event in 24 h" is one alert rule:
-`time() - tenantctl_last_accepted_event_timestamp_seconds{provider="hospitable"} > 86400`), plus build
-info, so `/metrics` is never empty.
+`time() - tenantctl_last_accepted_event_timestamp_seconds{provider="hospitable"} > 86400`); refusals by
+reason class (the reason before its first ':', e.g. `bad-signature`, `unknown-tenant`: a bounded label,
+never the free text after it); the last routing reload's outcome and time; and build info. Every family
+is declared from the first scrape (HELP and TYPE, samples once there are any).
 
 Under gunicorn every worker is its own process, so metrics use prometheus_client's multiprocess mode:
 gunicorn.conf.py sets ``PROMETHEUS_MULTIPROC_DIR`` (under the state directory) before any worker imports
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -28,16 +31,22 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
-from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, InfoMetricFamily
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine
 
 from store import health as store_health
+from webhook_server import reload_status
 from webhook_server.server_config import MULTIPROC_ENV
 
 UNKNOWN_TENANT = "(unknown)"  # bounded label cardinality: unknown slugs are not labels
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 STORE_TTL_S = 15.0
 HEALTH_STATUSES = ("healthy", "progressing", "degraded", "missing", "unknown", "suspended")
+PROVIDERS = ("hospitable", "whatsapp", "nuki", "beds24")  # latency series exist for each from the start
+OTHER_REASON = "other"
+MAX_REASON_CLASSES = 64  # a guard: reasons are composed by our code from a few dozen fixed classes
+_REASON_CLASS = re.compile(r"[a-z][a-z0-9-]{0,39}")
 _SEVERITY = {"degraded": 0, "missing": 1, "unknown": 2, "progressing": 3, "suspended": 4, "healthy": 5}
 
 
@@ -46,6 +55,31 @@ def _version() -> str:
         return metadata.version("tenantctl")
     except metadata.PackageNotFoundError:
         return "unknown"
+
+
+def reason_class(reason: str | None) -> str:
+    """The bounded label of a refusal reason: the part before the first ':' (what follows may be outside
+    text: a slug, an ID), or `other` when that is not a short lowercase identifier. Pure."""
+    head = (reason or "").split(":", 1)[0]
+    return head if _REASON_CLASS.fullmatch(head) else OTHER_REASON
+
+
+class ReloadCollector:
+    """`tenantctl_routing_reload_ok` (1: the last (re)load of the tenant files was installed; 0: refused, the
+    previous routing kept) and `tenantctl_routing_reload_timestamp_seconds` (when it was attempted)."""
+
+    def collect(self) -> Iterator[Any]:
+        status = reload_status.last()
+        ok = GaugeMetricFamily("tenantctl_routing_reload_ok", "1 when the last routing (re)load was installed, "
+                               "0 when it was refused and the previous routing kept.")
+        at = GaugeMetricFamily("tenantctl_routing_reload_timestamp_seconds",
+                               "Unix time of the last routing (re)load attempt.")
+        tenants = GaugeMetricFamily("tenantctl_routing_tenants", "Tenants in the routing in force.")
+        if status is not None:
+            ok.add_metric([], 1.0 if status.ok else 0.0)
+            at.add_metric([], status.at)
+            tenants.add_metric([], float(status.tenants))
+        yield from (ok, at, tenants)
 
 
 class BuildInfoCollector:
@@ -129,12 +163,23 @@ class Metrics:
             registry=self._registry,
         )
 
+        self.refusals = Counter(
+            "tenantctl_webhook_refusals",
+            "Refused webhook requests by provider and reason class (the reason before its first ':').",
+            ["provider", "reason"],
+            registry=self._registry,
+        )
+        self._extra.append(ReloadCollector())
+
         # labels() takes a lock and builds its key on every call; the label sets are few, so the
         # children are looked up once (a measurable share of a worker's time under load).
         self._counters: dict[tuple[str, str, str], Any] = {}
-        self._histograms: dict[str, Any] = {}
+        self._histograms: dict[str, Any] = {p: self.latency.labels(p) for p in PROVIDERS}
+        self._refusals: dict[tuple[str, str], Any] = {}
 
-    def observe(self, provider: str, tenant: str | None, outcome: str, seconds: float) -> None:
+    def observe(self, provider: str, tenant: str | None, outcome: str, seconds: float,
+                reason: str | None = None) -> None:
+        """One answered request; `reason` (a refusal's) is counted by its class only (reason_class)."""
         key = (provider, tenant or UNKNOWN_TENANT, outcome)
         counter = self._counters.get(key)
         if counter is None:
@@ -144,6 +189,14 @@ class Metrics:
         if hist is None:
             hist = self._histograms.setdefault(provider, self.latency.labels(provider))
         hist.observe(seconds)
+        if outcome == "rejected":
+            rkey = (provider, reason_class(reason))
+            refused = self._refusals.get(rkey)
+            if refused is None:
+                if len(self._refusals) >= MAX_REASON_CLASSES:
+                    rkey = (provider, OTHER_REASON)
+                refused = self._refusals.get(rkey) or self._refusals.setdefault(rkey, self.refusals.labels(*rkey))
+            refused.inc()
 
     def attach_store(self, engine: Engine, ttl_s: float = STORE_TTL_S) -> None:
         """Serve the health and last-event gauges read from this database (see StoreCollector)."""
@@ -157,7 +210,29 @@ class Metrics:
             registry.register(_Forward(self._registry))
         for collector in self._extra:
             registry.register(collector)
-        return bytes(generate_latest(registry))
+        text = bytes(generate_latest(registry))
+        if self._multiprocess:  # the workers' files hold only families with samples: declare the others
+            seen = {f.name for f in text_string_to_metric_families(text.decode())}
+            missing = _Declared(self._registry, seen)
+            if missing.families:
+                text += bytes(generate_latest(missing))
+        return text
+
+
+class _Declared:
+    """The families of a registry that a scrape has not shown yet, without samples (HELP and TYPE only)."""
+
+    def __init__(self, registry: CollectorRegistry, seen: set[str]) -> None:
+        self.families: list[Any] = []
+        for family in registry.collect():
+            if family.name in seen:
+                continue
+            kind = {"counter": CounterMetricFamily, "histogram": HistogramMetricFamily}.get(family.type,
+                                                                                          GaugeMetricFamily)
+            self.families.append(kind(family.name, family.documentation, labels=[]))
+
+    def collect(self) -> Iterator[Any]:
+        yield from self.families
 
 
 class _Forward:

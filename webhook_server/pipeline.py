@@ -339,12 +339,12 @@ class Pipeline:
                       status, e)
             self._observe(ctx, "error")
             return None
-        self._observe(ctx, "duplicate" if result is RecordResult.DUPLICATE else outcome)
+        self._observe(ctx, "duplicate" if result is RecordResult.DUPLICATE else outcome, reason)
         return result
 
-    def _observe(self, ctx: _Ctx, outcome: str) -> None:
+    def _observe(self, ctx: _Ctx, outcome: str, reason: str | None = None) -> None:
         if self.metrics is not None:
-            self.metrics.observe(ctx.provider, ctx.tenant, outcome, self.clock.monotonic() - ctx.started)
+            self.metrics.observe(ctx.provider, ctx.tenant, outcome, self.clock.monotonic() - ctx.started, reason)
 
 
 def _provider(url_segment: str) -> str:

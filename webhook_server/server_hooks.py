@@ -26,6 +26,7 @@ from store.migrate import require_up_to_date
 from tenancy.escape import printable
 from tenancy.redact import REDACTOR, RedactingFilter
 from tenancy.settings import Settings, load_settings
+from webhook_server import reload_status
 from webhook_server import routing as routing_holder
 from webhook_server.routing import RoutingRefused, load_routing
 from webhook_server.server_config import MULTIPROC_ENV
@@ -161,6 +162,7 @@ def on_starting(server: Any) -> None:
     # The loaded tenants live as long as the master: out of the collector's sight, no collection in the
     # master or a forked worker walks (and copies, page by page) them again (10,000 tenants: ~4 M objects).
     gc.freeze()
+    reload_status.note(True, len(routing))
     server.log.info("routing loaded: %d tenant(s) from %s", len(routing), settings.tenants)
 
 
@@ -173,13 +175,16 @@ def on_reload(server: Any) -> None:
         for err in e.errors:
             server.log.error("%s", err)
         server.log.error("reload refused: %s; keeping the previous routing (%d tenant(s))", e, len(previous))
+        reload_status.note(False, len(previous))
         return
     except Exception as e:  # anything unexpected must not take the running routing down
         server.log.error("reload refused: %s; keeping the previous routing (%d tenant(s))",
                          type(e).__name__, len(previous))
+        reload_status.note(False, len(previous))
         return
     routing_holder.install(routing)
     gc.freeze()
+    reload_status.note(True, len(routing))
     server.log.info("routing reloaded: %d tenant(s)", len(routing))
 
 

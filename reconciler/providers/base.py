@@ -35,6 +35,14 @@ from tenancy.model import Tenant
 
 
 @dataclass(frozen=True)
+class StatusEvidence:
+    """What the webhook log holds about one sent WhatsApp message (health `--active`)."""
+
+    statuses: Mapping[str, datetime]  # status (sent, delivered, read, failed) → when it was recorded
+    refusals: Sequence[str] = ()  # reasons of the tenant's WhatsApp webhooks refused since the send
+
+
+@dataclass(frozen=True)
 class ProviderContext:
     """What a provider needs besides the tenant: where things live, and what the platform knows."""
 
@@ -54,6 +62,9 @@ class ProviderContext:
     smtp_endpoint: tuple[str, int, str | None] | None = None
     mail_to: str | None = None  # `--active`: where the SMTP test mail goes (else the tenant's from_address)
     slow_s: float = 2.0  # a listing slower than this is degraded (Nuki's "within a second or two")
+    # `--active`: (tenant, message ID, sent at) → the webhook log's evidence; None without a database.
+    message_evidence: Callable[[str, str, datetime], StatusEvidence] | None = None
+    status_wait_s: float = 15.0  # how long the WhatsApp round trip waits for its status webhooks
 
     def clock(self) -> datetime:
         return self.now or datetime.now(UTC)

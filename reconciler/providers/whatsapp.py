@@ -31,8 +31,9 @@ that Meta leaves out never becomes an error: the check it feeds is skipped and t
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from reconciler.diff import diff, sort_changes
@@ -52,6 +53,7 @@ from reconciler.providers.base import (
     HealthCheck,
     Http,
     ProviderContext,
+    StatusEvidence,
     check,
     error_check,
     inbound_check,
@@ -72,6 +74,9 @@ RATE_LIMIT_CODES = frozenset({4, 17, 32, 613, 80007, 130429, 131056})
 TRANSIENT_CODES = frozenset({1, 2})  # "unknown error" / "service temporarily unavailable"
 AUTH_CODES = frozenset({190})
 UNKNOWN_OBJECT_SUBCODE = 33
+# `--active`: Meta's sample utility template, approved in every new WABA. A template, because a test
+# recipient is rarely inside a 24-hour customer-service window, outside which free-form text is refused.
+TEST_TEMPLATE = ("hello_world", "en_US")
 
 
 def graph_error_class(code: int, *, method: str = "GET", subcode: int | None = None) -> type[ProviderError]:
@@ -118,7 +123,10 @@ def _reclassify(err: ProviderError, method: str) -> ProviderError:
                retry_after=err.retry_after)
 
 
+@dataclass
 class WhatsAppProvider:
+    poll_s: float = 0.1  # how often the round trip reads the webhook log
+    _sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
     name = NAME
 
     def applies_to(self, tenant: Tenant) -> bool:
@@ -315,6 +323,72 @@ class WhatsAppProvider:
                          duration_s=took)
         return check(NAME, tenant.slug, address, Health.HEALTHY, detail, duration_s=took)
 
+    # Active round trip --------------------------------------------------------------------------
+    def round_trip(self, tenant: Tenant, ctx: ProviderContext, http: Http) -> list[HealthCheck]:
+        """`--active`: send the template TEST_TEMPLATE to `whatsapp.test_recipient` (sendMessage, v23.0 spec:
+        `POST /{Phone-Number-ID}/messages`) and wait, at most `ctx.status_wait_s`, until the webhook log holds
+        its `sent` status webhook (then a little longer for `delivered`). Row `whatsapp.round_trip[slug/<id>]`
+        with the times, measured from the send. Nothing is created that could be left behind: a sent message
+        cannot be recalled (the Cloud API has no delete), and the wait ends at its deadline whatever happens."""
+        wa = tenant.whatsapp
+        if wa is None or not wa.phone_number_id:
+            return []
+        slug, pid = tenant.slug, wa.phone_number_id
+        address = f"{NAME}.round_trip[{slug}/{pid}]"
+        if not wa.test_recipient:
+            return [check(NAME, slug, address, Health.UNKNOWN, "not run: the tenant file names no test recipient",
+                          "add whatsapp.test_recipient (digits of a phone that may receive a test message, "
+                          "E.164 without '+') to the tenant file", duration_s=0.0)]
+        if ctx.message_evidence is None:
+            return [check(NAME, slug, address, Health.UNKNOWN, "not run: no webhook log to see the status in",
+                          "point TENANTCTL_DATABASE_URL at the database `tenantctl serve` records to",
+                          duration_s=0.0)]
+        to = f"…{wa.test_recipient[-4:]}"
+        started, since = time.monotonic(), datetime.now(UTC) - timedelta(seconds=1)
+        name, lang = TEST_TEMPLATE
+        try:
+            sent = self._call(http, "POST", f"{_base(ctx)}/{pid}/messages", wa.access_token.get_secret_value(),
+                              json={"messaging_product": "whatsapp", "recipient_type": "individual",
+                                    "to": wa.test_recipient, "type": "template",
+                                    "template": {"name": name, "language": {"policy": "deterministic", "code": lang}}})
+            wamid = str(((sent.get("messages") or [{}])[0]).get("id") or "")
+            if not wamid:
+                raise PermanentError(NAME, "Meta accepted the message but returned no message ID")
+        except ProviderError as err:
+            row = error_check(NAME, slug, address, err, time.monotonic() - started)
+            return [replace(row, detail=f"the send step failed: {row.detail}; nothing was sent",
+                            hint=row.hint or f"check that the template {name!r} ({lang}) is approved in WhatsApp "
+                            "Manager and that the test recipient is a WhatsApp number")]
+        accepted = time.monotonic() - started
+        try:
+            seen, evidence = self._await_statuses(ctx.message_evidence, slug, wamid, since, started,
+                                                  ctx.status_wait_s)
+        except Exception as err:  # the log could not be read: we could not look
+            return [check(NAME, slug, address, Health.UNKNOWN,
+                          f"sent {wamid} to {to}, then the webhook log could not be read ({type(err).__name__})",
+                          "check the database, then run `tenantctl health --active` again",
+                          duration_s=time.monotonic() - started)]
+        return [_round_trip_row(slug, address, wamid, to, accepted, seen, evidence, ctx,
+                                time.monotonic() - started, tenant)]
+
+    def _await_statuses(self, read: Callable[[str, str, datetime], StatusEvidence], slug: str, wamid: str,
+                        since: datetime, started: float, wait_s: float) -> tuple[dict[str, float], StatusEvidence]:
+        """Status → seconds after the send at which it was first seen in the log. Stops at `delivered`,
+        `read` or `failed`; once `sent` is in, waits at most DELIVERED_GRACE_S more for `delivered`. The
+        wait counts from now (the send's answer), the times from `started` (the send)."""
+        seen: dict[str, float] = {}
+        deadline = time.monotonic() + wait_s
+        while True:
+            evidence = read(slug, wamid, since)
+            now = time.monotonic()
+            for status in evidence.statuses:
+                seen.setdefault(status, now - started)
+            if seen.keys() & {"delivered", "read", "failed"} or now >= deadline:
+                return seen, evidence
+            if "sent" in seen:
+                deadline = min(deadline, started + seen["sent"] + DELIVERED_GRACE_S)  # both monotonic
+            self._sleep(min(self.poll_s, max(0.0, deadline - now)))
+
     # HTTP -----------------------------------------------------------------------------------------
     def _get(self, http: Http, url: str, token: str,
              params: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -336,6 +410,37 @@ class WhatsAppProvider:
             raise classify_graph_error(resp.status_code, body, method=method,
                                        request_id=resp.headers.get("x-fb-trace-id"))
         return dict(body) if isinstance(body, Mapping) else {}
+
+
+DELIVERED_GRACE_S = 5.0
+
+
+def _round_trip_row(slug: str, address: str, wamid: str, to: str, accepted: float, seen: Mapping[str, float],
+                    evidence: StatusEvidence, ctx: ProviderContext, took: float, tenant: Tenant) -> HealthCheck:
+    times = f"accepted in {accepted:.2f} s" + "".join(
+        f", {s} recorded after {seen[s]:.2f} s" for s in ("sent", "delivered", "read", "failed") if s in seen)
+    head = f"template {TEST_TEMPLATE[0]} to {to} ({wamid}) {times}"
+    if "failed" in seen:
+        return check(NAME, slug, address, Health.DEGRADED, head + ": Meta reported the message failed",
+                     "read the failed status in `tenantctl webhooks log` (its error code); check the test recipient "
+                     "is a WhatsApp number and the number's messaging limit in WhatsApp Manager", duration_s=took)
+    if "sent" in seen or "delivered" in seen or "read" in seen:
+        round_trip = min(seen[s] for s in ("sent", "delivered", "read") if s in seen)
+        note = "" if seen.keys() & {"delivered", "read"} else \
+            f"; not delivered within {DELIVERED_GRACE_S:g} s (the recipient's phone may be offline)"
+        return check(NAME, slug, address, Health.HEALTHY, f"{head}; round trip {round_trip:.2f} s{note}",
+                     duration_s=took)
+    url = _url(tenant, ctx)
+    if evidence.refusals:
+        return check(NAME, slug, address, Health.DEGRADED,
+                     f"{head}; its status webhook was refused: {evidence.refusals[0]}",
+                     "the webhook server refused Meta's status webhook: check TENANTCTL_META_APP_SECRETS holds "
+                     "the Meta app's secret (App Dashboard → App settings → Basic)", duration_s=took)
+    return check(NAME, slug, address, Health.DEGRADED,
+                 f"{head}; no status webhook recorded within {ctx.status_wait_s:g} s",
+                 f"Meta accepted the message but no status for it reached the webhook log: check that `tenantctl "
+                 f"serve` is running and reachable at {url}, that the WABA's callback is that URL (`tenantctl plan "
+                 f"-t {slug}`), and `tenantctl webhooks log -t {slug}`", duration_s=took)
 
 
 def _url(tenant: Tenant, ctx: ProviderContext) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Literal
@@ -22,7 +23,7 @@ from sqlalchemy import Engine
 
 from reconciler.health import platform_rows, run_health, whatsapp_account_alerts
 from reconciler.health_status import Health, Row, counts, exit_code, parse_window, to_json_doc, to_junit
-from reconciler.providers.base import ProviderContext
+from reconciler.providers.base import ProviderContext, StatusEvidence
 from store import health as store_health
 from store.errors import StoreError
 from tenancy.escape import printable
@@ -53,7 +54,8 @@ def health(
     = "24h",
     out: Annotated[Path | None, typer.Option("--out", help="Also write the report to this file.")] = None,
     active: Annotated[bool, typer.Option("--active", help="Also run round trips that leave nothing behind: a "
-                                         "temporary Nuki maintenance code, an SMTP test mail.")] = False,
+                                         "temporary Nuki maintenance code, an SMTP test mail, a WhatsApp template "
+                                         "to whatsapp.test_recipient awaiting its status webhook.")] = False,
     mail_to: Annotated[str | None, typer.Option("--mail-to", help="--active: the SMTP test mail's recipient "
                                                 "(else each tenant's smtp.from_address).")] = None,
     sandbox: SandboxOpt = False,
@@ -75,7 +77,8 @@ def health(
     now = datetime.now(UTC)
     with session(c, tenant, provider, sandbox) as s:
         hctx = dataclasses.replace(_context(s.ctx, s.db, now, timedelta(seconds=window_s),
-                                            c.settings.state_dir if s.config.sandbox else None), mail_to=mail_to)
+                                            c.settings.state_dir if s.config.sandbox else None), mail_to=mail_to,
+                                   status_wait_s=_status_wait(timeout))
         with showing(c.quiet, s.http) as progress:
             rows = run_health([lt.tenant for lt in s.loaded], s.providers, hctx, s.http,
                               workers=s.config.limits.tenant_workers, timeout_s=timeout, active=active,
@@ -111,7 +114,21 @@ def _context(base: ProviderContext, db: Engine | None, now: datetime, window: ti
     return dataclasses.replace(
         base, now=now, window=window, last_verified_event={**base.last_verified_event, **last},
         inbound_counts={k: v.accepted_in_window for k, v in evidence.items()} if db is not None else None,
-        account_events=alerts, smtp_endpoint=_sandbox_smtp(sandbox_state))
+        account_events=alerts, smtp_endpoint=_sandbox_smtp(sandbox_state),
+        message_evidence=_message_evidence(db) if db is not None else None)
+
+
+def _status_wait(timeout_s: float) -> float:
+    """The WhatsApp round trip's wait for its status webhook: within the provider's --timeout, at most 15 s."""
+    return max(0.5, min(15.0, timeout_s / 2))
+
+
+def _message_evidence(db: Engine) -> Callable[[str, str, datetime], StatusEvidence]:
+    """What the webhook log holds about a sent message: its recorded statuses, the refusals since the send."""
+    def read(slug: str, message_id: str, since: datetime) -> StatusEvidence:
+        return StatusEvidence(store_health.message_statuses(db, slug, message_id),
+                              store_health.refusal_reasons(db, slug, "whatsapp", since=since))
+    return read
 
 
 def _sandbox_smtp(state_dir: Path | None) -> tuple[str, int, str | None] | None:
@@ -138,11 +155,11 @@ def _print_text(c: Context, rows: list[Row]) -> None:
     for col in ("tenant", "resource", "health", "sync", "time", "detail", "what to do"):
         table.add_column(col, overflow="fold")
     for r in rows:
-        # A provider's error text is outside text: Text() keeps rich markup inert, printable() escapes the
-        # control characters (ESC, CR, NUL) that would otherwise drive the terminal.
-        table.add_row(Text(r.tenant), Text(printable(r.address)), Text(r.health.value, style=_COLOURS[r.health]),
-                      Text(r.sync.value if r.sync else "-"), Text(_ms(r.duration_s)),
-                      Text(printable(REDACTOR.scrub(r.detail))), Text(printable(REDACTOR.scrub(r.hint))))
+        # Details carry providers' text: terminal escapes are made visible (Text already ignores markup).
+        table.add_row(Text(printable(r.tenant)), Text(printable(r.address)),
+                      Text(r.health.value, style=_COLOURS[r.health]), Text(r.sync.value if r.sync else "-"),
+                      Text(_ms(r.duration_s)), Text(printable(REDACTOR.scrub(r.detail))),
+                      Text(printable(REDACTOR.scrub(r.hint))))
     c.out.print(table)
     summary = ", ".join(f"{n} {h}" for h, n in counts(rows).items() if n)
     c.echo(f"{len(rows)} check(s): {summary or 'none'}")

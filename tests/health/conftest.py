@@ -35,6 +35,7 @@ class Rehearsal:
     secrets: list[str]
     env: dict[str, str]
     run_cli: RunCli
+    server_pid: int | None = None  # the gunicorn master of the `server` fixture
 
     def world(self) -> World:
         return World.from_json(self.world_file.read_text())
@@ -125,6 +126,7 @@ def server(rehearsal: Rehearsal) -> Iterator[str]:
     proc = subprocess.Popen([sys.executable, "-m", "tenantctl", "serve", "--bind", f"127.0.0.1:{port}"],
                             cwd=rehearsal.root, env=env, stdout=log, stderr=subprocess.STDOUT)
     log.close()
+    rehearsal.server_pid = proc.pid
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     try:

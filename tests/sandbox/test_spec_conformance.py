@@ -31,6 +31,9 @@ APP = "900000000000001"
 APP_TOKEN = f"{APP}|app-secret"
 APP_SUBSCRIBE = {"object": "whatsapp_business_account", "callback_url": "https://hooks.example/api/webhooks/wa",
                  "fields": "messages,account_update", "verify_token": "t"}
+MESSAGE = {"messaging_product": "whatsapp", "recipient_type": "individual", "to": "4915112345678",
+           "type": "template",
+           "template": {"name": "hello_world", "language": {"policy": "deterministic", "code": "en_US"}}}
 CODE = {"name": "tc:Maria", "allowedWeekDays": 124, "allowedFromTime": 480, "allowedUntilTime": 1080,
         "remoteAllowed": False, "code": 345679}
 
@@ -88,6 +91,8 @@ OPS = [
     Op("updatePhoneNumberStatus", "meta", "POST", f"/meta/v23.0/{PHONES[0]}", ("Phone-Number-ID", None),
        body={"webhook_configuration": HOOK},
        bad_body=_with_flag({"webhook_configuration": HOOK}, "webhook_configuration")),
+    Op("sendMessage", "meta", "POST", f"/meta/v23.0/{PHONES[0]}/messages", ("Phone-Number-ID", "messages"),
+       body=MESSAGE, bad_body=_with_flag(MESSAGE, "template")),
     # Not in the v23.0 spec: the app's own subscription (sandbox.spec_allowances.UNDOCUMENTED gives its shape).
     Op("getAppSubscriptions", "meta", "GET", f"/meta/v23.0/{APP}/subscriptions", ("Application-ID", "subscriptions"),
        bad_params={"limit": "5"}, token=APP_TOKEN),
