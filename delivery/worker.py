@@ -34,8 +34,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from delivery import signing
 from delivery.destinations import Destinations
 from delivery.metrics import DeliveryMetrics
-from delivery.retry import RetryPolicy, is_success, next_attempt, parse_retry_after
+from delivery.retry import RetryPolicy, is_success, next_attempt
 from outbound.policy import OutboundBlocked, OutboundPolicy, post
+from outbound.retry_after import parse_retry_after
 from store.delivery import AttemptOutcome, Claimed, Finished, cycle
 
 log = logging.getLogger(__name__)

@@ -34,6 +34,7 @@ from typing import Any
 
 import httpx
 
+from outbound.retry_after import parse_retry_after
 from reconciler.config import (
     DEVICE_PROVIDERS,
     IDEMPOTENT_WRITE_PROVIDERS,
@@ -53,7 +54,7 @@ from reconciler.errors import (
     TemporaryError,
 )
 from reconciler.progress import NO_PROGRESS, Progress
-from reconciler.retry import Failure, classify_status, decide, parse_retry_after
+from reconciler.retry import Failure, classify_status, decide
 from tenancy.hosts import check_device_address
 from tenancy.redact import MASK, REDACTOR
 

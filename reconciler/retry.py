@@ -13,8 +13,6 @@ provider's Retry-After; a Retry-After beyond `max_retry_after_s` gives up rather
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
-from email.utils import parsedate_to_datetime
 from enum import StrEnum
 
 
@@ -76,18 +74,3 @@ def classify_status(status: int) -> Failure | None:
         return Failure.SERVER_ERROR
     return Failure.PERMANENT
 
-
-def parse_retry_after(value: str | None, now: datetime) -> float | None:
-    """Retry-After as seconds: delta-seconds or an HTTP date (RFC 9110 §10.2.3); None if absent or bad."""
-    if value is None:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        return None
-    return max(0.0, (when - now).total_seconds())

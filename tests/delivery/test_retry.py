@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from delivery.retry import RetryPolicy, backoff_s, next_attempt, parse_retry_after
+from delivery.retry import RetryPolicy, backoff_s, next_attempt
+from outbound.retry_after import parse_retry_after
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 POLICY = RetryPolicy(max_attempts=5, max_age=timedelta(hours=1), base_delay_s=2, max_delay_s=60)

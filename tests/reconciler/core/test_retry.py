@@ -6,7 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from reconciler.retry import Failure, RetryPolicy, backoff, classify_status, decide, parse_retry_after
+from outbound.retry_after import parse_retry_after
+from reconciler.retry import Failure, RetryPolicy, backoff, classify_status, decide
 
 POLICY = RetryPolicy(max_attempts=4, base_delay_s=1.0, max_delay_s=8.0, max_retry_after_s=30.0)
 
