@@ -26,7 +26,7 @@ from webhook_server.routing import build_routing
 from webhook_server.storage import EngineLogReader
 
 from .conftest import make_settings
-from .helpers import ACME_PHONE, SECRETS, FixedClock, app_secrets, dumps, sign_hex, sign_meta, tenants, wa_payload
+from .helpers import ACME_PHONE, ADMIN_TOKEN, SECRETS, FixedClock, app_secrets, dumps, sign_hex, sign_meta, tenants, wa_payload
 
 SAMPLE = 5
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -150,3 +150,60 @@ def test_an_event_id_is_used_exactly_as_sent(server: Server) -> None:
     assert hosp(server.client, dumps({"id": "evt-2", "action": "a"})).content == b'{"status":"ok"}'
     assert hosp(server.client, dumps({"id": " evt-2 ", "action": "a"})).content == b'{"status":"ok"}'
     assert [r.event_id for r in server.rows() if r.outcome == "accepted"] == ["evt-2", " evt-2 "]
+
+
+# -- T2#15 --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("forwarded", ["<script>", "evil.example", "1.2.3.4.5"])
+def test_a_forwarded_client_that_is_no_ip_address_is_ignored(server: Server, forwarded: str) -> None:
+    body = dumps({"id": "evt-fwd", "action": "a"})
+    r = server.client.simulate_post("/api/webhooks/hospitable/t/acme", body=body, headers={
+        "Signature": sign_hex(SECRETS["acme"]["hospitable"], body), "X-Forwarded-For": forwarded})
+    assert r.status_code == 200
+    c = webhook_log.c
+    with server.engine.connect() as conn:
+        headers = conn.execute(select(c.headers)).scalar_one()
+    assert headers["client"] == headers["peer"] == "127.0.0.1"
+    assert headers["x-forwarded-for"] == forwarded  # kept as sent, as a header, not as the address
+
+
+def test_a_forwarded_client_that_is_an_ip_address_is_kept(server: Server) -> None:
+    body = dumps({"id": "evt-fwd", "action": "a"})
+    server.client.simulate_post("/api/webhooks/hospitable/t/acme", body=body, headers={
+        "Signature": sign_hex(SECRETS["acme"]["hospitable"], body), "X-Forwarded-For": "2001:db8::1"})
+    with server.engine.connect() as conn:
+        assert conn.execute(select(webhook_log.c.headers)).scalar_one()["client"] == "2001:db8::1"
+
+
+# -- T2#13 --------------------------------------------------------------------------------------------
+def test_the_log_page_shows_control_and_bidi_characters_of_event_ids_escaped(server: Server) -> None:
+    for eid in ("evt\x1b[31m", "evt\r\nforged", "evt\u202egnp.exe", "evt\u200e\u200f\u061c"):
+        assert hosp(server.client, dumps({"id": eid, "action": "a"})).status_code == 200
+    page = server.client.simulate_get("/admin/logs", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).text
+    for shown in ("evt\\x1b[31m", "evt\\r\\nforged", "evt\\u202egnp.exe", "evt\\u200e\\u200f\\u061c"):
+        assert shown in page
+    assert not any(ch in page for ch in "\x1b\u202e\u200e\u200f\u061c")
+
+
+# -- T2#10 --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("params", "message"), [
+    ({"cursor": "99999999999999999999999"}, "cursor:"),
+    ({"since": "0001-01-01T00:00:00+23:59"}, "since: out of range"),
+])
+def test_admin_log_parameters_out_of_range_are_a_400_naming_the_parameter(server: Server, params: dict[str, str],
+                                                                         message: str) -> None:
+    auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    page = server.client.simulate_get("/admin/logs", params=params, headers=auth)
+    assert page.status_code == 400 and message in page.text
+    api = server.client.simulate_get("/admin/webhook-logs", params=params, headers=auth)
+    assert api.status_code == 400 and message.split(":")[0] in api.json["description"]
+
+
+# -- T2#17 --------------------------------------------------------------------------------------------
+def test_every_answer_says_nosniff_the_handshake_echo_included(server: Server) -> None:
+    echo = server.client.simulate_get("/api/webhooks/wa/t/acme", params={
+        "hub.mode": "subscribe", "hub.verify_token": SECRETS["acme"]["verify_token"],
+        "hub.challenge": "<html><script>alert(1)</script>"})
+    assert echo.status_code == 200 and echo.headers["content-type"].startswith("text/plain")
+    for r in (echo, server.client.simulate_get("/healthz"), server.client.simulate_get("/nowhere"),
+              server.client.simulate_post("/api/webhooks/hospitable/t/acme", body=b"{}")):
+        assert r.headers["x-content-type-options"] == "nosniff"

@@ -20,6 +20,7 @@ from sqlalchemy import Engine
 
 from store import health as store_health
 from store.schema import OUTCOMES
+from tenancy.escape import printable
 from webhook_server.admin import data, reasons, session
 
 PAGE = 50
@@ -27,6 +28,8 @@ TENANTS_PER_PAGE = 25
 _env = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
                    autoescape=select_autoescape(default=True, default_for_string=True))
 _env.filters["explain"] = reasons.explain
+# Outside text (event IDs, reasons) shows its control, bidi and format characters as escapes.
+_env.filters["printable"] = printable
 
 
 def _fmt(value: datetime | None) -> str:
@@ -124,7 +127,25 @@ def _time_param(req: falcon.Request, name: str, errors: list[str]) -> datetime |
     except ValueError:
         errors.append(f"{name}: use a date and time like 2026-12-01T08:00")
         return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value
+    try:
+        return value.astimezone(UTC)  # 0001-01-01T00:00+23:59 is before the first representable UTC time
+    except OverflowError:
+        errors.append(f"{name}: out of range (years 0001-9999 in UTC)")
+        return None
+
+
+MAX_CURSOR = 2**63 - 1  # log ids are BIGINT
+
+
+def _cursor_param(req: falcon.Request, errors: list[str]) -> int | None:
+    raw = (req.get_param("cursor") or "").strip()
+    if not raw:
+        return None
+    if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= MAX_CURSOR:
+        errors.append("cursor: use the link of the page (a row id from 1 to 2^63-1)")
+        return None
+    return int(raw)
 
 
 class LogsResource(_Page):
@@ -137,7 +158,9 @@ class LogsResource(_Page):
             errors.append(f"outcome: one of {', '.join(OUTCOMES)}")
             f["outcome"] = ""
         since, until = _time_param(req, "since", errors), _time_param(req, "until", errors)
-        cursor = req.get_param_as_int("cursor", min_value=1)
+        cursor = _cursor_param(req, errors)
+        if errors:
+            resp.status = falcon.HTTP_400  # the page still renders, naming what to fix
         rows, next_cursor = store_health.log_page(
             engine, tenant=f["tenant"] or None, provider=f["provider"] or None, outcome=f["outcome"] or None,
             reason=f["reason"] or None, since=since, until=until, limit=PAGE, cursor=cursor)
