@@ -3,8 +3,9 @@
 Three uses, one rule each:
 
 - :func:`printable` before a log line or a terminal: every control character (C0 including NUL, CR and
-  LF, DEL, C1, so ESC sequences and forged lines are impossible), every lone UTF-16 surrogate and every
-  backslash (and every format character: bidi marks, zero-width characters) becomes a visible escape (``\\x1b``, ``\\n``, ``\\ud800``, ``\\\\``). Other text is unchanged.
+  LF, DEL, C1, so ESC sequences and forged lines are impossible), every format character (category Cf:
+  bidi marks and overrides, zero-width characters), every lone UTF-16 surrogate and every backslash
+  becomes a visible escape (``\\x1b``, ``\\n``, ``\\u200e``, ``\\ud800``, ``\\\\``). Other text is unchanged.
 - :func:`markup` for text shown through rich: :func:`printable`, then rich's markup brackets escaped
   (``[link=…]`` is shown, not interpreted).
 - :func:`storable` before a database: only what a database cannot hold is escaped (NUL, which

@@ -78,7 +78,7 @@ def create_app(
     app.add_route("/metrics", MetricsResource(metrics))
     token = settings.admin_token.get_secret_value().encode("utf-8") if settings.admin_token else None
     app.add_route("/admin/webhook-logs", AdminLogResource(token, reader))
-    admin.register(app, token, getattr(reader, "engine", None), lambda: sorted(routing.tenants))
+    admin.register(app, token, getattr(reader, "engine", None), lambda: sorted(routing.tenants), trusted)
     return app
 
 

@@ -99,8 +99,8 @@ def whatsapp_shape_problem(payload: Mapping[str, Any]) -> str | None:
     ``phone_number_id``. A payload in any other shape would skip the routing checks, so it is refused.
     """
     entries = payload.get("entry")
-    if not isinstance(entries, list) or not entries:
-        return "unexpected-shape"
+    if not isinstance(entries, list):  # no entry at all names no routing key: missing-routing-key
+        return None if entries is None else "unexpected-shape"
     for entry in entries:
         if not isinstance(entry, dict) or not isinstance(entry.get("changes"), list):
             return "unexpected-shape"

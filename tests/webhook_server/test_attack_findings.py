@@ -21,12 +21,24 @@ from store.health import inbound_evidence
 from store.migrate import upgrade
 from store.schema import webhook_log
 from store.webhook_log import GroupCommitEventStore, last_verified_event
+from tests.conftest import RunCli
 from webhook_server.app import create_app
 from webhook_server.routing import build_routing
 from webhook_server.storage import EngineLogReader
 
 from .conftest import make_settings
-from .helpers import ACME_PHONE, ADMIN_TOKEN, SECRETS, FixedClock, app_secrets, dumps, sign_hex, sign_meta, tenants, wa_payload
+from .helpers import (
+    ACME_PHONE,
+    ADMIN_TOKEN,
+    SECRETS,
+    FixedClock,
+    app_secrets,
+    dumps,
+    sign_hex,
+    sign_meta,
+    tenants,
+    wa_payload,
+)
 
 SAMPLE = 5
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -195,7 +207,7 @@ def test_admin_log_parameters_out_of_range_are_a_400_naming_the_parameter(server
     page = server.client.simulate_get("/admin/logs", params=params, headers=auth)
     assert page.status_code == 400 and message in page.text
     api = server.client.simulate_get("/admin/webhook-logs", params=params, headers=auth)
-    assert api.status_code == 400 and message.split(":")[0] in api.json["description"]
+    assert api.status_code == 400 and message.split(":", maxsplit=1)[0] in api.json["description"]
 
 
 # -- T2#17 --------------------------------------------------------------------------------------------
@@ -207,3 +219,28 @@ def test_every_answer_says_nosniff_the_handshake_echo_included(server: Server) -
     for r in (echo, server.client.simulate_get("/healthz"), server.client.simulate_get("/nowhere"),
               server.client.simulate_post("/api/webhooks/hospitable/t/acme", body=b"{}")):
         assert r.headers["x-content-type-options"] == "nosniff"
+
+
+# -- T2#9 ---------------------------------------------------------------------------------------------
+def test_failed_admin_logins_are_limited_per_client_address(server: Server) -> None:
+    def login(token: str, client: str = "203.0.113.7") -> falcon.testing.Result:
+        return server.client.simulate_post("/admin/login", body=f"token={token}", headers={
+            "Content-Type": "application/x-www-form-urlencoded", "X-Forwarded-For": client})
+
+    assert [login(f"guess-{i}").status_code for i in range(10)] == [401] * 10
+    refused = login(ADMIN_TOKEN)  # even the right token: the address is blocked for the window
+    assert refused.status_code == 429 and 1 <= int(refused.headers["retry-after"]) <= 60
+    assert "Too many failed logins" in refused.text
+    assert login(ADMIN_TOKEN, client="198.51.100.2").status_code == 303  # another address is not affected
+
+
+def test_an_admin_token_shorter_than_16_characters_is_refused_at_start() -> None:
+    with pytest.raises(ValueError, match="TENANTCTL_ADMIN_TOKEN must be at least 16 characters") as e:
+        make_settings(admin_token=SecretStr("short-secret"))
+    assert "short-secret" not in str(e.value)
+
+
+def test_the_cli_refuses_a_short_admin_token_without_showing_it(cli: RunCli) -> None:
+    out = cli("webhooks", "stats", env={"TENANTCTL_ADMIN_TOKEN": "short-secret"})
+    assert out.code == 1 and "TENANTCTL_ADMIN_TOKEN must be at least 16 characters" in out.err
+    assert "short-secret" not in out.all
