@@ -17,10 +17,11 @@ from pydantic import SecretStr
 from sqlalchemy import Engine, select
 
 from store.engine import make_engine
+from store.errors import DatabaseUnavailable
 from store.health import inbound_evidence
 from store.migrate import upgrade
 from store.schema import webhook_log
-from store.webhook_log import GroupCommitEventStore, last_verified_event
+from store.webhook_log import GroupCommitEventStore, WebhookRecord, last_verified_event
 from tests.conftest import RunCli
 from webhook_server.app import create_app
 from webhook_server.routing import build_routing
@@ -244,3 +245,11 @@ def test_the_cli_refuses_a_short_admin_token_without_showing_it(cli: RunCli) -> 
     out = cli("webhooks", "stats", env={"TENANTCTL_ADMIN_TOKEN": "short-secret"})
     assert out.code == 1 and "TENANTCTL_ADMIN_TOKEN must be at least 16 characters" in out.err
     assert "short-secret" not in out.all
+
+
+def test_a_record_refused_for_its_content_fails_alone_and_leaves_the_database_ready(server: Server) -> None:
+    bad = WebhookRecord(NOW, "acme", "hospitable", "rejected", 2**70, reason="no-such-status")
+    with pytest.raises(DatabaseUnavailable):
+        server.store.record(bad)  # SQLite cannot hold the integer: this record's own fault
+    assert server.store.problem() is None
+    assert server.client.simulate_get("/readyz").json["database"] == "ok"
