@@ -22,7 +22,7 @@ from store.health import inbound_evidence
 from store.migrate import upgrade
 from store.schema import webhook_log
 from store.webhook_log import GroupCommitEventStore, WebhookRecord, last_verified_event
-from tests.conftest import RunCli
+from tests.conftest import PgSchemas, RunCli
 from webhook_server.app import create_app
 from webhook_server.routing import build_routing
 from webhook_server.storage import EngineLogReader
@@ -58,9 +58,13 @@ class Server:
                                             c.body, c.delivery_state, c.repeats).order_by(c.id)))
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    url = f"sqlite:///{tmp_path / 't.db'}"
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 't.db'}"
+    else:
+        schemas: PgSchemas = request.getfixturevalue("pg_schemas")
+        url = schemas.new()
     upgrade(url)
     engine = make_engine(url)
     store = GroupCommitEventStore(engine, timeout_s=5, retry_pause_s=0.01, refusal_sample=SAMPLE)
@@ -250,6 +254,6 @@ def test_the_cli_refuses_a_short_admin_token_without_showing_it(cli: RunCli) -> 
 def test_a_record_refused_for_its_content_fails_alone_and_leaves_the_database_ready(server: Server) -> None:
     bad = WebhookRecord(NOW, "acme", "hospitable", "rejected", 2**70, reason="no-such-status")
     with pytest.raises(DatabaseUnavailable):
-        server.store.record(bad)  # SQLite cannot hold the integer: this record's own fault
+        server.store.record(bad)  # no INTEGER column holds it: this record's own fault
     assert server.store.problem() is None
     assert server.client.simulate_get("/readyz").json["database"] == "ok"
