@@ -66,6 +66,11 @@ def latest(engine: Engine, tenant: str | None = None, *, tenants: Sequence[str] 
                              r.duration_ms, r.checked_at, r.tenant_status) for r in conn.execute(stmt)]
 
 
+# An inbound event: accepted and POSTed. A WhatsApp handshake (GET) is recorded as accepted with reason
+# "handshake"; it is no event, so no evidence that events arrive.
+_INBOUND = and_(webhook_log.c.outcome == "accepted", webhook_log.c.reason.is_(None))
+
+
 @dataclass(frozen=True)
 class Evidence:
     """What the webhook log says about one (tenant, provider)."""
@@ -78,9 +83,9 @@ def inbound_evidence(engine: Engine, *, now: datetime, window: timedelta) -> dic
     """Per (tenant, provider) with any verified request: one GROUP BY over the log's (tenant, provider,
     received_at) index."""
     c = webhook_log.c
-    verified = c.outcome.in_(("accepted", "duplicate"))
+    verified = and_(c.outcome.in_(("accepted", "duplicate")), c.reason.is_(None))
     stmt = (select(c.tenant, c.provider, func.max(c.received_at).label("last"),
-                   func.coalesce(func.sum(case((and_(c.outcome == "accepted", c.received_at >= now - window,
+                   func.coalesce(func.sum(case((and_(_INBOUND, c.received_at >= now - window,
                                                      c.received_at <= now), 1), else_=0)), 0).label("n"))
             .where(verified, c.tenant.is_not(None))
             .group_by(c.tenant, c.provider))
@@ -114,7 +119,7 @@ def refusal_reasons(engine: Engine, tenant: str, provider: str, *, since: dateti
 def accepted_bodies(engine: Engine, provider: str, *, since: datetime, limit: int = 5000) -> list[tuple[str, str]]:
     """(tenant, body) of accepted requests of a provider since `since`, newest first, at most `limit`."""
     c = webhook_log.c
-    stmt = (select(c.tenant, c.body).where(c.provider == provider, c.outcome == "accepted",
+    stmt = (select(c.tenant, c.body).where(c.provider == provider, _INBOUND,
                                            c.received_at >= since, c.body.is_not(None), c.tenant.is_not(None))
             .order_by(c.id.desc()).limit(limit))
     with engine.connect() as conn:
@@ -129,7 +134,7 @@ def last_accepted(engine: Engine, pairs: Sequence[tuple[str, str]] | None = None
     c = webhook_log.c
     if pairs is None:
         stmt = (select(c.tenant, c.provider, func.max(c.received_at).label("last"))
-                .where(c.outcome == "accepted", c.tenant.is_not(None)).group_by(c.tenant, c.provider))
+                .where(_INBOUND, c.tenant.is_not(None)).group_by(c.tenant, c.provider))
         with engine.connect() as conn:
             return {(r.tenant, r.provider): r.last for r in conn.execute(stmt) if r.last is not None}
     if not pairs:
@@ -139,13 +144,13 @@ def last_accepted(engine: Engine, pairs: Sequence[tuple[str, str]] | None = None
         with engine.connect() as conn:
             for tenant, provider in pairs:
                 last = conn.execute(select(func.max(c.received_at)).where(
-                    c.tenant == tenant, c.provider == provider, c.outcome == "accepted")).scalar_one_or_none()
+                    c.tenant == tenant, c.provider == provider, _INBOUND)).scalar_one_or_none()
                 if last is not None:
                     out[(tenant, provider)] = last
         return out
     p = values(column("tenant", String(64)), column("provider", String(32)), name="pairs").data(list(pairs))
     newest = (select(func.max(c.received_at))
-              .where(c.tenant == p.c.tenant, c.provider == p.c.provider, c.outcome == "accepted")
+              .where(c.tenant == p.c.tenant, c.provider == p.c.provider, _INBOUND)
               .scalar_subquery())
     with engine.connect() as conn:
         return {(r[0], r[1]): r[2] for r in conn.execute(select(p.c.tenant, p.c.provider, newest))
@@ -162,7 +167,7 @@ def window_counts(engine: Engine, tenants: Sequence[str], *, now: datetime,
     """(tenant, provider) → (accepted, rejected) in `[now - window, now]` for the given tenants."""
     c = webhook_log.c
     stmt = (select(c.tenant, c.provider,
-                   func.sum(case((c.outcome == "accepted", 1), else_=0)).label("a"),
+                   func.sum(case((_INBOUND, 1), else_=0)).label("a"),
                    func.sum(case((c.outcome == "rejected", 1), else_=0)).label("r"))
             .where(c.tenant.in_(list(tenants)), c.received_at >= now - window, c.received_at <= now)
             .group_by(c.tenant, c.provider))
@@ -176,7 +181,7 @@ def hourly_accepted(engine: Engine, tenants: Sequence[str], *, now: datetime, ho
     inbound-rate chart). One range read over the log's received_at index."""
     c = webhook_log.c
     since = now - timedelta(hours=hours)
-    stmt = select(c.tenant, c.received_at).where(c.tenant.in_(list(tenants)), c.outcome == "accepted",
+    stmt = select(c.tenant, c.received_at).where(c.tenant.in_(list(tenants)), _INBOUND,
                                                  c.received_at > since, c.received_at <= now)
     out = {t: [0] * hours for t in tenants}
     with engine.connect() as conn:

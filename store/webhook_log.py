@@ -115,6 +115,9 @@ DedupKey = tuple[str, str | None, str]  # (provider, tenant, event_id)
 # Column lengths of the text a sender controls (store/schema.py).
 _EVENT_ID_LENGTH = 255
 _REASON_LENGTH = 64
+# body_size is an INTEGER column (32 bits on PostgreSQL): a declared Content-Length beyond it (a 413 for
+# "99999999999999999999") is stored as this bound, which is far past any body limit.
+MAX_BODY_SIZE = 2**31 - 1
 
 
 def _fit(text: str | None, length: int) -> str | None:
@@ -129,7 +132,8 @@ def storable_record(rec: WebhookRecord) -> WebhookRecord:
     texts = (rec.event_id or "", rec.reason or "", rec.body or "", *rec.item_keys,
              *(rec.headers.values() if rec.headers else ()))
     if (all(t.isascii() and "\x00" not in t for t in texts) and len(rec.event_id or "") <= _EVENT_ID_LENGTH
-            and len(rec.reason or "") <= _REASON_LENGTH and all(len(k) <= _EVENT_ID_LENGTH for k in rec.item_keys)):
+            and len(rec.reason or "") <= _REASON_LENGTH and all(len(k) <= _EVENT_ID_LENGTH for k in rec.item_keys)
+            and 0 <= rec.body_size <= MAX_BODY_SIZE):
         return rec  # the common case: nothing to change, no copy
     headers = rec.headers
     if headers is not None and not all(v.isascii() and "\x00" not in v for v in headers.values()):
@@ -138,6 +142,7 @@ def storable_record(rec: WebhookRecord) -> WebhookRecord:
         rec, event_id=_fit(rec.event_id, _EVENT_ID_LENGTH), reason=_fit(rec.reason, _REASON_LENGTH),
         body=None if rec.body is None else storable(rec.body), headers=headers,
         item_keys=tuple(storable(k)[:_EVENT_ID_LENGTH] for k in rec.item_keys),
+        body_size=min(max(rec.body_size, 0), MAX_BODY_SIZE),
     )
     return rec if fitted == rec else fitted
 
@@ -180,7 +185,8 @@ def _row_time(at: datetime, sqlite_dialect: bool) -> Any:
 
 def _row(rec: WebhookRecord, sqlite_dialect: bool) -> tuple[Any, ...]:
     received = _row_time(rec.received_at, sqlite_dialect)
-    queued = rec.outcome == "accepted"
+    # A handshake (accepted, reason "handshake") is recorded but is no event: never queued for delivery.
+    queued = rec.outcome == "accepted" and rec.reason is None
     return (
         received,
         rec.tenant, rec.provider, rec.outcome, rec.status_code, rec.reason, rec.event_id,
@@ -368,6 +374,15 @@ def _is_operational(exc: BaseException) -> bool:
     return any(c.__name__ in ("OperationalError", "InterfaceError") for c in type(exc).__mro__)
 
 
+def _is_content_error(exc: BaseException) -> bool:
+    """The record's own data was refused (a value out of range, a constraint), not the database."""
+    if isinstance(exc, ValueError | OverflowError | TypeError | UnicodeError):
+        return True
+    orig = getattr(exc, "orig", None) or exc
+    return isinstance(orig, ValueError | OverflowError | TypeError) or any(
+        c.__name__ in ("DataError", "IntegrityError") for c in type(orig).__mro__)
+
+
 def _unavailable(exc: BaseException) -> DatabaseUnavailable:
     # The message names the error class and the driver's short text; parameters are hidden by the
     # engine (hide_parameters=True), so no header or body can leak through here.
@@ -434,6 +449,7 @@ class _Pending:
 
 
 _STOP = object()
+_KNOWN_DUPLICATES = 10_000
 ERROR_MEMORY_S = 10.0  # how long a failed write keeps a store "not ready" when nothing is written since
 
 
@@ -501,6 +517,10 @@ class GroupCommitEventStore(EventStore):
         self.commit_deadline_s = commit_deadline_s
         self.max_queue = max_queue
         self.refusals = RefusalFolder(refusal_sample) if refusal_sample is not None else None
+        # Replays of one captured request are bounded like refusals: once the database said an event is
+        # a duplicate, its further copies that minute are counted into folded rows (answered duplicate).
+        self.duplicates = RefusalFolder(refusal_sample) if refusal_sample is not None else None
+        self._known_duplicates: dict[DedupKey, int] = {}  # key → the minute it was last seen duplicate
         self._start_lock = threading.Lock()
         self._settle_lock = threading.Lock()
         self._queue: queue.SimpleQueue[_Pending | object] = queue.SimpleQueue()
@@ -575,6 +595,13 @@ class GroupCommitEventStore(EventStore):
         rec = storable_record(rec)
         if self.refusals is not None and rec.outcome == "rejected" and not self.refusals.admit(rec):
             return RecordResult.STORED  # counted into its kind's folded row, written with a later batch
+        key = _dedup_key(rec)
+        if key is not None and self.duplicates is not None:
+            minute = int(rec.received_at.timestamp() // 60)
+            if self._known_duplicates.get(key) == minute:
+                rec = rec.as_duplicate()  # known: no need to ask the database again
+                if not self.duplicates.admit(rec):
+                    return RecordResult.DUPLICATE  # counted into the minute's folded duplicate row
         if self._suspect and self._inflight_since is not None:
             # A commit was abandoned and the writer is still trying to reach the database: answer now
             # instead of queueing behind it (it holds one batch, enough to notice the recovery).
@@ -584,10 +611,18 @@ class GroupCommitEventStore(EventStore):
         pending = _Pending(rec)
         self._queue.put(pending)
         try:
-            return pending.wait(self.timeout_s)
+            result = pending.wait(self.timeout_s)
         except TimeoutError as exc:
             # The row may still commit later; the provider's retry is then logged as a duplicate.
             raise DatabaseUnavailable(f"the webhook log did not commit within {self.timeout_s:g}s") from exc
+        if key is not None and self.duplicates is not None:
+            if rec.outcome == "duplicate":
+                return RecordResult.DUPLICATE
+            if result is RecordResult.DUPLICATE:
+                if len(self._known_duplicates) >= _KNOWN_DUPLICATES:
+                    self._known_duplicates.clear()  # a bounded memory; forgetting only costs a row
+                self._known_duplicates[key] = int(rec.received_at.timestamp() // 60)
+        return result
 
     def problem(self) -> str | None:
         """Why this store cannot write now (None when it can, as far as it knows): a commit running past
@@ -657,8 +692,11 @@ class GroupCommitEventStore(EventStore):
                     raw.driver_connection.autocommit = False  # back to the pool as the pool made it
                 raw.close()
 
+    def _folding(self) -> bool:
+        return any(f is not None and f.pending() for f in (self.refusals, self.duplicates))
+
     def _next(self, q: queue.SimpleQueue[_Pending | object]) -> _Pending | object | None:
-        if self.refusals is None or not self.refusals.pending():
+        if not self._folding():
             return q.get()
         try:  # folded refusals wait for their minute to end: come back for them
             return q.get(timeout=1.0)
@@ -672,9 +710,10 @@ class GroupCommitEventStore(EventStore):
             batch: list[_Pending] = [first] if isinstance(first, _Pending) else []
             stopping = first is _STOP
             stopping = self._fill(q, batch) or stopping
-            if self.refusals is not None and self.refusals.pending():
-                folded = self.refusals.due(None if stopping else datetime.now(UTC))
-                batch.extend(_Pending(rec) for rec in folded)  # nobody waits for these
+            for folder in (self.refusals, self.duplicates):
+                if folder is not None and folder.pending():
+                    folded = folder.due(None if stopping else datetime.now(UTC))
+                    batch.extend(_Pending(rec) for rec in folded)  # nobody waits for these
             if not batch:
                 continue
             try:
@@ -768,6 +807,10 @@ class GroupCommitEventStore(EventStore):
 
     def _fail(self, batch: list[_Pending], exc: BaseException) -> None:
         log.error("webhook log write failed for %d record(s): %s", len(batch), type(exc).__name__)
+        if _is_content_error(exc):
+            # One record's data was refused: the database is fine, readiness must not say otherwise.
+            self._settle(batch, error=exc)
+            return
         self._last_error = f"last webhook log write failed: {type(getattr(exc, 'orig', None) or exc).__name__}"
         self._last_error_at = time.monotonic()
         self._settle(batch, error=exc)
@@ -927,7 +970,8 @@ def last_verified_event(engine: Engine, tenant: str, provider: str) -> datetime 
     """When the newest signature-verified request (accepted or duplicate) of this tenant arrived."""
     c = webhook_log.c
     stmt = select(func.max(c.received_at)).where(
-        c.tenant == tenant, c.provider == provider, c.outcome.in_(("accepted", "duplicate"))
+        c.tenant == tenant, c.provider == provider, c.outcome.in_(("accepted", "duplicate")),
+        c.reason.is_(None),  # a handshake is no event
     )
     with engine.connect() as conn:
         value: datetime | None = conn.execute(stmt).scalar_one_or_none()

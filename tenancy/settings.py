@@ -15,9 +15,12 @@ from dotenv import dotenv_values
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+MIN_ADMIN_TOKEN = 16
+
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="TENANTCTL_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="TENANTCTL_", env_file=".env", extra="ignore",
+                                      hide_input_in_errors=True)  # a rejected value may be a secret
 
     tenants: Path = Field(default=Path("tenants"), description="Directory of tenant files.")
     domain: str = Field(default="ops.example.com", description="Public domain of the webhook server.")
@@ -82,6 +85,17 @@ class Settings(BaseSettings):
     forwarded_allow_ips: str = Field(default="127.0.0.1", description="Proxies (addresses or networks, "
                                      "comma-separated; * for any) whose X-Forwarded-For/X-Real-IP are believed.")
     log_format: str = Field(default="text", pattern="^(text|json)$", description="Server logs: text or json lines.")
+
+    @field_validator("admin_token")
+    @classmethod
+    def _long_enough(cls, v: SecretStr | None) -> SecretStr | None:
+        # Empty leaves the admin pages off; a short token would fall to guessing (even rate-limited).
+        n = len(v.get_secret_value()) if v is not None else 0
+        if 0 < n < MIN_ADMIN_TOKEN:
+            raise ValueError(f"TENANTCTL_ADMIN_TOKEN must be at least {MIN_ADMIN_TOKEN} characters "
+                             f"(it has {n}); generate one with: python -c 'import secrets; "
+                             "print(secrets.token_urlsafe(32))'")
+        return v
 
     @field_validator("meta_app_secrets", "delivery_secrets", mode="before")
     @classmethod

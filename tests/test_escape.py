@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import unicodedata
 
 from rich.console import Console
 
@@ -33,3 +34,10 @@ def test_storable_escapes_only_what_a_database_refuses() -> None:
     assert storable("a\nb é") == "a\nb é"
     assert storable("evt-\x00-\ud800") == "evt-\\x00-\\ud800"
     assert storable("evt-\x00") == storable("evt-\x00")  # deterministic: de-duplication still works
+
+
+def test_every_format_character_is_escaped_bidi_marks_included() -> None:
+    assert printable("a\u200eb\u200fc\u061cd") == "a\\u200eb\\u200fc\\u061cd"
+    unescaped = [hex(c) for c in range(0x110000)
+                 if unicodedata.category(chr(c)) == "Cf" and printable(chr(c)) == chr(c)]
+    assert unescaped == []

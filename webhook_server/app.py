@@ -41,6 +41,15 @@ from webhook_server.storage import EngineLogReader, LogReader
 log = logging.getLogger(__name__)
 
 
+class _NoSniff:
+    """Every answer says ``X-Content-Type-Options: nosniff``: a handshake echoes the sender's
+    ``hub.challenge`` as text/plain, and no browser may guess it is HTML."""
+
+    def process_response(self, req: falcon.Request, resp: falcon.Response, resource: object,
+                         req_succeeded: bool) -> None:
+        resp.set_header("X-Content-Type-Options", "nosniff")
+
+
 def create_app(
     routing: Routing,
     store: EventStore,
@@ -55,7 +64,7 @@ def create_app(
     pipeline = Pipeline(routing, store, clock or SystemClock(), limits, metrics,
                         meta_verify_token=Keys([settings.meta_verify_token]))
     # Plain-text errors from Falcon itself (405, unparsable params): nothing echoes request data.
-    app = falcon.App(cors_enable=False)
+    app = falcon.App(cors_enable=False, middleware=[_NoSniff()])
     app.req_options.strip_url_path_trailing_slash = True
     app.req_options.auto_parse_qs_csv = False
     trusted = TrustedProxies.parse(settings.forwarded_allow_ips)
@@ -69,7 +78,7 @@ def create_app(
     app.add_route("/metrics", MetricsResource(metrics))
     token = settings.admin_token.get_secret_value().encode("utf-8") if settings.admin_token else None
     app.add_route("/admin/webhook-logs", AdminLogResource(token, reader))
-    admin.register(app, token, getattr(reader, "engine", None), lambda: sorted(routing.tenants))
+    admin.register(app, token, getattr(reader, "engine", None), lambda: sorted(routing.tenants), trusted)
     return app
 
 

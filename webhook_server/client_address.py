@@ -58,10 +58,19 @@ def addresses(peer: str | None, headers: Mapping[str, str], trusted: TrustedProx
     hops = [h.strip() for h in headers.get("x-forwarded-for", "").split(",") if h.strip()]
     for hop in reversed(hops):
         if not trusted.trusts(hop):
-            found["client"] = hop
+            if _is_ip(hop):  # anything else is no address (a forged "<script>", a name): keep the peer
+                found["client"] = hop
             break
     else:
         real = headers.get("x-real-ip", "").strip()
-        if real:
+        if real and _is_ip(real):
             found["client"] = real
     return found
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True

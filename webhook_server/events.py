@@ -91,6 +91,35 @@ def whatsapp_changes(payload: Mapping[str, Any]) -> list[WhatsAppChange]:
     return found
 
 
+def whatsapp_shape_problem(payload: Mapping[str, Any]) -> str | None:
+    """``"unexpected-shape"`` when the routing keys cannot be read in the documented shape, else None.
+
+    Spec: ``WebhookPayload.entry[]`` objects with an ``id`` (string) and ``changes[]`` objects whose
+    ``value`` is an object and whose ``value.metadata`` (when present) is an object with a string
+    ``phone_number_id``. A payload in any other shape would skip the routing checks, so it is refused.
+    """
+    entries = payload.get("entry")
+    if not isinstance(entries, list):  # no entry at all names no routing key: missing-routing-key
+        return None if entries is None else "unexpected-shape"
+    for entry in entries:
+        if not isinstance(entry, dict) or not isinstance(entry.get("changes"), list):
+            return "unexpected-shape"
+        if "id" in entry and _id(entry["id"]) is None:
+            return "unexpected-shape"
+        for change in entry["changes"]:
+            value = change.get("value") if isinstance(change, dict) else None
+            if not isinstance(value, dict):
+                return "unexpected-shape"
+            if "metadata" not in value:
+                continue
+            metadata = value["metadata"]
+            if not isinstance(metadata, dict):
+                return "unexpected-shape"
+            if "phone_number_id" in metadata and _id(metadata["phone_number_id"]) is None:
+                return "unexpected-shape"
+    return None
+
+
 def whatsapp_routing_keys(payload: Mapping[str, Any]) -> list[str | None]:
     """The ``metadata.phone_number_id`` of every change, in order; None where a change names none."""
     return [c.phone for c in whatsapp_changes(payload)]
@@ -173,8 +202,9 @@ def whatsapp_event_id(payload: Mapping[str, Any], body: bytes) -> str:
 
 def hospitable_event_id(payload: Mapping[str, Any], body: bytes) -> str:
     eid = payload.get("id")
+    # Exactly as sent: " evt-2 " is not "evt-2" (a sender's own ID, compared byte for byte).
     if isinstance(eid, str) and eid.strip():
-        return _fit(eid.strip())
+        return _fit(eid)
     return body_digest_id(body)
 
 

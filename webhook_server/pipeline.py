@@ -149,6 +149,8 @@ class Pipeline:
         ctx.event_id = events.event_id(provider, payload, body)
         ctx.item_keys = events.item_keys(provider, payload)
 
+        if provider == "whatsapp" and (shape := events.whatsapp_shape_problem(payload)) is not None:
+            return self._refuse(ctx, 400, shape)
         refusal = self._check_routing_keys(provider, route, tenant, payload)
         if refusal is not None:
             return self._refuse(ctx, 403, refusal)
@@ -172,7 +174,8 @@ class Pipeline:
             return got
         body, payload = got
 
-        by_tenant, unroutable = self._split(payload)
+        shape = events.whatsapp_shape_problem(payload)
+        by_tenant, unroutable = self._split(payload) if shape is None else ({}, [((-1, -1), shape)])
         results: list[RecordResult | None] = []
         whole = len(by_tenant) == 1 and not unroutable
         for slug in sorted(by_tenant):
@@ -190,7 +193,8 @@ class Pipeline:
             # the app's callback, which every tenant's template and quality events share.
             # The record (reason, event ID; never the body: it is no tenant's data) is what an operator
             # sees in `tenantctl webhooks log` and `stats`.
-            part = events.whatsapp_subset(payload, {p for p, _ in unroutable}) if unroutable else payload
+            part = (events.whatsapp_subset(payload, {p for p, _ in unroutable}) if unroutable and shape is None
+                    else payload)
             more = f" +{len(unroutable) - 1}" if len(unroutable) > 1 else ""
             reason = f"unroutable:{unroutable[0][1] if unroutable else 'missing-routing-key'}{more}"
             uctx = replace(ctx, tenant=None, item_keys=(), event_id=events.event_id("whatsapp", part, body))
@@ -265,6 +269,12 @@ class Pipeline:
             return self._refuse(ctx, 401, e.reason)
 
         try:
+            # JSON exchanged between systems is UTF-8 (RFC 8259 §8.1): anything else could not be
+            # delivered byte for byte, so it is refused rather than stored altered.
+            body.decode("utf-8")
+        except UnicodeDecodeError:
+            return self._refuse(ctx, 400, "body-not-utf8")
+        try:
             payload = json.loads(body)
         except (ValueError, RecursionError):
             return self._refuse(ctx, 400, "invalid-json")
@@ -309,9 +319,9 @@ class Pipeline:
         return None
 
     def _accept(self, ctx: _Ctx, body: bytes) -> Reply:
-        # Kept whole: the row is the outbox, and delivery hands the body on byte for byte (JSON between
-        # systems is UTF-8, RFC 8259 §8.1, so the text round-trips).
-        stored = body.decode("utf-8", errors="replace")
+        # Kept whole: the row is the outbox, and delivery hands the body on byte for byte (checked UTF-8
+        # in _read_verified, RFC 8259 §8.1, so the text round-trips).
+        stored = body.decode("utf-8")
         result = self._record(ctx, "accepted", 200, None, stored)
         if result is None:
             return Reply(503, BODIES[503])

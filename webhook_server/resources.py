@@ -181,7 +181,11 @@ def _when(req: falcon.Request, name: str) -> datetime | None:
         value = datetime.fromisoformat(raw)
     except ValueError:
         raise falcon.HTTPBadRequest(description=f"{name}: use an ISO 8601 time") from None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value
+    try:
+        return value.astimezone(UTC)  # 0001-01-01T00:00+23:59 is before the first representable UTC time
+    except OverflowError:
+        raise falcon.HTTPBadRequest(description=f"{name}: out of range (years 0001-9999 in UTC)") from None
 
 
 # The store keeps accepted bodies whole (they are delivered on); a page of the log view shows their start.
@@ -231,7 +235,7 @@ class AdminLogResource:
         if outcome is not None and outcome not in OUTCOMES:
             raise falcon.HTTPBadRequest(description=f"outcome: one of {', '.join(OUTCOMES)}")
         limit = req.get_param_as_int("limit", min_value=1, max_value=MAX_PAGE, default=100)
-        cursor = req.get_param_as_int("cursor", min_value=1)
+        cursor = req.get_param_as_int("cursor", min_value=1, max_value=2**63 - 1)  # ids are BIGINT
         try:
             rows, next_cursor = self.reader.query(
                 tenant=req.get_param("tenant"), provider=req.get_param("provider"),

@@ -2,8 +2,9 @@
 
 SIGHUP re-reads the tenant files' delivery destinations (a set that fails to load or check is refused and
 the old one stays). Exit codes: 0 after SIGTERM/SIGINT (the attempts in flight are finished first) or, with
---until-idle, once nothing is due; 1 for a configuration error (no destination, no or bad secret,
-unmigrated database, tenant files with errors) or when another worker holds a SQLite database.
+--until-idle, once nothing is due and no attempt failed (1 when one did); 1 for a configuration error (no
+destination, no or bad secret, unmigrated database, tenant files with errors) or when another worker holds
+a SQLite database.
 """
 
 from __future__ import annotations
@@ -79,7 +80,9 @@ def _outbound(c: Context, s: Settings) -> tuple[Destinations, OutboundPolicy]:
         try:
             check_url(policy, url)
         except OutboundBlocked as e:
-            raise _Refused(f"{where}: delivery URL refused: {e}") from None
+            hint = (" (TENANTCTL_DELIVERY_ALLOW_LOOPBACK_HTTP=true allows plain http to a loopback host, for "
+                    "sandbox and development)" if url.lower().startswith("http://") else "")
+            raise _Refused(f"{where}: delivery URL refused: {e}{hint}") from None
     return destinations, policy
 
 
@@ -107,7 +110,8 @@ def deliver(
                                                      help="Serve Prometheus /metrics here (0: a free port).")] = None,
     metrics_addr: Annotated[str, typer.Option("--metrics-addr", help="Address of the metrics port.")] = "127.0.0.1",
     wait: Annotated[bool, typer.Option("--wait", help="SQLite: wait for the running worker to stop.")] = False,
-    until_idle: Annotated[bool, typer.Option("--until-idle", help="Exit once nothing is due.")] = False,
+    until_idle: Annotated[bool, typer.Option("--until-idle",
+                                             help="Exit once nothing is due (1 if an attempt failed).")] = False,
 ) -> None:
     """Deliver accepted webhooks to the platform: signed (Standard Webhooks), retried, dead-lettered."""
     c: Context = ctx.obj
@@ -166,6 +170,10 @@ def deliver(
                 client.close()
             c.err.print(f"deliver: stopped ({worker.delivered} delivered, {worker.failed} failed attempts)",
                         markup=False)
+            if until_idle and worker.failed:
+                # A run meant to empty the queue that left events to retry did not do its job: say so.
+                raise _fail(c, f"{worker.failed} delivery attempt(s) failed; their events wait for a retry "
+                               "(see `tenantctl webhooks log`)")
     except AnotherWorkerRunning as e:
         raise _fail(c, str(e)) from None
     finally:

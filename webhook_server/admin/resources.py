@@ -7,6 +7,7 @@ Outside text (slugs, reasons, event IDs from the log) reaches the page only thro
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -20,13 +21,21 @@ from sqlalchemy import Engine
 
 from store import health as store_health
 from store.schema import OUTCOMES
+from tenancy.escape import printable
 from webhook_server.admin import data, reasons, session
+from webhook_server.admin.login_limit import LoginLimiter
+from webhook_server.client_address import TrustedProxies, addresses
+
+log = logging.getLogger(__name__)
+_FORWARDED = ("x-forwarded-for", "x-real-ip")
 
 PAGE = 50
 TENANTS_PER_PAGE = 25
 _env = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
                    autoescape=select_autoescape(default=True, default_for_string=True))
 _env.filters["explain"] = reasons.explain
+# Outside text (event IDs, reasons) shows its control, bidi and format characters as escapes.
+_env.filters["printable"] = printable
 
 
 def _fmt(value: datetime | None) -> str:
@@ -67,6 +76,15 @@ class _Page:
 
 
 class LoginResource(_Page):
+    """The login form. Failed logins are limited per client address (admin/login_limit.py)."""
+
+    def __init__(self, token: bytes | None, engine: Engine | None, slugs: Callable[[], Sequence[str]],
+                 clock: Callable[[], float] = time.time, trusted: TrustedProxies | None = None,
+                 limiter: LoginLimiter | None = None) -> None:
+        super().__init__(token, engine, slugs, clock)
+        self.trusted = trusted or TrustedProxies.parse("127.0.0.1")
+        self.limiter = limiter or LoginLimiter()
+
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         if self._token is None or self.engine is None:
             raise falcon.HTTPNotFound()
@@ -75,9 +93,19 @@ class LoginResource(_Page):
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         if self._token is None or self.engine is None:
             raise falcon.HTTPNotFound()
+        address = addresses(req.remote_addr, {k: v for k in _FORWARDED if (v := req.get_header(k)) is not None},
+                            self.trusted)["client"]
+        wait = self.limiter.retry_after(address, self.clock())
+        if wait is not None:
+            resp.status = falcon.HTTP_429
+            resp.set_header("Retry-After", str(wait))
+            render(resp, "login.html", error=f"Too many failed logins from this address: try again in {wait} s.")
+            return
         form = parse_qs(req.bounded_stream.read(4096).decode("utf-8", "replace"))
         given = (form.get("token") or [""])[0]
         if not session.token_matches(self._token, given):
+            failures = self.limiter.failed(address, self.clock())
+            log.warning("admin login failed from %s (%d in this window)", printable(address), failures)
             resp.status = falcon.HTTP_401
             render(resp, "login.html", error="That is not the admin token.")
             return
@@ -124,7 +152,25 @@ def _time_param(req: falcon.Request, name: str, errors: list[str]) -> datetime |
     except ValueError:
         errors.append(f"{name}: use a date and time like 2026-12-01T08:00")
         return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value
+    try:
+        return value.astimezone(UTC)  # 0001-01-01T00:00+23:59 is before the first representable UTC time
+    except OverflowError:
+        errors.append(f"{name}: out of range (years 0001-9999 in UTC)")
+        return None
+
+
+MAX_CURSOR = 2**63 - 1  # log ids are BIGINT
+
+
+def _cursor_param(req: falcon.Request, errors: list[str]) -> int | None:
+    raw = (req.get_param("cursor") or "").strip()
+    if not raw:
+        return None
+    if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= MAX_CURSOR:
+        errors.append("cursor: use the link of the page (a row id from 1 to 2^63-1)")
+        return None
+    return int(raw)
 
 
 class LogsResource(_Page):
@@ -137,7 +183,9 @@ class LogsResource(_Page):
             errors.append(f"outcome: one of {', '.join(OUTCOMES)}")
             f["outcome"] = ""
         since, until = _time_param(req, "since", errors), _time_param(req, "until", errors)
-        cursor = req.get_param_as_int("cursor", min_value=1)
+        cursor = _cursor_param(req, errors)
+        if errors:
+            resp.status = falcon.HTTP_400  # the page still renders, naming what to fix
         rows, next_cursor = store_health.log_page(
             engine, tenant=f["tenant"] or None, provider=f["provider"] or None, outcome=f["outcome"] or None,
             reason=f["reason"] or None, since=since, until=until, limit=PAGE, cursor=cursor)
@@ -150,11 +198,11 @@ class LogsResource(_Page):
 
 
 def register(app: falcon.App[falcon.Request, falcon.Response], token: bytes | None, engine: Engine | None,
-             slugs: Callable[[], Sequence[str]]) -> None:
+             slugs: Callable[[], Sequence[str]], trusted: TrustedProxies | None = None) -> None:
     """Mount the pages under /admin/ (the JSON /admin/webhook-logs stays where it is)."""
     args = (token, engine, slugs)
     app.add_route("/admin", IntegrationsResource(*args))
-    app.add_route("/admin/login", LoginResource(*args))
+    app.add_route("/admin/login", LoginResource(*args, trusted=trusted))
     app.add_route("/admin/logout", LogoutResource(*args))
     app.add_route("/admin/tenants/{slug}", TenantResource(*args))
     app.add_route("/admin/logs", LogsResource(*args))
