@@ -107,8 +107,8 @@ def check_device_address(ip: IPAddress) -> str | None:
         return "not a device address"  # the table above covers these; kept in case it drifts
     if isinstance(ip, ipaddress.IPv6Address):
         for embedded in embedded_ipv4(ip):
-            if why := check_device_address(embedded):
-                return f"{why} (inside an IPv6 address)"
+            if inner := check_device_address(embedded):
+                return f"{inner} (inside an IPv6 address)"
     return None
 
 
