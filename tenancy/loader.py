@@ -79,6 +79,8 @@ def tenant_files(paths: Sequence[Path]) -> tuple[list[Path], list[Finding]]:
                         findings.append(outside)
                         continue
                 if not child.is_file():
+                    if child.suffix in (".yaml", ".yml") and child.exists():
+                        findings.append(_not_regular(child))  # a FIFO, socket or device named like a tenant
                     continue
                 if child.suffix == ".yaml":
                     files.append(child)
@@ -93,9 +95,17 @@ def tenant_files(paths: Sequence[Path]) -> tuple[list[Path], list[Finding]]:
                 findings.append(outside)
             else:
                 files.append(p)
+        elif p.exists():  # a FIFO, socket or device: `stat` works, `is_file` says no
+            findings.append(_not_regular(p))
         else:
             findings.append(Finding(str(p), 1, 1, "", "no such file or directory", rule="missing-path"))
     return files, findings
+
+
+def _not_regular(path: Path) -> Finding:
+    return Finding(str(path), 1, 1, "", "not a regular file",
+                   "a tenant file is a plain file: remove what is there and put the YAML file in its place",
+                   rule="unreadable")
 
 
 _LINK_HINT = "copy the file into the tenants directory instead of linking to it"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -396,3 +397,15 @@ def test_a_link_that_stays_inside_the_tenants_directory_is_read(cli: RunCli, wri
     r = cli("--tenants", str(tenant_dir), "validate")
     assert r.code == 0, r.all
     assert moved.is_file()
+
+
+def test_a_fifo_named_like_a_tenant_file_is_not_a_regular_file(cli: RunCli, write_tenant: WriteTenant,
+                                                               tenant_dir: Path) -> None:
+    write_tenant(BASE)
+    fifo = tenant_dir / "fifo.yaml"
+    os.mkfifo(fifo)
+    for args in (("--tenants", str(tenant_dir), "validate"), ("validate", str(fifo))):
+        r = cli(*args)
+        assert r.code == 1, r.all
+        assert f"{fifo}:1:1: not a regular file" in r.out, r.all
+        assert "no such file" not in r.all
