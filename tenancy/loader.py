@@ -215,8 +215,11 @@ def _load_text(path: Path, text: str, decryptor: Decryptor) -> tuple[LoadedTenan
         try:
             plain = decryptor.decrypt(path, doc.data)
         except SopsError as e:
-            pos = doc.position(("sops",))
-            findings.append(Finding(name, pos.line, pos.column, "sops", str(e), _sops_hint(e), rule="sops-decrypt"))
+            # A value whose own tag fails is reported at that value; the document's MAC at `sops:`.
+            where: tuple[str | int, ...] = getattr(e, "location", None) or ("sops",)
+            pos = doc.position(where)
+            findings.append(Finding(name, pos.line, pos.column, field_path(where), str(e), _sops_hint(e),
+                                    rule="sops-decrypt"))
             plain = None
     if plain is None:
         return None, findings
