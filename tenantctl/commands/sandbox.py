@@ -7,8 +7,11 @@ Rehearse a change safely:
     tenantctl --tenants examples apply --sandbox       # confirm, apply; `plan --sandbox` is then empty
 
 `serve` generates a per-run admin token and writes it to `<state dir>/sandbox-admin-token` (mode 0600);
-`seed` reads it from there (same TENANTCTL_STATE_DIR). The served sandbox refuses admin calls without it
-and any request whose Host header is not its own loopback address.
+`seed` reads it from there (same TENANTCTL_STATE_DIR); so must clients of the fake platform's /_platform/*
+admin. `serve` checks the port is free before it writes a token, so a second `serve` on a busy port fails
+without locking the running sandbox's clients out; gunicorn's control socket is off (its default path is
+shared by every gunicorn of the user). The served sandbox refuses admin calls without the token, any path
+with an empty, '.' or '..' segment, and any request whose Host header is not its own loopback address.
 
 Seeding puts the tenants' credentials into the sandbox as its accounts. `seed` keeps them in the running
 server's memory; `seed --out FILE` writes a state file (mode 0600) for `serve --state FILE`: keep it out
