@@ -433,7 +433,7 @@ class _Walker:
         try:
             raw = self._aead.decrypt(iv, data + tag, additional_data)
         except (InvalidTag, ValueError):
-            raise SopsMacMismatch(f"{what} fails authentication (tampered, moved or corrupt)") from None
+            raise SopsMacMismatch(f"{what} fails authentication: modified without sops, moved or corrupt") from None
         return match.group(4), raw
 
 
