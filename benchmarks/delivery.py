@@ -153,8 +153,10 @@ def main() -> None:
         sandbox = spawn(["sandbox", "serve", "--port", str(platform_port), "--threads", "32"], env,
                         work / "sandbox.log")
         procs.append(sandbox)
-        wait_http(f"{platform}/_platform/mode", sandbox, work / "sandbox.log")
-        httpx.put(f"{platform}/_platform/mode", json={"delay_s": args.platform_ms / 1000}, timeout=5)
+        wait_http(f"{platform}/_sandbox/healthz", sandbox, work / "sandbox.log")
+        admin = {"Authorization": f"Bearer {(work / 'state' / 'sandbox-admin-token').read_text().strip()}"}
+        httpx.put(f"{platform}/_platform/mode", json={"delay_s": args.platform_ms / 1000}, headers=admin,
+                  timeout=5)
         server = spawn(["serve"], env, work / "server.log")
         procs.append(server)
         wait_http(f"{url}/readyz", server, work / "server.log")

@@ -8,7 +8,10 @@ start from. Admin endpoints (not logged as calls):
 
 Served, the admin endpoints need `Authorization: Bearer <token>`: the per-run token `tenantctl sandbox
 serve` generates and writes to a 0600 file named by `TENANTCTL_SANDBOX_TOKEN_FILE` (the world holds every
-seeded tenant's tokens). Without that file the token is random and unknown: admin is closed. Every request
+seeded tenant's tokens); so do the fake platform's /_platform/* endpoints. The guard decides by the routed
+resource (an `AdminResource`), not by the path's spelling, and refuses a path with an empty, '.' or '..'
+segment (`//_sandbox/state`, `/%2F_sandbox/state`) with 400. Without that file the token is random and
+unknown: admin is closed. Every request
 must carry a Host header naming this machine (localhost, 127.0.0.0/8, [::1]), and the served port when
 `TENANTCTL_SANDBOX_BIND` gives it: a web page whose name was rebound to 127.0.0.1 sends its own Host and
 is refused (421), so a browser cannot read or wipe the world.
@@ -31,7 +34,7 @@ import falcon
 
 from sandbox import beds24, hospitable, meta, nuki, platform, twon
 from sandbox.calls import Call
-from sandbox.common import send_json
+from sandbox.common import AdminResource, send_json
 from sandbox.faults import FaultConfig
 from sandbox.smtp import SandboxSmtp
 from sandbox.world import World
@@ -39,8 +42,6 @@ from sandbox.world import World
 STATE_ENV = "TENANTCTL_SANDBOX_STATE"
 TOKEN_FILE_ENV = "TENANTCTL_SANDBOX_TOKEN_FILE"
 BIND_ENV = "TENANTCTL_SANDBOX_BIND"
-ADMIN_PREFIX = "/_sandbox/"
-OPEN_ADMIN = frozenset({"/_sandbox/healthz"})
 FAULT_HEADER = "x-sandbox-fault"  # set by the in-process transport for a "lost-response" call
 _PREFIXES = {"meta": "meta", "nuki": "nuki", "hospitable": "hospitable", "beds24": "beds24", "2n": "2n"}
 
@@ -125,7 +126,8 @@ def host_is_local(host_header: str, port: int | None) -> bool:
 
 
 class _Guard:
-    """Admin endpoints need the run's token; every request needs a local Host header (served mode)."""
+    """Admin resources need the run's token; every request needs a normalised path and (served mode) a
+    local Host header."""
 
     def __init__(self, token: str | None, check_host: bool, port: int | None) -> None:
         self.token, self.check_host, self.port = token, check_host, port
@@ -135,12 +137,26 @@ class _Guard:
             _respond(resp, 421, {"content-type": "text/plain"},
                      b"Misdirected Request: this sandbox answers only to its own loopback address")
             return
-        if self.token is None or not req.path.startswith(ADMIN_PREFIX) or req.path in OPEN_ADMIN:
+        if not path_is_normal(req.path):
+            _respond(resp, 400, {"content-type": "text/plain"},
+                     b"Bad Request: the path is not normalised (no empty, '.', '..' or encoded '/' segments)")
+
+    def process_resource(self, req: falcon.Request, resp: falcon.Response, resource: object,
+                         params: dict[str, Any]) -> None:
+        if resp.complete or self.token is None or not isinstance(resource, AdminResource):
             return
         given = req.get_header("Authorization") or ""
         if not hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode()):
             _respond(resp, 401, {"content-type": "text/plain", "WWW-Authenticate": "Bearer"},
                      b"admin endpoints need the sandbox's token (see `tenantctl sandbox serve`)")
+
+
+def path_is_normal(path: str) -> bool:
+    """No empty, '.' or '..' segment in the (percent-decoded) path: `//x`, `/%2Fx`, `/./x` are refused."""
+    segments = path.split("/")[1:]
+    if segments and segments[-1] == "":
+        segments = segments[:-1]  # one trailing slash is harmless
+    return path.startswith("/") and "\\" not in path and all(s not in ("", ".", "..") for s in segments)
 
 
 class HealthResource:
@@ -159,7 +175,7 @@ def _respond(resp: falcon.Response, status: int, headers: dict[str, str], body: 
     resp.complete = True
 
 
-class StateResource:
+class StateResource(AdminResource):
     def __init__(self, world: World) -> None:
         self.world = world
 
@@ -175,7 +191,7 @@ class StateResource:
         send_json(resp, 200, self.world.to_dict())
 
 
-class ResetResource:
+class ResetResource(AdminResource):
     def __init__(self, world: World) -> None:
         self.world = world
 
@@ -185,7 +201,7 @@ class ResetResource:
         resp.status = 204
 
 
-class FaultsResource:
+class FaultsResource(AdminResource):
     def __init__(self, world: World) -> None:
         self.world = world
 
@@ -203,7 +219,7 @@ class FaultsResource:
         send_json(resp, 200, None if config is None else config.to_dict())
 
 
-class CallsResource:
+class CallsResource(AdminResource):
     def __init__(self, world: World) -> None:
         self.world = world
 
@@ -215,7 +231,7 @@ class CallsResource:
         resp.status = 204
 
 
-class NukiSettleResource:
+class NukiSettleResource(AdminResource):
     def __init__(self, world: World) -> None:
         self.world = world
 

@@ -67,3 +67,8 @@ def bearer_token(req: falcon.Request) -> str | None:
 def base_url(req: falcon.Request) -> str:
     """Scheme, host and the mount prefix, so links the sandbox builds point back at it."""
     return f"{req.scheme}://{req.netloc}{req.root_path or ''}"
+
+
+class AdminResource:
+    """A resource only the run's admin token may use (sandbox/app.py's guard): protection follows the
+    routed resource, not the path's spelling, so `//_sandbox/state` or `/%2F_sandbox/state` gain nothing."""

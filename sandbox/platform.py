@@ -9,6 +9,8 @@ Mounted in the sandbox app (sandbox/app.py):
 
 The signature is checked here with its own few lines of HMAC (not tenantctl's signer), against the secrets
 in $TENANTCTL_DELIVERY_SECRETS; a delivery that does not verify is answered 401 and recorded as such.
+The /_platform/* endpoints are admin: served, they need the sandbox run's token (`Authorization: Bearer`,
+from `<state dir>/sandbox-admin-token`), like /_sandbox/*.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import Any
 
 import falcon
 
-from sandbox.common import send_json
+from sandbox.common import AdminResource, send_json
 
 SECRETS_ENV = "TENANTCTL_DELIVERY_SECRETS"
 
@@ -126,7 +128,7 @@ class Platform:
             resp.set_header("Retry-After", str(int(mode.retry_after_s)))
 
 
-class ReceivedResource:
+class ReceivedResource(AdminResource):
     def __init__(self, platform: Platform) -> None:
         self.platform = platform
 
@@ -141,7 +143,7 @@ class ReceivedResource:
         resp.status = 204
 
 
-class BodyResource:
+class BodyResource(AdminResource):
     """GET /_platform/body/{webhook_id}: the last body delivered with 2xx under that id (raw bytes)."""
 
     def __init__(self, platform: Platform) -> None:
@@ -156,7 +158,7 @@ class BodyResource:
         resp.data = body
 
 
-class ModeResource:
+class ModeResource(AdminResource):
     def __init__(self, platform: Platform) -> None:
         self.platform = platform
 

@@ -5,6 +5,10 @@ codes hash in a blink. So fingerprints are keyed HMAC-SHA256, and one key serves
 provider instructions. The key is the platform's TENANTCTL_FINGERPRINT_KEY when set (then a value's
 fingerprint never changes, so admins can compare across runs and rotations); without it, a key derived
 from the tenant's own secrets (unknowable without them, but it changes whenever any of them does).
+
+The derived key leaves out the values a provider issues at apply (ISSUED: they live in the provider state
+store and are overlaid on the tenant by plan, apply and health but only marked by `show`), so every reader
+derives the same key from the same tenant file, before and after an apply.
 """
 
 from __future__ import annotations
@@ -12,13 +16,30 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+from collections.abc import Iterator
 
-from pydantic import SecretStr
+from pydantic import BaseModel, SecretStr
 
 from tenancy.model import Tenant
-from tenancy.redact import secret_values
 
 FINGERPRINT_KEY_ENV = "TENANTCTL_FINGERPRINT_KEY"
+# Dotted paths of secrets a provider hands back on apply (ApplyResult.write_back; today Nuki's decentral
+# webhook secret): not part of the derived key, which must not move when apply stores one.
+ISSUED = frozenset({"nuki.webhook_secret"})
+
+
+def _file_secrets(node: object, path: str = "") -> Iterator[str]:
+    """The tenant's secret values, except those under an ISSUED path."""
+    if path in ISSUED:
+        return
+    if isinstance(node, SecretStr):
+        yield node.get_secret_value()
+    elif isinstance(node, BaseModel):
+        for name in type(node).model_fields:
+            yield from _file_secrets(getattr(node, name), f"{path}.{name}" if path else name)
+    elif isinstance(node, list | tuple):
+        for i, v in enumerate(node):
+            yield from _file_secrets(v, f"{path}.{i}")
 
 
 def tenant_key(tenant: Tenant) -> bytes:
@@ -26,7 +47,7 @@ def tenant_key(tenant: Tenant) -> bytes:
     if platform:
         return hashlib.sha256(b"tenantctl/fingerprint/v2\0" + platform.encode() + b"\0" + tenant.slug.encode()).digest()
     h = hashlib.sha256(b"tenantctl/plan-fingerprint/v1\0" + tenant.slug.encode())
-    for value in sorted(s.get_secret_value() for s in secret_values(tenant)):
+    for value in sorted(_file_secrets(tenant)):
         h.update(b"\0" + value.encode("utf-8"))
     return h.digest()
 

@@ -17,8 +17,10 @@ Refused, each with its reason:
 - addresses: loopback (127.0.0.0/8, ::1), link-local (169.254.0.0/16, fe80::/10), unspecified and
   "this network" (0.0.0.0/8, ::), multicast, broadcast, reserved (240.0.0.0/4), IETF protocol
   assignments (192.0.0.0/24), benchmarking (198.18.0.0/15), documentation ranges, the metadata
-  addresses that live in other ranges (100.100.100.200, fd00:ec2::254), and IPv6 forms embedding a
-  refused IPv4 address (::ffff:127.0.0.1, 64:ff9b::7f00:1);
+  addresses that live in other ranges (100.100.100.200, Azure's WireServer 168.63.129.16, fd00:ec2::254),
+  and IPv6 forms embedding a refused IPv4 address: IPv4-mapped (::ffff:127.0.0.1), IPv4-compatible
+  (::127.0.0.1), SIIT (::ffff:0:7f00:1), NAT64 (64:ff9b::7f00:1; the local-use 64:ff9b:1::/48 whole), 6to4
+  (2002:7f00:1::) and Teredo;
 - IPv4 written in any form but four decimal numbers: octal (0177.0.0.1), decimal (2130706433), hex
   (0x7f000001) and shortened (127.1) forms are read differently by different resolvers, so a check on
   the text could disagree with the address connected to.
@@ -60,30 +62,53 @@ _REFUSED_NETWORKS: tuple[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, st
         ("224.0.0.0/4", "a multicast address"),
         ("240.0.0.0/4", "a reserved address (240.0.0.0/4, broadcast included)"),
         ("100.100.100.200/32", "a cloud metadata address"),
+        ("168.63.129.16/32", "a cloud metadata address (Azure WireServer)"),
         ("::/128", "the unspecified address"),
         ("::1/128", "a loopback address"),
         ("fe80::/10", "a link-local address"),
         ("ff00::/8", "a multicast address"),
         ("2001:db8::/32", "a documentation address"),
         ("fd00:ec2::254/128", "a cloud metadata address"),
+        # RFC 8215: the operator picks where the IPv4 address sits (RFC 6052 §2.2), so it cannot be judged.
+        ("64:ff9b:1::/48", "a local-use NAT64 address (64:ff9b:1::/48; its IPv4 address cannot be told)"),
     ]
 )
 
 
+_NAT64_WELL_KNOWN = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052 §2.1
+_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")  # RFC 4291 §2.5.5.1 (deprecated, still routed by some)
+_IPV4_TRANSLATED = ipaddress.IPv6Network("::ffff:0:0:0/96")  # SIIT, RFC 2765 §2.1
+
+
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address carries and may be translated to: IPv4-mapped and -compatible,
+    SIIT-translated, NAT64 (the well-known /96), 6to4 (RFC 3056) and Teredo's server and client (RFC 4380).
+    Empty for an ordinary IPv6 address. (The local-use NAT64 /48 is refused whole: see the table.)"""
+    n, found = int(ip), []
+    low32 = ipaddress.IPv4Address(n & 0xFFFFFFFF)
+    if ip.ipv4_mapped is not None:
+        found.append(ip.ipv4_mapped)
+    if ip in _IPV4_COMPATIBLE or ip in _IPV4_TRANSLATED or ip in _NAT64_WELL_KNOWN:
+        found.append(low32)
+    if ip.sixtofour is not None:
+        found.append(ip.sixtofour)
+    if ip.teredo is not None:
+        found.extend(ip.teredo)
+    return found
+
+
 def check_device_address(ip: IPAddress) -> str | None:
-    """Why a device may not be reached at IP (an address a name resolved to), or None when it may."""
-    if isinstance(ip, ipaddress.IPv6Address):
-        embedded = ip.ipv4_mapped
-        if embedded is None and ip in ipaddress.IPv6Network("64:ff9b::/96"):  # NAT64 (RFC 6052)
-            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-        if embedded is not None:
-            why = check_device_address(embedded)
-            return f"{why} (inside an IPv6 address)" if why else None
+    """Why a device may not be reached at IP (an address a name resolved to), or None when it may.
+    An IPv6 address embedding an IPv4 address (see `embedded_ipv4`) is judged by that address too."""
     for net, why in _REFUSED_NETWORKS:
         if ip.version == net.version and ip in net:
             return why
     if ip.is_unspecified or ip.is_loopback or ip.is_link_local or ip.is_multicast:
         return "not a device address"  # the table above covers these; kept in case it drifts
+    if isinstance(ip, ipaddress.IPv6Address):
+        for embedded in embedded_ipv4(ip):
+            if inner := check_device_address(embedded):
+                return f"{inner} (inside an IPv6 address)"
     return None
 
 

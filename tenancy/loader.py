@@ -83,6 +83,8 @@ def tenant_files(paths: Sequence[Path]) -> tuple[list[Path], list[Finding]]:
                         findings.append(outside)
                         continue
                 if not child.is_file():
+                    if child.suffix in (".yaml", ".yml") and child.exists():
+                        findings.append(_not_regular(child))  # a FIFO, socket or device named like a tenant
                     continue
                 if child.suffix == ".yaml":
                     files.append(child)
@@ -97,9 +99,17 @@ def tenant_files(paths: Sequence[Path]) -> tuple[list[Path], list[Finding]]:
                 findings.append(outside)
             else:
                 files.append(p)
+        elif p.exists():  # a FIFO, socket or device: `stat` works, `is_file` says no
+            findings.append(_not_regular(p))
         else:
             findings.append(Finding(str(p), 1, 1, "", "no such file or directory", rule="missing-path"))
     return files, findings
+
+
+def _not_regular(path: Path) -> Finding:
+    return Finding(str(path), 1, 1, "", "not a regular file",
+                   "a tenant file is a plain file: remove what is there and put the YAML file in its place",
+                   rule="unreadable")
 
 
 _LINK_HINT = "copy the file into the tenants directory instead of linking to it"
@@ -209,8 +219,11 @@ def _load_text(path: Path, text: str, decryptor: Decryptor) -> tuple[LoadedTenan
         try:
             plain = decryptor.decrypt(path, doc.data)
         except SopsError as e:
-            pos = doc.position(("sops",))
-            findings.append(Finding(name, pos.line, pos.column, "sops", str(e), _sops_hint(e), rule="sops-decrypt"))
+            # A value whose own tag fails is reported at that value; the document's MAC at `sops:`.
+            where: tuple[str | int, ...] = getattr(e, "location", None) or ("sops",)
+            pos = doc.position(where)
+            findings.append(Finding(name, pos.line, pos.column, field_path(where), str(e), _sops_hint(e),
+                                    rule="sops-decrypt"))
             plain = None
     if plain is None:
         return None, findings

@@ -182,8 +182,13 @@ class BinaryThenInProcess:
                 return sops_age.decrypt_document(document, self._identities)
             except (SopsUnsupported, SopsNoMatchingKey):
                 pass  # the binary knows every key type and the user's other key sources
-            except SopsMacMismatch:
+            except SopsMacMismatch as e:
                 # sops writes a few rare scalars (indented block strings in lists) in a form YAML readers
                 # parse differently; the binary is the judge before a file is called tampered.
-                pass
+                try:
+                    return decrypt_with_binary(path)
+                except SopsMacMismatch:
+                    if e.location is None:
+                        raise
+                    raise e from None  # both refuse: ours names the value that fails
         return decrypt_with_binary(path)

@@ -82,7 +82,15 @@ class SopsUnsupported(SopsError):
 
 
 class SopsMacMismatch(SopsError):
-    """The document fails its integrity checks: it was modified without sops, or is corrupt."""
+    """The document fails its integrity checks: it was modified without sops, or is corrupt.
+
+    `location` is the failing value's path in the document (keys and list indices) when one value fails
+    its own check (its GCM tag, with its key path as additional data: a swapped or edited ciphertext),
+    else None (the MAC over the whole document)."""
+
+    def __init__(self, message: str, location: tuple[str | int, ...] | None = None) -> None:
+        super().__init__(message)
+        self.location = location
 
 
 class SopsNoMatchingKey(SopsError):
@@ -166,7 +174,7 @@ def decrypt_document(doc: Mapping[str, Any], identities: Sequence[pyrage.x25519.
             continue
         if not isinstance(key, str):
             raise SopsUnsupported("the document has a key that is not a string")
-        plaintext[str(key)] = walker.walk(value, (str(key),))
+        plaintext[str(key)] = walker.walk(value, (str(key),), (str(key),))
     stored_mac = walker.decrypt_mac(meta.mac, meta.mac_additional_data)
     if not hmac.compare_digest(stored_mac.encode(), walker.mac().encode()):
         raise SopsMacMismatch("MAC mismatch: the file was modified without sops")
@@ -316,7 +324,8 @@ class _Walker:
                 ) from None
         self._decisions: dict[tuple[str, ...], bool] = {}
 
-    def walk(self, node: object, path: tuple[str, ...]) -> Any:
+    def walk(self, node: object, path: tuple[str, ...], loc: tuple[str | int, ...]) -> Any:
+        """NODE decrypted; PATH is sops' key path (no list indices), LOC the node's place in the document."""
         if isinstance(node, Mapping):
             if getattr(node, "merge", None):
                 raise SopsUnsupported("YAML merge keys (<<) are not supported")
@@ -324,12 +333,12 @@ class _Walker:
             for key, value in node.items():
                 if not isinstance(key, str):
                     raise SopsUnsupported("the document has a key that is not a string")
-                out[str(key)] = self.walk(value, (*path, str(key)))
+                out[str(key)] = self.walk(value, (*path, str(key)), (*loc, str(key)))
             return out
         if isinstance(node, list):
             # sops walks list items with the path of the list: indices are not part of it.
-            return [self.walk(item, path) for item in node]
-        return self._leaf(node, path)
+            return [self.walk(item, path, (*loc, i)) for i, item in enumerate(node)]
+        return self._leaf(node, path, loc)
 
     def mac(self) -> str:
         return self._hash.hexdigest().upper()
@@ -343,7 +352,7 @@ class _Walker:
         except UnicodeDecodeError:
             raise SopsMacMismatch("the stored MAC is not text") from None
 
-    def _leaf(self, node: object, path: tuple[str, ...]) -> Any:
+    def _leaf(self, node: object, path: tuple[str, ...], loc: tuple[str | int, ...]) -> Any:
         if node is None:
             return None  # sops neither encrypts nor hashes null
         encrypted = self._should_encrypt(path)
@@ -351,8 +360,11 @@ class _Walker:
         raw: bytes | None = None
         if encrypted:
             if not isinstance(node, str):
-                raise SopsMacMismatch(f"the value at {where} should be encrypted but is not")
-            value, raw = self._decrypt_value(str(node), path, where)
+                raise SopsMacMismatch(f"the value at {where} should be encrypted but is not", loc)
+            try:
+                value, raw = self._decrypt_value(str(node), path, where)
+            except SopsMacMismatch as e:
+                raise SopsMacMismatch(str(e), loc) from None
         else:
             value = _plain_scalar(node, where)
         if encrypted or not self._meta.mac_only_encrypted:
@@ -421,7 +433,7 @@ class _Walker:
         try:
             raw = self._aead.decrypt(iv, data + tag, additional_data)
         except (InvalidTag, ValueError):
-            raise SopsMacMismatch(f"{what} fails authentication (tampered, moved or corrupt)") from None
+            raise SopsMacMismatch(f"{what} fails authentication: modified without sops, moved or corrupt") from None
         return match.group(4), raw
 
 

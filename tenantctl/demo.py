@@ -127,8 +127,13 @@ def send_webhooks(base: str, tenants_dir: Path) -> None:
 DEMO_DELIVERY_SECRET = "whsec_ZGVtby1vbmx5LWRlbGl2ZXJ5LXNlY3JldC0wMDAx"  # noqa: S105  # demo only, public
 
 
+def _admin() -> dict[str, str]:
+    """The sandbox's admin token (the fake platform's /_platform/* needs it), written by `sandbox serve`."""
+    return {"Authorization": f"Bearer {(STATE / 'sandbox-admin-token').read_text().strip()}"}
+
+
 def _platform(sandbox: str) -> list[dict[str, object]]:
-    return list(httpx.get(f"{sandbox}/_platform/received", timeout=5).json())
+    return list(httpx.get(f"{sandbox}/_platform/received", headers=_admin(), timeout=5).json())
 
 
 def _wait_for(what: str, check: Callable[[], bool], timeout: float = 30) -> None:
@@ -151,7 +156,7 @@ def show_delivery(base: str, sandbox: str, tenants_dir: Path) -> None:
     _wait_for("delivery of the accepted events", lambda: sum(r["status"] == 204 for r in _platform(sandbox)) >= 3)
     _print_received(sandbox)
     print("\n# the platform fails every request for 3 s; a new booking arrives meanwhile", flush=True)
-    httpx.put(f"{sandbox}/_platform/mode", json={"fail_percent": 100}, timeout=5)
+    httpx.put(f"{sandbox}/_platform/mode", json={"fail_percent": 100}, headers=_admin(), timeout=5)
     sys.path.insert(0, str(REPO))
     from tenancy.loader import load_tenants
 
@@ -166,7 +171,7 @@ def show_delivery(base: str, sandbox: str, tenants_dir: Path) -> None:
     print(f"  {status}  Hospitable booking res-3 for acme")
     _wait_for("a failed attempt", lambda: any(r["status"] == 500 for r in _platform(sandbox)))
     time.sleep(3)
-    httpx.put(f"{sandbox}/_platform/mode", json={}, timeout=5)
+    httpx.put(f"{sandbox}/_platform/mode", json={}, headers=_admin(), timeout=5)
     _wait_for("the retry", lambda: sum(r["status"] == 204 for r in _platform(sandbox)) >= 4)
     _print_received(sandbox)
     step(["webhooks", "log"])

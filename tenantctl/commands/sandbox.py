@@ -7,8 +7,11 @@ Rehearse a change safely:
     tenantctl --tenants examples apply --sandbox       # confirm, apply; `plan --sandbox` is then empty
 
 `serve` generates a per-run admin token and writes it to `<state dir>/sandbox-admin-token` (mode 0600);
-`seed` reads it from there (same TENANTCTL_STATE_DIR). The served sandbox refuses admin calls without it
-and any request whose Host header is not its own loopback address.
+`seed` reads it from there (same TENANTCTL_STATE_DIR); so must clients of the fake platform's /_platform/*
+admin. `serve` checks the port is free before it writes a token, so a second `serve` on a busy port fails
+without locking the running sandbox's clients out; gunicorn's control socket is off (its default path is
+shared by every gunicorn of the user). The served sandbox refuses admin calls without the token, any path
+with an empty, '.' or '..' segment, and any request whose Host header is not its own loopback address.
 
 Seeding puts the tenants' credentials into the sandbox as its accounts. `seed` keeps them in the running
 server's memory; `seed --out FILE` writes a state file (mode 0600) for `serve --state FILE`: keep it out
@@ -23,6 +26,7 @@ import contextlib
 import json
 import os
 import secrets
+import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -103,6 +107,18 @@ def _loopback(url: str) -> tuple[str, int]:
     return host, port
 
 
+def _port_busy(host: str, port: int) -> str | None:
+    """Why `host:port` cannot be listened on (a bind test, as gunicorn binds: SO_REUSEADDR), else None."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            return e.strerror or type(e).__name__
+    return None
+
+
 @sandbox_app.command("serve")
 def serve(
     ctx: typer.Context,
@@ -119,6 +135,11 @@ def serve(
     env = dict(os.environ)
     if state is not None:
         env["TENANTCTL_SANDBOX_STATE"] = str(state.resolve())
+    if (busy := _port_busy(host, port or default_port)) is not None:
+        # Before the token: rewriting it would lock the running sandbox's own clients out.
+        c.err.print(f"error: cannot listen on {bind} ({busy}): another sandbox or program uses it; pick "
+                    "another --port", markup=False)
+        raise typer.Exit(1)
     token = token_path(c).resolve()
     _write_token(token)
     env["TENANTCTL_SANDBOX_TOKEN_FILE"] = str(token)
@@ -126,7 +147,8 @@ def serve(
     c.err.print(f"sandbox admin token (for `tenantctl sandbox seed`) written to {token}", markup=False)
     c.err.print(f"sandbox listening on http://{bind} (Ctrl-C to stop); use --sandbox or TENANTCTL_SANDBOX=1")
     cmd = [sys.executable, "-m", "gunicorn", "sandbox.app:get_app()", "--bind", bind, "--workers", "1",
-           "--threads", str(threads), "--worker-class", "gthread", "--access-logfile", "-"]
+           "--threads", str(threads), "--worker-class", "gthread", "--access-logfile", "-",
+           "--no-control-socket"]  # its default path (~/.gunicorn) is shared by every gunicorn of the user
     sys.stdout.flush()
     sys.stderr.flush()
     # Become gunicorn (as `tenantctl serve` does): SIGTERM and Ctrl-C reach its master directly, so

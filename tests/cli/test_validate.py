@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -197,12 +198,29 @@ def test_a_tampered_file_fails_its_mac(cli: RunCli, write_tenant: WriteTenant, t
     kj, _, vj = lines[j].partition(": ")
     lines[i], lines[j] = f"{ki}: {vj}", f"{kj}: {vi}"
     path.write_text("\n".join(lines) + "\n")
+    # The first swapped value fails its own tag (its key path is the AAD): reported at its line and field.
+    first = min(i, j)
+    field = "hospitable.api_key" if first == i else "nuki.api_token"
+    column = len(lines[first]) - len(lines[first].lstrip()) + 1
+    r = cli("--tenants", str(tenant_dir), "validate")
+    assert r.code == 1
+    assert f"{path}:{first + 1}:{column}: {field}: " in r.out, r.out
+    assert "fails authentication" in r.out and "edited without sops" in r.out
+    for s in SECRETS:
+        assert s not in r.all
+
+
+def test_an_edited_mac_is_reported_at_the_sops_metadata(cli: RunCli, write_tenant: WriteTenant,
+                                                        tenant_dir: Path) -> None:
+    path = write_tenant(BASE)
+    lines = path.read_text().splitlines()
+    # Every value left still authenticates; only the document's MAC fails (a secret was removed).
+    del lines[next(n for n, ln in enumerate(lines) if ln.strip().startswith("api_token:"))]
+    path.write_text("\n".join(lines) + "\n")
     sops_line = next(n for n, ln in enumerate(lines, 1) if ln.startswith("sops:"))
     r = cli("--tenants", str(tenant_dir), "validate")
     assert r.code == 1
-    assert f"{path}:{sops_line}:1: sops: " in r.out and "modified without sops" in r.out
-    for s in SECRETS:
-        assert s not in r.all
+    assert f"{path}:{sops_line}:1: sops: " in r.out and "MAC mismatch" in r.out, r.out
 
 
 def test_a_file_without_the_key_cannot_be_decrypted(cli: RunCli, write_tenant: WriteTenant, tenant_dir: Path,
@@ -396,3 +414,15 @@ def test_a_link_that_stays_inside_the_tenants_directory_is_read(cli: RunCli, wri
     r = cli("--tenants", str(tenant_dir), "validate")
     assert r.code == 0, r.all
     assert moved.is_file()
+
+
+def test_a_fifo_named_like_a_tenant_file_is_not_a_regular_file(cli: RunCli, write_tenant: WriteTenant,
+                                                               tenant_dir: Path) -> None:
+    write_tenant(BASE)
+    fifo = tenant_dir / "fifo.yaml"
+    os.mkfifo(fifo)
+    for args in (("--tenants", str(tenant_dir), "validate"), ("validate", str(fifo))):
+        r = cli(*args)
+        assert r.code == 1, r.all
+        assert f"{fifo}:1:1: not a regular file" in r.out, r.all
+        assert "no such file" not in r.all

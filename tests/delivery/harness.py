@@ -78,19 +78,24 @@ class Platform:
 
     proc: Proc
     url: str
+    token: str  # the run's admin token (`sandbox serve` writes it): the /_platform/* admin needs it
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
 
     def received(self) -> list[dict[str, Any]]:
-        return list(httpx.get(f"{self.url}/_platform/received", timeout=5).json())
+        return list(httpx.get(f"{self.url}/_platform/received", headers=self.auth, timeout=5).json())
 
     def delivered_ids(self) -> set[str]:
         return {r["webhook_id"] for r in self.received() if r["status"] < 300}
 
     def mode(self, **mode: Any) -> None:
-        r = httpx.put(f"{self.url}/_platform/mode", json=mode, timeout=5)
+        r = httpx.put(f"{self.url}/_platform/mode", json=mode, headers=self.auth, timeout=5)
         assert r.status_code == 200, r.text
 
     def body(self, webhook_id: str) -> bytes:
-        return httpx.get(f"{self.url}/_platform/body/{webhook_id}", timeout=5).content
+        return httpx.get(f"{self.url}/_platform/body/{webhook_id}", headers=self.auth, timeout=5).content
 
     def destination(self, provider: str) -> str:
         return f"{self.url}/platform/{provider}"
@@ -98,11 +103,12 @@ class Platform:
 
 def start_platform(root: Path, secrets: str = SECRET) -> Platform:
     port = free_port()
+    state = root / "sandbox-state"
     proc = spawn(["sandbox", "serve", "--port", str(port)], root / "sandbox.log",
-                 base_env(TENANTCTL_DELIVERY_SECRETS=secrets), root)
+                 base_env(TENANTCTL_DELIVERY_SECRETS=secrets, TENANTCTL_STATE_DIR=str(state)), root)
     url = f"http://127.0.0.1:{port}"
-    wait_until(lambda: _up(f"{url}/_platform/mode"), 20, proc.logs)
-    return Platform(proc, url)
+    wait_until(lambda: _up(f"{url}/_sandbox/healthz"), 20, proc.logs)
+    return Platform(proc, url, (state / "sandbox-admin-token").read_text().strip())
 
 
 def _up(url: str) -> bool:

@@ -20,6 +20,8 @@ ALLOWED = [
     "100.101.102.103",  # shared address space: overlay VPNs
     "93.184.216.34",
     "[2a00:1450:4001:80b::200e]",
+    "[2002:5db8:d822::1]",  # 6to4 of a public address
+    "[::ffff:0:a00:1]",  # SIIT of a LAN address
     "[fd12:3456:789a::1]:8443",
 ]
 
@@ -44,6 +46,18 @@ REFUSED = [
     ("[::ffff:127.0.0.1]", "loopback"),
     ("[::ffff:169.254.169.254]", "link-local"),
     ("[64:ff9b::7f00:1]", "loopback"),
+    ("[::127.0.0.1]", "loopback"),  # IPv4-compatible (::/96)
+    ("[::7f00:1]", "loopback"),
+    ("[::a9fe:a9fe]", "link-local"),
+    ("[::ffff:0:7f00:1]", "loopback"),  # SIIT (::ffff:0:0:0/96)
+    ("[2002:7f00:1::]", "loopback"),  # 6to4 (2002::/16)
+    ("[2002:a9fe:a9fe::]", "link-local"),
+    ("[2002:a9fe:a9fe::1]:443", "link-local"),
+    ("[64:ff9b:1::a9fe:a9fe]", "NAT64"),  # RFC 8215 local-use
+    ("[64:ff9b:1:7f00:1::]", "NAT64"),
+    ("[2001:0:a9fe:a9fe::1]", "link-local"),  # Teredo: the server's address
+    ("168.63.129.16", "metadata"),  # Azure WireServer
+    ("168.63.129.16:80", "metadata"),
     ("metadata.google.internal", "metadata"),
     ("metadata", "metadata"),
     ("metadata.goog", "metadata"),
@@ -95,6 +109,10 @@ def test_hosts_that_are_not_a_site_device_are_refused_with_a_reason(host: str, r
     ("127.0.0.53", True), ("169.254.169.254", True), ("0.0.0.0", True), ("::1", True), ("fe80::abcd", True),
     ("::ffff:10.0.0.1", False), ("::ffff:127.0.0.1", True), ("239.1.1.1", True), ("fd00:ec2::254", True),
     ("10.20.30.40", False), ("192.168.0.10", False), ("8.8.8.8", False), ("2a00:1450::1", False),
+    ("::127.0.0.1", True), ("::7f00:1", True), ("::ffff:0:7f00:1", True), ("2002:7f00:1::", True),
+    ("2002:a9fe:a9fe::", True), ("64:ff9b:1::a9fe:a9fe", True), ("64:ff9b::a9fe:a9fe", True),
+    ("168.63.129.16", True), ("::ffff:168.63.129.16", True), ("2001:0:a9fe:a9fe::1", True),
+    ("2002:5db8:d822::1", False), ("::ffff:0:a00:1", False), ("64:ff9b::a00:1", False),
 ])
 def test_a_resolved_address_is_checked_by_the_same_rule(address: str, refused: bool) -> None:
     assert (check_device_address(ipaddress.ip_address(address)) is not None) is refused

@@ -1,0 +1,125 @@
+"""The served sandbox's admin surface (`tenantctl sandbox serve`): only this run's token opens it, however
+the path is spelled; a second `serve` on a busy port leaves the running one's token alone."""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+ADMIN_READS = ["/_sandbox/state", "/_sandbox/faults", "/_sandbox/calls", "/_platform/received",
+               "/_platform/mode", "/_platform/body/msg_1"]
+SPELLINGS = ["//_sandbox/state", "/./_sandbox/state", "/%2F_sandbox/state", "/_sandbox//state",
+             "/_sandbox/./state", "/x/../_sandbox/state", "/%2e/_sandbox/state", "//_platform/received"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def request(port: int, method: str, path: str, token: str | None = None, body: bytes | None = None
+            ) -> tuple[int, bytes]:
+    """One request with the path sent byte for byte (no client-side normalisation)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    headers = {"Host": f"127.0.0.1:{port}"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    conn.request(method, path, body=body, headers=headers)
+    resp = conn.getresponse()
+    try:
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+@dataclass
+class Served:
+    port: int
+    state_dir: pathlib.Path
+    home: pathlib.Path
+    proc: subprocess.Popen[bytes]
+
+    @property
+    def token(self) -> str:
+        return (self.state_dir / "sandbox-admin-token").read_text().strip()
+
+    def env(self) -> dict[str, str]:
+        return {**{k: v for k, v in os.environ.items() if not k.startswith("TENANTCTL_")},
+                "TENANTCTL_STATE_DIR": str(self.state_dir), "HOME": str(self.home)}
+
+
+@contextlib.contextmanager
+def served(tmp_path: pathlib.Path) -> Iterator[Served]:
+    port, home = _free_port(), tmp_path / "home"
+    home.mkdir()
+    s = Served(port, tmp_path / "state", home, None)  # type: ignore[arg-type]
+    s.proc = subprocess.Popen([sys.executable, "-m", "tenantctl", "sandbox", "serve", "--port", str(port),
+                               "--threads", "2"], cwd=ROOT, env=s.env(), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            with contextlib.suppress(OSError):
+                if request(port, "GET", "/_sandbox/healthz")[0] == 200:
+                    break
+            assert s.proc.poll() is None and time.monotonic() < deadline, "the sandbox did not start"
+            time.sleep(0.1)
+        yield s
+    finally:
+        os.killpg(s.proc.pid, signal.SIGTERM)
+        s.proc.wait(timeout=10)
+
+
+@pytest.mark.slow
+def test_served_admin_needs_the_token_however_the_path_is_spelled(tmp_path: pathlib.Path) -> None:
+    with served(tmp_path) as s:
+        assert request(s.port, "GET", "/_sandbox/state")[0] == 401
+        assert request(s.port, "GET", "/_sandbox/state", s.token)[0] == 200
+        for path in SPELLINGS:
+            status, body = request(s.port, "GET", path)
+            assert status in (400, 401, 404), (path, status)
+            assert b"nuki" not in body and body != b"[]", path
+        # A write through an odd spelling changes nothing either.
+        assert request(s.port, "PUT", "//_sandbox/faults", body=b'{"rate": 1}')[0] in (400, 401)
+        assert request(s.port, "GET", "/_sandbox/faults", s.token) == (200, b"null")
+        assert request(s.port, "GET", "/_sandbox/healthz")[0] == 200  # liveness stays open
+
+
+@pytest.mark.slow
+def test_the_fake_platform_admin_needs_the_token_too(tmp_path: pathlib.Path) -> None:
+    with served(tmp_path) as s:
+        for path in ADMIN_READS:
+            assert request(s.port, "GET", path)[0] == 401, path
+        assert request(s.port, "GET", "/_platform/received", s.token) == (200, b"[]")
+        assert request(s.port, "PUT", "/_platform/mode", body=b'{"fail_percent": 100}')[0] == 401
+        status, mode = request(s.port, "GET", "/_platform/mode", s.token)
+        assert status == 200 and b'"fail_percent": 0.0' in mode
+        # The platform's delivery endpoint stays open: it checks each delivery's signature itself.
+        assert request(s.port, "POST", "/platform/hospitable", body=b"{}")[0] == 401
+
+
+@pytest.mark.slow
+def test_a_second_serve_on_a_busy_port_leaves_the_running_sandbox_alone(tmp_path: pathlib.Path) -> None:
+    with served(tmp_path) as s:
+        token = s.token
+        second = subprocess.run([sys.executable, "-m", "tenantctl", "sandbox", "serve", "--port", str(s.port)],
+                                cwd=ROOT, env=s.env(), capture_output=True, text=True, timeout=60, check=False)
+        assert second.returncode == 1
+        assert f"cannot listen on 127.0.0.1:{s.port}" in second.stderr
+        assert s.token == token
+        assert request(s.port, "GET", "/_sandbox/state", token)[0] == 200
+        # gunicorn's control socket would land in $HOME/.gunicorn, shared by every gunicorn of the user.
+        assert not (s.home / ".gunicorn").exists()
