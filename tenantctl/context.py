@@ -41,11 +41,16 @@ class Context:
     err: Console = field(default_factory=lambda: console(stderr=True))
     colour: bool = field(default_factory=colour_allowed)
 
-    def load(self, paths: list[Path] | None = None) -> LoadResult:
-        if not paths and not self.tenants_dir.exists():
+    def require_tenants_dir(self) -> None:
+        """Raise the teaching error (names --tenants and TENANTCTL_TENANTS) when the directory is missing."""
+        if not self.tenants_dir.exists():
             from tenantctl.errors import missing_tenants_dir
 
             raise missing_tenants_dir(self.tenants_dir)
+
+    def load(self, paths: list[Path] | None = None) -> LoadResult:
+        if not paths:
+            self.require_tenants_dir()
         return load_tenants(paths or [self.tenants_dir])
 
     def echo(self, text: str = "") -> None:

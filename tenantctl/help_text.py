@@ -49,7 +49,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "access": ("tenantctl access matrix acme --at '2026-12-24 22:00'", "tenantctl access rotate acme maria --keypad"),
     "access matrix": ("tenantctl access matrix", "tenantctl access matrix acme --at '2026-12-24 22:00'",
                       "tenantctl access matrix acme --format markdown"),
-    "access qr": ("tenantctl access qr acme maria --out /tmp/maria.svg",
+    "access qr": ("tenantctl access qr acme maria --out ~/maria.svg",
                   "tenantctl access qr acme maria --out ~/Desktop/maria.png"),
     "access rotate": ("tenantctl access rotate acme maria", "tenantctl access rotate acme maria --keypad --reveal"),
     "access maintenance": ("tenantctl access maintenance acme old-town --for 2h",

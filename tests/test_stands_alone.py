@@ -30,7 +30,7 @@ _SHARED = re.compile(r"\.\./shared\b|\bshared/reference\b")
 _ABSOLUTE = re.compile(r"(?<![\w.:/-])/(?:work|home|root|Users|mnt|srv|opt|etc|var|tmp)/")
 # The kernel's pseudo-files (/proc, /dev, /sys) are on every Linux machine, not this one's: tests name
 # them as attack targets (a tenant file linked to /proc/self/environ must be refused).
-_ABSOLUTE_PATH_LITERAL = re.compile(r"""\b(?:Path|open)\(\s*[rbf]?["']/(?!(?:proc|dev|sys)/)""")
+_ABSOLUTE_PATH_LITERAL = re.compile(r"""\b(?:Path|open)\(\s*[rbf]?["']/(?!(?:proc|dev|sys)\b)""")
 _PARENTS_INDEX = re.compile(r"\.parents\[(\d+)\]")
 _PARENT_CHAIN = re.compile(r"__file__\)?(?:\.resolve\(\))?((?:\.parent\b)+)")
 _DOTDOT = re.compile(r"(?<![\w.])((?:\.\./)+)")

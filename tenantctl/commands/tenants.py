@@ -204,6 +204,7 @@ def list_tenants(
     c: Context = ctx.obj
     if fmt not in ("text", "json"):
         raise typer.BadParameter("use text or json", param_hint="--format")
+    c.require_tenants_dir()
     files, findings = tenant_files([c.tenants_dir])
     rows = sorted((_plain_row(f) for f in files), key=lambda r: str(r["slug"]))
     if fmt == "json":

@@ -178,7 +178,7 @@ def test_text_output_names_resources_and_never_shows_a_secret(rehearsal: Rehears
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (("--format", "yaml"), "use text, json or junit"),
+    (("--format", "yaml"), "'yaml' is not one of 'text', 'json', 'junit'"),
     (("--window", "soon"), "is not a duration"),
     (("--timeout", "0"), "must be positive"),
 ])
