@@ -185,3 +185,20 @@ def test_text_output_names_resources_and_never_shows_a_secret(rehearsal: Rehears
 def test_bad_options_are_refused_clearly(rehearsal: Rehearsal, args: tuple[str, ...], message: str) -> None:
     r = rehearsal.run("health", "--sandbox", *args)
     assert r.code == 1 and message in r.err and "Traceback" not in r.err
+
+
+def _without_waba(rehearsal: Rehearsal, slug: str) -> None:
+    """The state `tenantctl new` leaves: no WABA yet (the token is the placeholder, never sent)."""
+    path = rehearsal.root / "examples" / f"{slug}.yaml"
+    text = path.read_text()
+    old = next(line for line in text.splitlines() if line.strip().startswith("business_account_id:"))
+    path.write_text(text.replace(old, "    business_account_id: null", 1))
+
+
+def test_a_whatsapp_token_that_was_never_sent_does_not_read_healthy(rehearsal: Rehearsal) -> None:
+    _without_waba(rehearsal, "casa-sol")
+    code, doc = rehearsal.health_json("-t", "casa-sol", "-p", "whatsapp")
+    token = row(doc, "whatsapp.token[casa-sol]")
+    assert token["health"] == "progressing"  # onboarding: a gap, not a failure
+    assert "business_account_id" in token["hint"] and "access_token" in token["hint"]
+    assert code == 0
