@@ -95,7 +95,8 @@ class Session:
 
 
 def _fail(c: Context, message: str) -> typer.Exit:
-    c.err.print(REDACTOR.scrub(f"error: {message}"), markup=False)
+    c.last_error = REDACTOR.scrub(message)
+    c.err.print(f"error: {c.last_error}", markup=False)
     return typer.Exit(1)
 
 
@@ -120,7 +121,10 @@ def session(c: Context, tenants: Sequence[str] | None, providers: Sequence[str] 
     result = c.load()
     if not result.ok:
         for f in result.errors:
-            c.echo(f.text())
+            if c.data_on_stdout:
+                c.err.print(REDACTOR.scrub(f.text()), markup=False)
+            else:
+                c.echo(f.text())
         raise _fail(c, f"{len(result.errors)} error(s) in the tenant files: run `tenantctl validate`")
     by_slug = result.by_slug()
     unknown = sorted(set(tenants or ()) - set(by_slug))
