@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
-from sqlalchemy import Engine
+from sqlalchemy import Engine, make_url
 
 from reconciler import engine as eng
 from reconciler import platform
@@ -48,8 +48,8 @@ from reconciler.render import (
     render_text,
 )
 from store import locks, migrate, provider_state
-from store.engine import make_engine
-from store.errors import LockHeld, StoreError
+from store.engine import make_engine, redact_url
+from store.errors import DatabaseNotMigrated, LockHeld, StoreError
 from store.locks import default_holder
 from tenancy.loader import LoadedTenant
 from tenancy.redact import REDACTOR
@@ -101,6 +101,8 @@ def _fail(c: Context, message: str) -> typer.Exit:
 
 
 def open_db(c: Context) -> Engine:
+    """The database for commands that record (plan, apply, health): the local SQLite default is created and
+    migrated on first use, so a fresh checkout just works; PostgreSQL must be at head (`db upgrade`)."""
     url = c.settings.resolved_database_url
     db = make_engine(url)
     if db.dialect.name == "sqlite":
@@ -108,6 +110,35 @@ def open_db(c: Context) -> Engine:
     else:
         migrate.require_up_to_date(db)
     return db
+
+
+def read_db(c: Context, *, quiet: bool = False) -> Engine | None:
+    """The database for commands that only read (runs, lock, provider-state): never created nor migrated.
+    None, after saying "no database yet at <path>: nothing recorded" on stderr (unless `quiet`), when the
+    local SQLite file does not exist or holds no schema yet. An outdated schema, or a PostgreSQL database
+    without one, exits 1 naming `tenantctl db upgrade`."""
+    url = c.settings.resolved_database_url
+    where = make_url(url)
+    path = where.database if where.get_backend_name() == "sqlite" else None
+    if path is not None and path not in ("", ":memory:") and not Path(path).exists():
+        _nothing_yet(c, path, quiet)
+        return None
+    db = make_engine(url)
+    try:
+        if path is not None and migrate.current_revision(db) is None:
+            db.dispose()
+            _nothing_yet(c, path, quiet)
+            return None
+        migrate.require_up_to_date(db)
+    except DatabaseNotMigrated as e:
+        db.dispose()
+        raise _fail(c, f"{e} (database {redact_url(url)})") from None
+    return db
+
+
+def _nothing_yet(c: Context, path: str, quiet: bool) -> None:
+    if not quiet:
+        c.err.print(f"no database yet at {path}: nothing recorded", markup=False)
 
 
 @contextlib.contextmanager
