@@ -34,7 +34,8 @@ def create_tenant(tenants_dir: Path, slug: str, domain: str, display_name: str |
         raise OnboardingError(f"{path} already exists: refusing to overwrite a tenant")
     config = tenants_dir / SOPS_CONFIG_NAME
     if not config.is_file():
-        raise OnboardingError(f"{config} is missing: it names the age recipients the secrets are encrypted to")
+        raise OnboardingError(f"{config} is missing: it names the age recipients the secrets are encrypted to "
+                              "(`tenantctl keygen --out FILE` makes a key and prints its recipient)")
     problems = [f for f in check_sops_config(config) if f.severity is Severity.ERROR]
     if problems:
         raise OnboardingError("refusing to encrypt new secrets with these rules:\n" +
