@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
+import httpx
 import typer
 from sqlalchemy import Engine, make_url
 
@@ -112,6 +113,17 @@ def open_db(c: Context) -> Engine:
     return db
 
 
+def _require_sandbox(c: Context, url: str) -> None:
+    """A sandbox nobody started is one clear error naming the URL and the setting, not a row per provider."""
+    try:
+        httpx.get(url, timeout=3.0, trust_env=False)
+    except httpx.TransportError as e:
+        raise _fail(c, f"cannot reach the sandbox at {url} ({type(e).__name__}): start it with `tenantctl "
+                       "sandbox serve`, or set TENANTCTL_SANDBOX_URL to where it listens (e.g. "
+                       "`export TENANTCTL_SANDBOX_URL=http://127.0.0.1:PORT` for `sandbox serve --port PORT`)"
+                    ) from None
+
+
 def read_db(c: Context, *, quiet: bool = False) -> Engine | None:
     """The database for commands that only read (runs, lock, provider-state): never created nor migrated.
     None, after saying "no database yet at <path>: nothing recorded" on stderr (unless `quiet`), when the
@@ -188,6 +200,8 @@ def session(c: Context, tenants: Sequence[str] | None, providers: Sequence[str] 
     except (StoreError, provider_state.StateCryptoError) as e:
         raise _fail(c, str(e)) from None
     with inprocess_transport() as transport, HttpClient(config, transport=transport) as http:
+        if sandbox and transport is None:
+            _require_sandbox(c, c.settings.sandbox_url)
         try:
             ctx = with_adoptions(eng.make_context(config, evidence, prune=prune), c.settings.state_dir)
             yield Session(c, loaded, chosen, config, http, ctx, db, app, with_platform)  # ctx: tenantctl adopt
