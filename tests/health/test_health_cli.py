@@ -232,3 +232,10 @@ def test_out_writes_the_text_report_too_in_plain_text(rehearsal: Rehearsal) -> N
     assert "hospitable.token[acme]" in text and "check(s):" in text
     assert "\x1b[" not in text
     assert r.code in (0, 1), r.all
+
+
+def test_a_missing_nuki_webhook_row_describes_health_not_the_plan(rehearsal: Rehearsal) -> None:
+    code, doc = rehearsal.health_json("-t", "acme", "-p", "nuki")
+    hook = row(doc, "nuki.decentral_webhook[acme]")
+    assert (hook["health"], hook["detail"]) == ("missing", "no decentral webhook registered: run apply")
+    assert "stored encrypted" not in hook["detail"]
