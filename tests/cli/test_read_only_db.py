@@ -14,7 +14,7 @@ from tests.conftest import RunCli
 LISTINGS = [("runs", "list"), ("lock", "list"), ("provider-state", "list")]
 
 
-@pytest.mark.parametrize("command", LISTINGS, ids=lambda c: " ".join(c))
+@pytest.mark.parametrize("command", LISTINGS, ids=" ".join)
 def test_a_listing_on_a_fresh_checkout_says_nothing_is_recorded_and_creates_nothing(
         cli: RunCli, tmp_path: Path, command: tuple[str, str]) -> None:
     db = tmp_path / "fresh.db"

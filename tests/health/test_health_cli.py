@@ -235,7 +235,7 @@ def test_out_writes_the_text_report_too_in_plain_text(rehearsal: Rehearsal) -> N
 
 
 def test_a_missing_nuki_webhook_row_describes_health_not_the_plan(rehearsal: Rehearsal) -> None:
-    code, doc = rehearsal.health_json("-t", "acme", "-p", "nuki")
+    _, doc = rehearsal.health_json("-t", "acme", "-p", "nuki")
     hook = row(doc, "nuki.decentral_webhook[acme]")
     assert (hook["health"], hook["detail"]) == ("missing", "no decentral webhook registered: run apply")
     assert "stored encrypted" not in hook["detail"]
