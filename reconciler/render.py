@@ -98,9 +98,14 @@ def field_line(f: FieldChange, action: Action, key: bytes) -> str:
     return f"{f.field}: {show_value(f.old, key)} → {show_value(f.new, key)}"
 
 
-def _tenant_summary(changes: list[Change]) -> str:
+def _tenant_summary(changes: list[Change], unobserved: int = 0) -> str:
+    """"2 create, 1 update", "no changes"; never "no changes" when a provider could not be observed (its
+    changes are unknown, not absent)."""
     counts = {a: sum(1 for c in changes if c.action is a) for a in VERBS}
     parts = [f"{n} {VERBS[a]}" for a, n in counts.items() if n]
+    if unobserved:
+        return "; ".join([*([", ".join(parts)] if parts else []),
+                          f"{unobserved} provider(s) could not be observed"])
     return ", ".join(parts) or "no changes"
 
 
@@ -134,7 +139,7 @@ def render_text(plan: Plan, *, colour: bool = False) -> str:
     for tenant, items in _by_tenant(plan):
         changes = [c for i in items for c in _visible(i)]
         errors = [i for i in items if i.error]
-        out.append(paint(f"tenant {tenant}", "1") + f": {_tenant_summary(changes)}")
+        out.append(paint(f"tenant {tenant}", "1") + f": {_tenant_summary(changes, len(errors))}")
         for i in errors:
             out.append(paint(f"  x {i.provider}: could not observe: {hidden_text(i.error or '', i.hidden)}",
                              "31"))
@@ -171,7 +176,9 @@ def render_markdown(plan: Plan, *, limit: int = GITHUB_COMMENT_LIMIT) -> str:
         if not changes:
             continue
         body = [line for c in changes for line in change_lines(c, plan.key(tenant))]
-        text = "\n".join([f"<details><summary><code>{tenant}</code>: {_tenant_summary(changes)}</summary>",
+        unobserved = sum(1 for i in items if i.error)
+        text = "\n".join([f"<details><summary><code>{tenant}</code>: {_tenant_summary(changes, unobserved)}"
+                          "</summary>",
                           "", *access_markdown(items), "```diff", *body, "```", "", "</details>", ""])
         sections.append((text, len(changes)))
     text = "\n".join(head)

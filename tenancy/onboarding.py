@@ -34,7 +34,8 @@ def create_tenant(tenants_dir: Path, slug: str, domain: str, display_name: str |
         raise OnboardingError(f"{path} already exists: refusing to overwrite a tenant")
     config = tenants_dir / SOPS_CONFIG_NAME
     if not config.is_file():
-        raise OnboardingError(f"{config} is missing: it names the age recipients the secrets are encrypted to")
+        raise OnboardingError(f"{config} is missing: it names the age recipients the secrets are encrypted to "
+                              "(`tenantctl keygen --out FILE` makes a key and prints its recipient)")
     problems = [f for f in check_sops_config(config) if f.severity is Severity.ERROR]
     if problems:
         raise OnboardingError("refusing to encrypt new secrets with these rules:\n" +
@@ -55,8 +56,9 @@ def create_tenant(tenants_dir: Path, slug: str, domain: str, display_name: str |
         "must be " + whatsapp_app_callback_url(domain) + " with the platform verify token "
         "TENANTCTL_META_VERIFY_TOKEN: template status/category, phone-number quality and account events "
         "arrive only there, routed to this tenant by business_account_id (docs/whatsapp-webhooks.md).",
-        "Beds24 (if used): Settings → Properties → Booking webhook → " + urls["beds24"]
-        + " with custom header `X-Tenantctl-Secret: <beds24.webhook_secret>`.",
+        "Beds24 (if used): add a `beds24:` block to the file (token, property_ids, webhook_secret; "
+        "docs/tenant-file.md), then Settings → Properties → Booking webhook → " + urls["beds24"]
+        + " with the custom header `X-Tenantctl-Secret` set to that webhook_secret.",
         "Nuki: `tenantctl apply` registers the lock webhook and stores its secret.",
         f"Run `tenantctl validate {path}`, set status: active, and open a pull request.",
     ]

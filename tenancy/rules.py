@@ -148,7 +148,7 @@ def _routing_keys(lt: LoadedTenant) -> Iterator[Finding]:
 
 
 def _placeholders(lt: LoadedTenant, sev: Severity) -> Iterator[Finding]:
-    def walk(node: object, path: YPath) -> Iterator[YPath]:
+    def walk(node: object, path: YPath) -> Iterator[tuple[YPath, bool]]:
         if isinstance(node, BaseModel):
             for name in type(node).model_fields:
                 yield from walk(getattr(node, name), (*path, name))
@@ -157,13 +157,15 @@ def _placeholders(lt: LoadedTenant, sev: Severity) -> Iterator[Finding]:
                 yield from walk(v, (*path, i))
         elif isinstance(node, SecretStr):
             if node.get_secret_value() == PLACEHOLDER:
-                yield path
+                yield path, True
         elif node == PLACEHOLDER:
-            yield path
+            yield path, False
 
-    for path in walk(lt.tenant, ()):
-        yield _at(lt, path, f"still the {PLACEHOLDER} placeholder",
-                  "fill it in (secrets: `sops <file>` edits them encrypted)", "placeholder", sev)
+    for path, secret in walk(lt.tenant, ()):
+        # A plain field is edited as it is (reviewers see it); only a secret needs sops.
+        hint = "set the real value with `sops <file>` (it stays encrypted on disk)" if secret else \
+            "replace it with the real value (a plain field: edit it directly or with `sops <file>`)"
+        yield _at(lt, path, f"still the {PLACEHOLDER} placeholder", hint, "placeholder", sev)
 
 
 # Each routing key: a name for messages and a function yielding (value, path) pairs of one tenant.

@@ -107,7 +107,8 @@ def _check_recipients(name: str, doc: Any, i: int, rule: dict[str, Any], demo_al
     if not recipients or bad:
         yield Finding(name, p.line, p.column, field,
                       "no valid age recipient" + (f" ({len(bad)} not of the form age1…)" if bad else ""),
-                      "list your team's age public keys (`age-keygen -y KEYFILE` prints one), comma-separated",
+                      "list your team's age public keys, comma-separated (`tenantctl keygen --out FILE` makes "
+                      "one and prints it)",
                       rule="sops-recipients")
     if DEMO_RECIPIENT in recipients:
         if demo_allowed:

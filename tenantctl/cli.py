@@ -56,7 +56,7 @@ def _register() -> None:
 
     tenants.register(app)
     for module in ("db", "webhooks", "serve", "deliver", "reconcile", "health", "simulate", "sandbox", "lock",
-                   "provider_state", "runs", "access", "state", "adopt"):
+                   "provider_state", "runs", "access", "state", "adopt", "keygen"):
         try:
             mod = __import__(f"tenantctl.commands.{module}", fromlist=["register"])
         except ModuleNotFoundError as e:

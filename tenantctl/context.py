@@ -40,6 +40,8 @@ class Context:
     out: Console = field(default_factory=console)
     err: Console = field(default_factory=lambda: console(stderr=True))
     colour: bool = field(default_factory=colour_allowed)
+    data_on_stdout: bool = False  # stdout is a machine-read document (JSON): diagnostics go to stderr
+    last_error: str | None = None  # the last `error:` line printed, for a document that must carry it
 
     def require_tenants_dir(self) -> None:
         """Raise the teaching error (names --tenants and TENANTCTL_TENANTS) when the directory is missing."""

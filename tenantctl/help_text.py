@@ -10,6 +10,8 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "": ("tenantctl --tenants examples validate", "tenantctl plan --sandbox",
          "tenantctl --install-completion"),
     "validate": ("tenantctl validate", "tenantctl validate tenants/acme.yaml --format json"),
+    "keygen": ("tenantctl keygen --out ~/.config/sops/age/keys.txt",
+               "tenantctl keygen --out ops.agekey && export SOPS_AGE_KEY_FILE=$PWD/ops.agekey"),
     "new": ('tenantctl new acme --name "Acme Stays"', "tenantctl --tenants ./tenants new blue-harbor"),
     "show": ("tenantctl show acme", "tenantctl show acme --format json"),
     "list": ("tenantctl list", "tenantctl --tenants examples list"),

@@ -162,7 +162,7 @@ class Provider(Protocol):
     def health(self, tenant: Tenant, ctx: ProviderContext, http: Http) -> list[HealthCheck]: ...
 
 
-def _default_check(change: Change) -> tuple[bool, str] | None:
+def default_check(change: Change) -> tuple[bool, str] | None:
     if change.action is Action.REPORT and not change.is_error:
         return None  # information, not a failed check
     ok = change.action is Action.NOOP or (change.action is Action.MANUAL and change.done)
@@ -198,7 +198,7 @@ def plan_health(
     ctx: ProviderContext,
     http: Http,
     token_detail: str,
-    check: Callable[[Change], tuple[bool, str] | None] = _default_check,
+    check: Callable[[Change], tuple[bool, str] | None] = default_check,
 ) -> list[HealthCheck]:
     """Health as a fresh plan sees it: the credentials work, and every change is a check that passes when
     nothing is left to do. `check` turns a change into (ok, detail), or None to leave it out."""

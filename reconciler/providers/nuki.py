@@ -48,7 +48,16 @@ from reconciler.diff import adoption, diff, sort_changes
 from reconciler.errors import AnswerLost, InvalidRequest, OutcomeUnknown, PermanentError, ProviderError
 from reconciler.health_status import Health
 from reconciler.model import Action, Change, Resource, Sensitive, Severity, report
-from reconciler.providers.base import ApplyResult, HealthCheck, Http, ProviderContext, check, error_check, plan_health
+from reconciler.providers.base import (
+    ApplyResult,
+    HealthCheck,
+    Http,
+    ProviderContext,
+    check,
+    default_check,
+    error_check,
+    plan_health,
+)
 from tenancy.access_time import (
     DEFAULT_ZONE,
     NUKI_DATE,
@@ -471,7 +480,7 @@ class NukiProvider:
     def health(self, tenant: Tenant, ctx: ProviderContext, http: Http) -> list[HealthCheck]:
         """The plan's rows, plus each lock's active keypad codes listed within `ctx.slow_s` (measured; the
         seed: "within a second or two"): `nuki.keypad_codes[slug/<lock>]`, one GET per lock."""
-        checks = plan_health(self, tenant, ctx, http, "the API token lists the account's locks")
+        checks = plan_health(self, tenant, ctx, http, "the API token lists the account's locks", _health_verdict)
         if not any(c.name == f"{NAME}.token[{tenant.slug}]" and c.ok for c in checks):
             return checks  # the token row says why; listing would fail the same way
         token, base = _token(tenant), _base(ctx)
@@ -717,3 +726,11 @@ def _webhooks(slug: str, hooks: list[dict[str, Any]], url: str) -> list[Resource
             out.append(Resource(NAME, "decentral_webhook", slug, f"#{hid}", attrs, remote_id=hid,
                                 owned=hook_url.rstrip("/").endswith(marker)))
     return out
+
+
+def _health_verdict(change: Change) -> tuple[bool, str] | None:
+    """A plan's change as a health row: a webhook to create is described as what is missing now, not as
+    the plan's note about what apply will do."""
+    if change.kind == "decentral_webhook" and change.action is Action.CREATE:
+        return False, "no decentral webhook registered: run apply"
+    return default_check(change)

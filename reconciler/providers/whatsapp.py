@@ -289,8 +289,14 @@ class WhatsAppProvider:
         """The plan's rows (token, subscription callback = the tenant's URL, number verified), plus the
         number's quality rating (FLAGGED/RED, or an account-level event in the window: degraded) and the
         inbound messages in the window."""
-        checks = plan_health(self, tenant, ctx, http, "the access token reads the WABA")
         wa = tenant.whatsapp
+        if wa is not None and wa.business_account_id is None:
+            # observe() makes no call without a WABA: a row that read healthy would vouch for an unread token
+            return [check(NAME, tenant.slug, f"{NAME}.token[{tenant.slug}]", Health.MISSING,
+                          "not checked: whatsapp.business_account_id is not set",
+                          "set whatsapp.business_account_id and the access_token in the tenant file "
+                          "(`sops <file>`), then run `tenantctl health` again", duration_s=0.0)]
+        checks = plan_health(self, tenant, ctx, http, "the access token reads the WABA")
         if wa is None or not any(c.name == f"{NAME}.token[{tenant.slug}]" and c.ok for c in checks):
             return checks
         if wa.phone_number_id:

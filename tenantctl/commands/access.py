@@ -290,9 +290,11 @@ def qr_cmd(
     target = out.expanduser().resolve()
     if target.suffix.lower() not in (".svg", ".png"):
         _fail(c, f"--out {out}: use a .svg or .png file name")
-    repo = _inside(target, repositories(Path.cwd(), c.tenants_dir))
+    # Any git work tree, not only this one: walk up from where the image would land.
+    repo = _inside(target, repositories(target.parent, Path.cwd(), c.tenants_dir))
     if repo is not None:
-        _fail(c, f"--out {out}: inside the repository {repo}: the image opens a door and must never be "
+        _fail(c, f"--out {out}: inside the repository (git work tree) {repo}: the image opens a door and "
+                 "must never be "
                  "committed; write it elsewhere (e.g. ~/Desktop/maria.png)")
     if not target.parent.is_dir():
         _fail(c, f"--out {out}: no directory {target.parent}")

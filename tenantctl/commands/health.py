@@ -9,20 +9,22 @@ page and `/metrics`, when a database is configured.
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, NoReturn
 
 import typer
+from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 from sqlalchemy import Engine
 
 from reconciler.health import platform_rows, run_health, whatsapp_account_alerts
-from reconciler.health_status import Health, Row, counts, exit_code, parse_window, to_json_doc, to_junit
+from reconciler.health_status import FORMAT_VERSION, Health, Row, counts, exit_code, parse_window, to_json_doc, to_junit
 from reconciler.providers.base import ProviderContext, StatusEvidence
 from store import health as store_health
 from store.errors import StoreError
@@ -30,6 +32,7 @@ from tenancy.escape import printable
 from tenancy.redact import REDACTOR
 from tenantctl.commands.reconcile import ProviderOpt, SandboxOpt, TenantOpt, session
 from tenantctl.context import Context
+from tenantctl.errors import explain
 from tenantctl.progress import QuietOpt, showing
 
 SMTP_CA_NAME = "sandbox-smtp.pem"  # written by the sandbox's SMTP server into the state directory
@@ -75,6 +78,45 @@ def health(
     except ValueError as e:
         raise typer.BadParameter(str(e), param_hint="--window") from None
     now = datetime.now(UTC)
+    c.data_on_stdout = fmt != "text"
+    try:
+        rows = _check(c, tenant, provider, sandbox, now, window_s, mail_to, timeout, active)
+    except typer.Exit as e:
+        if fmt != "json" or not e.exit_code:
+            raise
+        _json_error(c, now, window_s, c.last_error or "the health check could not run (see stderr)", out)
+    except Exception as e:
+        if fmt != "json":
+            raise
+        message = explain(e, c.settings.resolved_database_url) or REDACTOR.scrub(f"{type(e).__name__}: {e}")
+        c.err.print(f"error: {message}", markup=False)
+        _json_error(c, now, window_s, message, out)
+    if fmt == "json":
+        report = json.dumps(to_json_doc(rows, checked_at=now, window_s=window_s), indent=2)
+        c.echo(report)
+    elif fmt == "junit":
+        report = to_junit(rows, checked_at=now)
+        sys.stdout.write(REDACTOR.scrub(report))
+    else:
+        report = _text_report(rows)
+        _print_text(c, rows)
+    if out is not None:
+        out.write_text(REDACTOR.scrub(report))
+    raise typer.Exit(exit_code(rows))
+
+
+def _json_error(c: Context, now: datetime, window_s: float, message: str, out: Path | None) -> NoReturn:
+    """A JSON consumer always gets a document: the versioned shape with `error` and exit_code 1, no rows."""
+    doc = json.dumps({"format_version": FORMAT_VERSION, "checked_at": now.isoformat(), "window_seconds": window_s,
+                      "exit_code": 1, "error": message, "summary": None, "rows": []}, indent=2)
+    c.echo(doc)
+    if out is not None:
+        out.write_text(REDACTOR.scrub(doc))
+    raise typer.Exit(1)
+
+
+def _check(c: Context, tenant: list[str] | None, provider: list[str] | None, sandbox: bool, now: datetime,
+           window_s: float, mail_to: str | None, timeout: float, active: bool) -> list[Row]:
     with session(c, tenant, provider, sandbox) as s:
         hctx = dataclasses.replace(_context(s.ctx, s.db, now, timedelta(seconds=window_s),
                                             c.settings.state_dir if s.config.sandbox else None), mail_to=mail_to,
@@ -89,18 +131,7 @@ def health(
                 for r in rows]
         if s.db is not None:
             _record(c, s.db, rows, now)
-    if fmt == "json":
-        report = json.dumps(to_json_doc(rows, checked_at=now, window_s=window_s), indent=2)
-        c.echo(report)
-    elif fmt == "junit":
-        report = to_junit(rows, checked_at=now)
-        sys.stdout.write(REDACTOR.scrub(report))
-    else:
-        report = ""
-        _print_text(c, rows)
-    if out is not None and report:
-        out.write_text(REDACTOR.scrub(report))
-    raise typer.Exit(exit_code(rows))
+    return rows
 
 
 def _context(base: ProviderContext, db: Engine | None, now: datetime, window: timedelta,
@@ -150,7 +181,25 @@ def _record(c: Context, db: Engine, rows: list[Row], now: datetime) -> None:
         c.err.print(REDACTOR.scrub(f"warning: the results were not stored: {e}"), markup=False)
 
 
+def _text_report(rows: list[Row]) -> str:
+    """The text report as a file holds it: the same table and summary, plain (no colour, no escapes)."""
+    buf = io.StringIO()
+    plain = Console(file=buf, color_system=None, width=200, highlight=False, soft_wrap=True)
+    plain.print(_table(rows))
+    return buf.getvalue() + _summary(rows) + "\n"
+
+
+def _summary(rows: list[Row]) -> str:
+    summary = ", ".join(f"{n} {h}" for h, n in counts(rows).items() if n)
+    return f"{len(rows)} check(s): {summary or 'none'}"
+
+
 def _print_text(c: Context, rows: list[Row]) -> None:
+    c.out.print(_table(rows))
+    c.echo(_summary(rows))
+
+
+def _table(rows: list[Row]) -> Table:
     table = Table(title="Health")
     for col in ("tenant", "resource", "health", "sync", "time", "detail", "what to do"):
         table.add_column(col, overflow="fold")
@@ -160,9 +209,7 @@ def _print_text(c: Context, rows: list[Row]) -> None:
                       Text(r.health.value, style=_COLOURS[r.health]), Text(r.sync.value if r.sync else "-"),
                       Text(_ms(r.duration_s)), Text(printable(REDACTOR.scrub(r.detail))),
                       Text(printable(REDACTOR.scrub(r.hint))))
-    c.out.print(table)
-    summary = ", ".join(f"{n} {h}" for h, n in counts(rows).items() if n)
-    c.echo(f"{len(rows)} check(s): {summary or 'none'}")
+    return table
 
 
 def _ms(seconds: float) -> str:

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from store import locks
 from store.engine import utcnow
-from tenantctl.commands.reconcile import open_db
+from tenantctl.commands.reconcile import read_db
 from tenantctl.context import Context
 
 lock_app = typer.Typer(help="Per-tenant apply locks.", no_args_is_help=True)
@@ -30,7 +30,10 @@ def list_locks(
     c: Context = ctx.obj
     if fmt not in ("text", "json"):
         raise typer.BadParameter("use text or json", param_hint="--format")
-    db = open_db(c)
+    db = read_db(c)
+    if db is None:
+        c.echo("[]" if fmt == "json" else "no tenant is locked")
+        return
     try:
         locks.reap_stale(db)
         now = utcnow()
@@ -64,7 +67,10 @@ def release(
 ) -> None:
     """Break a tenant's lock whoever holds it (only when its run is dead: a live apply keeps going)."""
     c: Context = ctx.obj
-    db = open_db(c)
+    db = read_db(c)
+    if db is None:
+        c.err.print(f"error: tenant {slug!r} is not locked", markup=False)
+        raise typer.Exit(1)
     try:
         held = {r.tenant: r for r in locks.list_locks(db)}
         removed = locks.release(db, slug)

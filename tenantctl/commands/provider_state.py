@@ -16,7 +16,7 @@ from rich.table import Table
 
 from reconciler.engine import actor as eng_actor
 from store import provider_state
-from tenantctl.commands.reconcile import open_db
+from tenantctl.commands.reconcile import read_db
 from tenantctl.context import Context
 
 state_app = typer.Typer(help="Values providers issued once (e.g. Nuki's webhook secret), kept encrypted.",
@@ -36,7 +36,10 @@ def list_state(
     c: Context = ctx.obj
     if fmt not in ("text", "json"):
         raise typer.BadParameter("use text or json", param_hint="--format")
-    db = open_db(c)
+    db = read_db(c)
+    if db is None:
+        c.echo("[]" if fmt == "json" else "the provider state store is empty")
+        return
     try:
         entries = provider_state.list_entries(db)
     finally:
@@ -67,7 +70,10 @@ def forget(
 ) -> None:
     """Remove a value (rotation): the next plan replaces the provider's resource and stores a new one."""
     c: Context = ctx.obj
-    db = open_db(c)
+    db = read_db(c)
+    if db is None:
+        c.err.print(f"error: nothing stored for {slug} at {path}", markup=False)
+        raise typer.Exit(1)
     try:
         removed = provider_state.forget(db, slug, path.split(".")[0], path, eng_actor())
     finally:

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
+import httpx
 import typer
-from sqlalchemy import Engine
+from sqlalchemy import Engine, make_url
 
 from reconciler import engine as eng
 from reconciler import platform
@@ -48,8 +49,8 @@ from reconciler.render import (
     render_text,
 )
 from store import locks, migrate, provider_state
-from store.engine import make_engine
-from store.errors import LockHeld, StoreError
+from store.engine import make_engine, redact_url
+from store.errors import DatabaseNotMigrated, LockHeld, StoreError
 from store.locks import default_holder
 from tenancy.loader import LoadedTenant
 from tenancy.redact import REDACTOR
@@ -95,11 +96,14 @@ class Session:
 
 
 def _fail(c: Context, message: str) -> typer.Exit:
-    c.err.print(REDACTOR.scrub(f"error: {message}"), markup=False)
+    c.last_error = REDACTOR.scrub(message)
+    c.err.print(f"error: {c.last_error}", markup=False)
     return typer.Exit(1)
 
 
 def open_db(c: Context) -> Engine:
+    """The database for commands that record (plan, apply, health): the local SQLite default is created and
+    migrated on first use, so a fresh checkout just works; PostgreSQL must be at head (`db upgrade`)."""
     url = c.settings.resolved_database_url
     db = make_engine(url)
     if db.dialect.name == "sqlite":
@@ -107,6 +111,46 @@ def open_db(c: Context) -> Engine:
     else:
         migrate.require_up_to_date(db)
     return db
+
+
+def _require_sandbox(c: Context, url: str) -> None:
+    """A sandbox nobody started is one clear error naming the URL and the setting, not a row per provider."""
+    try:
+        httpx.get(url, timeout=3.0, trust_env=False)
+    except httpx.TransportError as e:
+        raise _fail(c, f"cannot reach the sandbox at {url} ({type(e).__name__}): start it with `tenantctl "
+                       "sandbox serve`, or set TENANTCTL_SANDBOX_URL to where it listens (e.g. "
+                       "`export TENANTCTL_SANDBOX_URL=http://127.0.0.1:PORT` for `sandbox serve --port PORT`)"
+                    ) from None
+
+
+def read_db(c: Context, *, quiet: bool = False) -> Engine | None:
+    """The database for commands that only read (runs, lock, provider-state): never created nor migrated.
+    None, after saying "no database yet at <path>: nothing recorded" on stderr (unless `quiet`), when the
+    local SQLite file does not exist or holds no schema yet. An outdated schema, or a PostgreSQL database
+    without one, exits 1 naming `tenantctl db upgrade`."""
+    url = c.settings.resolved_database_url
+    where = make_url(url)
+    path = where.database if where.get_backend_name() == "sqlite" else None
+    if path is not None and path not in ("", ":memory:") and not Path(path).exists():
+        _nothing_yet(c, path, quiet)
+        return None
+    db = make_engine(url)
+    try:
+        if path is not None and migrate.current_revision(db) is None:
+            db.dispose()
+            _nothing_yet(c, path, quiet)
+            return None
+        migrate.require_up_to_date(db)
+    except DatabaseNotMigrated as e:
+        db.dispose()
+        raise _fail(c, f"{e} (database {redact_url(url)})") from None
+    return db
+
+
+def _nothing_yet(c: Context, path: str, quiet: bool) -> None:
+    if not quiet:
+        c.err.print(f"no database yet at {path}: nothing recorded", markup=False)
 
 
 @contextlib.contextmanager
@@ -120,7 +164,10 @@ def session(c: Context, tenants: Sequence[str] | None, providers: Sequence[str] 
     result = c.load()
     if not result.ok:
         for f in result.errors:
-            c.echo(f.text())
+            if c.data_on_stdout:
+                c.err.print(REDACTOR.scrub(f.text()), markup=False)
+            else:
+                c.echo(f.text())
         raise _fail(c, f"{len(result.errors)} error(s) in the tenant files: run `tenantctl validate`")
     by_slug = result.by_slug()
     unknown = sorted(set(tenants or ()) - set(by_slug))
@@ -153,6 +200,8 @@ def session(c: Context, tenants: Sequence[str] | None, providers: Sequence[str] 
     except (StoreError, provider_state.StateCryptoError) as e:
         raise _fail(c, str(e)) from None
     with inprocess_transport() as transport, HttpClient(config, transport=transport) as http:
+        if sandbox and transport is None:
+            _require_sandbox(c, c.settings.sandbox_url)
         try:
             ctx = with_adoptions(eng.make_context(config, evidence, prune=prune), c.settings.state_dir)
             yield Session(c, loaded, chosen, config, http, ctx, db, app, with_platform)  # ctx: tenantctl adopt

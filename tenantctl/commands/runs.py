@@ -11,7 +11,7 @@ from rich.table import Table
 
 from store import runs
 from tenancy.redact import REDACTOR
-from tenantctl.commands.reconcile import open_db
+from tenantctl.commands.reconcile import read_db
 from tenantctl.context import Context
 
 runs_app = typer.Typer(help="Recorded plan and apply runs.", no_args_is_help=True)
@@ -50,7 +50,10 @@ def list_runs(
     """The newest recorded runs: id, kind, status, who, when, checksum, tenants."""
     c: Context = ctx.obj
     _fmt(fmt)
-    db = open_db(c)
+    db = read_db(c)
+    if db is None:
+        c.echo("[]" if fmt == "json" else "no run recorded yet")
+        return
     try:
         rows = runs.list_runs(db, limit)
     finally:
@@ -79,7 +82,9 @@ def show_run(
     """One run and the outcome of each of its changes."""
     c: Context = ctx.obj
     _fmt(fmt)
-    db = open_db(c)
+    db = read_db(c)
+    if db is None:
+        raise typer.Exit(1)  # no run at all: read_db said so
     try:
         r = runs.get_run(db, run_id)
     finally:

@@ -120,7 +120,8 @@ def _send(client: httpx.Client, c: Context, slug: str, provider: str, segment: s
         resp = client.post(f"/api/webhooks/{segment}/t/{slug}", content=body,
                            headers={**headers, "Content-Type": "application/json"})
     except httpx.HTTPError as e:
-        return False, f"{provider}: cannot reach the server ({type(e).__name__}): is `tenantctl serve` running?"
+        return False, (f"{provider}: cannot reach the server at {client.base_url} ({type(e).__name__}): start "
+                       "`tenantctl serve`, or pass --server URL where it listens")
     ms = (time.monotonic() - started) * 1000
     if resp.status_code != 200:
         return False, (f"{provider}: refused, HTTP {resp.status_code}: see `tenantctl webhooks log --rejected` "

@@ -25,12 +25,16 @@ FORMAT_VERSION = 1
 
 def _state_entries(c: Context, slugs: list[str]) -> tuple[list[provider_state.Entry], str | None]:
     """What the provider state store keeps for SLUGS (metadata, no value), or why it could not be read."""
-    from tenantctl.commands.reconcile import open_db
+    from tenantctl.commands.reconcile import read_db
 
     try:
-        db = open_db(c)
-    except Exception as e:  # unreachable or not migrated: validation of the files still stands
+        db = read_db(c, quiet=True)
+    except typer.Exit:  # not migrated: read_db said so; validation of the files still stands
+        return [], "provider state not read: the database schema is not current (`tenantctl db upgrade`)"
+    except Exception as e:  # unreachable: validation of the files still stands
         return [], f"provider state not read: {type(e).__name__}: {e}"
+    if db is None:
+        return [], None  # no database yet: nothing stored
     try:
         return provider_state.list_entries(db, slugs), None
     except Exception as e:

@@ -40,14 +40,16 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
 
 
-def parse_since(text: str, now: datetime) -> datetime:
-    """A duration back from now (`24h`) or an ISO 8601 time (UTC when it has no offset)."""
+def parse_since(text: str, now: datetime, option: str = "--since") -> datetime:
+    """A duration back from now (`24h`) or an ISO 8601 time (UTC when it has no offset); a bad value is a
+    usage error naming `option`."""
     if _DURATION.match(text):
         return now - parse_duration(text)
     try:
         value = datetime.fromisoformat(text)
     except ValueError:
-        raise typer.BadParameter("use a duration (24h, 7d) or an ISO 8601 time") from None
+        raise typer.BadParameter(f"{text!r}: use a duration (24h, 7d) or an ISO 8601 time (2026-12-01T08:00)",
+                                 param_hint=option) from None
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
@@ -226,11 +228,12 @@ def replay_cmd(
     if provider is not None and provider not in PROVIDERS:
         raise typer.BadParameter(f"one of {', '.join(PROVIDERS)}", param_hint="--provider")
     now = datetime.now(UTC)
+    since_at = parse_since(since, now) if since else None
+    until_at = parse_since(until, now, "--until") if until else None
     engine = _engine(c)
     try:
         n = replay(engine, now=now, ids=ids or (), tenant=tenant, provider=provider,
-                   since=parse_since(since, now) if since else None,
-                   until=parse_since(until, now) if until else None, dead_only=dead)
+                   since=since_at, until=until_at, dead_only=dead)
     finally:
         engine.dispose()
     c.echo(f"queued {n} event(s) for delivery again")

@@ -61,3 +61,14 @@ def test_a_teammate_without_a_qr_code_is_told_how_to_get_one(cli: RunCli, exampl
     r = cli("--tenants", str(examples_copy), "access", "qr", "acme", "maria", "--out", str(tmp_path / "m.png"))
     assert r.code == 1 and "access rotate acme maria --qr" in r.err
     assert not (tmp_path / "m.png").exists()
+
+
+def test_a_path_inside_any_other_git_work_tree_is_refused(cli: RunCli, examples_copy: Path, tmp_path: Path) -> None:
+    assert cli("--tenants", str(examples_copy), "access", "rotate", "acme", "maria", "--qr").code == 0
+    other = tmp_path / "someone-elses-repo"
+    (other / "deep" / "er").mkdir(parents=True)
+    subprocess.run(["git", "init", "-q", str(other)], check=True)
+    for out in (other / "maria.png", other / "deep" / "er" / "maria.svg"):
+        r = cli("--tenants", str(examples_copy), "access", "qr", "acme", "maria", "--out", str(out))
+        assert r.code == 1 and f"git work tree) {other}" in r.err, r.all
+        assert not out.exists()

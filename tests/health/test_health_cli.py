@@ -185,3 +185,57 @@ def test_text_output_names_resources_and_never_shows_a_secret(rehearsal: Rehears
 def test_bad_options_are_refused_clearly(rehearsal: Rehearsal, args: tuple[str, ...], message: str) -> None:
     r = rehearsal.run("health", "--sandbox", *args)
     assert r.code == 1 and message in r.err and "Traceback" not in r.err
+
+
+def _without_waba(rehearsal: Rehearsal, slug: str) -> None:
+    """The state `tenantctl new` leaves: no WABA yet (the token is the placeholder, never sent)."""
+    path = rehearsal.root / "examples" / f"{slug}.yaml"
+    text = path.read_text()
+    old = next(line for line in text.splitlines() if line.strip().startswith("business_account_id:"))
+    path.write_text(text.replace(old, "    business_account_id: null", 1))
+
+
+def test_a_whatsapp_token_that_was_never_sent_does_not_read_healthy(rehearsal: Rehearsal) -> None:
+    _without_waba(rehearsal, "casa-sol")
+    code, doc = rehearsal.health_json("-t", "casa-sol", "-p", "whatsapp")
+    token = row(doc, "whatsapp.token[casa-sol]")
+    assert token["health"] == "progressing"  # onboarding: a gap, not a failure
+    assert "business_account_id" in token["hint"] and "access_token" in token["hint"]
+    assert code == 0
+
+
+def test_json_still_gets_a_document_when_the_database_is_unreachable(rehearsal: Rehearsal) -> None:
+    r = rehearsal.run("health", "--sandbox", "--format", "json", "-t", "acme",
+                      env={"DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:1/none"})
+    doc = json.loads(r.out)  # a JSON consumer never crashes on an empty stdout
+    assert doc["format_version"] and doc["exit_code"] == 1 and doc["rows"] == []
+    assert "127.0.0.1:1" in doc["error"]
+    assert r.code == 1
+
+
+def test_json_still_gets_a_document_when_a_tenant_file_is_invalid(rehearsal: Rehearsal) -> None:
+    path = rehearsal.root / "examples" / "casa-sol.yaml"
+    path.write_text(path.read_text().replace("status: onboarding", "status: sleeping", 1))
+    out_file = rehearsal.root / "report.json"
+    r = rehearsal.run("health", "--sandbox", "--format", "json", "--out", str(out_file))
+    doc = json.loads(r.out)
+    assert "tenant files" in doc["error"] and doc["exit_code"] == 1
+    assert json.loads(out_file.read_text()) == doc
+    assert "casa-sol.yaml" in r.err  # the file's own error, on stderr
+    assert r.code == 1
+
+
+def test_out_writes_the_text_report_too_in_plain_text(rehearsal: Rehearsal) -> None:
+    out_file = rehearsal.root / "health.txt"
+    r = rehearsal.run("health", "--sandbox", "-t", "acme", "-p", "hospitable", "--out", str(out_file))
+    text = out_file.read_text()
+    assert "hospitable.token[acme]" in text and "check(s):" in text
+    assert "\x1b[" not in text
+    assert r.code in (0, 1), r.all
+
+
+def test_a_missing_nuki_webhook_row_describes_health_not_the_plan(rehearsal: Rehearsal) -> None:
+    _, doc = rehearsal.health_json("-t", "acme", "-p", "nuki")
+    hook = row(doc, "nuki.decentral_webhook[acme]")
+    assert (hook["health"], hook["detail"]) == ("missing", "no decentral webhook registered: run apply")
+    assert "stored encrypted" not in hook["detail"]
