@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml
 demo: install
 	$(BIN)/python -m tenantctl.demo
 
-test: install
+test: install browser
 	$(BIN)/pytest -n 2 -q $(PYTEST_ARGS)
 
 lint: install imports types actionlint zizmor
