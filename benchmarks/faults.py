@@ -207,13 +207,9 @@ def pg_scenario(name: str, mode: str, work: Path, rate: float, seconds: float, p
 
 
 def _workers(master: int) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            if int(fields[1]) == master:
-                found.append(int(stat.parent.name))
-    return found
+    """The gunicorn master's worker processes (procps `pgrep -P`)."""
+    out = subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True, check=False).stdout
+    return [int(pid) for pid in out.split()]
 
 
 def kill_worker(server: Server) -> float | None:

@@ -29,6 +29,7 @@ from tenancy.sops import SopsError, set_value
 from tenancy.sops_config import SOPS_CONFIG_NAME
 from tenantctl.commands.reconcile import SandboxOpt
 from tenantctl.context import Context
+from tenantctl.options import TextJsonOrMarkdown
 
 access_app = typer.Typer(name="access", help="Team access: who can open what, codes, QR codes.",
                          no_args_is_help=True)
@@ -72,12 +73,10 @@ def matrix_cmd(
     at: Annotated[str | None, typer.Option(
         "--at", help='Only who can open at this local moment, e.g. "2026-12-24 22:00" (each property\'s zone).',
     )] = None,
-    fmt: Annotated[str, typer.Option("--format", help="text | json | markdown")] = "text",
+    fmt: TextJsonOrMarkdown = "text",
 ) -> None:
     """Per property and door (Nuki lock, 2N intercom): the teammates who can open it, in local time."""
     c: Context = ctx.obj
-    if fmt not in ("text", "json", "markdown"):
-        _fail(c, "--format: use text, json or markdown")
     moment = None
     if at is not None:
         try:

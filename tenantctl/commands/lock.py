@@ -13,6 +13,7 @@ from store import locks
 from store.engine import utcnow
 from tenantctl.commands.reconcile import read_db
 from tenantctl.context import Context
+from tenantctl.options import TextOrJson
 
 lock_app = typer.Typer(help="Per-tenant apply locks.", no_args_is_help=True)
 
@@ -24,12 +25,10 @@ def register(app: typer.Typer) -> None:
 @lock_app.command("list")
 def list_locks(
     ctx: typer.Context,
-    fmt: Annotated[str, typer.Option("--format", help="text | json")] = "text",
+    fmt: TextOrJson = "text",
 ) -> None:
     """Every held tenant lock: holder (user@host pid), since when, the run it belongs to."""
     c: Context = ctx.obj
-    if fmt not in ("text", "json"):
-        raise typer.BadParameter("use text or json", param_hint="--format")
     db = read_db(c)
     if db is None:
         c.echo("[]" if fmt == "json" else "no tenant is locked")

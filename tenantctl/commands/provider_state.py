@@ -18,6 +18,7 @@ from reconciler.engine import actor as eng_actor
 from store import provider_state
 from tenantctl.commands.reconcile import read_db
 from tenantctl.context import Context
+from tenantctl.options import TextOrJson
 
 state_app = typer.Typer(help="Values providers issued once (e.g. Nuki's webhook secret), kept encrypted.",
                         no_args_is_help=True)
@@ -30,12 +31,10 @@ def register(app: typer.Typer) -> None:
 @state_app.command("list")
 def list_state(
     ctx: typer.Context,
-    fmt: Annotated[str, typer.Option("--format", help="text | json")] = "text",
+    fmt: TextOrJson = "text",
 ) -> None:
     """Every stored value: tenant, path, when and by whom (never the value)."""
     c: Context = ctx.obj
-    if fmt not in ("text", "json"):
-        raise typer.BadParameter("use text or json", param_hint="--format")
     db = read_db(c)
     if db is None:
         c.echo("[]" if fmt == "json" else "the provider state store is empty")

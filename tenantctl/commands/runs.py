@@ -13,6 +13,7 @@ from store import runs
 from tenancy.redact import REDACTOR
 from tenantctl.commands.reconcile import read_db
 from tenantctl.context import Context
+from tenantctl.options import TextOrJson
 
 runs_app = typer.Typer(help="Recorded plan and apply runs.", no_args_is_help=True)
 
@@ -36,8 +37,6 @@ def _run_json(r: runs.Run, *, changes: bool) -> dict[str, Any]:
 
 
 def _fmt(fmt: str) -> str:
-    if fmt not in ("text", "json"):
-        raise typer.BadParameter("use text or json", param_hint="--format")
     return fmt
 
 
@@ -45,7 +44,7 @@ def _fmt(fmt: str) -> str:
 def list_runs(
     ctx: typer.Context,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="How many, newest first.")] = 20,
-    fmt: Annotated[str, typer.Option("--format", help="text | json")] = "text",
+    fmt: TextOrJson = "text",
 ) -> None:
     """The newest recorded runs: id, kind, status, who, when, checksum, tenants."""
     c: Context = ctx.obj
@@ -77,7 +76,7 @@ def list_runs(
 def show_run(
     ctx: typer.Context,
     run_id: Annotated[int, typer.Argument(metavar="RUN", help="The run's id (see `runs list`).")],
-    fmt: Annotated[str, typer.Option("--format", help="text | json")] = "text",
+    fmt: TextOrJson = "text",
 ) -> None:
     """One run and the outcome of each of its changes."""
     c: Context = ctx.obj

@@ -19,6 +19,7 @@ from tenancy.onboarding import OnboardingError, create_tenant
 from tenancy.urls import tenant_domain, webhook_url
 from tenancy.yaml_source import YamlError, parse
 from tenantctl.context import Context
+from tenantctl.options import TextOrJson
 
 FORMAT_VERSION = 1
 
@@ -67,8 +68,6 @@ def validate(
 ) -> None:
     """Check tenant files: syntax, schema, encryption, routing keys, cross-tenant uniqueness. Exit 1 on errors."""
     c: Context = ctx.obj
-    if fmt not in ("text", "json"):
-        raise typer.BadParameter("use text or json", param_hint="--format")
     result = c.load(paths)
     entries, state_note = _state_entries(c, [t.tenant.slug for t in result.tenants]) if state else ([], None)
     if fmt == "json":
@@ -201,13 +200,11 @@ def _plain_row(path: Path) -> dict[str, Any]:
 
 def list_tenants(
     ctx: typer.Context,
-    fmt: Annotated[str, typer.Option("--format", help="text | json")] = "text",
+    fmt: TextOrJson = "text",
 ) -> None:
     """A table of the tenants from their plain fields (no key needed): status, providers, properties, locks,
     2N devices. `validate` checks them."""
     c: Context = ctx.obj
-    if fmt not in ("text", "json"):
-        raise typer.BadParameter("use text or json", param_hint="--format")
     c.require_tenants_dir()
     files, findings = tenant_files([c.tenants_dir])
     rows = sorted((_plain_row(f) for f in files), key=lambda r: str(r["slug"]))
