@@ -114,6 +114,8 @@ def main() -> None:
     ap.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite")
     ap.add_argument("--postgres", default=wh.DEFAULT_PG)
     ap.add_argument("--platform-ms", type=float, default=5.0, help="the fake platform's answer time")
+    ap.add_argument("--nice", type=int, default=None,
+                    help="the worker's TENANTCTL_DELIVERY_NICE (default: the setting's default, 10)")
     args = ap.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk not found: apt-get install -y wrk")
@@ -148,9 +150,12 @@ def main() -> None:
                 "TENANTCTL_BIND": f"127.0.0.1:{port}", "TENANTCTL_DELIVERY_SECRETS": SECRET,
                 "TENANTCTL_DELIVERY_URL_HOSPITABLE": f"{platform}/platform/hospitable",
                 "TENANTCTL_DELIVERY_ALLOW_LOOPBACK_HTTP": "true"})
+    if args.nice is not None:
+        env["TENANTCTL_DELIVERY_NICE"] = str(args.nice)
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        sandbox = spawn(["sandbox", "serve", "--port", str(platform_port), "--threads", "32"], env,
+        sandbox = spawn(["sandbox", "serve", "--port", str(platform_port),
+                         *wh.PLATFORM_SERVE], env,
                         work / "sandbox.log")
         procs.append(sandbox)
         wait_http(f"{platform}/_sandbox/healthz", sandbox, work / "sandbox.log")

@@ -6,14 +6,19 @@ the retry policy gave up (``dead``, replayable). A worker that dies mid-batch le
 de-duplicates. No order is guaranteed (docs/delivery.md, "Ordering"): a batch is sent concurrently, and
 an event that fails does not hold back later ones; every request carries the event's receive time.
 
-Up to ``concurrency`` attempts run at once. Each round records the outcomes that came in and claims as many
-events as there are free slots, in one transaction, so a claimed event's attempt starts at once: the lease
-covers the slowest possible attempt (connect + read deadline) plus a margin, and no other worker can claim
-an event while its attempt may still be running.
+Up to ``concurrency`` attempts run at once, as tasks of one asyncio loop (outbound/sender.py). The database
+is used in rounds, one at a time, on a thread of their own: a round records every outcome that came in
+since the last one and claims as many events as there are free slots, in one transaction. So the busier
+the worker, the more each commit carries (a group commit), and no attempt waits for the database. A
+claimed event's attempt starts as its round returns: the lease covers the slowest possible attempt
+(connect + read deadline) plus a margin, and no other worker can claim an event while its attempt may
+still be running.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import random
@@ -21,13 +26,14 @@ import socket
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from urllib.parse import quote
 
-import httpx
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -35,14 +41,17 @@ from delivery import signing
 from delivery.destinations import Destinations
 from delivery.metrics import DeliveryMetrics
 from delivery.retry import RetryPolicy, is_success, next_attempt
-from outbound.policy import OutboundBlocked, OutboundPolicy, post
+from outbound.policy import OutboundBlocked, OutboundPolicy
 from outbound.retry_after import parse_retry_after
+from outbound.sender import PostSender, SendFailed, SendTimeout
 from store.delivery import AttemptOutcome, Claimed, Finished, cycle
 
 log = logging.getLogger(__name__)
 
 USER_AGENT = "tenantctl-delivery/1"
 NO_DESTINATION_RETRY = timedelta(minutes=5)
+# A busy worker's rounds wait for a quarter of its slots' outcomes, or this long: fewer, fuller commits.
+ROUND_INTERVAL_S = 0.02
 
 
 @dataclass(frozen=True)
@@ -96,89 +105,148 @@ def build_request(item: Claimed, keys: list[bytes], timestamp: int) -> tuple[byt
 
 
 class Worker:
-    def __init__(self, engine: Engine, destinations: Destinations, config: WorkerConfig, client: httpx.Client, *,
+    """Delivers with ``sender`` (an :class:`outbound.sender.Sender`, or the tests' scripted platform)."""
+
+    def __init__(self, engine: Engine, destinations: Destinations, config: WorkerConfig, sender: PostSender, *,
                  metrics: DeliveryMetrics | None = None, worker_id: str | None = None,
                  now: Callable[[], datetime] = lambda: datetime.now(UTC),
                  jitter: Callable[[], float] = random.random) -> None:
         self.engine = engine
         self.destinations = destinations
         self.config = config
-        self.client = client
+        self.sender = sender
         self.metrics = metrics or DeliveryMetrics()
         self.worker_id = worker_id or default_worker_id()
         self._now, self._jitter = now, jitter
-        self._pool = ThreadPoolExecutor(max_workers=config.concurrency, thread_name_prefix="deliver")
+        self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deliver-db")
         # Claim tokens: unique per process (a restarted container may reuse the pid) and cheap per round.
         self._nonce = uuid.uuid4().hex[:8]
         self._claims = 0
         self.delivered = 0  # counters for the worker's own log line and tests
         self.failed = 0
+        self.rounds = 0  # database rounds (each records outcomes and claims in one transaction)
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True)
+        self._db.shutdown(wait=True)
 
     def reconfigure(self, destinations: Destinations, policy: OutboundPolicy) -> None:
         """New destinations and outbound rules (SIGHUP); attempts in flight finish under the old ones."""
         self.config = replace(self.config, policy=policy)
+        self.sender.policy = policy
         self.destinations = destinations
 
     # -- the loop ------------------------------------------------------------------------------------
     def run(self, stop: threading.Event, *, until_idle: bool = False) -> None:
         """Deliver until ``stop`` is set (or, with ``until_idle``, until nothing is due or in flight).
 
-        Up to ``concurrency`` attempts are in flight at any time; each round records the attempts that
-        finished and claims as many new events as there are free slots, in one transaction. On ``stop`` no
-        more is claimed and the attempts in flight are finished and recorded. A database error is logged and
-        the round retried after a growing pause (up to 10 s): the worker recovers without a restart, and
-        results not yet recorded are kept until they are.
+        On ``stop`` no more is claimed and the attempts in flight are finished and recorded. A database
+        error is logged and the round retried after a growing pause (up to 10 s): the worker recovers
+        without a restart, and outcomes not yet recorded are kept until they are.
         """
-        in_flight: set[Future[Finished]] = set()
-        done: list[Finished] = []
-        pause = self.config.poll_s
+        asyncio.run(self._run(stop, until_idle))
+
+    async def _run(self, stop: threading.Event, until_idle: bool) -> None:
+        try:
+            await self._loop(stop, until_idle)
+        finally:
+            await self.sender.close()
+
+    async def _loop(self, stop: threading.Event, until_idle: bool) -> None:
+        # Event-driven: attempts and rounds report through callbacks that set ``wake``, so a loop turn costs
+        # the same with 1 or 256 attempts in flight (asyncio.wait would re-arm every pending future per turn).
+        loop = asyncio.get_running_loop()
+        cfg = self.config
+        wake = asyncio.Event()
+        in_flight: set[asyncio.Task[Finished]] = set()
+        ready: deque[tuple[float, Claimed]] = deque()  # claimed, waiting for a free slot (claim time)
+        done: list[Finished] = []  # outcomes not yet recorded
+        db_round: asyncio.Future[list[Claimed]] | None = None
+        recording: list[Finished] = []  # the outcomes the round in progress records
+        pause = cfg.poll_s
+        claim_after = 0.0  # monotonic: an empty or failed claim waits for the next poll (or pause)
+        last_round = 0.0
+        asked, queue_empty = 0, False
+        batch = max(1, cfg.concurrency // 4)
+
+        def attempt_done(task: asyncio.Task[Finished]) -> None:
+            in_flight.discard(task)
+            done.append(task.result())
+            wake.set()
+
         while True:
-            providers = self.destinations.providers()
             stopping = stop.is_set()
-            free = 0 if stopping else self.config.concurrency - len(in_flight)
-            if done or free > 0:
-                try:
-                    self._claims += 1
-                    claim = f"{self.worker_id}:{self._nonce}:{self._claims}"[-64:]
-                    items = cycle(self.engine, done, claim=claim, now=self._now(), lease=self.config.lease,
-                                  limit=free, providers=providers)
-                except SQLAlchemyError as exc:
-                    if stopping and not in_flight:
-                        log.error("delivery: database error while stopping (%s); %d outcome(s) unrecorded: "
-                                  "their events are delivered again after their lease", type(exc).__name__,
-                                  len(done))
-                        return
-                    log.error("delivery: database error, retrying in %.1fs: %s", pause, type(exc).__name__)
-                    time.sleep(pause)
-                    pause = min(pause * 2, 10.0)
-                    continue
-                pause = self.config.poll_s
-                for r in done:
-                    self._observe(r)
-                done = []
-                in_flight.update(self._pool.submit(self._attempt_safely, item) for item in items)
-            if not in_flight:
-                if stopping or until_idle:
+            now = time.monotonic()
+            while ready and len(in_flight) < cfg.concurrency:
+                claimed_at, item = ready.popleft()
+                if now - claimed_at > cfg.lease_margin_s / 2:
+                    continue  # too late to start inside its lease: it is due again when the lease ends
+                task = loop.create_task(self._attempt_safely(item))
+                in_flight.add(task)
+                task.add_done_callback(attempt_done)
+            # Claim ahead up to twice the concurrency, so a slot that frees starts its next event at once.
+            want = 0 if stopping or now < claim_after else 2 * cfg.concurrency - len(in_flight) - len(ready)
+            if db_round is None and (done or want > 0) and (
+                    len(done) >= batch or want >= batch or now - last_round >= ROUND_INTERVAL_S
+                    or not in_flight):
+                recording, done = done, []
+                self._claims += 1
+                self.rounds += 1
+                claim = f"{self.worker_id}:{self._nonce}:{self._claims}"[-64:]
+                asked, last_round = want, now
+                db_round = loop.run_in_executor(self._db, partial(
+                    self._cycle, recording, claim=claim, limit=asked, providers=self.destinations.providers()))
+                db_round.add_done_callback(lambda _: wake.set())
+            if db_round is None and not in_flight and not ready:
+                if stopping or (until_idle and queue_empty and not done):
                     return
-                stop.wait(self.config.poll_s)
+                await asyncio.sleep(max(0.0, min(cfg.poll_s, claim_after - time.monotonic())))
                 continue
-            finished, _ = wait(in_flight, timeout=self.config.poll_s, return_when=FIRST_COMPLETED)
-            in_flight -= finished
-            done.extend(f.result() for f in finished)
+            if not (db_round is not None and db_round.done()):
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(cfg.poll_s if db_round is not None else ROUND_INTERVAL_S):
+                        await wake.wait()
+            wake.clear()
+            if db_round is None or not db_round.done():
+                continue
+            finished, db_round = db_round, None
+            try:
+                items: list[Claimed] = finished.result()
+            except SQLAlchemyError as exc:
+                done = recording + done
+                if stopping and not in_flight:
+                    log.error("delivery: database error while stopping (%s); %d outcome(s) unrecorded: "
+                              "their events are delivered again after their lease", type(exc).__name__, len(done))
+                    return
+                log.error("delivery: database error, retrying in %.1fs: %s", pause, type(exc).__name__)
+                claim_after = time.monotonic() + pause
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 10.0)
+                continue
+            pause = cfg.poll_s
+            for r in recording:
+                self._observe(r)
+            recording = []
+            claimed_at = time.monotonic()
+            ready.extend((claimed_at, item) for item in items)
+            if asked:
+                queue_empty = len(items) < asked
+                if queue_empty:
+                    claim_after = claimed_at + cfg.poll_s
+
+    def _cycle(self, results: list[Finished], *, claim: str, limit: int, providers: tuple[str, ...]) -> list[Claimed]:
+        return cycle(self.engine, results, claim=claim, now=self._now(), lease=self.config.lease, limit=limit,
+                     providers=providers)
 
     # -- one attempt ----------------------------------------------------------------------------------
-    def _attempt_safely(self, item: Claimed) -> Finished:
+    async def _attempt_safely(self, item: Claimed) -> Finished:
         """An attempt whose unexpected error (a bug) is recorded as the attempt's error, not the worker's end."""
         try:
-            return self._attempt(item)
+            return await self._attempt(item)
         except Exception as exc:
             log.exception("delivery of event %d: unexpected error", item.id)
             return self._failed(item, self._now(), None, None, f"internal error: {type(exc).__name__}")
 
-    def _attempt(self, item: Claimed) -> Finished:
+    async def _attempt(self, item: Claimed) -> Finished:
         started_at = self._now()
         url = self.destinations.url_for(item.tenant, item.provider)
         if url is None:
@@ -187,13 +255,13 @@ class Worker:
         body, headers = build_request(item, self.config.keys, int(started_at.timestamp()))
         began = time.monotonic()
         try:
-            answer = post(self.client, self.config.policy, url, content=body, headers=headers)
+            answer = await self.sender.post(url, content=body, headers=headers)
         except OutboundBlocked as exc:
             return self._failed(item, started_at, None, None, f"blocked: {exc}")
-        except httpx.TimeoutException:
+        except SendTimeout:
             return self._failed(item, started_at, None, _ms(began), "timeout")
-        except httpx.TransportError as exc:
-            return self._failed(item, started_at, None, _ms(began), f"connection: {type(exc).__name__}")
+        except SendFailed as exc:
+            return self._failed(item, started_at, None, _ms(began), f"connection: {exc}")
         latency = round(answer.elapsed_s * 1000, 3)
         self.metrics.latency.labels(item.provider).observe(answer.elapsed_s)
         if is_success(answer.status):

@@ -6,18 +6,16 @@
 4. Connect and read timeouts on every request, and a total deadline while the response is read.
 5. At most ``max_response_bytes`` of a response are read; the rest is left unread.
 
-Errors: ``OutboundBlocked`` (refused before sending); httpx's ``TransportError`` family when sending fails.
+Rules 1 and 2 are checked here (pure); rules 3 to 5 are kept by the sender (outbound/sender.py).
+Errors: ``OutboundBlocked`` (refused before sending).
 """
 
 from __future__ import annotations
 
 import ipaddress
-import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
-
-import httpx
 
 LOOPBACK_NAMES = frozenset({"localhost"})
 
@@ -79,34 +77,3 @@ def check_url(policy: OutboundPolicy, url: str) -> None:
         raise OutboundBlocked(f"http:// refused for {host}: use https (plain http only to loopback in sandbox/dev)")
     if parts.username or parts.password:
         raise OutboundBlocked("credentials in the URL are refused")
-
-
-def make_client(policy: OutboundPolicy, *, transport: httpx.BaseTransport | None = None,
-                max_connections: int = 64) -> httpx.Client:
-    """A client that follows no redirects, ignores proxy and .netrc settings, and times out."""
-    return httpx.Client(
-        transport=transport,
-        follow_redirects=False,
-        trust_env=False,
-        timeout=httpx.Timeout(policy.timeout_s, connect=policy.connect_timeout_s),
-        limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
-    )
-
-
-def post(client: httpx.Client, policy: OutboundPolicy, url: str, *, content: bytes,
-         headers: Mapping[str, str]) -> Answer:
-    """POST under the policy. Raises OutboundBlocked before sending, httpx.TransportError when sending fails
-    (``httpx.ReadTimeout`` too when the response takes longer than the total deadline)."""
-    check_url(policy, url)
-    started = time.monotonic()
-    deadline = started + policy.connect_timeout_s + policy.timeout_s
-    with client.stream("POST", url, content=content, headers=dict(headers)) as response:
-        body = bytearray()
-        for chunk in response.iter_bytes():
-            room = policy.max_response_bytes - len(body)
-            if room > 0:
-                body += chunk[:room]
-            if len(body) >= policy.max_response_bytes or time.monotonic() > deadline:
-                break  # enough read (or too slow a trickle): the status is what counts
-        return Answer(response.status_code, {k.lower(): v for k, v in response.headers.items()}, bytes(body),
-                      time.monotonic() - started)

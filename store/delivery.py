@@ -29,13 +29,30 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Connection, Engine, and_, bindparam, event, func, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Select,
+    and_,
+    bindparam,
+    event,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 
 from store.engine import begin_write, is_sqlite, make_engine
 from store.errors import StoreError
-from store.schema import delivery_attempts, webhook_log
+from store.schema import DUE_PREDICATE, delivery_attempts, webhook_log
 
 DUE_STATES = ("pending", "retrying")
+# The due predicate as literal SQL, the very text of ix_webhook_log_due's WHERE: a planner uses a partial index
+# only for a query that implies its predicate, which bound parameters (state IN (?, ?)) never do; without it
+# SQLite scans and sorts the whole log on every claim.
+_DUE = text(DUE_PREDICATE)
 AttemptOutcome = Literal["delivered", "failed", "error"]
 NewState = Literal["delivered", "retrying", "dead"]
 
@@ -150,18 +167,24 @@ def claim_due(engine: Engine, *, claim: str, now: datetime, lease: timedelta, li
         return _claim(conn, claim=claim, now=now, lease=lease, limit=limit, providers=providers)
 
 
+def due_rows(*, now: datetime, providers: Sequence[str], limit: int) -> Select[tuple[int]]:
+    """The ids of up to ``limit`` due events, oldest due first, read through ix_webhook_log_due."""
+    c = webhook_log.c
+    return (
+        select(c.id)
+        .where(_DUE, c.next_attempt_at <= now, c.provider.in_(list(providers)))
+        .order_by(c.next_attempt_at, c.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)  # PostgreSQL; SQLite has no row locks (and one worker)
+    )
+
+
 def _claim(conn: Connection, *, claim: str, now: datetime, lease: timedelta, limit: int,
            providers: Sequence[str]) -> list[Claimed]:
     if limit <= 0 or not providers:
         return []
     c = webhook_log.c
-    due = (
-        select(c.id)
-        .where(c.delivery_state.in_(DUE_STATES), c.next_attempt_at <= now, c.provider.in_(list(providers)))
-        .order_by(c.next_attempt_at, c.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)  # PostgreSQL; SQLite has no row locks (and one worker)
-    )
+    due = due_rows(now=now, providers=providers, limit=limit)
     stmt = (
         update(webhook_log)
         .where(c.id.in_(due))
@@ -206,7 +229,7 @@ def cycle(engine: Engine, results: Sequence[Finished], *, claim: str, now: datet
 
 def _any_due(engine: Engine, *, now: datetime, providers: Sequence[str]) -> bool:
     c = webhook_log.c
-    stmt = select(c.id).where(c.delivery_state.in_(DUE_STATES), c.next_attempt_at <= now,
+    stmt = select(c.id).where(_DUE, c.next_attempt_at <= now,
                               c.provider.in_(list(providers))).limit(1)
     with engine.connect() as conn:
         return conn.execute(stmt).first() is not None
@@ -229,14 +252,13 @@ def _finish(conn: Connection, results: Sequence[Finished]) -> int:
          "error": None if r.error is None else r.error[:255]}
         for r in results
     ])
-    updated = 0
-    for r in results:  # one by one: rowcount tells whether the claim still held
-        updated += conn.execute(stmt, {
-            "b_id": r.item.id, "b_claim": r.item.claim, "b_state": r.state, "b_next": r.next_attempt_at,
-            "b_status": r.status_code, "b_error": None if r.error is None else r.error[:255],
-            "b_delivered": r.delivered_at,
-        }).rowcount
-    return updated
+    # One executemany: its rowcount is the sum over the rows, the number whose claim still held.
+    return int(conn.execute(stmt, [
+        {"b_id": r.item.id, "b_claim": r.item.claim, "b_state": r.state, "b_next": r.next_attempt_at,
+         "b_status": r.status_code, "b_error": None if r.error is None else r.error[:255],
+         "b_delivered": r.delivered_at}
+        for r in results
+    ]).rowcount)
 
 
 def replay(engine: Engine, *, now: datetime, ids: Sequence[int] = (), tenant: str | None = None,

@@ -62,7 +62,9 @@ class Settings(BaseSettings):
     delivery_base_delay_s: float = Field(default=5.0, gt=0, description="First retry's backoff ceiling (s).")
     delivery_max_delay_s: float = Field(default=3600.0, gt=0, description="Largest backoff between tries (s).")
     delivery_timeout_s: float = Field(default=10.0, gt=0, le=300, description="One delivery attempt's timeout.")
-    delivery_concurrency: int = Field(default=16, ge=1, le=256, description="Requests in flight per worker.")
+    delivery_concurrency: int = Field(default=64, ge=1, le=256, description="Requests in flight per worker.")
+    delivery_nice: int = Field(default=10, ge=0, le=19, description="The worker's CPU niceness (at least; "
+                               "Linux nice): on a shared host the webhook server answering providers comes first.")
     delivery_poll_s: float = Field(default=0.25, gt=0, le=60, description="Pause between polls of an empty queue.")
     delivery_max_response_bytes: int = Field(default=65_536, ge=0, description="Response bytes read, at most.")
     delivery_allow_loopback_http: bool = Field(

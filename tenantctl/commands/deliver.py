@@ -10,6 +10,7 @@ a SQLite database.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 from datetime import UTC, datetime, timedelta
@@ -22,7 +23,8 @@ from delivery.metrics import DeliveryMetrics
 from delivery.retry import RetryPolicy
 from delivery.signing import BadSecret
 from delivery.worker import Worker, WorkerConfig, default_worker_id, load_keys
-from outbound.policy import OutboundBlocked, OutboundPolicy, allow_list, check_url, make_client
+from outbound.policy import OutboundBlocked, OutboundPolicy, allow_list, check_url
+from outbound.sender import Sender
 from store.delivery import AnotherWorkerRunning, queue_stats, single_worker, worker_engine
 from store.engine import redact_url
 from store.errors import DatabaseNotMigrated
@@ -102,6 +104,13 @@ def _reloader(c: Context, s: Settings, worker: Worker, hup: threading.Event, sto
                  ", ".join(destinations.providers()))
 
 
+def _lower_priority(nice: int) -> None:
+    """At least ``nice`` for this process, before it starts any thread (Linux threads inherit it); a niceness
+    already higher (systemd's Nice=, `nice -n`) is kept. Lowering one's priority needs no privilege."""
+    if nice > os.getpriority(os.PRIO_PROCESS, 0):
+        os.setpriority(os.PRIO_PROCESS, 0, nice)
+
+
 def deliver(
     ctx: typer.Context,
     concurrency: Annotated[int | None, typer.Option("--concurrency", min=1, max=256,
@@ -121,7 +130,7 @@ def deliver(
         handler.addFilter(RedactingFilter())
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         logging.basicConfig(level=logging.INFO, handlers=[handler])
-        logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request: the attempts table has them
+    _lower_priority(s.delivery_nice)
     REDACTOR.add(*s.delivery_secrets)  # every log line and message is scrubbed of them
     if not s.delivery_secrets:
         raise _fail(c, "no delivery secret: set TENANTCTL_DELIVERY_SECRETS (whsec_..., see .env.example)")
@@ -156,10 +165,11 @@ def deliver(
             if metrics_port is not None:
                 port = metrics.serve(metrics_port, metrics_addr)
                 c.err.print(f"deliver: metrics on http://{metrics_addr}:{port}/metrics", markup=False)
-            client = make_client(policy, max_connections=config.concurrency)
-            worker = Worker(engine, destinations, config, client, metrics=metrics, worker_id=default_worker_id())
+            sender = Sender(policy, max_connections=config.concurrency)
+            worker = Worker(engine, destinations, config, sender, metrics=metrics, worker_id=default_worker_id())
             c.err.print(f"deliver: worker {worker.worker_id} delivering {', '.join(destinations.providers())} "
-                        f"({config.concurrency} at a time; database {redact_url(url)})", markup=False)
+                        f"({config.concurrency} at a time, nice {os.getpriority(os.PRIO_PROCESS, 0)}; "
+                        f"database {redact_url(url)})", markup=False)
             reloader = threading.Thread(target=_reloader, args=(c, s, worker, hup, stop), daemon=True)
             reloader.start()
             try:
@@ -167,9 +177,8 @@ def deliver(
             finally:
                 stop.set()
                 worker.close()
-                client.close()
-            c.err.print(f"deliver: stopped ({worker.delivered} delivered, {worker.failed} failed attempts)",
-                        markup=False)
+            c.err.print(f"deliver: stopped ({worker.delivered} delivered, {worker.failed} failed attempts, "
+                        f"{worker.rounds} database rounds)", markup=False)
             if until_idle and worker.failed:
                 # A run meant to empty the queue that left events to retry did not do its job: say so.
                 raise _fail(c, f"{worker.failed} delivery attempt(s) failed; their events wait for a retry "

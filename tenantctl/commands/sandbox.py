@@ -30,7 +30,7 @@ import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 import httpx
@@ -127,6 +127,11 @@ def serve(
     state: Annotated[Path | None, typer.Option(help="A state file to start from (see `sandbox seed --out`).")]
     = None,
     threads: Annotated[int, typer.Option(help="gunicorn threads (one worker: one world).")] = 8,
+    worker_class: Annotated[Literal["gthread", "gevent"], typer.Option(
+        "--worker-class", help="gunicorn worker class: gevent serves many slow answers (the fake platform's "
+        "delay) for less CPU than threads.")] = "gthread",
+    access_log: Annotated[bool, typer.Option("--access-log/--no-access-log",
+                                             help="One line per request on stdout.")] = True,
 ) -> None:
     """Run the emulators on loopback: gunicorn 'sandbox.app:get_app()', one worker (one world), threads."""
     c: Context = ctx.obj
@@ -147,8 +152,10 @@ def serve(
     c.err.print(f"sandbox admin token (for `tenantctl sandbox seed`) written to {token}", markup=False)
     c.err.print(f"sandbox listening on http://{bind} (Ctrl-C to stop); use --sandbox or TENANTCTL_SANDBOX=1")
     cmd = [sys.executable, "-m", "gunicorn", "sandbox.app:get_app()", "--bind", bind, "--workers", "1",
-           "--threads", str(threads), "--worker-class", "gthread", "--access-logfile", "-",
-           "--no-control-socket"]  # its default path (~/.gunicorn) is shared by every gunicorn of the user
+           "--worker-class", worker_class, "--no-control-socket"]  # its default (~/.gunicorn) is per user
+    cmd += ["--threads", str(threads)] if worker_class == "gthread" else ["--worker-connections", "1000"]
+    if access_log:
+        cmd += ["--access-logfile", "-"]
     sys.stdout.flush()
     sys.stderr.flush()
     # Become gunicorn (as `tenantctl serve` does): SIGTERM and Ctrl-C reach its master directly, so

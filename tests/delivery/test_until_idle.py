@@ -3,6 +3,9 @@ plain-http destination names the setting that allows it. Through the CLI in a su
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from sqlalchemy import create_engine
@@ -45,3 +48,17 @@ def test_a_refused_http_destination_names_the_setting_that_allows_loopback_http(
     env = {**_env(tmp_path, "http://platform.example.com/hooks"), "TENANTCTL_DELIVERY_ALLOW_LOOPBACK_HTTP": "false"}
     out = cli("deliver", "--until-idle", env=env)
     assert out.code == 1 and "TENANTCTL_DELIVERY_ALLOW_LOOPBACK_HTTP" in out.err, out.all
+
+
+def test_the_worker_yields_the_cpu_to_the_server_and_keeps_a_lower_priority_it_was_given(tmp_path: Path) -> None:
+    """Niceness 10 by default (TENANTCTL_DELIVERY_NICE), and never raised back: `nice -n 15` stays 15."""
+    url = f"sqlite:///{tmp_path / 'state' / 'tenantctl.db'}"
+    (tmp_path / "state").mkdir()
+    upgrade(url)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TENANTCTL_")}
+    env.update(_env(tmp_path, f"http://127.0.0.1:{free_port()}/hooks"), DATABASE_URL=url)
+    for prefix, nice in (([], 10), (["nice", "-n", "15"], 15)):
+        run = subprocess.run([*prefix, sys.executable, "-m", "tenantctl", "deliver", "--until-idle"], env=env,
+                             check=False, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+        assert run.returncode == 0, run.stderr
+        assert f"at a time, nice {nice};" in run.stderr
