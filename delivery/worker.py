@@ -226,12 +226,12 @@ class Worker:
             for r in recording:
                 self._observe(r)
             recording = []
-            claimed_at = time.monotonic()
-            ready.extend((claimed_at, item) for item in items)
+            # Their lease runs from before the round (its clock was read before any wait for a lock).
+            ready.extend((last_round, item) for item in items)
             if asked:
                 queue_empty = len(items) < asked
                 if queue_empty:
-                    claim_after = claimed_at + cfg.poll_s
+                    claim_after = time.monotonic() + cfg.poll_s
 
     def _cycle(self, results: list[Finished], *, claim: str, limit: int, providers: tuple[str, ...]) -> list[Claimed]:
         return cycle(self.engine, results, claim=claim, now=self._now(), lease=self.config.lease, limit=limit,

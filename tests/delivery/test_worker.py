@@ -191,3 +191,31 @@ def test_a_claim_reads_the_due_index_not_the_whole_log(db: Engine) -> None:
         with db.connect() as conn:
             plan = " ".join(str(r[-1]) for r in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}", params))
         assert "USING INDEX ix_webhook_log_due" in plan and "SCAN" not in plan and "TEMP B-TREE" not in plan
+
+
+def test_an_event_claimed_by_a_round_too_slow_to_start_it_inside_its_lease_is_left_to_the_lease(
+        db: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A claim whose round returned later than half the lease margin is not attempted (the attempt could
+    outlive the lease and run beside another worker's); the event is due again when the lease ends."""
+    import time as time_module
+
+    import delivery.worker as worker_module
+
+    real = worker_module.cycle
+
+    def slow(*args: object, **kwargs: object) -> object:
+        items = real(*args, **kwargs)  # type: ignore[arg-type]
+        time_module.sleep(0.3)  # a commit stuck behind another writer
+        return items
+
+    monkeypatch.setattr(worker_module, "cycle", slow)
+    insert(db, accepted(2))
+    posted: list[str] = []
+    config = WorkerConfig(policy=POLICY, retry=RetryPolicy(), keys=[KEY], concurrency=2, lease_margin_s=0.4)
+    worker = Worker(db, Destinations({"hospitable": URL}), config,
+                    ScriptedSender(POLICY, lambda r: posted.append(r.headers["webhook-id"]) or httpx.Response(204)),
+                    worker_id="w1")
+    worker.run(threading.Event(), until_idle=True)
+    worker.close()
+    assert posted == []
+    assert {s for s in _state(db).values()} == {("pending", 1, None)}  # claimed once, due after the lease
