@@ -70,6 +70,24 @@ def test_a_wrong_token_is_refused_and_the_bearer_header_works(engine: Engine) ->
     assert c.simulate_get("/admin/logs", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
 
 
+def test_wrong_bearer_tokens_count_with_wrong_logins_and_are_refused_after_the_limit(engine: Engine) -> None:
+    """A wrong Bearer token is a 401 (not a redirect to the form: a script cannot use one); ten wrong
+    tokens from one address, by header or form, and the next try gets 429 with Retry-After, even the
+    right token, until the window ends."""
+    c = _client(engine)
+    wrong = c.simulate_get("/admin/logs", headers={"Authorization": "Bearer guess"})
+    assert wrong.status_code == 401 and wrong.headers["www-authenticate"].startswith("Bearer")
+    for _ in range(4):
+        c.simulate_post("/admin/login", body="token=guess",
+                        headers={"Content-Type": "application/x-www-form-urlencoded"})
+    for _ in range(5):
+        assert c.simulate_get("/admin/", headers={"Authorization": "Bearer guess"}).status_code == 401
+    refused = c.simulate_get("/admin/logs", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert refused.status_code == 429 and 1 <= int(refused.headers["retry-after"]) <= 60
+    assert c.simulate_post("/admin/login", body=f"token={TOKEN}",
+                           headers={"Content-Type": "application/x-www-form-urlencoded"}).status_code == 429
+
+
 def test_without_an_admin_token_the_pages_do_not_exist(engine: Engine) -> None:
     c = _client(engine, token=None)
     assert c.simulate_get("/admin/").status_code == 404

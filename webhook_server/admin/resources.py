@@ -57,19 +57,40 @@ def render(resp: falcon.Response, template: str, **context: Any) -> None:
 
 
 class _Page:
+    """A page behind the admin token. Wrong tokens, from the login form or a Bearer header, count against
+    the client address in one limiter shared by every page (admin/login_limit.py)."""
+
     def __init__(self, token: bytes | None, engine: Engine | None, slugs: Callable[[], Sequence[str]],
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, trusted: TrustedProxies | None = None,
+                 limiter: LoginLimiter | None = None) -> None:
         self._token, self.engine, self.slugs, self.clock = token, engine, slugs, clock
+        self.trusted = trusted or TrustedProxies.parse("127.0.0.1")
+        self.limiter = limiter or LoginLimiter()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(token=(sensitive))"
+
+    def _address(self, req: falcon.Request) -> str:
+        return addresses(req.remote_addr, {k: v for k in _FORWARDED if (v := req.get_header(k)) is not None},
+                         self.trusted)["client"]
 
     def _guard(self, req: falcon.Request) -> Engine:
         if self._token is None or self.engine is None:
             raise falcon.HTTPNotFound()
         scheme, _, given = (req.get_header("Authorization") or "").partition(" ")
-        if scheme.lower() == "bearer" and session.token_matches(self._token, given):
-            return self.engine
+        if scheme.lower() == "bearer":
+            address = self._address(req)
+            wait = self.limiter.retry_after(address, self.clock())
+            if wait is not None:
+                raise falcon.HTTPTooManyRequests(
+                    description=f"Too many wrong admin tokens from this address: try again in {wait} s.",
+                    retry_after=wait)
+            if session.token_matches(self._token, given):
+                return self.engine
+            failures = self.limiter.failed(address, self.clock())
+            log.warning("admin Bearer token refused from %s (%d in this window)", printable(address), failures)
+            raise falcon.HTTPUnauthorized(description="That is not the admin token.",
+                                          challenges=['Bearer realm="tenantctl admin"'])
         if session.valid(self._token, req.cookies.get(session.COOKIE), self.clock()):
             return self.engine
         raise falcon.HTTPSeeOther("/admin/login")
@@ -77,13 +98,6 @@ class _Page:
 
 class LoginResource(_Page):
     """The login form. Failed logins are limited per client address (admin/login_limit.py)."""
-
-    def __init__(self, token: bytes | None, engine: Engine | None, slugs: Callable[[], Sequence[str]],
-                 clock: Callable[[], float] = time.time, trusted: TrustedProxies | None = None,
-                 limiter: LoginLimiter | None = None) -> None:
-        super().__init__(token, engine, slugs, clock)
-        self.trusted = trusted or TrustedProxies.parse("127.0.0.1")
-        self.limiter = limiter or LoginLimiter()
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         if self._token is None or self.engine is None:
@@ -93,8 +107,7 @@ class LoginResource(_Page):
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         if self._token is None or self.engine is None:
             raise falcon.HTTPNotFound()
-        address = addresses(req.remote_addr, {k: v for k in _FORWARDED if (v := req.get_header(k)) is not None},
-                            self.trusted)["client"]
+        address = self._address(req)
         wait = self.limiter.retry_after(address, self.clock())
         if wait is not None:
             resp.status = falcon.HTTP_429
@@ -201,8 +214,9 @@ def register(app: falcon.App[falcon.Request, falcon.Response], token: bytes | No
              slugs: Callable[[], Sequence[str]], trusted: TrustedProxies | None = None) -> None:
     """Mount the pages under /admin/ (the JSON /admin/webhook-logs stays where it is)."""
     args = (token, engine, slugs)
-    app.add_route("/admin", IntegrationsResource(*args))
-    app.add_route("/admin/login", LoginResource(*args, trusted=trusted))
-    app.add_route("/admin/logout", LogoutResource(*args))
-    app.add_route("/admin/tenants/{slug}", TenantResource(*args))
-    app.add_route("/admin/logs", LogsResource(*args))
+    guard: dict[str, Any] = {"trusted": trusted, "limiter": LoginLimiter()}  # one count for form and header
+    app.add_route("/admin", IntegrationsResource(*args, **guard))
+    app.add_route("/admin/login", LoginResource(*args, **guard))
+    app.add_route("/admin/logout", LogoutResource(*args, **guard))
+    app.add_route("/admin/tenants/{slug}", TenantResource(*args, **guard))
+    app.add_route("/admin/logs", LogsResource(*args, **guard))
