@@ -39,13 +39,13 @@ from tenancy.sops import encrypt_text  # noqa: E402
 
 TICK_US = 1e6 / os.sysconf("SC_CLK_TCK")
 
-def cpu_us(pid: int) -> float:
-    """utime + stime of one process (all its threads), in microseconds; 0 when it is gone."""
+def cpu_us(pid: int, system: bool = False) -> float:
+    """utime + stime (or stime alone) of one process (all its threads), in microseconds; 0 when gone."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (FileNotFoundError, ProcessLookupError):
         return 0.0
-    return (int(fields[11]) + int(fields[12])) * TICK_US
+    return (int(fields[12]) + (0 if system else int(fields[11]))) * TICK_US
 
 
 def children(pid: int) -> list[int]:
@@ -81,6 +81,8 @@ def main() -> None:
     ap.add_argument("--bare", action="store_true", help="also measure the bare Falcon app of webhooks.py")
     ap.add_argument("--profile", type=Path, help="py-spy each worker during the last repetition, into DIR")
     ap.add_argument("--access-log", action="store_true", help="the access log on (to stdout, discarded)")
+    ap.add_argument("--root", type=Path, default=ROOT,
+                    help="serve the code of another checkout (e.g. an exported older commit), for A/B runs")
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="tenantctl-cpu-"))
@@ -95,7 +97,7 @@ def main() -> None:
     access = "-" if args.access_log else "off"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TENANTCTL_", "PROMETHEUS_"))}
     env.update({"SOPS_AGE_KEY_FILE": str(ROOT / "examples" / "demo.agekey"), "TENANTCTL_TENANTS": str(tenants),
-                "TENANTCTL_ACCESS_LOG": access, "PYTHONPATH": str(ROOT),
+                "TENANTCTL_ACCESS_LOG": access, "PYTHONPATH": str(args.root),
                 "TENANTCTL_STATE_DIR": str(work / "state")})
     for key in ("TENANTCTL_WORKER_CLASS", "TENANTCTL_WORKERS", "TENANTCTL_WORKER_CONNECTIONS", "TENANTCTL_THREADS"):
         if key in os.environ:
@@ -135,8 +137,9 @@ def measure(name: str, db_url: str | None, work: Path, env: dict[str, str], scri
         (work / "state").mkdir(exist_ok=True)
         env["DATABASE_URL"] = db_url
         upgrade(db_url)
-        cmd = [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "webhook_server" / "gunicorn.conf.py"),
+        cmd = [sys.executable, "-m", "gunicorn", "-c", str(args.root / "webhook_server" / "gunicorn.conf.py"),
                "webhook_server.app:get_app()"]
+    wh.ROOT = args.root  # the server's working directory: its code comes first on sys.path
     proc = wh.start(cmd, env, url, work / f"{name}.log")
     per_request: list[float] = []
     try:
@@ -156,9 +159,11 @@ def measure(name: str, db_url: str | None, work: Path, env: dict[str, str], scri
                          "-o", str(args.profile / f"{name}-{pid}.txt"), "--pid", str(pid)],
                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
                 time.sleep(1.0)
+            sys0 = sum(cpu_us(p, system=True) for p in pids)
             rows0, cpu0, t0 = accepted(db_url), sum(cpu_us(p) for p in pids), time.monotonic()
             r = drive(url, script, reqs, args.seconds, args.connections, args.wrk_threads)
             cpu1, t1 = sum(cpu_us(p) for p in pids), time.monotonic()
+            sys1 = sum(cpu_us(p, system=True) for p in pids)
             for spy in spies:
                 spy.send_signal(2)
             for spy in spies:
@@ -169,7 +174,8 @@ def measure(name: str, db_url: str | None, work: Path, env: dict[str, str], scri
             per_request.append(us)
             print(f"  {name:8} rep {rep + 1}: {done} accepted of {r.requests} sent "
                   f"(non-2xx {r.non2xx}, errors {r.errors}) in {t1 - t0:.2f} s = {done / (t1 - t0):.0f}/s; "
-                  f"server CPU {(cpu1 - cpu0) / 1e6:.2f} s = {us:.0f} us per request", flush=True)
+                  f"server CPU {(cpu1 - cpu0) / 1e6:.2f} s = {us:.0f} us per request "
+                  f"({(sys1 - sys0) / max(done, 1):.0f} of them in the kernel)", flush=True)
     finally:
         wh.stop(proc)
     print(f"{name}: median {statistics.median(per_request):.0f} us CPU per accepted request "
