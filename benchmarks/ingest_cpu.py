@@ -6,8 +6,8 @@ machine does not move much (throughput does).
 
 The real server (gunicorn with webhook_server/gunicorn.conf.py, settings from the environment, access log
 off unless --access-log), no delivery worker. wrk sends distinct signed Hospitable events (as
-benchmarks/webhooks.py builds them) over --connections connections, closed loop, for --seconds. Measured: utime + stime (/proc/<pid>/stat, all threads) of the gunicorn
-master and its workers across the run, divided by the accepted rows the run added. ``--bare`` measures the
+benchmarks/webhooks.py builds them) over --connections connections, closed loop, for --seconds.
+Measured: utime + stime (/proc/<pid>/stat, all threads) of the gunicorn master and its workers across the run, divided by the accepted rows the run added. ``--bare`` measures the
 bare Falcon app of webhooks.py the same way (divided by 2xx answers). ``--profile DIR`` records each worker
 with py-spy (raw folded stacks, DIR/<db>-<pid>.txt) during the last repetition.
 """
@@ -155,8 +155,8 @@ def measure(name: str, db_url: str | None, work: Path, env: dict[str, str], scri
                 args.profile.mkdir(parents=True, exist_ok=True)
                 for pid in pids[1:]:
                     spies.append(subprocess.Popen(
-                        [str(Path(sys.executable).parent / "py-spy"), "record", "-f", "raw", "-r", "200", "--nonblocking",
-                         "-o", str(args.profile / f"{name}-{pid}.txt"), "--pid", str(pid)],
+                        [str(Path(sys.executable).parent / "py-spy"), "record", "-f", "raw", "-r", "200",
+                         "--nonblocking", "-o", str(args.profile / f"{name}-{pid}.txt"), "--pid", str(pid)],
                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
                 time.sleep(1.0)
             sys0 = sum(cpu_us(p, system=True) for p in pids)
