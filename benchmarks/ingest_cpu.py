@@ -1,15 +1,17 @@
-"""CPU time per accepted webhook of the server processes, at peak load: a figure that a shared, noisy
-machine does not move much (throughput does).
+"""CPU time per accepted webhook of the server processes at peak load, for A/B comparisons of the request
+path on a shared machine (less noisy than requests/s, though a loaded machine still inflates it).
 
     .venv/bin/python benchmarks/ingest_cpu.py [--database sqlite|postgres|both] [--seconds 6]
-        [--connections 64] [--repeat 3] [--bare] [--profile DIR] [--access-log]
+        [--connections 64] [--repeat 3] [--bare] [--profile DIR] [--access-log] [--root DIR]
 
 The real server (gunicorn with webhook_server/gunicorn.conf.py, settings from the environment, access log
 off unless --access-log), no delivery worker. wrk sends distinct signed Hospitable events (as
 benchmarks/webhooks.py builds them) over --connections connections, closed loop, for --seconds.
-Measured: utime + stime (/proc/<pid>/stat, all threads) of the gunicorn master and its workers across the run, divided by the accepted rows the run added. ``--bare`` measures the
-bare Falcon app of webhooks.py the same way (divided by 2xx answers). ``--profile DIR`` records each worker
-with py-spy (raw folded stacks, DIR/<db>-<pid>.txt) during the last repetition.
+Measured: utime + stime (/proc/<pid>/stat, all threads) of the gunicorn master and its workers across
+the run, divided by the accepted rows the run added. ``--bare`` measures the bare Falcon app of
+webhooks.py the same way (divided by 2xx answers). ``--profile DIR`` records each worker with py-spy (raw
+folded stacks, DIR/<db>-<pid>.txt) during the last repetition. ``--root DIR`` serves another checkout's
+code (`git archive <commit> | tar -x -C DIR`), so before and after can be run in alternation.
 """
 
 from __future__ import annotations
