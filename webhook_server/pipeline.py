@@ -283,7 +283,7 @@ class Pipeline:
         return body, payload
 
     def _route(self, ctx: _Ctx, provider: str) -> tuple[TenantRoute, ProviderRoute] | Reply:
-        tenant = self.routing.tenant(ctx.slug)
+        tenant = self.routing.tenant(ctx.slug, provider)
         if tenant is None:
             slug = ctx.slug if _SLUG.fullmatch(ctx.slug) else "(invalid)"
             return self._refuse(ctx, 404, f"unknown-tenant:{slug}"[:64])

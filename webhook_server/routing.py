@@ -89,7 +89,9 @@ class Routing:
     # The Meta app secret(s) that sign what arrives at the app-level WhatsApp callback.
     meta_app_keys: Keys = field(default_factory=lambda: Keys(()))
 
-    def tenant(self, slug: str) -> TenantRoute | None:
+    def tenant(self, slug: str, provider: str | None = None) -> TenantRoute | None:
+        """The tenant's routes; PROVIDER (the one the request is for) lets a routing that follows the
+        provider state store (state_refresh.StateRouting) look for a route it does not have yet."""
         return self.tenants.get(slug)
 
     def __len__(self) -> int:

@@ -167,6 +167,27 @@ def test_duplicates_within_one_batch_keep_the_first_and_log_the_rest(engine: Eng
     ]
 
 
+def test_every_field_of_a_batch_comes_back_as_written(engine: Engine, write: BatchWriter) -> None:
+    """Text that array and JSON quoting must survive, absent values, and batches of any size."""
+    odd = 'x","y"} {\\"z\\", NULL, \'é\' ✓ ,{}'
+    first = rec(event_id="p-1", headers={"user-agent": odd, "x-request-id": "{1,2}"}, body=odd, body_size=40,
+                latency_ms=None)
+    refused = rec(event_id=None, tenant=None, outcome="rejected", status_code=404, reason="unknown-tenant:x",
+                  headers=None, body=None, body_size=0, latency_ms=2.25)
+    for size in (1, 2, 7):
+        write([dataclasses.replace(first, event_id=f"p-{size}-{i}") for i in range(size - 1)] + [refused])
+    assert write([first, refused]) == [RecordResult.STORED, RecordResult.STORED]
+    rows, _ = query_log(engine, limit=100)
+    stored = next(r for r in rows if r.event_id == "p-1")
+    assert (stored.headers, stored.body, stored.body_size, stored.latency_ms) == (first.headers, odd, 40, None)
+    assert stored.received_at == T0 and stored.delivery_state == "pending"
+    gone = [r for r in rows if r.outcome == "rejected"]
+    assert len(gone) == 4 and all(
+        (r.tenant, r.reason, r.headers, r.body, r.latency_ms, r.delivery_state) ==
+        (None, "unknown-tenant:x", None, None, 2.25, None) for r in gone)
+    assert len([r for r in rows if r.outcome == "accepted"]) == 1 + 0 + 1 + 6
+
+
 def test_a_batch_mixing_new_and_already_accepted_events(engine: Engine, write: BatchWriter) -> None:
     write([rec(event_id="old")])
     results = write([rec(event_id="new"), rec(event_id="old"), rec(event_id="new")])

@@ -10,6 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from webhook_server.client_address import TrustedProxies
+
 from .helpers import SECRETS, dumps, sign_hex, tenant_dicts
 from .server_harness import make_tenants_dir, start_server
 
@@ -42,3 +44,11 @@ def test_the_peer_is_always_logged_and_forwarded_headers_only_from_trusted_proxi
         logged = [json.loads(h) for (h,) in conn.execute("SELECT headers FROM webhook_log ORDER BY id")]
     for headers in logged:  # accepted and refused alike
         assert {k: v for k, v in headers.items() if k in ("peer", "client", *map(str.lower, FORWARDED))} == expected
+
+
+def test_an_answer_about_an_address_does_not_depend_on_what_was_asked_before() -> None:
+    proxies, others = TrustedProxies.parse("10.0.0.0/8"), TrustedProxies.parse("192.168.1.1")
+    for _ in range(2):  # the second time from the cache
+        assert proxies.trusts("10.1.2.3") and not others.trusts("10.1.2.3")
+        assert others.trusts("192.168.1.1") and not proxies.trusts("192.168.1.1")
+        assert not proxies.trusts("10.1.2.3" + " " * 100 + "x") and not proxies.trusts(None)

@@ -111,3 +111,34 @@ def test_a_forget_then_a_new_value_between_two_checks_is_not_missed(db: Engine,
     provider_state.put(db, slug, "nuki", "nuki.webhook_secret", "s2", recipients, "t")  # ...and the new one
     clock.t = 2.0
     assert refresher.routing().tenants[slug].providers["nuki"].keys.values[:2] == (b"s2", b"s1")
+
+
+class CountingRefresher(StateRefresher):
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.reads = 0
+
+    def _refresh(self) -> None:
+        self.reads += 1
+        super()._refresh()
+
+
+def test_only_a_request_for_a_state_issued_provider_looks_for_a_missing_route_early(
+        db: Engine, key: pyrage.x25519.Identity) -> None:
+    base = build_routing(tenants())
+    slug = next(s for s, t in base.tenants.items() if "hospitable" in t.providers and "nuki" not in t.providers)
+    clock = Clock()
+    refresher = CountingRefresher(base, db, [key], interval_s=60.0, clock=clock)
+    routing = StateRouting(base.tenants, base.owners, base.loaded, refresher=refresher)
+    routing.tenant(slug, "hospitable")
+    reads = refresher.reads
+    for t in (1.0, 2.0, 3.0):  # each past MISS_GAP_S, within the interval
+        clock.t = t
+        assert routing.tenant(slug, "hospitable") is not None
+    assert refresher.reads == reads  # a Hospitable webhook never waits for the state store
+
+    provider_state.put(db, slug, "nuki", "nuki.webhook_secret", "s1", [str(key.to_public())], "t")
+    clock.t = 4.0
+    route = routing.tenant(slug, "nuki")  # the tenant's first Nuki webhook: checked at once
+    assert route is not None and route.providers["nuki"].keys.values[0] == b"s1"
+    assert refresher.reads == reads + 1
