@@ -147,14 +147,21 @@ def _routing_keys(lt: LoadedTenant) -> Iterator[Finding]:
                   "list the Beds24 property IDs", "missing-routing-key", Severity.WARNING)
 
 
+# Values that cannot be or hold the placeholder: skipped without a call (a tenant has ~100 of them).
+_NOT_TEXT = frozenset({int, float, bool, type(None)})
+
+
 def _placeholders(lt: LoadedTenant, sev: Severity) -> Iterator[Finding]:
     def walk(node: object, path: YPath) -> Iterator[tuple[YPath, bool]]:
-        if isinstance(node, BaseModel):
-            for name in type(node).model_fields:
-                yield from walk(getattr(node, name), (*path, name))
-        elif isinstance(node, list):
-            for i, v in enumerate(node):
-                yield from walk(v, (*path, i))
+        if isinstance(node, BaseModel | list):
+            children = (((name, getattr(node, name)) for name in type(node).model_fields)
+                        if isinstance(node, BaseModel) else enumerate(node))
+            for key, value in children:
+                if type(value) is str:  # the common leaf, checked here rather than one call deeper
+                    if value == PLACEHOLDER:
+                        yield (*path, key), False
+                elif type(value) not in _NOT_TEXT:
+                    yield from walk(value, (*path, key))
         elif isinstance(node, SecretStr):
             if node.get_secret_value() == PLACEHOLDER:
                 yield path, True

@@ -111,3 +111,8 @@ def test_a_forget_then_a_new_value_between_two_checks_is_not_missed(db: Engine,
     provider_state.put(db, slug, "nuki", "nuki.webhook_secret", "s2", recipients, "t")  # ...and the new one
     clock.t = 2.0
     assert refresher.routing().tenants[slug].providers["nuki"].keys.values[:2] == (b"s2", b"s1")
+
+
+def test_without_provider_state_the_routing_is_used_as_it_is() -> None:
+    base = build_routing([])
+    assert with_provider_state(base, {}) is base
