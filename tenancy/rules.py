@@ -147,21 +147,31 @@ def _routing_keys(lt: LoadedTenant) -> Iterator[Finding]:
                   "list the Beds24 property IDs", "missing-routing-key", Severity.WARNING)
 
 
-def _placeholders(lt: LoadedTenant, sev: Severity) -> Iterator[Finding]:
-    def walk(node: object, path: YPath) -> Iterator[tuple[YPath, bool]]:
-        if isinstance(node, BaseModel):
-            for name in type(node).model_fields:
-                yield from walk(getattr(node, name), (*path, name))
-        elif isinstance(node, list):
-            for i, v in enumerate(node):
-                yield from walk(v, (*path, i))
-        elif isinstance(node, SecretStr):
-            if node.get_secret_value() == PLACEHOLDER:
-                yield path, True
-        elif node == PLACEHOLDER:
-            yield path, False
+# Values that cannot be or hold the placeholder: skipped without a call (a tenant has ~100 of them).
+_NOT_TEXT = frozenset({int, float, bool, type(None)})
 
-    for path, secret in walk(lt.tenant, ()):
+
+def _placeholder_paths(node: object, path: YPath) -> Iterator[tuple[YPath, bool]]:
+    """(path, is a secret) of every placeholder under NODE. A module function, not a recursive closure:
+    such a closure is a reference cycle per call, left for the cyclic collector."""
+    if isinstance(node, BaseModel | list):
+        children = (((name, getattr(node, name)) for name in type(node).model_fields)
+                    if isinstance(node, BaseModel) else enumerate(node))
+        for key, value in children:
+            if type(value) is str:  # the common leaf, checked here rather than one call deeper
+                if value == PLACEHOLDER:
+                    yield (*path, key), False
+            elif type(value) not in _NOT_TEXT:
+                yield from _placeholder_paths(value, (*path, key))
+    elif isinstance(node, SecretStr):
+        if node.get_secret_value() == PLACEHOLDER:
+            yield path, True
+    elif node == PLACEHOLDER:
+        yield path, False
+
+
+def _placeholders(lt: LoadedTenant, sev: Severity) -> Iterator[Finding]:
+    for path, secret in _placeholder_paths(lt.tenant, ()):
         # A plain field is edited as it is (reviewers see it); only a secret needs sops.
         hint = "set the real value with `sops <file>` (it stays encrypted on disk)" if secret else \
             "replace it with the real value (a plain field: edit it directly or with `sops <file>`)"

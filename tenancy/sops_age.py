@@ -132,6 +132,11 @@ _METADATA_KEYS = frozenset(
     }
 )
 _DEFAULT_UNENCRYPTED_SUFFIX = "_unencrypted"
+# Whether a key path is encrypted, by (rule, rule value): the same for every file under one rule, so
+# remembered across files (10,000 tenant files share a few dozen paths). Bounded per rule.
+_DECISIONS: dict[tuple[str, str], dict[tuple[str, ...], bool]] = {}
+_MAX_DECISIONS = 4096
+_PLAIN_SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
 def parse_identities(text: str) -> list[pyrage.x25519.Identity]:
@@ -322,22 +327,28 @@ class _Walker:
                 raise SopsUnsupported(
                     f"`sops.{meta.rule}` is not a regular expression Python reads"
                 ) from None
-        self._decisions: dict[tuple[str, ...], bool] = {}
+        self._decisions = _DECISIONS.setdefault((meta.rule, meta.rule_value), {})
+        if len(self._decisions) > _MAX_DECISIONS:  # a bound for a long-lived process reading odd files
+            self._decisions.clear()
 
     def walk(self, node: object, path: tuple[str, ...], loc: tuple[str | int, ...]) -> Any:
         """NODE decrypted; PATH is sops' key path (no list indices), LOC the node's place in the document."""
-        if isinstance(node, Mapping):
-            if getattr(node, "merge", None):
-                raise SopsUnsupported("YAML merge keys (<<) are not supported")
-            out = {}
-            for key, value in node.items():
-                if not isinstance(key, str):
-                    raise SopsUnsupported("the document has a key that is not a string")
-                out[str(key)] = self.walk(value, (*path, str(key)), (*loc, str(key)))
-            return out
+        # Scalars by exact type first: an ABC check on every leaf cost a tenth of the whole decryption.
+        if type(node) in _PLAIN_SCALARS:
+            return self._leaf(node, path, loc)
         if isinstance(node, list):
             # sops walks list items with the path of the list: indices are not part of it.
             return [self.walk(item, path, (*loc, i)) for i, item in enumerate(node)]
+        if isinstance(node, Mapping):
+            if type(node) is not dict and getattr(node, "merge", None):
+                raise SopsUnsupported("YAML merge keys (<<) are not supported")
+            out = {}
+            for raw_key, value in node.items():
+                if not isinstance(raw_key, str):
+                    raise SopsUnsupported("the document has a key that is not a string")
+                key = raw_key if type(raw_key) is str else str(raw_key)
+                out[key] = self.walk(value, (*path, key), (*loc, key))
+            return out
         return self._leaf(node, path, loc)
 
     def mac(self) -> str:
@@ -356,9 +367,9 @@ class _Walker:
         if node is None:
             return None  # sops neither encrypts nor hashes null
         encrypted = self._should_encrypt(path)
-        where = ":".join(path)
         raw: bytes | None = None
         if encrypted:
+            where = ":".join(path)
             if not isinstance(node, str):
                 raise SopsMacMismatch(f"the value at {where} should be encrypted but is not", loc)
             try:
@@ -366,7 +377,7 @@ class _Walker:
             except SopsMacMismatch as e:
                 raise SopsMacMismatch(str(e), loc) from None
         else:
-            value = _plain_scalar(node, where)
+            value = node if type(node) is str else _plain_scalar(node, ":".join(path))
         if encrypted or not self._meta.mac_only_encrypted:
             self._hash.update(raw if raw is not None else _to_bytes(value))
         return value

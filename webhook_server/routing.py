@@ -232,6 +232,8 @@ def with_provider_state(routing: Routing, secrets: Mapping[tuple[str, str], Sequ
     `secrets`: (slug, provider) → values, newest first (current, then the one it replaced). A tenant
     absent from ROUTING (not in the files) gets nothing: the state never creates a tenant.
     """
+    if not secrets:
+        return routing  # nothing to put ahead: no copy, which would touch (and so copy, after the fork) every route
     by_slug = dict(routing.tenants)
     for (slug, provider), values in secrets.items():
         tr = by_slug.get(slug)

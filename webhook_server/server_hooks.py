@@ -10,10 +10,12 @@ prometheus_client before ``PROMETHEUS_MULTIPROC_DIR`` is set.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import logging
 import os
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -143,6 +145,26 @@ def check_database(settings: Settings) -> str | None:
     return None
 
 
+@contextlib.contextmanager
+def collector_paused_then_frozen() -> Iterator[None]:
+    """The cyclic garbage collector off while the tenants load; what the load left alive is frozen (out of
+    the collector's sight) before it is on again, unless the load raised.
+
+    The loaded tenants live as long as the master: frozen, no collection in the master or a forked worker
+    walks (and copies, page by page) them again (10,000 tenants: ~4 M objects). Frozen only after the load:
+    re-enabled in between, the collector first walked every object the load made, in a young, a middle and
+    a full collection (~1.3 s of CPU for 10,000 tenants), to find nothing (a load leaves no cycles).
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+        gc.freeze()
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def on_starting(server: Any) -> None:
     settings = load_settings()
     REDACTOR.add(*settings.meta_app_secrets, settings.admin_token)
@@ -151,17 +173,15 @@ def on_starting(server: Any) -> None:
     if problem is not None:
         server.log.error("refusing to start: %s", problem)
         raise SystemExit(1)
-    try:
-        routing = load_routing(Path(settings.tenants), settings.meta_app_secrets)
-    except RoutingRefused as e:
-        for err in e.errors:
-            server.log.error("%s", err)
-        server.log.error("refusing to start: %s", e)
-        raise SystemExit(1) from None
-    routing_holder.install(routing)
-    # The loaded tenants live as long as the master: out of the collector's sight, no collection in the
-    # master or a forked worker walks (and copies, page by page) them again (10,000 tenants: ~4 M objects).
-    gc.freeze()
+    with collector_paused_then_frozen():
+        try:
+            routing = load_routing(Path(settings.tenants), settings.meta_app_secrets)
+        except RoutingRefused as e:
+            for err in e.errors:
+                server.log.error("%s", err)
+            server.log.error("refusing to start: %s", e)
+            raise SystemExit(1) from None
+        routing_holder.install(routing)
     reload_status.note(True, len(routing))
     server.log.info("routing loaded: %d tenant(s) from %s", len(routing), settings.tenants)
 
@@ -170,7 +190,8 @@ def on_reload(server: Any) -> None:
     settings = load_settings()
     previous = routing_holder.current()
     try:
-        routing = load_routing(Path(settings.tenants), settings.meta_app_secrets)
+        with collector_paused_then_frozen():
+            routing = load_routing(Path(settings.tenants), settings.meta_app_secrets)
     except RoutingRefused as e:
         for err in e.errors:
             server.log.error("%s", err)
@@ -183,7 +204,6 @@ def on_reload(server: Any) -> None:
         reload_status.note(False, len(previous))
         return
     routing_holder.install(routing)
-    gc.freeze()
     reload_status.note(True, len(routing))
     server.log.info("routing reloaded: %d tenant(s)", len(routing))
 

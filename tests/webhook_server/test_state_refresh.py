@@ -142,3 +142,8 @@ def test_only_a_request_for_a_state_issued_provider_looks_for_a_missing_route_ea
     route = routing.tenant(slug, "nuki")  # the tenant's first Nuki webhook: checked at once
     assert route is not None and route.providers["nuki"].keys.values[0] == b"s1"
     assert refresher.reads == reads + 1
+
+
+def test_without_provider_state_the_routing_is_used_as_it_is() -> None:
+    base = build_routing([])
+    assert with_provider_state(base, {}) is base
