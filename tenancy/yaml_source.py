@@ -151,6 +151,9 @@ def _scalar(node: yaml.ScalarNode) -> Any:
         return _typed(node.tag, node.value)
     except _UnknownTag:
         raise YamlError(f"unsupported YAML tag {node.tag}", _pos(node)) from None
+    except ValueError:  # Python refuses to convert an integer of more than 4,300 digits
+        raise YamlError(f"a number of {len(node.value):,} digits is too long (at most 4,300)", _pos(node),
+                        hint="quote it if it is text") from None
 
 
 class _UnknownTag(Exception):

@@ -130,6 +130,9 @@ BROKEN = [
     ("anchors and aliases", ALIASES, False, 2, None, "anchors and aliases are not allowed in tenant files"),
     ("file larger than the limit", BASE.replace("Acme Stays", "A" * 300_000), False, 1, None,
      "the file is too large (300,"),
+    # Python refuses to convert an integer of more than 4,300 digits (a ValueError, not a YAML error).
+    ("number with too many digits", BASE.replace("[17010001]", f"[{'7' * 5000}]"), False, "nuki_lock_ids", None,
+     "a number of 5,000 digits is too long"),
     ("display_name too long", BASE.replace("Acme Stays", "A" * 201), True, 2, "display_name",
      "at most 200 characters"),
     # An intercom host that is this machine, a metadata service, another provider or an odd IPv4 form.
@@ -142,7 +145,8 @@ BROKEN = [
     ("intercom host in hex", _with_intercom(BASE, "0x7f000001"), True, "host:",
      "properties[0].intercom.host", "four decimal numbers"),
 ]
-RAW = {"yaml syntax", "duplicate key", "anchors and aliases", "file larger than the limit"}
+RAW = {"yaml syntax", "duplicate key", "anchors and aliases", "file larger than the limit",
+       "number with too many digits"}
 # The fix printed under each new rule's finding (the `→` line).
 HINTS = {
     "keypad code twice on one lock": "give teammate 'jonas' a keypad code of their own",
@@ -152,6 +156,7 @@ HINTS = {
     "secret written as a YAML boolean": "quote it",
     "anchors and aliases": "write each value out in full",
     "file larger than the limit": "remove what does not belong there",
+    "number with too many digits": "quote it if it is text",
     "intercom host on loopback": "use the device's DNS name or its address on the site's network",
 }
 
