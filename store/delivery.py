@@ -122,8 +122,13 @@ class Attempt:
     error: str | None
 
 
-def worker_engine(url: str) -> Engine:
+def worker_engine(url: str, *, statement_timeout_ms: int | None = None) -> Engine:
     """The engine of a delivery worker: the store's engine, with commits that do not wait for the disk.
+
+    ``statement_timeout_ms`` (PostgreSQL) ends a statement stuck on a lock another session holds (a
+    ``LOCK TABLE``, a long migration): without it a round waits forever, silently, and SIGTERM with it. With
+    it the round fails, the worker logs the error and polls again with its growing pause. (SQLite's
+    ``busy_timeout`` already does this.)
 
     A worker's writes are claims and outcomes. Should an OS crash lose the last of them, the events are
     simply delivered again (at least once, the same ``webhook-id``), so they need not pay an fsync each:
@@ -131,7 +136,7 @@ def worker_engine(url: str) -> Engine:
     ``synchronous_commit = off`` (the commit is still atomic and crash-consistent). The webhook server's
     writes, which answer providers, keep full durability.
     """
-    engine = make_engine(url)
+    engine = make_engine(url, statement_timeout_ms=statement_timeout_ms)
 
     @event.listens_for(engine, "connect")
     def _relaxed(dbapi_conn: Any, _record: Any) -> None:
