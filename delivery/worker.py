@@ -28,7 +28,6 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -38,6 +37,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from delivery import signing
+from delivery.dbthread import DaemonThreadExecutor
 from delivery.destinations import Destinations
 from delivery.metrics import DeliveryMetrics
 from delivery.retry import RetryPolicy, is_success, next_attempt
@@ -52,6 +52,9 @@ USER_AGENT = "tenantctl-delivery/1"
 NO_DESTINATION_RETRY = timedelta(minutes=5)
 # A busy worker's rounds wait for a quarter of its slots' outcomes, or this long: fewer, fuller commits.
 ROUND_INTERVAL_S = 0.02
+# A round without an answer this long is reported (again every as long), and after SIGTERM it is waited for no
+# longer: a database server that hangs never ends it, and its statement_timeout is the server's own.
+ROUND_STUCK_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -118,7 +121,8 @@ class Worker:
         self.metrics = metrics or DeliveryMetrics()
         self.worker_id = worker_id or default_worker_id()
         self._now, self._jitter = now, jitter
-        self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deliver-db")
+        self._db = DaemonThreadExecutor("deliver-db")
+        self._abandoned = False  # a stuck round was left behind on stop: never join its thread
         # Claim tokens: unique per process (a restarted container may reuse the pid) and cheap per round.
         self._nonce = uuid.uuid4().hex[:8]
         self._claims = 0
@@ -127,7 +131,7 @@ class Worker:
         self.rounds = 0  # database rounds (each records outcomes and claims in one transaction)
 
     def close(self) -> None:
-        self._db.shutdown(wait=True)
+        self._db.shutdown(wait=not self._abandoned)
 
     def reconfigure(self, destinations: Destinations, policy: OutboundPolicy) -> None:
         """New destinations and outbound rules (SIGHUP); attempts in flight finish under the old ones."""
@@ -165,6 +169,8 @@ class Worker:
         pause = cfg.poll_s
         claim_after = 0.0  # monotonic: an empty or failed claim waits for the next poll (or pause)
         last_round = 0.0
+        stuck_reported = 0.0  # monotonic: when a stuck round was last reported
+        stop_seen: float | None = None
         asked, queue_empty = 0, False
         batch = max(1, cfg.concurrency // 4)
 
@@ -176,6 +182,8 @@ class Worker:
         while True:
             stopping = stop.is_set()
             now = time.monotonic()
+            if stopping and stop_seen is None:
+                stop_seen = now
             while ready and len(in_flight) < cfg.concurrency:
                 claimed_at, item = ready.popleft()
                 if now - claimed_at > cfg.lease_margin_s / 2:
@@ -201,6 +209,16 @@ class Worker:
                     return
                 await asyncio.sleep(max(0.0, min(cfg.poll_s, claim_after - time.monotonic())))
                 continue
+            if db_round is not None and not db_round.done() and now - last_round >= ROUND_STUCK_S:
+                if now - stuck_reported >= ROUND_STUCK_S:
+                    stuck_reported = now
+                    log.error("delivery: a database round has had no answer for %.0fs (is the database stuck?); "
+                              "%d outcome(s) wait to be recorded", now - last_round, len(recording) + len(done))
+                if stop_seen is not None and not in_flight and now - stop_seen >= ROUND_STUCK_S:
+                    self._abandoned = True
+                    log.error("delivery: stopping without the stuck database round; %d outcome(s) unrecorded: "
+                              "their events are delivered again after their lease", len(recording) + len(done))
+                    return
             if not (db_round is not None and db_round.done()):
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(cfg.poll_s if db_round is not None else ROUND_INTERVAL_S):

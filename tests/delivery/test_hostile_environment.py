@@ -4,14 +4,21 @@ sandbox's fake platform, on loopback, every wait bounded."""
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import signal
+import socket
 import sqlite3
+import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
 from sqlalchemy import Connection, func, select, text
+from sqlalchemy.engine import make_url
 
 from store.schema import webhook_log
 
@@ -107,3 +114,117 @@ def test_sigterm_stops_the_worker_in_bounded_time_while_sqlite_is_locked(sqlite_
     finally:
         holder.execute("ROLLBACK")
         holder.close()
+
+
+def _overlaps(received: list[dict[str, Any]], delay_s: float) -> list[str]:
+    """The webhook-ids the platform was handling twice at the same time (each request held it ``delay_s``;
+    the platform records a request when it answers)."""
+    spans: dict[str, list[tuple[float, float]]] = {}
+    for r in received:
+        spans.setdefault(r["webhook_id"], []).append((r["at"] - delay_s, r["at"]))
+    twice = []
+    for msg_id, s in spans.items():
+        s.sort()
+        if any(b[0] < a[1] for a, b in itertools.pairwise(s)):
+            twice.append(msg_id)
+    return twice
+
+
+@pytest.mark.postgres
+def test_two_workers_on_postgresql_never_deliver_one_webhook_id_twice_at_once_to_a_slow_platform(
+        pg_stack: Stack) -> None:
+    stack = pg_stack
+    delay = 0.8  # slow, but inside the workers' 1 s read timeout
+    stack.platform.mode(delay_s=delay, fail_percent=30)
+    a = stack.deliver("a", TENANTCTL_DELIVERY_CONCURRENCY="8")
+    b = stack.deliver("b", TENANTCTL_DELIVERY_CONCURRENCY="8")
+    insert(stack.engine, accepted(48))
+    wait_until(lambda: _delivered(stack) == 48, 90, lambda: a.logs() + b.logs())
+    received = stack.platform.received()
+    assert {r["webhook_id"] for r in received if r["status"] < 300} == _accepted_ids(stack)
+    assert _overlaps(received, delay) == []
+
+
+@pytest.mark.postgres
+def test_a_worker_killed_with_sigkill_mid_round_loses_no_event_after_a_restart(pg_stack: Stack) -> None:
+    stack = pg_stack
+    stack.platform.mode(delay_s=0.2)
+    first = stack.deliver("first", TENANTCTL_DELIVERY_CONCURRENCY="16")
+    insert(stack.engine, accepted(150))
+    wait_until(lambda: len(stack.platform.received()) >= 40, 30, first.logs)
+    first.stop(signal.SIGKILL)  # claims ahead, attempts in flight, outcomes unrecorded
+    assert _delivered(stack) < 150
+    stack.platform.mode(delay_s=0)
+    second = stack.deliver("second", TENANTCTL_DELIVERY_CONCURRENCY="16")
+    wait_until(lambda: _delivered(stack) == 150, 60, second.logs)
+    assert stack.platform.delivered_ids() >= _accepted_ids(stack)
+    assert second.stop() == 0
+
+
+def _accepted_ids(stack: Stack) -> set[str]:
+    with stack.engine.connect() as conn:
+        ids = conn.execute(select(webhook_log.c.id).where(webhook_log.c.outcome == "accepted")).scalars()
+        return {f"msg_{i}" for i in ids}
+
+
+class _FreezableProxy:
+    """A TCP relay to PostgreSQL that can stop relaying while keeping every connection open: a database server
+    that hangs (SIGSTOP, a stuck pooler, a full disk), whose kernel still acknowledges every packet."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.frozen = threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self.listener.getsockname()[1])
+        self.closed = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self.closed.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                while self.frozen.is_set() and not self.closed.is_set():
+                    time.sleep(0.05)
+                dst.sendall(data)
+
+    def close(self) -> None:
+        self.closed.set()
+        self.listener.close()
+
+
+@pytest.mark.postgres
+def test_a_hung_database_server_is_reported_delivery_resumes_when_it_heals_and_sigterm_still_stops_the_worker(
+        pg_stack: Stack) -> None:
+    stack = pg_stack
+    url = make_url(stack.database_url)
+    proxy = _FreezableProxy(url.port or 5432)
+    try:
+        worker = stack.deliver(DATABASE_URL=url.set(port=proxy.port).render_as_string(hide_password=False))
+        insert(stack.engine, accepted(2))
+        wait_until(lambda: _delivered(stack) == 2, 20, worker.logs)
+        proxy.frozen.set()  # the next poll's query is sent and never answered
+        insert(stack.engine, accepted(2, start=10))
+        time.sleep(12)
+        assert "database" in _after_start(worker.logs()), "12 s of a hung database, not a word in the log"
+        proxy.frozen.clear()  # healed: the round gets its answer
+        wait_until(lambda: _delivered(stack) == 4, 30, worker.logs)
+        proxy.frozen.set()
+        insert(stack.engine, accepted(2, start=20))
+        time.sleep(1)
+        worker.proc.send_signal(signal.SIGTERM)
+        try:
+            code: int | None = worker.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            code = None
+        assert code == 0, f"still running 20 s after SIGTERM while the database hangs\n{worker.logs()[-2000:]}"
+    finally:
+        proxy.close()
