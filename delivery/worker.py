@@ -164,6 +164,8 @@ class Worker:
         in_flight: set[asyncio.Task[Finished]] = set()
         ready: deque[tuple[float, Claimed]] = deque()  # claimed, waiting for a free slot (claim time)
         done: list[Finished] = []  # outcomes not yet recorded
+        released: list[Claimed] = []  # claims never started, to hand back
+        releasing: list[Claimed] = []  # those the round in progress hands back
         db_round: asyncio.Future[list[Claimed]] | None = None
         recording: list[Finished] = []  # the outcomes the round in progress records
         pause = cfg.poll_s
@@ -187,25 +189,30 @@ class Worker:
             while ready and len(in_flight) < cfg.concurrency:
                 claimed_at, item = ready.popleft()
                 if now - claimed_at > cfg.lease_margin_s / 2:
-                    continue  # too late to start inside its lease: it is due again when the lease ends
+                    # Too late to start inside its lease, having waited for a slot (a slow platform): handed back,
+                    # due now and its attempt uncounted, rather than counted and held back for a whole lease.
+                    released.append(item)
+                    continue
                 task = loop.create_task(self._attempt_safely(item))
                 in_flight.add(task)
                 task.add_done_callback(attempt_done)
             # Claim ahead up to twice the concurrency, so a slot that frees starts its next event at once.
             want = 0 if stopping or now < claim_after else 2 * cfg.concurrency - len(in_flight) - len(ready)
-            if db_round is None and (done or want > 0) and (
+            if db_round is None and (done or released or want > 0) and (
                     len(done) >= batch or want >= batch or now - last_round >= ROUND_INTERVAL_S
                     or not in_flight):
                 recording, done = done, []
+                releasing, released = released, []
                 self._claims += 1
                 self.rounds += 1
                 claim = f"{self.worker_id}:{self._nonce}:{self._claims}"[-64:]
                 asked, last_round = want, now
                 db_round = loop.run_in_executor(self._db, partial(
-                    self._cycle, recording, claim=claim, limit=asked, providers=self.destinations.providers()))
+                    self._cycle, recording, claim=claim, limit=asked, providers=self.destinations.providers(),
+                    released=releasing))
                 db_round.add_done_callback(lambda _: wake.set())
             if db_round is None and not in_flight and not ready:
-                if stopping or (until_idle and queue_empty and not done):
+                if stopping or (until_idle and queue_empty and not done and not released):
                     return
                 await asyncio.sleep(max(0.0, min(cfg.poll_s, claim_after - time.monotonic())))
                 continue
@@ -231,6 +238,7 @@ class Worker:
                 items: list[Claimed] = finished.result()
             except SQLAlchemyError as exc:
                 done = recording + done
+                released = releasing + released
                 if stopping and not in_flight:
                     log.error("delivery: database error while stopping (%s); %d outcome(s) unrecorded: "
                               "their events are delivered again after their lease", type(exc).__name__, len(done))
@@ -244,16 +252,20 @@ class Worker:
             for r in recording:
                 self._observe(r)
             recording = []
-            # Their lease runs from before the round (its clock was read before any wait for a lock).
-            ready.extend((last_round, item) for item in items)
+            # Their lease runs from before the round (its clock was read before any wait for a lock). A round too
+            # slow to start them inside it leaves them to their lease: handing them back would only make a slow
+            # database claim them again at once, and again.
+            if time.monotonic() - last_round <= cfg.lease_margin_s / 2:
+                ready.extend((last_round, item) for item in items)
             if asked:
                 queue_empty = len(items) < asked
                 if queue_empty:
                     claim_after = time.monotonic() + cfg.poll_s
 
-    def _cycle(self, results: list[Finished], *, claim: str, limit: int, providers: tuple[str, ...]) -> list[Claimed]:
+    def _cycle(self, results: list[Finished], *, claim: str, limit: int, providers: tuple[str, ...],
+               released: list[Claimed]) -> list[Claimed]:
         return cycle(self.engine, results, claim=claim, now=self._now(), lease=self.config.lease, limit=limit,
-                     providers=providers)
+                     providers=providers, released=released)
 
     # -- one attempt ----------------------------------------------------------------------------------
     async def _attempt_safely(self, item: Claimed) -> Finished:

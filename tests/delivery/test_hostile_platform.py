@@ -207,3 +207,45 @@ def test_a_destination_whose_name_does_not_resolve_is_a_failed_send_inside_the_c
     result, took = _post(url, connect_timeout_s=2.0, timeout_s=1.0)
     assert isinstance(result, SendFailed | SendTimeout), result
     assert took < 3.5
+
+
+class _SlowPlatform:
+    """Answers 204 after ``delay_s``; counts the requests per webhook-id."""
+
+    policy = POLICY
+
+    def __init__(self, delay_s: float) -> None:
+        self.delay_s = delay_s
+        self.seen: dict[str, int] = {}
+
+    async def post(self, url: str, *, content: bytes, headers: Mapping[str, str]) -> Answer:
+        msg_id = headers["webhook-id"]
+        self.seen[msg_id] = self.seen.get(msg_id, 0) + 1
+        await asyncio.sleep(self.delay_s)
+        return Answer(204, {}, b"", self.delay_s)
+
+    async def close(self) -> None:
+        pass
+
+
+def test_a_slow_platform_does_not_use_up_the_attempts_of_events_waiting_their_turn(db: Engine) -> None:
+    """Events claimed ahead that wait too long for a slot are not started (their lease could not cover the
+    attempt); they are handed back, not counted as attempts nor held back for a whole lease."""
+    insert(db, accepted(6))
+    platform = _SlowPlatform(delay_s=0.7)
+    config = WorkerConfig(policy=POLICY, retry=RetryPolicy(max_attempts=1), keys=[KEY], concurrency=1,
+                          poll_s=0.02, lease_margin_s=1.0)  # a claim waits at most 0.5 s for a slot
+    worker = Worker(db, Destinations({"hospitable": URL}), config, platform, worker_id="w1")
+    stop = threading.Event()
+    runner = threading.Thread(target=worker.run, args=(stop,), kwargs={"until_idle": True})
+    runner.start()
+    runner.join(20)
+    stop.set()
+    runner.join(5)
+    worker.close()
+    c, a = webhook_log.c, delivery_attempts.c
+    with db.connect() as conn:
+        rows = conn.execute(select(c.event_id, c.delivery_state, c.attempts)).all()
+        made = conn.execute(select(a.log_id)).scalars().all()
+    assert sorted(platform.seen.values()) == [1] * 6 and len(made) == 6
+    assert {(state, attempts) for _, state, attempts in rows} == {("delivered", 1)}, rows
