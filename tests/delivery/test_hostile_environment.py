@@ -228,3 +228,45 @@ def test_a_hung_database_server_is_reported_delivery_resumes_when_it_heals_and_s
         assert code == 0, f"still running 20 s after SIGTERM while the database hangs\n{worker.logs()[-2000:]}"
     finally:
         proxy.close()
+
+
+@contextmanager
+def _silent_platform() -> Iterator[str]:
+    """A platform that accepts TCP connections, reads the request and never answers."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    closed = threading.Event()
+
+    def accept() -> None:
+        while not closed.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            held.append(conn)
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/platform/hospitable"
+    finally:
+        closed.set()
+        listener.close()
+        for conn in held:
+            conn.close()
+
+
+def test_sigterm_with_attempts_hanging_on_a_silent_platform_exits_0_within_the_deadline(sqlite_stack: Stack) -> None:
+    stack = sqlite_stack
+    with _silent_platform() as url:
+        worker = stack.deliver(TENANTCTL_DELIVERY_URL_HOSPITABLE=url, TENANTCTL_DELIVERY_TIMEOUT_S="3")
+        insert(stack.engine, accepted(4))
+        time.sleep(1)  # four attempts are waiting for an answer that never comes
+        worker.proc.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        assert worker.proc.wait(20) == 0, worker.logs()
+        took = time.monotonic() - started
+    assert took < 3 + 3 + 2, took  # their connect + read deadline, then the last round
+    c = webhook_log.c
+    with stack.engine.connect() as conn:
+        states = conn.execute(select(c.delivery_state, c.last_error)).all()
+    assert set(states) == {("retrying", "timeout")}, states  # each attempt recorded, the event kept
