@@ -173,6 +173,9 @@ class Worker:
         last_round = 0.0
         stuck_reported = 0.0  # monotonic: when a stuck round was last reported
         stop_seen: float | None = None
+        # The most one round claims: halved when a round was too slow to start its events inside their lease
+        # (large bodies: SQLite rewrites a whole row, body included, to claim it), grown back a step at a time.
+        claim_cap = 2 * cfg.concurrency
         asked, queue_empty = 0, False
         batch = max(1, cfg.concurrency // 4)
 
@@ -197,7 +200,8 @@ class Worker:
                 in_flight.add(task)
                 task.add_done_callback(attempt_done)
             # Claim ahead up to twice the concurrency, so a slot that frees starts its next event at once.
-            want = 0 if stopping or now < claim_after else 2 * cfg.concurrency - len(in_flight) - len(ready)
+            want = 0 if stopping or now < claim_after else min(
+                claim_cap, 2 * cfg.concurrency - len(in_flight) - len(ready))
             if db_round is None and (done or released or want > 0) and (
                     len(done) >= batch or want >= batch or now - last_round >= ROUND_INTERVAL_S
                     or not in_flight):
@@ -255,8 +259,16 @@ class Worker:
             # Their lease runs from before the round (its clock was read before any wait for a lock). A round too
             # slow to start them inside it leaves them to their lease: handing them back would only make a slow
             # database claim them again at once, and again.
-            if time.monotonic() - last_round <= cfg.lease_margin_s / 2:
+            took = time.monotonic() - last_round
+            if took <= cfg.lease_margin_s / 2:
                 ready.extend((last_round, item) for item in items)
+                if took < cfg.lease_margin_s / 4 and asked == claim_cap == len(items):
+                    claim_cap = min(2 * cfg.concurrency, claim_cap + batch)
+            elif items:
+                claim_cap = max(1, len(items) // 2)
+                log.warning("delivery: a database round took %.1fs, too long to start its %d event(s) inside their "
+                            "lease (they are due again when it ends); claiming at most %d at a time",
+                            took, len(items), claim_cap)
             if asked:
                 queue_empty = len(items) < asked
                 if queue_empty:

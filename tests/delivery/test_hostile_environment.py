@@ -16,8 +16,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import httpx
 import pytest
-from sqlalchemy import Connection, func, select, text
+from sqlalchemy import Connection, Engine, func, select, text
 from sqlalchemy.engine import make_url
 
 from store.schema import webhook_log
@@ -270,3 +271,50 @@ def test_sigterm_with_attempts_hanging_on_a_silent_platform_exits_0_within_the_d
     with stack.engine.connect() as conn:
         states = conn.execute(select(c.delivery_state, c.last_error)).all()
     assert set(states) == {("retrying", "timeout")}, states  # each attempt recorded, the event kept
+
+
+def test_a_database_too_slow_to_claim_a_full_batch_in_time_still_delivers_every_event(
+        db: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A claim costs the database per event claimed (SQLite rewrites each row, body included: 128 bodies of 1 MB
+    took 3 s here). A round too slow to start its events inside their lease leaves them to it; the worker then
+    claims fewer at a time instead of claiming (and missing) the same full batch again at every lease's end."""
+    import delivery.worker as worker_module
+    from delivery.destinations import Destinations
+    from delivery.retry import RetryPolicy
+    from delivery.worker import Worker, WorkerConfig
+    from outbound.policy import OutboundPolicy, allow_list
+
+    from .test_worker import KEY, URL, ScriptedSender
+
+    real = worker_module.cycle
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        items = real(*args, **kwargs)
+        time.sleep(0.03 * len(items))  # 30 ms per event claimed: 8 of them outlast the 0.2 s start window
+        return items
+
+    monkeypatch.setattr(worker_module, "cycle", slow)
+    insert(db, accepted(12))
+    policy = OutboundPolicy(allowed_hosts=allow_list([URL]), timeout_s=0.2, connect_timeout_s=0.2)
+    config = WorkerConfig(policy=policy, retry=RetryPolicy(), keys=[KEY], concurrency=4, poll_s=0.05,
+                          lease_margin_s=0.4)  # a lease of 0.8 s; events start within 0.2 s of their claim
+    worker = Worker(db, Destinations({"hospitable": URL}), config,
+                    ScriptedSender(policy, lambda r: httpx.Response(204)), worker_id="w1")
+    stop = threading.Event()
+    runner = threading.Thread(target=worker.run, args=(stop,))
+    runner.start()
+    try:
+        deadline = time.monotonic() + 20
+        while _delivered_in(db) < 12 and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        runner.join(10)
+        worker.close()
+    assert _delivered_in(db) == 12
+
+
+def _delivered_in(engine: Engine) -> int:
+    c = webhook_log.c
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).where(c.delivery_state == "delivered")).scalar_one())
