@@ -189,6 +189,11 @@ class Worker:
             now = time.monotonic()
             if stopping and stop_seen is None:
                 stop_seen = now
+            if stopping and ready:
+                # Stopping finishes the attempts in flight and starts none: those claimed ahead are handed back, due
+                # at once for the next worker rather than after their lease.
+                released.extend(item for _, item in ready)
+                ready.clear()
             while ready and len(in_flight) < cfg.concurrency:
                 claimed_at, item = ready.popleft()
                 if now - claimed_at > cfg.lease_margin_s / 2:

@@ -318,3 +318,18 @@ def _delivered_in(engine: Engine) -> int:
     c = webhook_log.c
     with engine.connect() as conn:
         return int(conn.execute(select(func.count()).where(c.delivery_state == "delivered")).scalar_one())
+
+
+def test_sigterm_starts_no_new_attempt_and_hands_back_the_events_claimed_ahead(sqlite_stack: Stack) -> None:
+    stack = sqlite_stack
+    stack.platform.mode(delay_s=1.5)
+    worker = stack.deliver(TENANTCTL_DELIVERY_CONCURRENCY="2", TENANTCTL_DELIVERY_TIMEOUT_S="3")
+    insert(stack.engine, accepted(6))
+    time.sleep(0.5)  # two attempts in flight, two more events claimed ahead, waiting for a slot
+    worker.proc.send_signal(signal.SIGTERM)
+    assert worker.proc.wait(20) == 0, worker.logs()
+    assert len(stack.platform.received()) == 2  # the two in flight were finished; nothing new was started
+    c = webhook_log.c
+    with stack.engine.connect() as conn:
+        waiting = conn.execute(select(c.claimed_by, c.attempts).where(c.delivery_state == "pending")).all()
+    assert sorted(waiting) == [(None, 0)] * 4  # due at once for the next worker, not after a lease
