@@ -2,7 +2,9 @@
 
 Exponential backoff with full jitter (AWS Architecture Blog, "Exponential Backoff And Jitter"): the delay
 after the n-th failed attempt is uniform in [0, min(max_delay, base * 2^(n-1))], so workers retrying the
-same outage do not come back in step. A ``Retry-After`` (on 429 and 503, RFC 9110 §10.2.3) is a floor.
+same outage do not come back in step. A ``Retry-After`` (on 429 and 503, RFC 9110 §10.2.3) is a floor, up to
+``max_retry_after``: a platform asking for more (a year, 10^20 seconds) is tried again after it, so one absurd
+answer neither dead-letters an event on its first try nor overflows the date arithmetic.
 After ``max_attempts`` attempts, or when the next attempt would fall past ``max_age`` from receipt, the
 event is dead-lettered: kept, counted, shown and replayable, never retried by itself.
 """
@@ -19,6 +21,7 @@ class RetryPolicy:
     max_age: timedelta = timedelta(days=3)
     base_delay_s: float = 5.0
     max_delay_s: float = 3600.0
+    max_retry_after_s: float = 3600.0  # the longest Retry-After honoured
 
 
 def is_success(status: int | None) -> bool:
@@ -38,7 +41,7 @@ def next_attempt(*, attempt: int, received_at: datetime, now: datetime, retry_af
         return None
     delay = backoff_s(attempt, policy, jitter)
     if retry_after_s is not None:
-        delay = max(delay, retry_after_s)
+        delay = max(delay, min(retry_after_s, policy.max_retry_after_s))
     at = now + timedelta(seconds=delay)
     if at - received_at > policy.max_age:
         return None

@@ -28,7 +28,6 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -38,6 +37,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from delivery import signing
+from delivery.dbthread import DaemonThreadExecutor
 from delivery.destinations import Destinations
 from delivery.metrics import DeliveryMetrics
 from delivery.retry import RetryPolicy, is_success, next_attempt
@@ -52,6 +52,9 @@ USER_AGENT = "tenantctl-delivery/1"
 NO_DESTINATION_RETRY = timedelta(minutes=5)
 # A busy worker's rounds wait for a quarter of its slots' outcomes, or this long: fewer, fuller commits.
 ROUND_INTERVAL_S = 0.02
+# A round without an answer this long is reported (again every as long), and after SIGTERM it is waited for no
+# longer: a database server that hangs never ends it, and its statement_timeout is the server's own.
+ROUND_STUCK_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -118,7 +121,8 @@ class Worker:
         self.metrics = metrics or DeliveryMetrics()
         self.worker_id = worker_id or default_worker_id()
         self._now, self._jitter = now, jitter
-        self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deliver-db")
+        self._db = DaemonThreadExecutor("deliver-db")
+        self._abandoned = False  # a stuck round was left behind on stop: never join its thread
         # Claim tokens: unique per process (a restarted container may reuse the pid) and cheap per round.
         self._nonce = uuid.uuid4().hex[:8]
         self._claims = 0
@@ -127,7 +131,7 @@ class Worker:
         self.rounds = 0  # database rounds (each records outcomes and claims in one transaction)
 
     def close(self) -> None:
-        self._db.shutdown(wait=True)
+        self._db.shutdown(wait=not self._abandoned)
 
     def reconfigure(self, destinations: Destinations, policy: OutboundPolicy) -> None:
         """New destinations and outbound rules (SIGHUP); attempts in flight finish under the old ones."""
@@ -160,11 +164,18 @@ class Worker:
         in_flight: set[asyncio.Task[Finished]] = set()
         ready: deque[tuple[float, Claimed]] = deque()  # claimed, waiting for a free slot (claim time)
         done: list[Finished] = []  # outcomes not yet recorded
+        released: list[Claimed] = []  # claims never started, to hand back
+        releasing: list[Claimed] = []  # those the round in progress hands back
         db_round: asyncio.Future[list[Claimed]] | None = None
         recording: list[Finished] = []  # the outcomes the round in progress records
         pause = cfg.poll_s
         claim_after = 0.0  # monotonic: an empty or failed claim waits for the next poll (or pause)
         last_round = 0.0
+        stuck_reported = 0.0  # monotonic: when a stuck round was last reported
+        stop_seen: float | None = None
+        # The most one round claims: halved when a round was too slow to start its events inside their lease
+        # (large bodies: SQLite rewrites a whole row, body included, to claim it), grown back a step at a time.
+        claim_cap = 2 * cfg.concurrency
         asked, queue_empty = 0, False
         batch = max(1, cfg.concurrency // 4)
 
@@ -176,31 +187,54 @@ class Worker:
         while True:
             stopping = stop.is_set()
             now = time.monotonic()
+            if stopping and stop_seen is None:
+                stop_seen = now
+            if stopping and ready:
+                # Stopping finishes the attempts in flight and starts none: those claimed ahead are handed back, due
+                # at once for the next worker rather than after their lease.
+                released.extend(item for _, item in ready)
+                ready.clear()
             while ready and len(in_flight) < cfg.concurrency:
                 claimed_at, item = ready.popleft()
                 if now - claimed_at > cfg.lease_margin_s / 2:
-                    continue  # too late to start inside its lease: it is due again when the lease ends
+                    # Too late to start inside its lease, having waited for a slot (a slow platform): handed back,
+                    # due now and its attempt uncounted, rather than counted and held back for a whole lease.
+                    released.append(item)
+                    continue
                 task = loop.create_task(self._attempt_safely(item))
                 in_flight.add(task)
                 task.add_done_callback(attempt_done)
             # Claim ahead up to twice the concurrency, so a slot that frees starts its next event at once.
-            want = 0 if stopping or now < claim_after else 2 * cfg.concurrency - len(in_flight) - len(ready)
-            if db_round is None and (done or want > 0) and (
+            want = 0 if stopping or now < claim_after else min(
+                claim_cap, 2 * cfg.concurrency - len(in_flight) - len(ready))
+            if db_round is None and (done or released or want > 0) and (
                     len(done) >= batch or want >= batch or now - last_round >= ROUND_INTERVAL_S
                     or not in_flight):
                 recording, done = done, []
+                releasing, released = released, []
                 self._claims += 1
                 self.rounds += 1
                 claim = f"{self.worker_id}:{self._nonce}:{self._claims}"[-64:]
                 asked, last_round = want, now
                 db_round = loop.run_in_executor(self._db, partial(
-                    self._cycle, recording, claim=claim, limit=asked, providers=self.destinations.providers()))
+                    self._cycle, recording, claim=claim, limit=asked, providers=self.destinations.providers(),
+                    released=releasing))
                 db_round.add_done_callback(lambda _: wake.set())
             if db_round is None and not in_flight and not ready:
-                if stopping or (until_idle and queue_empty and not done):
+                if stopping or (until_idle and queue_empty and not done and not released):
                     return
                 await asyncio.sleep(max(0.0, min(cfg.poll_s, claim_after - time.monotonic())))
                 continue
+            if db_round is not None and not db_round.done() and now - last_round >= ROUND_STUCK_S:
+                if now - stuck_reported >= ROUND_STUCK_S:
+                    stuck_reported = now
+                    log.error("delivery: a database round has had no answer for %.0fs (is the database stuck?); "
+                              "%d outcome(s) wait to be recorded", now - last_round, len(recording) + len(done))
+                if stop_seen is not None and not in_flight and now - stop_seen >= ROUND_STUCK_S:
+                    self._abandoned = True
+                    log.error("delivery: stopping without the stuck database round; %d outcome(s) unrecorded: "
+                              "their events are delivered again after their lease", len(recording) + len(done))
+                    return
             if not (db_round is not None and db_round.done()):
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(cfg.poll_s if db_round is not None else ROUND_INTERVAL_S):
@@ -213,6 +247,7 @@ class Worker:
                 items: list[Claimed] = finished.result()
             except SQLAlchemyError as exc:
                 done = recording + done
+                released = releasing + released
                 if stopping and not in_flight:
                     log.error("delivery: database error while stopping (%s); %d outcome(s) unrecorded: "
                               "their events are delivered again after their lease", type(exc).__name__, len(done))
@@ -226,16 +261,28 @@ class Worker:
             for r in recording:
                 self._observe(r)
             recording = []
-            # Their lease runs from before the round (its clock was read before any wait for a lock).
-            ready.extend((last_round, item) for item in items)
+            # Their lease runs from before the round (its clock was read before any wait for a lock). A round too
+            # slow to start them inside it leaves them to their lease: handing them back would only make a slow
+            # database claim them again at once, and again.
+            took = time.monotonic() - last_round
+            if took <= cfg.lease_margin_s / 2:
+                ready.extend((last_round, item) for item in items)
+                if took < cfg.lease_margin_s / 4 and asked == claim_cap == len(items):
+                    claim_cap = min(2 * cfg.concurrency, claim_cap + batch)
+            elif items:
+                claim_cap = max(1, len(items) // 2)
+                log.warning("delivery: a database round took %.1fs, too long to start its %d event(s) inside their "
+                            "lease (they are due again when it ends); claiming at most %d at a time",
+                            took, len(items), claim_cap)
             if asked:
                 queue_empty = len(items) < asked
                 if queue_empty:
                     claim_after = time.monotonic() + cfg.poll_s
 
-    def _cycle(self, results: list[Finished], *, claim: str, limit: int, providers: tuple[str, ...]) -> list[Claimed]:
+    def _cycle(self, results: list[Finished], *, claim: str, limit: int, providers: tuple[str, ...],
+               released: list[Claimed]) -> list[Claimed]:
         return cycle(self.engine, results, claim=claim, now=self._now(), lease=self.config.lease, limit=limit,
-                     providers=providers)
+                     providers=providers, released=released)
 
     # -- one attempt ----------------------------------------------------------------------------------
     async def _attempt_safely(self, item: Claimed) -> Finished:

@@ -12,7 +12,7 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
     if value is None:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # str.isdigit alone takes '²' and other scripts' digits
         return float(value)
     try:
         when = parsedate_to_datetime(value)

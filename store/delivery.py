@@ -122,8 +122,13 @@ class Attempt:
     error: str | None
 
 
-def worker_engine(url: str) -> Engine:
+def worker_engine(url: str, *, statement_timeout_ms: int | None = None) -> Engine:
     """The engine of a delivery worker: the store's engine, with commits that do not wait for the disk.
+
+    ``statement_timeout_ms`` (PostgreSQL) ends a statement stuck on a lock another session holds (a
+    ``LOCK TABLE``, a long migration): without it a round waits forever, silently, and SIGTERM with it. With
+    it the round fails, the worker logs the error and polls again with its growing pause. (SQLite's
+    ``busy_timeout`` already does this.)
 
     A worker's writes are claims and outcomes. Should an OS crash lose the last of them, the events are
     simply delivered again (at least once, the same ``webhook-id``), so they need not pay an fsync each:
@@ -131,7 +136,7 @@ def worker_engine(url: str) -> Engine:
     ``synchronous_commit = off`` (the commit is still atomic and crash-consistent). The webhook server's
     writes, which answer providers, keep full durability.
     """
-    engine = make_engine(url)
+    engine = make_engine(url, statement_timeout_ms=statement_timeout_ms)
 
     @event.listens_for(engine, "connect")
     def _relaxed(dbapi_conn: Any, _record: Any) -> None:
@@ -213,17 +218,18 @@ def finish(engine: Engine, results: Sequence[Finished]) -> int:
 
 
 def cycle(engine: Engine, results: Sequence[Finished], *, claim: str, now: datetime, lease: timedelta, limit: int,
-          providers: Sequence[str]) -> list[Claimed]:
-    """:func:`finish` ``results`` and :func:`claim_due` up to ``limit`` more, in one transaction (one commit
-    instead of two: on SQLite each is an fsync, which a busy worker pays per round).
+          providers: Sequence[str], released: Sequence[Claimed] = ()) -> list[Claimed]:
+    """:func:`finish` ``results``, :func:`release` ``released`` and :func:`claim_due` up to ``limit`` more, in
+    one transaction (one commit instead of two: on SQLite each is an fsync, which a busy worker pays per round).
 
     With nothing to record, a read looks for due events first: an idle worker's polls never take the
     write lock the webhook server's commits need.
     """
-    if not results and not _any_due(engine, now=now, providers=providers):
+    if not results and not released and not _any_due(engine, now=now, providers=providers):
         return []
     with begin_write(engine) as conn:
         _finish(conn, results)
+        _release(conn, released, now=now)
         return _claim(conn, claim=claim, now=now, lease=lease, limit=limit, providers=providers)
 
 
@@ -233,6 +239,21 @@ def _any_due(engine: Engine, *, now: datetime, providers: Sequence[str]) -> bool
                               c.provider.in_(list(providers))).limit(1)
     with engine.connect() as conn:
         return conn.execute(stmt).first() is not None
+
+
+def _release(conn: Connection, items: Sequence[Claimed], *, now: datetime) -> int:
+    """Hand back claims whose attempt was never started (they waited too long for a slot): due now, and their
+    attempt uncounted, so a slow platform neither uses up the attempts of the events waiting their turn nor
+    holds them back for a whole lease. Only rows still holding the claim; returns how many."""
+    if not items:
+        return 0
+    c = webhook_log.c
+    stmt = (
+        update(webhook_log)
+        .where(and_(c.id == bindparam("b_id"), c.claimed_by == bindparam("b_claim")))
+        .values(claimed_by=None, next_attempt_at=now, attempts=c.attempts - 1)
+    )
+    return int(conn.execute(stmt, [{"b_id": i.id, "b_claim": i.claim} for i in items]).rowcount)
 
 
 def _finish(conn: Connection, results: Sequence[Finished]) -> int:

@@ -76,7 +76,7 @@ class Settings(BaseSettings):
     db_commit_timeout_s: float = Field(default=5.0, gt=0, description="A webhook-log commit running longer "
                                        "is abandoned: its batch gets 503 and its connection is dropped.")
     db_statement_timeout_ms: int = Field(default=5000, ge=0, description="PostgreSQL statement_timeout of "
-                                         "the webhook server's connections (0: none).")
+                                         "the webhook server's and the delivery worker's connections (0: none).")
     db_queue_max: int = Field(default=2000, ge=1, description="Records waiting for a commit per worker "
                               "before new webhooks get 503 at once.")
     ready_timeout_s: float = Field(default=2.0, gt=0, description="/readyz's own deadline for its database check.")

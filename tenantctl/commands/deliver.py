@@ -143,7 +143,7 @@ def deliver(
     except _Refused as e:
         raise _fail(c, str(e)) from None
     url = s.resolved_database_url
-    engine = worker_engine(url)
+    engine = worker_engine(url, statement_timeout_ms=s.db_statement_timeout_ms or None)
     try:
         require_up_to_date(engine)
     except DatabaseNotMigrated as e:
