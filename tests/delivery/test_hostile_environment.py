@@ -178,7 +178,9 @@ class _FreezableProxy:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = int(self.listener.getsockname()[1])
         self.closed = threading.Event()
-        threading.Thread(target=self._accept, daemon=True).start()
+        self.sockets: list[socket.socket] = []
+        self.threads = [threading.Thread(target=self._accept, daemon=True)]
+        self.threads[0].start()
 
     def _accept(self) -> None:
         while not self.closed.is_set():
@@ -187,8 +189,10 @@ class _FreezableProxy:
             except OSError:
                 return
             upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            self.sockets += [client, upstream]
             for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+                self.threads.append(threading.Thread(target=self._pipe, args=(a, b), daemon=True))
+                self.threads[-1].start()
 
     def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
         with contextlib.suppress(OSError):
@@ -198,8 +202,14 @@ class _FreezableProxy:
                 dst.sendall(data)
 
     def close(self) -> None:
+        """Stop every thread of the relay (a test process that keeps threads cannot fork safely)."""
         self.closed.set()
-        self.listener.close()
+        for s in [self.listener, *self.sockets]:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)  # wakes a blocked accept() or recv(); close() alone does not
+            s.close()
+        for t in self.threads:
+            t.join(5)
 
 
 @pytest.mark.postgres
@@ -246,12 +256,16 @@ def _silent_platform() -> Iterator[str]:
                 return
             held.append(conn)
 
-    threading.Thread(target=accept, daemon=True).start()
+    acceptor = threading.Thread(target=accept, daemon=True)
+    acceptor.start()
     try:
         yield f"http://127.0.0.1:{listener.getsockname()[1]}/platform/hospitable"
     finally:
         closed.set()
+        with contextlib.suppress(OSError):
+            listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
         listener.close()
+        acceptor.join(5)
         for conn in held:
             conn.close()
 

@@ -4,6 +4,7 @@ run over every tenant, and nothing that depends on more than the bytes is rememb
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -131,6 +132,13 @@ def test_the_servers_sighup_decrypts_only_the_changed_file(tmp_path: Path) -> No
 
 
 def _counting_forks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    # The loader forks only a single-threaded process (a fork copies one thread; another's lock would stay
+    # held in the child): threads an earlier test of this process left running would make it load serially.
+    deadline = time.monotonic() + 5
+    while threading.active_count() > 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    others = [t.name for t in threading.enumerate() if t is not threading.main_thread()]
+    assert not others, f"threads left running by an earlier test keep the loader from forking: {others}"
     forks: list[int] = []
     real_fork = os.fork
 

@@ -48,6 +48,8 @@ class TcpProxy:
     def close(self) -> None:
         self._closed = True
         self.refuse()
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept(); close() alone does not
         self._listener.close()
 
     def _accept(self) -> None:
