@@ -25,6 +25,9 @@ from store.schema import webhook_log
 
 from .harness import Stack, accepted, insert, wait_until
 
+# Fault drills (a stuck or hung database, kill -9): ~90 s of waiting, run by `make faults`, not `make test`.
+pytestmark = pytest.mark.fault
+
 
 def _after_start(log: str) -> str:
     """What the worker logged after its start banner (which names the database itself)."""
