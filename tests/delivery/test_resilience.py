@@ -19,6 +19,10 @@ from store.schema import delivery_attempts, webhook_log
 
 from .harness import Stack, accepted, insert, spawn, wait_until
 
+# A fault drill (a failing, slow and down platform, kill -9, dead letters): `make faults` and CI run it,
+# apart from `make test`.
+pytestmark = pytest.mark.fault
+
 
 def _expected_ids(stack: Stack) -> set[str]:
     with stack.engine.connect() as conn:

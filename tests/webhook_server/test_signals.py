@@ -13,9 +13,13 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from .helpers import tenant_dicts
 from .server_harness import accepted_events, free_port, hosp, make_tenants_dir, start_server
+
+# A fault drill (signals to running servers under load): run by `make faults` and CI, apart from `make test`.
+pytestmark = pytest.mark.fault
 
 
 def _listening(port: int) -> bool:

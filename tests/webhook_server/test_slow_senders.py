@@ -10,9 +10,13 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from .helpers import tenant_dicts
 from .server_harness import accepted_events, hosp, make_tenants_dir, start_server
+
+# A fault drill (slow and stalled senders): run by `make faults` and CI, apart from `make test`.
+pytestmark = pytest.mark.fault
 
 CONNECTIONS_PER_WORKER = 40
 SLOW = 150  # more than the two workers together may hold

@@ -21,6 +21,9 @@ from webhook_server.routing import build_routing
 from .conftest import make_settings
 from .helpers import SECRETS, FixedClock, app_secrets, dumps, sign_hex, tenants
 
+# A fault drill (the database out of service): run by `make faults` and CI, apart from `make test`.
+pytestmark = pytest.mark.fault
+
 
 @pytest.fixture
 def db(tmp_path: Path) -> Iterator[tuple[str, falcon.testing.TestClient]]:

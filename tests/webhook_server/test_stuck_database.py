@@ -20,6 +20,9 @@ from .helpers import tenant_dicts
 from .server_harness import Server, hosp, make_tenants_dir, start_server
 from .tcp_proxy import TcpProxy
 
+# A fault drill (a stuck or refusing database): run by `make faults` and CI, apart from `make test`.
+pytestmark = pytest.mark.fault
+
 COMMIT_DEADLINE_S = 2
 
 
