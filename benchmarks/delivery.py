@@ -27,7 +27,6 @@ import uuid
 from pathlib import Path
 
 import httpx
-import yaml
 from sqlalchemy import create_engine, text
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,7 +36,6 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import webhooks as wh  # noqa: E402  # the server benchmark's wrk driver, requests and helpers
 
 from store.migrate import upgrade  # noqa: E402
-from tenancy.sops import encrypt_text  # noqa: E402
 
 SECRET = "whsec_YmVuY2gtZGVsaXZlcnktc2VjcmV0LTAxMjM0NTY3"  # a benchmark's throw-away key
 
@@ -121,14 +119,7 @@ def main() -> None:
         raise SystemExit("wrk not found: apt-get install -y wrk")
 
     work = Path(tempfile.mkdtemp(prefix="tenantctl-delivery-bench-"))
-    tenants = work / "tenants"
-    tenants.mkdir()
-    shutil.copy(ROOT / "examples" / ".sops.yaml", tenants / ".sops.yaml")
-    plain = yaml.safe_dump({"slug": "bench", "display_name": "Bench", "status": "onboarding",
-                            "hospitable": {"api_key": "bench-api-key-1", "webhook_secret": wh.SECRET}})
-    (tenants / "bench.yaml").write_text(encrypt_text(plain, "bench.yaml", tenants / ".sops.yaml"))
-    script = work / "bench.lua"
-    script.write_text(wh.LUA)
+    tenants, script = wh.bench_files(work)
 
     pg_admin, schema = None, None
     if args.database == "postgres":

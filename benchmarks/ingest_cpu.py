@@ -27,7 +27,6 @@ import time
 import uuid
 from pathlib import Path
 
-import yaml
 from sqlalchemy import create_engine, text
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,7 +36,6 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import webhooks as wh  # noqa: E402
 
 from store.migrate import upgrade  # noqa: E402
-from tenancy.sops import encrypt_text  # noqa: E402
 
 TICK_US = 1e6 / os.sysconf("SC_CLK_TCK")
 
@@ -88,14 +86,7 @@ def main() -> None:
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="tenantctl-cpu-"))
-    tenants = work / "tenants"
-    tenants.mkdir()
-    shutil.copy(ROOT / "examples" / ".sops.yaml", tenants / ".sops.yaml")
-    plain = yaml.safe_dump({"slug": "bench", "display_name": "Bench", "status": "onboarding",
-                            "hospitable": {"api_key": "bench-api-key-1", "webhook_secret": wh.SECRET}})
-    (tenants / "bench.yaml").write_text(encrypt_text(plain, "bench.yaml", tenants / ".sops.yaml"))
-    script = work / "bench.lua"
-    script.write_text(wh.LUA)
+    tenants, script = wh.bench_files(work)
     access = "-" if args.access_log else "off"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TENANTCTL_", "PROMETHEUS_"))}
     env.update({"SOPS_AGE_KEY_FILE": str(ROOT / "examples" / "demo.agekey"), "TENANTCTL_TENANTS": str(tenants),

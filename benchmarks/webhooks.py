@@ -141,6 +141,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def bench_files(work: Path) -> tuple[Path, Path]:
+    """Under WORK: a tenant directory with the one encrypted tenant `bench` (Hospitable secret SECRET, the
+    examples' demo key), and wrk's Lua script. Returns (tenant directory, script)."""
+    tenants = work / "tenants"
+    tenants.mkdir()
+    shutil.copy(ROOT / "examples" / ".sops.yaml", tenants / ".sops.yaml")
+    plain = yaml.safe_dump({"slug": "bench", "display_name": "Bench", "status": "onboarding",
+                            "hospitable": {"api_key": "bench-api-key-1", "webhook_secret": SECRET}})
+    (tenants / "bench.yaml").write_text(encrypt_text(plain, "bench.yaml", tenants / ".sops.yaml"))
+    script = work / "bench.lua"
+    script.write_text(LUA)
+    return tenants, script
+
+
 def write_requests(path: Path, prefix: str, count: int) -> None:
     with path.open("w") as f:
         for i in range(count):
@@ -217,14 +231,7 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="tenantctl-bench-"))
     server = ServerConfig.from_env({**os.environ, "TENANTCTL_ACCESS_LOG": "off"})
-    tenants = work / "tenants"
-    tenants.mkdir()
-    shutil.copy(ROOT / "examples" / ".sops.yaml", tenants / ".sops.yaml")
-    plain = yaml.safe_dump({"slug": "bench", "display_name": "Bench", "status": "onboarding",
-                            "hospitable": {"api_key": "bench-api-key-1", "webhook_secret": SECRET}})
-    (tenants / "bench.yaml").write_text(encrypt_text(plain, "bench.yaml", tenants / ".sops.yaml"))
-    script = work / "bench.lua"
-    script.write_text(LUA)
+    tenants, script = bench_files(work)
     base_env = {k: v for k, v in os.environ.items() if not k.startswith(("TENANTCTL_", "PROMETHEUS_"))}
     base_env.update({"SOPS_AGE_KEY_FILE": str(ROOT / "examples" / "demo.agekey"), "TENANTCTL_TENANTS": str(tenants),
                      "TENANTCTL_ACCESS_LOG": "off", "PYTHONPATH": str(ROOT)})

@@ -53,6 +53,9 @@ DUE_STATES = ("pending", "retrying")
 # only for a query that implies its predicate, which bound parameters (state IN (?, ?)) never do; without it
 # SQLite scans and sorts the whole log on every claim.
 _DUE = text(DUE_PREDICATE)
+# A row by id, only while it still holds the claim (executemany parameters b_id, b_claim): a replay or an
+# expired lease wins over a late outcome or hand-back.
+_STILL_CLAIMED = and_(webhook_log.c.id == bindparam("b_id"), webhook_log.c.claimed_by == bindparam("b_claim"))
 AttemptOutcome = Literal["delivered", "failed", "error"]
 NewState = Literal["delivered", "retrying", "dead"]
 
@@ -250,7 +253,7 @@ def _release(conn: Connection, items: Sequence[Claimed], *, now: datetime) -> in
     c = webhook_log.c
     stmt = (
         update(webhook_log)
-        .where(and_(c.id == bindparam("b_id"), c.claimed_by == bindparam("b_claim")))
+        .where(_STILL_CLAIMED)
         .values(claimed_by=None, next_attempt_at=now, attempts=c.attempts - 1)
     )
     return int(conn.execute(stmt, [{"b_id": i.id, "b_claim": i.claim} for i in items]).rowcount)
@@ -259,10 +262,9 @@ def _release(conn: Connection, items: Sequence[Claimed], *, now: datetime) -> in
 def _finish(conn: Connection, results: Sequence[Finished]) -> int:
     if not results:
         return 0
-    c = webhook_log.c
     stmt = (
         update(webhook_log)
-        .where(and_(c.id == bindparam("b_id"), c.claimed_by == bindparam("b_claim")))
+        .where(_STILL_CLAIMED)
         .values(delivery_state=bindparam("b_state"), next_attempt_at=bindparam("b_next"),
                 claimed_by=None, last_status=bindparam("b_status"), last_error=bindparam("b_error"),
                 delivered_at=bindparam("b_delivered"))
