@@ -149,6 +149,7 @@ def main() -> None:
                          *wh.PLATFORM_SERVE], env,
                         work / "sandbox.log")
         procs.append(sandbox)
+        wh.stand_for_another_machine(sandbox.pid)
         wait_http(f"{platform}/_sandbox/healthz", sandbox, work / "sandbox.log")
         admin = {"Authorization": f"Bearer {(work / 'state' / 'sandbox-admin-token').read_text().strip()}"}
         httpx.put(f"{platform}/_platform/mode", json={"delay_s": args.platform_ms / 1000}, headers=admin,

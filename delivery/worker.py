@@ -8,9 +8,11 @@ an event that fails does not hold back later ones; every request carries the eve
 
 Up to ``concurrency`` attempts run at once, as tasks of one asyncio loop (outbound/sender.py). The database
 is used in rounds, one at a time, on a thread of their own: a round records every outcome that came in
-since the last one and claims as many events as there are free slots, in one transaction. So the busier
-the worker, the more each commit carries (a group commit), and no attempt waits for the database. A
-claimed event's attempt starts as its round returns: the lease covers the slowest possible attempt
+since the last one and claims as many events as there are free slots, in one transaction. On SQLite the loop
+is parked while a round holds the write lock (delivery/loop_park.py), and the round's thread keeps the priority
+the process was given while the loop's runs at TENANTCTL_DELIVERY_NICE: the server's commits wait for that
+lock. The busier the worker, the more each commit carries (a group commit), and no attempt waits for the
+database. A claimed event's attempt starts as its round returns: the lease covers the slowest possible attempt
 (connect + read deadline) plus a margin, and no other worker can claim an event while its attempt may
 still be running.
 """
@@ -39,12 +41,14 @@ from sqlalchemy.exc import SQLAlchemyError
 from delivery import signing
 from delivery.dbthread import DaemonThreadExecutor
 from delivery.destinations import Destinations
+from delivery.loop_park import LoopParker
 from delivery.metrics import DeliveryMetrics
 from delivery.retry import RetryPolicy, is_success, next_attempt
 from outbound.policy import OutboundBlocked, OutboundPolicy
 from outbound.retry_after import parse_retry_after
 from outbound.sender import PostSender, SendFailed, SendTimeout
 from store.delivery import AttemptOutcome, Claimed, Finished, cycle
+from store.engine import is_sqlite
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +126,7 @@ class Worker:
         self.worker_id = worker_id or default_worker_id()
         self._now, self._jitter = now, jitter
         self._db = DaemonThreadExecutor("deliver-db")
+        self._parker: LoopParker | None = None  # SQLite: set by the loop (see delivery/loop_park.py)
         self._abandoned = False  # a stuck round was left behind on stop: never join its thread
         # Claim tokens: unique per process (a restarted container may reuse the pid) and cheap per round.
         self._nonce = uuid.uuid4().hex[:8]
@@ -159,6 +164,7 @@ class Worker:
         # Event-driven: attempts and rounds report through callbacks that set ``wake``, so a loop turn costs
         # the same with 1 or 256 attempts in flight (asyncio.wait would re-arm every pending future per turn).
         loop = asyncio.get_running_loop()
+        self._parker = LoopParker(loop) if is_sqlite(self.engine) else None
         cfg = self.config
         wake = asyncio.Event()
         in_flight: set[asyncio.Task[Finished]] = set()
@@ -282,7 +288,8 @@ class Worker:
     def _cycle(self, results: list[Finished], *, claim: str, limit: int, providers: tuple[str, ...],
                released: list[Claimed]) -> list[Claimed]:
         return cycle(self.engine, results, claim=claim, now=self._now(), lease=self.config.lease, limit=limit,
-                     providers=providers, released=released)
+                     providers=providers, released=released,
+                     hold_still=self._parker.hold if self._parker is not None else contextlib.nullcontext)
 
     # -- one attempt ----------------------------------------------------------------------------------
     async def _attempt_safely(self, item: Claimed) -> Finished:

@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -33,12 +35,8 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Engine,
-    Select,
-    and_,
-    bindparam,
     event,
     func,
-    insert,
     select,
     text,
     update,
@@ -47,15 +45,13 @@ from sqlalchemy import (
 from store.engine import begin_write, is_sqlite, make_engine
 from store.errors import StoreError
 from store.schema import DUE_PREDICATE, delivery_attempts, webhook_log
+from store.webhook_log import row_time
 
 DUE_STATES = ("pending", "retrying")
 # The due predicate as literal SQL, the very text of ix_webhook_log_due's WHERE: a planner uses a partial index
 # only for a query that implies its predicate, which bound parameters (state IN (?, ?)) never do; without it
 # SQLite scans and sorts the whole log on every claim.
 _DUE = text(DUE_PREDICATE)
-# A row by id, only while it still holds the claim (executemany parameters b_id, b_claim): a replay or an
-# expired lease wins over a late outcome or hand-back.
-_STILL_CLAIMED = and_(webhook_log.c.id == bindparam("b_id"), webhook_log.c.claimed_by == bindparam("b_claim"))
 AttemptOutcome = Literal["delivered", "failed", "error"]
 NewState = Literal["delivered", "retrying", "dead"]
 
@@ -171,41 +167,7 @@ def claim_due(engine: Engine, *, claim: str, now: datetime, lease: timedelta, li
     The lease must outlast one delivery attempt (the HTTP timeout), or another worker could deliver the
     same attempt concurrently.
     """
-    with begin_write(engine) as conn:
-        return _claim(conn, claim=claim, now=now, lease=lease, limit=limit, providers=providers)
-
-
-def due_rows(*, now: datetime, providers: Sequence[str], limit: int) -> Select[tuple[int]]:
-    """The ids of up to ``limit`` due events, oldest due first, read through ix_webhook_log_due."""
-    c = webhook_log.c
-    return (
-        select(c.id)
-        .where(_DUE, c.next_attempt_at <= now, c.provider.in_(list(providers)))
-        .order_by(c.next_attempt_at, c.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)  # PostgreSQL; SQLite has no row locks (and one worker)
-    )
-
-
-def _claim(conn: Connection, *, claim: str, now: datetime, lease: timedelta, limit: int,
-           providers: Sequence[str]) -> list[Claimed]:
-    if limit <= 0 or not providers:
-        return []
-    c = webhook_log.c
-    due = due_rows(now=now, providers=providers, limit=limit)
-    stmt = (
-        update(webhook_log)
-        .where(c.id.in_(due))
-        .values(claimed_by=claim, next_attempt_at=now + lease, attempts=c.attempts + 1)
-        .returning(c.id, c.tenant, c.provider, c.event_id, c.received_at, c.headers, c.body, c.attempts)
-    )
-    rows = list(conn.execute(stmt))
-    claimed = [
-        Claimed(id=r.id, tenant=r.tenant, provider=r.provider, event_id=r.event_id, received_at=r.received_at,
-                headers=_headers(r.headers), body=r.body or "", attempt=int(r.attempts), claim=claim)
-        for r in rows
-    ]
-    return sorted(claimed, key=lambda item: (item.received_at, item.id))
+    return cycle(engine, (), claim=claim, now=now, lease=lease, limit=limit, providers=providers, look_first=False)
 
 
 def finish(engine: Engine, results: Sequence[Finished]) -> int:
@@ -216,24 +178,45 @@ def finish(engine: Engine, results: Sequence[Finished]) -> int:
     """
     if not results:
         return 0
+    sqlite = is_sqlite(engine)
+    attempts, outcomes = _attempt_rows(results, sqlite), _outcome_rows(results, sqlite)
     with begin_write(engine) as conn:
-        return _finish(conn, results)
+        return _record(conn, attempts, outcomes)
 
 
 def cycle(engine: Engine, results: Sequence[Finished], *, claim: str, now: datetime, lease: timedelta, limit: int,
-          providers: Sequence[str], released: Sequence[Claimed] = ()) -> list[Claimed]:
-    """:func:`finish` ``results``, :func:`release` ``released`` and :func:`claim_due` up to ``limit`` more, in
-    one transaction (one commit instead of two: on SQLite each is an fsync, which a busy worker pays per round).
+          providers: Sequence[str], released: Sequence[Claimed] = (),
+          hold_still: Callable[[], AbstractContextManager[object]] = contextlib.nullcontext,
+          look_first: bool = True) -> list[Claimed]:
+    """:func:`finish` ``results``, hand back ``released`` (claims never started: due now, their attempt
+    uncounted) and :func:`claim_due` up to ``limit`` more, in one transaction (one commit instead of two: on
+    SQLite each is an fsync, which a busy worker pays per round).
 
-    With nothing to record, a read looks for due events first: an idle worker's polls never take the
-    write lock the webhook server's commits need.
+    The write is kept short, since on SQLite the webhook server's commits wait for it: parameters are built
+    before it and claimed rows converted after it, and ``hold_still`` is entered around it (the worker passes
+    one that parks its event loop, so the thread holding SQLite's one write lock never waits for the GIL).
+    With nothing to record, a read looks for due events first (``look_first``): an idle worker's polls never
+    take the write lock the webhook server's commits need.
     """
-    if not results and not released and not _any_due(engine, now=now, providers=providers):
+    if look_first and not results and not released and not _any_due(engine, now=now, providers=providers):
         return []
-    with begin_write(engine) as conn:
-        _finish(conn, results)
-        _release(conn, released, now=now)
-        return _claim(conn, claim=claim, now=now, lease=lease, limit=limit, providers=providers)
+    sqlite = is_sqlite(engine)
+    attempts, outcomes = _attempt_rows(results, sqlite), _outcome_rows(results, sqlite)
+    handed_back = [(_time(now, sqlite), i.id, i.claim) for i in released]
+    provider_list = list(providers) if limit > 0 else []
+    claim_params = (claim, _time(now + lease, sqlite), _time(now, sqlite), *provider_list, limit)
+    with hold_still(), begin_write(engine) as conn:
+        _record(conn, attempts, outcomes)
+        if handed_back:
+            conn.exec_driver_sql(_release_sql(engine.dialect.name), handed_back)
+        rows = list(conn.exec_driver_sql(_claim_sql(engine.dialect.name, len(provider_list)), claim_params)
+                    ) if provider_list else []
+    claimed = [
+        Claimed(id=int(r[0]), tenant=r[1], provider=r[2], event_id=r[3], received_at=_read_time(r[4]),
+                headers=_headers(r[5]), body=r[6] or "", attempt=int(r[7]), claim=claim)
+        for r in rows
+    ]
+    return sorted(claimed, key=lambda item: (item.received_at, item.id))
 
 
 def _any_due(engine: Engine, *, now: datetime, providers: Sequence[str]) -> bool:
@@ -244,44 +227,84 @@ def _any_due(engine: Engine, *, now: datetime, providers: Sequence[str]) -> bool
         return conn.execute(stmt).first() is not None
 
 
-def _release(conn: Connection, items: Sequence[Claimed], *, now: datetime) -> int:
-    """Hand back claims whose attempt was never started (they waited too long for a slot): due now, and their
-    attempt uncounted, so a slow platform neither uses up the attempts of the events waiting their turn nor
-    holds them back for a whole lease. Only rows still holding the claim; returns how many."""
-    if not items:
-        return 0
-    c = webhook_log.c
-    stmt = (
-        update(webhook_log)
-        .where(_STILL_CLAIMED)
-        .values(claimed_by=None, next_attempt_at=now, attempts=c.attempts - 1)
-    )
-    return int(conn.execute(stmt, [{"b_id": i.id, "b_claim": i.claim} for i in items]).rowcount)
+# -- the hot path: driver SQL ---------------------------------------------------------------------------
+# A round runs while SQLite's one write lock is held (the webhook server's commits wait for it), so its statements
+# are built once as driver SQL and their parameters converted up front, as store/webhook_log.py does for the
+# server's inserts: through SQLAlchemy's compiler and type processing a round of 32 took ~6 ms, 200 us an event.
+# exec_driver_sql keeps SQLAlchemy's error wrapping (the worker retries on SQLAlchemyError) and transaction.
+
+def _mark(dialect: str) -> str:
+    return "?" if dialect == "sqlite" else "%s"
 
 
-def _finish(conn: Connection, results: Sequence[Finished]) -> int:
-    if not results:
-        return 0
-    stmt = (
-        update(webhook_log)
-        .where(_STILL_CLAIMED)
-        .values(delivery_state=bindparam("b_state"), next_attempt_at=bindparam("b_next"),
-                claimed_by=None, last_status=bindparam("b_status"), last_error=bindparam("b_error"),
-                delivered_at=bindparam("b_delivered"))
+@functools.lru_cache(maxsize=16)
+def _claim_sql(dialect: str, providers: int) -> str:
+    """Parameters: claim, lease end, now, each provider, limit. ``_DUE`` is written as literal SQL (the text of
+    ix_webhook_log_due's WHERE), so the planner reads the queue through that index."""
+    m = _mark(dialect)
+    lock = " FOR UPDATE SKIP LOCKED" if dialect == "postgresql" else ""  # SQLite: one worker, one write lock
+    # Only constants are interpolated: the table's name, placeholders and the index's own predicate.
+    return (
+        f"UPDATE {webhook_log.name} SET claimed_by = {m}, next_attempt_at = {m}, attempts = attempts + 1 "  # noqa: S608
+        f"WHERE id IN (SELECT id FROM {webhook_log.name} WHERE {DUE_PREDICATE} AND next_attempt_at <= {m} "
+        f"AND provider IN ({', '.join([m] * providers)}) ORDER BY next_attempt_at, id LIMIT {m}{lock}) "
+        "RETURNING id, tenant, provider, event_id, received_at, headers, body, attempts"
     )
-    conn.execute(insert(delivery_attempts), [
-        {"log_id": r.item.id, "attempt": r.item.attempt, "started_at": r.started_at, "worker": r.worker[:64],
-         "outcome": r.outcome, "status_code": r.status_code, "latency_ms": r.latency_ms,
-         "error": None if r.error is None else r.error[:255]}
-        for r in results
-    ])
+
+
+@functools.lru_cache(maxsize=4)
+def _release_sql(dialect: str) -> str:
+    """Parameters: now, id, claim. Only a row still holding the claim: a replay or an expired lease wins."""
+    m = _mark(dialect)
+    return (f"UPDATE {webhook_log.name} SET claimed_by = NULL, next_attempt_at = {m}, "  # noqa: S608
+            f"attempts = attempts - 1 WHERE id = {m} AND claimed_by = {m}")
+
+
+@functools.lru_cache(maxsize=4)
+def _outcome_sql(dialect: str) -> str:
+    """Parameters: state, next attempt, status, error, delivered at, id, claim (only while the claim holds)."""
+    m = _mark(dialect)
+    return (f"UPDATE {webhook_log.name} SET delivery_state = {m}, next_attempt_at = {m}, claimed_by = NULL, "  # noqa: S608
+            f"last_status = {m}, last_error = {m}, delivered_at = {m} WHERE id = {m} AND claimed_by = {m}")
+
+
+@functools.lru_cache(maxsize=4)
+def _attempt_sql(dialect: str) -> str:
+    m = _mark(dialect)
+    return (f"INSERT INTO {delivery_attempts.name} (log_id, attempt, started_at, worker, outcome, status_code, "  # noqa: S608
+            f"latency_ms, error) VALUES ({', '.join([m] * 8)})")
+
+
+def _time(at: datetime | None, sqlite: bool) -> Any:
+    return None if at is None else row_time(at, sqlite)
+
+
+def _read_time(value: Any) -> datetime:
+    """A stored time back as a UTC-aware datetime (SQLite hands back the naive-UTC ISO text it stores)."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if not isinstance(value, datetime):
+        raise TypeError(f"expected a datetime from the database, got {type(value).__name__}")
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _attempt_rows(results: Sequence[Finished], sqlite: bool) -> list[tuple[Any, ...]]:
+    return [(r.item.id, r.item.attempt, _time(r.started_at, sqlite), r.worker[:64], r.outcome, r.status_code,
+             r.latency_ms, None if r.error is None else r.error[:255]) for r in results]
+
+
+def _outcome_rows(results: Sequence[Finished], sqlite: bool) -> list[tuple[Any, ...]]:
+    return [(r.state, _time(r.next_attempt_at, sqlite), r.status_code, None if r.error is None else r.error[:255],
+             _time(r.delivered_at, sqlite), r.item.id, r.item.claim) for r in results]
+
+
+def _record(conn: Connection, attempts: list[tuple[Any, ...]], outcomes: list[tuple[Any, ...]]) -> int:
+    if not outcomes:
+        return 0
+    dialect = conn.dialect.name
+    conn.exec_driver_sql(_attempt_sql(dialect), attempts)
     # One executemany: its rowcount is the sum over the rows, the number whose claim still held.
-    return int(conn.execute(stmt, [
-        {"b_id": r.item.id, "b_claim": r.item.claim, "b_state": r.state, "b_next": r.next_attempt_at,
-         "b_status": r.status_code, "b_error": None if r.error is None else r.error[:255],
-         "b_delivered": r.delivered_at}
-        for r in results
-    ]).rowcount)
+    return int(conn.exec_driver_sql(_outcome_sql(dialect), outcomes).rowcount)
 
 
 def replay(engine: Engine, *, now: datetime, ids: Sequence[int] = (), tenant: str | None = None,

@@ -174,7 +174,9 @@ def _insert_sql(dialect: str, rows: int, on_conflict: bool) -> str:
     return sql
 
 
-def _row_time(at: datetime, sqlite_dialect: bool) -> Any:
+def row_time(at: datetime, sqlite_dialect: bool) -> Any:
+    """``at`` as the driver takes it for a UTCDateTime column: naive-UTC ISO text on SQLite (SQLAlchemy's
+    DATETIME storage), the UTC-aware datetime on PostgreSQL. Raises ValueError for a naive datetime."""
     if at.tzinfo is None:
         raise ValueError("naive datetime: pass a timezone-aware datetime (UTC)")
     if at.tzinfo is not UTC:
@@ -184,7 +186,7 @@ def _row_time(at: datetime, sqlite_dialect: bool) -> Any:
 
 
 def _row(rec: WebhookRecord, sqlite_dialect: bool) -> tuple[Any, ...]:
-    received = _row_time(rec.received_at, sqlite_dialect)
+    received = row_time(rec.received_at, sqlite_dialect)
     # A handshake (accepted, reason "handshake") is recorded but is no event: never queued for delivery.
     queued = rec.outcome == "accepted" and rec.reason is None
     return (
@@ -252,7 +254,7 @@ def _new_item_keys(execute: Executor, dialect: str, records: Sequence[WebhookRec
     for start in range(0, len(items), _MAX_ROWS_PER_STATEMENT):
         chunk = items[start:start + _MAX_ROWS_PER_STATEMENT]
         params = tuple(v for (provider, tenant, k), at in chunk
-                       for v in (provider, tenant, k, _row_time(at, sqlite_dialect)))
+                       for v in (provider, tenant, k, row_time(at, sqlite_dialect)))
         new.update(tuple(r) for r in execute(_item_keys_sql(dialect, len(chunk)), params, True))
     return new
 
