@@ -3,8 +3,8 @@
     .venv/bin/python benchmarks/delivery.py [--duration 6] [--connections 64] [--database sqlite|postgres]
 
 The real server (as in benchmarks/webhooks.py: gunicorn settings from the environment, wrk over loopback,
-every request a distinct signed Hospitable event), the sandbox's fake platform answering every delivery in
-5 ms, and one `tenantctl deliver` worker, all on the same database:
+every request a distinct signed Hospitable event), the fake platform (`tenantctl sandbox platform`) answering every
+delivery in 5 ms, and one `tenantctl deliver` worker, all on the same database:
   1. ingest peak without the worker (closed loop);
   2. the worker starts (the backlog of step 1 is its work) and the ingest peak is measured again;
   3. once the backlog is delivered: delivery throughput = backlog / time to deliver it;
@@ -145,15 +145,14 @@ def main() -> None:
         env["TENANTCTL_DELIVERY_NICE"] = str(args.nice)
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        sandbox = spawn(["sandbox", "serve", "--port", str(platform_port),
-                         *wh.PLATFORM_SERVE], env,
+        sandbox = spawn([*wh.PLATFORM, "--port", str(platform_port)], env,
                         work / "sandbox.log")
         procs.append(sandbox)
         wh.stand_for_another_machine(sandbox.pid)
         wait_http(f"{platform}/_sandbox/healthz", sandbox, work / "sandbox.log")
         admin = {"Authorization": f"Bearer {(work / 'state' / 'sandbox-admin-token').read_text().strip()}"}
         httpx.put(f"{platform}/_platform/mode", json={"delay_s": args.platform_ms / 1000}, headers=admin,
-                  timeout=5)
+                  timeout=5).raise_for_status()
         server = spawn(["serve"], env, work / "server.log")
         procs.append(server)
         wait_http(f"{url}/readyz", server, work / "server.log")

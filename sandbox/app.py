@@ -21,7 +21,6 @@ The fake platform (delivery's destination) is mounted too: /platform/{name}, /_p
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import json
 import os
 import pathlib
@@ -34,7 +33,7 @@ import falcon
 
 from sandbox import beds24, hospitable, meta, nuki, platform, twon
 from sandbox.calls import Call
-from sandbox.common import AdminResource, send_json
+from sandbox.common import AdminResource, host_is_local, path_is_normal, send_json
 from sandbox.faults import FaultConfig
 from sandbox.smtp import SandboxSmtp
 from sandbox.world import World
@@ -109,22 +108,6 @@ class _Gate:
         self.world.calls.record(Call(provider, req.method, req.path, status, fault))
 
 
-def host_is_local(host_header: str, port: int | None) -> bool:
-    """A Host header naming this machine (and `port`, when given)."""
-    host, _, rest = host_header.rpartition(":") if not host_header.endswith("]") else (host_header, "", "")
-    if not host or (rest and not rest.isdigit()):
-        host, rest = host_header, ""
-    if port is not None and rest != str(port):
-        return False
-    name = host.strip("[]").lower()
-    if name == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
-
-
 class _Guard:
     """Admin resources need the run's token; every request needs a normalised path and (served mode) a
     local Host header."""
@@ -149,14 +132,6 @@ class _Guard:
         if not hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode()):
             _respond(resp, 401, {"content-type": "text/plain", "WWW-Authenticate": "Bearer"},
                      b"admin endpoints need the sandbox's token (see `tenantctl sandbox serve`)")
-
-
-def path_is_normal(path: str) -> bool:
-    """No empty, '.' or '..' segment in the (percent-decoded) path: `//x`, `/%2Fx`, `/./x` are refused."""
-    segments = path.split("/")[1:]
-    if segments and segments[-1] == "":
-        segments = segments[:-1]  # one trailing slash is harmless
-    return path.startswith("/") and "\\" not in path and all(s not in ("", ".", "..") for s in segments)
 
 
 class HealthResource:

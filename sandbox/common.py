@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import json
 import time
 import urllib.parse
@@ -72,3 +73,27 @@ def base_url(req: falcon.Request) -> str:
 class AdminResource:
     """A resource only the run's admin token may use (sandbox/app.py's guard): protection follows the
     routed resource, not the path's spelling, so `//_sandbox/state` or `/%2F_sandbox/state` gain nothing."""
+
+
+def host_is_local(host_header: str, port: int | None) -> bool:
+    """A Host header naming this machine (and `port`, when given)."""
+    host, _, rest = host_header.rpartition(":") if not host_header.endswith("]") else (host_header, "", "")
+    if not host or (rest and not rest.isdigit()):
+        host, rest = host_header, ""
+    if port is not None and rest != str(port):
+        return False
+    name = host.strip("[]").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def path_is_normal(path: str) -> bool:
+    """No empty, '.' or '..' segment in the (percent-decoded) path: `//x`, `/%2Fx`, `/./x` are refused."""
+    segments = path.split("/")[1:]
+    if segments and segments[-1] == "":
+        segments = segments[:-1]  # one trailing slash is harmless
+    return path.startswith("/") and "\\" not in path and all(s not in ("", ".", "..") for s in segments)

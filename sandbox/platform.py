@@ -24,6 +24,7 @@ import os
 import random
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -85,6 +86,9 @@ class Received:
 
 
 class Platform:
+    """What the fake platform knows and does, whichever server serves it (Falcon here, aiohttp in
+    sandbox/platform_server.py): modes, the deliveries received, the last body delivered per webhook-id."""
+
     def __init__(self, secrets: str, rng: random.Random | None = None) -> None:
         self.keys = _keys(secrets)
         self.mode = Mode()
@@ -93,16 +97,18 @@ class Platform:
         self.lock = threading.Lock()
         self.rng = rng or random.Random()
 
-    def on_post(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
-        body = req.bounded_stream.read()
-        h = {k.lower(): v for k, v in req.headers.items()}
-        msg_id, ts = h.get("webhook-id", ""), h.get("webhook-timestamp", "")
-        ok = bool(self.keys) and signature_ok(self.keys, msg_id, ts, body, h.get("webhook-signature", ""))
+    def draw(self) -> tuple[Mode, bool]:
+        """The mode for one delivery (a copy) and whether it is one of the ``fail_percent`` that fail."""
         with self.lock:
-            mode = Mode(**asdict(self.mode))
-            fail = self.rng.random() * 100 < mode.fail_percent
-        if mode.delay_s:
-            time.sleep(mode.delay_s)
+            return Mode(**asdict(self.mode)), self.rng.random() * 100 < self.mode.fail_percent
+
+    def answer(self, name: str, headers: Mapping[str, str], body: bytes, mode: Mode, fail: bool
+               ) -> tuple[int, dict[str, str]]:
+        """Verify, record and decide one delivery (after the mode's delay); ``headers`` with lower-case names.
+
+        Returns the status and the response headers to send."""
+        msg_id, ts = headers.get("webhook-id", ""), headers.get("webhook-timestamp", "")
+        ok = bool(self.keys) and signature_ok(self.keys, msg_id, ts, body, headers.get("webhook-signature", ""))
         if not ok:
             status = 401
         elif time.time() < mode.down_until:
@@ -113,19 +119,60 @@ class Platform:
             status = 204
         record = Received(
             at=time.time(), path=f"/platform/{name}", webhook_id=msg_id, timestamp=ts,
-            signature=h.get("webhook-signature", ""),
-            attempt=h.get("x-tenantctl-attempt", ""), tenant=h.get("x-tenantctl-tenant", ""),
-            provider=h.get("x-tenantctl-provider", ""), event_id=h.get("x-tenantctl-event-id", ""),
-            received_at=h.get("x-tenantctl-received-at", ""), content_type=h.get("content-type", ""),
+            signature=headers.get("webhook-signature", ""),
+            attempt=headers.get("x-tenantctl-attempt", ""), tenant=headers.get("x-tenantctl-tenant", ""),
+            provider=headers.get("x-tenantctl-provider", ""), event_id=headers.get("x-tenantctl-event-id", ""),
+            received_at=headers.get("x-tenantctl-received-at", ""), content_type=headers.get("content-type", ""),
             body_sha256=hashlib.sha256(body).hexdigest(), body_size=len(body), signature_ok=ok, status=status,
         )
         with self.lock:
             self.received.append(record)
             if status < 300:
                 self.bodies[msg_id] = body
-        resp.status = status
         if status in (429, 503) and mode.retry_after_s is not None:
-            resp.set_header("Retry-After", str(int(mode.retry_after_s)))
+            return status, {"Retry-After": str(int(mode.retry_after_s))}
+        return status, {}
+
+    def received_list(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return [asdict(r) for r in self.received]
+
+    def clear(self) -> None:
+        with self.lock:
+            self.received.clear()
+            self.bodies.clear()
+
+    def body(self, webhook_id: str) -> bytes | None:
+        with self.lock:
+            return self.bodies.get(webhook_id)
+
+    def set_mode(self, raw: bytes) -> Mode:
+        """A new mode from a PUT body (a JSON object of Mode's fields and ``down_for_s``); ValueError if invalid."""
+        try:
+            data = json.loads(raw or b"{}")
+            if not isinstance(data, dict):
+                raise TypeError("a JSON object")
+            down_for = float(data.pop("down_for_s", 0) or 0)
+            mode = Mode(**data)
+            mode.fail_percent, mode.delay_s = float(mode.fail_percent), float(mode.delay_s)
+            if not 0 <= mode.fail_percent <= 100 or mode.delay_s < 0 or not 400 <= int(mode.fail_status) <= 599:
+                raise ValueError("fail_percent 0-100, delay_s >= 0, fail_status 400-599")
+            mode.down_until = time.time() + down_for if down_for > 0 else 0.0
+        except (ValueError, TypeError) as exc:
+            raise ValueError(str(exc)) from exc
+        with self.lock:
+            self.mode = mode
+        return mode
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
+        body = req.bounded_stream.read()
+        mode, fail = self.draw()
+        if mode.delay_s:
+            time.sleep(mode.delay_s)
+        status, headers = self.answer(name, {k.lower(): v for k, v in req.headers.items()}, body, mode, fail)
+        resp.status = status
+        for header, value in headers.items():
+            resp.set_header(header, value)
 
 
 class ReceivedResource(AdminResource):
@@ -133,13 +180,10 @@ class ReceivedResource(AdminResource):
         self.platform = platform
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        with self.platform.lock:
-            send_json(resp, 200, [asdict(r) for r in self.platform.received])
+        send_json(resp, 200, self.platform.received_list())
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response) -> None:
-        with self.platform.lock:
-            self.platform.received.clear()
-            self.platform.bodies.clear()
+        self.platform.clear()
         resp.status = 204
 
 
@@ -150,8 +194,7 @@ class BodyResource(AdminResource):
         self.platform = platform
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, webhook_id: str) -> None:
-        with self.platform.lock:
-            body = self.platform.bodies.get(webhook_id)
+        body = self.platform.body(webhook_id)
         if body is None:
             raise falcon.HTTPNotFound()
         resp.content_type = "application/octet-stream"
@@ -167,19 +210,9 @@ class ModeResource(AdminResource):
 
     def on_put(self, req: falcon.Request, resp: falcon.Response) -> None:
         try:
-            data = json.loads(req.bounded_stream.read() or b"{}")
-            if not isinstance(data, dict):
-                raise TypeError("a JSON object")
-            down_for = float(data.pop("down_for_s", 0) or 0)
-            mode = Mode(**data)
-            mode.fail_percent, mode.delay_s = float(mode.fail_percent), float(mode.delay_s)
-            if not 0 <= mode.fail_percent <= 100 or mode.delay_s < 0 or not 400 <= int(mode.fail_status) <= 599:
-                raise ValueError("fail_percent 0-100, delay_s >= 0, fail_status 400-599")
-            mode.down_until = time.time() + down_for if down_for > 0 else 0.0
-        except (ValueError, TypeError) as exc:
+            mode = self.platform.set_mode(req.bounded_stream.read())
+        except ValueError as exc:
             raise falcon.HTTPBadRequest(title="invalid mode", description=str(exc)) from exc
-        with self.platform.lock:
-            self.platform.mode = mode
         send_json(resp, 200, mode.to_dict())
 
 

@@ -1,4 +1,5 @@
-"""`tenantctl sandbox serve | seed`: the provider emulators on loopback, loaded with drifted live state.
+"""`tenantctl sandbox serve | seed | platform`: the provider emulators on loopback, loaded with drifted live
+state, and the fake platform alone.
 
 Rehearse a change safely:
     tenantctl sandbox serve &                          # gunicorn 'sandbox.app:get_app()' on 127.0.0.1:8790
@@ -161,6 +162,34 @@ def serve(
     # Become gunicorn (as `tenantctl serve` does): SIGTERM and Ctrl-C reach its master directly, so
     # stopping the command never leaves a server running on the port.
     os.execve(cmd[0], cmd, env)  # noqa: S606
+
+
+@sandbox_app.command("platform")
+def platform(
+    ctx: typer.Context,
+    *,
+    port: Annotated[int, typer.Option(help="Port on the sandbox's loopback host.")] = 8791,
+    access_log: Annotated[bool, typer.Option("--access-log/--no-access-log",
+                                             help="One line per request on stdout.")] = False,
+) -> None:
+    """Run only the fake platform (where `tenantctl deliver` hands events), on aiohttp: lighter than `serve`.
+
+    The same endpoints, modes and admin token as the platform `serve` mounts (sandbox/platform_server.py);
+    deliveries are checked against TENANTCTL_DELIVERY_SECRETS."""
+    from sandbox.platform import SECRETS_ENV, Platform
+    from sandbox.platform_server import run
+
+    c: Context = ctx.obj
+    host, _ = _loopback(c.settings.sandbox_url)
+    if (busy := _port_busy(host, port)) is not None:
+        c.err.print(f"error: cannot listen on {host}:{port} ({busy}): pick another --port", markup=False)
+        raise typer.Exit(1)
+    token = token_path(c).resolve()
+    _write_token(token)
+    c.err.print(f"platform admin token written to {token}", markup=False)
+    c.err.print(f"fake platform listening on http://{host}:{port}/platform/{{name}} (Ctrl-C to stop)", markup=False)
+    run(Platform(os.environ.get(SECRETS_ENV, "")), host=host, port=port, admin_token=token.read_text().strip(),
+        access_log=access_log)
 
 
 @sandbox_app.command("seed")

@@ -74,11 +74,11 @@ def spawn(args: list[str], log: Path, env: dict[str, str], cwd: Path) -> Proc:
 
 @dataclass
 class Platform:
-    """The sandbox (`tenantctl sandbox serve`) and its fake platform endpoint."""
+    """The fake platform: alone (`tenantctl sandbox platform`, aiohttp) or in the sandbox (`sandbox serve`)."""
 
     proc: Proc
     url: str
-    token: str  # the run's admin token (`sandbox serve` writes it): the /_platform/* admin needs it
+    token: str  # the run's admin token (the command writes it): the /_platform/* admin needs it
 
     @property
     def auth(self) -> dict[str, str]:
@@ -101,10 +101,11 @@ class Platform:
         return f"{self.url}/platform/{provider}"
 
 
-def start_platform(root: Path, secrets: str = SECRET) -> Platform:
+def start_platform(root: Path, secrets: str = SECRET, *, in_sandbox: bool = False) -> Platform:
     port = free_port()
     state = root / "sandbox-state"
-    proc = spawn(["sandbox", "serve", "--port", str(port), "--worker-class", "gevent"], root / "sandbox.log",
+    command = ["sandbox", "serve", "--worker-class", "gevent"] if in_sandbox else ["sandbox", "platform"]
+    proc = spawn([*command, "--port", str(port)], root / "sandbox.log",
                  base_env(TENANTCTL_DELIVERY_SECRETS=secrets, TENANTCTL_STATE_DIR=str(state)), root)
     url = f"http://127.0.0.1:{port}"
     wait_until(lambda: _up(f"{url}/_sandbox/healthz"), 20, proc.logs)

@@ -33,8 +33,9 @@ def test_an_accepted_webhook_is_delivered_whole_and_signed(tmp_path: Path) -> No
     dicts = tenant_dicts()
     tenants = make_tenants_dir(tmp_path, dicts)
     server = start_server(tmp_path, tenants, TENANTCTL_MAX_BODY_BYTES="262144")
-    # The platform still accepts the old secret during a rotation; the worker signs with both.
-    platform = start_platform(tmp_path, secrets=SECRET)
+    # The platform still accepts the old secret during a rotation; the worker signs with both. This one is the
+    # platform the full sandbox mounts (`sandbox serve`, as `make demo` runs it); the other tests use it alone.
+    platform = start_platform(tmp_path, secrets=SECRET, in_sandbox=True)
     procs: list[Proc] = []
     try:
         big = {"id": "evt-big", "action": "reservation.created", "data": {"notes": "é" * 40_000}}

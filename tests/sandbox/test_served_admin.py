@@ -1,5 +1,6 @@
-"""The served sandbox's admin surface (`tenantctl sandbox serve`): only this run's token opens it, however
-the path is spelled; a second `serve` on a busy port leaves the running one's token alone."""
+"""The served sandbox's admin surface (`tenantctl sandbox serve`, and the fake platform alone: `sandbox
+platform`): only this run's token opens it, however the path is spelled; a second one on a busy port leaves
+the running one's token alone."""
 
 from __future__ import annotations
 
@@ -62,12 +63,13 @@ class Served:
 
 
 @contextlib.contextmanager
-def served(tmp_path: pathlib.Path) -> Iterator[Served]:
+def served(tmp_path: pathlib.Path, command: str = "serve") -> Iterator[Served]:
     port, home = _free_port(), tmp_path / "home"
     home.mkdir()
     s = Served(port, tmp_path / "state", home, None)  # type: ignore[arg-type]
-    s.proc = subprocess.Popen([sys.executable, "-m", "tenantctl", "sandbox", "serve", "--port", str(port),
-                               "--threads", "2"], cwd=ROOT, env=s.env(), stdout=subprocess.DEVNULL,
+    extra = ["--threads", "2"] if command == "serve" else []
+    s.proc = subprocess.Popen([sys.executable, "-m", "tenantctl", "sandbox", command, "--port", str(port), *extra],
+                              cwd=ROOT, env=s.env(), stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.monotonic() + 20
@@ -99,9 +101,10 @@ def test_served_admin_needs_the_token_however_the_path_is_spelled(tmp_path: path
 
 
 @pytest.mark.slow
-def test_the_fake_platform_admin_needs_the_token_too(tmp_path: pathlib.Path) -> None:
-    with served(tmp_path) as s:
-        for path in ADMIN_READS:
+@pytest.mark.parametrize("command", ["serve", "platform"])
+def test_the_fake_platform_admin_needs_the_token_too(tmp_path: pathlib.Path, command: str) -> None:
+    with served(tmp_path, command) as s:
+        for path in [p for p in ADMIN_READS if command == "serve" or p.startswith("/_platform/")]:
             assert request(s.port, "GET", path)[0] == 401, path
         assert request(s.port, "GET", "/_platform/received", s.token) == (200, b"[]")
         assert request(s.port, "PUT", "/_platform/mode", body=b'{"fail_percent": 100}')[0] == 401
@@ -123,3 +126,29 @@ def test_a_second_serve_on_a_busy_port_leaves_the_running_sandbox_alone(tmp_path
         assert request(s.port, "GET", "/_sandbox/state", token)[0] == 200
         # gunicorn's control socket would land in $HOME/.gunicorn, shared by every gunicorn of the user.
         assert not (s.home / ".gunicorn").exists()
+
+
+@pytest.mark.slow
+def test_the_platform_alone_refuses_odd_paths_foreign_hosts_and_bad_modes_and_a_busy_port(
+        tmp_path: pathlib.Path) -> None:
+    with served(tmp_path, "platform") as s:
+        for path in ["//_platform/received", "/%2F_platform/received", "/_platform/./received",
+                     "/x/../_platform/received", "/_platform//mode"]:
+            status, body = request(s.port, "GET", path)
+            assert status in (400, 401, 404), (path, status)
+            assert b"fail_percent" not in body and body != b"[]", path
+        conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=5)
+        conn.request("GET", "/_platform/mode", headers={"Host": "attacker.example", "Authorization":
+                                                         f"Bearer {s.token}"})
+        assert conn.getresponse().status == 421  # DNS rebinding: a page's script cannot reach it by name
+        conn.close()
+        assert request(s.port, "PUT", "/_platform/mode", s.token, b'{"fail_percent": 300}')[0] == 400
+        assert request(s.port, "PUT", "/_platform/mode", s.token, b'[1]')[0] == 400
+        status, mode = request(s.port, "PUT", "/_platform/mode", s.token, b'{"fail_percent": 100}')
+        assert status == 200 and b'"fail_percent": 100.0' in mode
+        assert request(s.port, "GET", "/_platform/body/msg_unknown", s.token)[0] == 404
+        token = s.token
+        second = subprocess.run([sys.executable, "-m", "tenantctl", "sandbox", "platform", "--port", str(s.port)],
+                                cwd=ROOT, env=s.env(), capture_output=True, text=True, timeout=60, check=False)
+        assert second.returncode == 1 and f"cannot listen on 127.0.0.1:{s.port}" in second.stderr
+        assert s.token == token
