@@ -52,6 +52,12 @@ def test_the_image_runs_unprivileged_and_checks_readiness() -> None:
     assert _dockerfile_command() == ["tenantctl", "serve"]
 
 
+def test_the_worker_unit_yields_the_cpu_to_the_server_unit() -> None:
+    """Each unit is a cgroup of its own, where niceness orders only the unit's threads: the weight orders them."""
+    assert int(_unit("tenantctl-deliver.service")["CPUWeight"]) < int(
+        _unit("tenantctl-serve.service").get("CPUWeight", "100"))
+
+
 def test_the_units_and_the_entrypoint_start_serve_and_deliver(sqlite_stack: Stack, tmp_path: Path) -> None:
     stack = sqlite_stack
     port, metrics = free_port(), free_port()
