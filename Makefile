@@ -58,6 +58,8 @@ bench: install
 	$(BIN)/python benchmarks/webhooks.py
 	$(BIN)/python benchmarks/reconcile.py
 	$(BIN)/python benchmarks/store_insert.py
+	$(BIN)/python benchmarks/delivery.py
+	$(BIN)/python benchmarks/delivery_cpu.py
 
 # Headless Chromium and its driver (Debian) for the Integrations page's browser tests (tests/health).
 browser:

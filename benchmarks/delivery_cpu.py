@@ -1,0 +1,115 @@
+"""CPU per delivered event, of the worker and of the fake platform, draining one backlog.
+
+    .venv/bin/python benchmarks/delivery_cpu.py [--seconds 6] [--database sqlite|postgres] [--concurrency 64]
+
+The real server takes wrk's signed Hospitable events for ``--seconds`` (as in benchmarks/delivery.py) and is
+stopped; then `tenantctl deliver --until-idle` delivers the backlog to `tenantctl sandbox platform` (answering
+in 5 ms) with nothing else running. Reported: events, wall time, the worker's CPU (its rusage) and the
+platform's (from /proc) per event, in milliseconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+from sqlalchemy import create_engine, text
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import webhooks as wh  # noqa: E402
+
+import delivery as dl  # noqa: E402  # the delivery benchmark's process helpers
+from store.migrate import upgrade  # noqa: E402
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` and its children still running (gunicorn-style trees)."""
+    pids = [pid, *(int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split())]
+    total = 0.0
+    for p in pids:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / TICK
+    return total
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seconds", type=int, default=6, help="how long wrk fills the backlog")
+    ap.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite")
+    ap.add_argument("--concurrency", type=int, default=64)
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="tenantctl-delivery-cpu-"))
+    tenants, script = wh.bench_files(work)
+    (work / "state").mkdir()
+    pg, schema = None, None
+    if args.database == "postgres":
+        pg, schema = create_engine(wh.DEFAULT_PG), f"bench_{uuid.uuid4().hex[:8]}"
+        with pg.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        db_url = wh.with_schema(wh.DEFAULT_PG, schema)
+    else:
+        db_url = f"sqlite:///{work / 'state' / 'tenantctl.db'}"
+    upgrade(db_url)
+    port, platform_port = wh.free_port(), wh.free_port()
+    platform = f"http://127.0.0.1:{platform_port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TENANTCTL_", "PROMETHEUS_"))}
+    env.update({"SOPS_AGE_KEY_FILE": str(ROOT / "examples" / "demo.agekey"), "TENANTCTL_TENANTS": str(tenants),
+                "TENANTCTL_ACCESS_LOG": "off", "TENANTCTL_STATE_DIR": str(work / "state"), "DATABASE_URL": db_url,
+                "TENANTCTL_BIND": f"127.0.0.1:{port}", "TENANTCTL_DELIVERY_SECRETS": dl.SECRET,
+                "TENANTCTL_DELIVERY_URL_HOSPITABLE": f"{platform}/platform/hospitable",
+                "TENANTCTL_DELIVERY_ALLOW_LOOPBACK_HTTP": "true"})
+    sandbox = dl.spawn([*wh.PLATFORM, "--port", str(platform_port)], env, work / "platform.log")
+    try:
+        dl.wait_http(f"{platform}/_sandbox/healthz", sandbox, work / "platform.log")
+        admin = {"Authorization": f"Bearer {(work / 'state' / 'sandbox-admin-token').read_text().strip()}"}
+        httpx.put(f"{platform}/_platform/mode", json={"delay_s": 0.005}, headers=admin, timeout=5).raise_for_status()
+        server = dl.spawn(["serve"], env, work / "server.log")
+        try:
+            dl.wait_http(f"http://127.0.0.1:{port}/readyz", server, work / "server.log")
+            requests = work / "requests.txt"
+            wh.write_requests(requests, "cpu", 150_000)
+            wh.wrk(f"http://127.0.0.1:{port}", script, requests, duration=args.seconds, connections=64, threads=2)
+        finally:
+            dl.stop(server)
+        backlog = dl.undelivered(db_url)
+        platform_before, started = cpu_s(sandbox.pid), time.monotonic()
+        with (work / "deliver.log").open("wb") as log:
+            worker = subprocess.Popen([sys.executable, "-m", "tenantctl", "deliver", "--until-idle",
+                                       "--concurrency", str(args.concurrency)], env=env, cwd=ROOT, stdout=log,
+                                      stderr=subprocess.STDOUT)
+            _, status, usage = os.wait4(worker.pid, 0)
+        wall = time.monotonic() - started
+        platform_cpu = cpu_s(sandbox.pid) - platform_before
+        if status != 0 or dl.undelivered(db_url):
+            raise SystemExit(f"the worker exited {status} with {dl.undelivered(db_url)} left; see {work}")
+        worker_cpu = usage.ru_utime + usage.ru_stime
+        print(f"{args.database}: {backlog} events delivered in {wall:.1f} s ({backlog / wall:.0f}/s); CPU per event: "
+              f"worker {worker_cpu / backlog * 1000:.3f} ms (start-up included), platform "
+              f"{platform_cpu / backlog * 1000:.3f} ms")
+    finally:
+        dl.stop(sandbox)
+        if pg is not None:
+            with pg.begin() as conn:
+                conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+            pg.dispose()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
