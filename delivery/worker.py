@@ -133,6 +133,7 @@ class Worker:
         self._claims = 0
         self.delivered = 0  # counters for the worker's own log line and tests
         self.failed = 0
+        self.dead = 0  # failed attempts that dead-lettered their event
         self.rounds = 0  # database rounds (each records outcomes and claims in one transaction)
 
     def close(self) -> None:
@@ -351,6 +352,7 @@ class Worker:
             log.warning("delivery of event %d (%s/%s) attempt %d: %s%s", r.item.id, r.item.tenant or "-",
                         provider, r.item.attempt, r.error, "; dead-lettered" if r.state == "dead" else "")
         if r.state == "dead":
+            self.dead += 1
             self.metrics.dead.labels(provider).inc()
 
 

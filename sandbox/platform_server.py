@@ -21,6 +21,8 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import logging
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -29,6 +31,7 @@ from aiohttp.log import access_logger
 
 from sandbox.common import host_is_local, path_is_normal
 from sandbox.platform import Platform
+from tenancy.escape import printable
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # The largest delivery body taken (bytes): above the webhook server's own limit, so every stored event fits.
@@ -102,8 +105,23 @@ def create_app(platform: Platform, *, admin_token: str, port: int | None) -> web
     return app
 
 
+class _PrintableFormatter(logging.Formatter):
+    """One line per request whatever the client sent (tenancy.escape.printable: no forged lines, no escapes)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = printable(record.message)
+        return super().formatMessage(record)
+
+
 def run(platform: Platform, *, host: str, port: int, admin_token: str, access_log: bool) -> None:
-    """Serve until SIGINT or SIGTERM (aiohttp's run_app stops cleanly on either)."""
+    """Serve until SIGINT or SIGTERM (aiohttp's run_app stops cleanly on either); ``access_log``: one line per
+    request on stdout."""
     app = create_app(platform, admin_token=admin_token, port=port)
+    if access_log:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(_PrintableFormatter("%(message)s"))
+        access_logger.addHandler(handler)
+        access_logger.setLevel(logging.INFO)
+        access_logger.propagate = False
     web.run_app(app, host=host, port=port, print=None, access_log=access_logger if access_log else None,
                 handle_signals=True, shutdown_timeout=5)

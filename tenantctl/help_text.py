@@ -37,6 +37,8 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "webhooks prune": ("tenantctl webhooks prune --older-than 30d", "tenantctl webhooks prune --older-than 90d"),
     "sandbox": ("tenantctl sandbox serve &", "tenantctl --tenants examples sandbox seed"),
     "sandbox serve": ("tenantctl sandbox serve", "tenantctl sandbox serve --port 8791 --state world.json"),
+    "sandbox platform": ("tenantctl sandbox platform",
+                         "tenantctl sandbox platform --port 8795 --access-log"),
     "sandbox seed": ("tenantctl --tenants examples sandbox seed",
                      "tenantctl --tenants examples sandbox seed --clean --out world.json"),
     "lock": ("tenantctl lock list", "tenantctl lock release acme"),

@@ -169,6 +169,7 @@ def deliver(
         handler.addFilter(RedactingFilter())
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         logging.basicConfig(level=logging.INFO, handlers=[handler])
+        logging.getLogger("alembic").setLevel(logging.WARNING)  # the schema check's "Context impl" lines
     REDACTOR.add(*s.delivery_secrets)  # every log line and message is scrubbed of them
     if not s.delivery_secrets:
         raise _fail(c, "no delivery secret: set TENANTCTL_DELIVERY_SECRETS (whsec_..., see .env.example)")
@@ -225,8 +226,12 @@ def deliver(
             c.err.print(f"deliver: stopped ({worker.delivered} delivered, {worker.failed} failed attempts, "
                         f"{worker.rounds} database rounds)", markup=False)
             if until_idle and worker.failed:
-                # A run meant to empty the queue that left events to retry did not do its job: say so.
-                raise _fail(c, f"{worker.failed} delivery attempt(s) failed; their events wait for a retry "
+                # A run meant to empty the queue that left events to retry or dead did not do its job: say so.
+                dead = (f"; {worker.dead} event(s) dead-lettered (`tenantctl webhooks replay --dead` queues them "
+                        "again)") if worker.dead else ""
+                waiting = worker.failed - worker.dead
+                raise _fail(c, f"{worker.failed} delivery attempt(s) failed"
+                               f"{f'; {waiting} wait for a retry' if waiting else ''}{dead} "
                                "(see `tenantctl webhooks log`)")
     except AnotherWorkerRunning as e:
         raise _fail(c, str(e)) from None

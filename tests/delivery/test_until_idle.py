@@ -33,7 +33,22 @@ def test_until_idle_exits_1_when_its_attempts_failed(tmp_path: Path, cli: RunCli
     nobody = f"http://127.0.0.1:{free_port()}/hooks"  # nothing listens there: every attempt fails
     out = cli("deliver", "--until-idle", env=_env(tmp_path, nobody))
     assert out.code == 1, out.all
-    assert "2 delivery attempt(s) failed" in out.err
+    assert "2 delivery attempt(s) failed; 2 wait for a retry (see" in out.err
+
+
+def test_until_idle_says_which_failed_events_were_dead_lettered(tmp_path: Path, cli: RunCli) -> None:
+    url = f"sqlite:///{tmp_path / 'state' / 'tenantctl.db'}"
+    (tmp_path / "state").mkdir()
+    upgrade(url)
+    engine = create_engine(url)
+    insert(engine, accepted(2))
+    engine.dispose()
+    nobody = f"http://127.0.0.1:{free_port()}/hooks"
+    out = cli("deliver", "--until-idle", env={**_env(tmp_path, nobody), "TENANTCTL_DELIVERY_MAX_ATTEMPTS": "1"})
+    assert out.code == 1, out.all
+    assert ("2 delivery attempt(s) failed; 2 event(s) dead-lettered (`tenantctl webhooks replay --dead` queues "
+            "them again)") in " ".join(out.err.split())
+    assert "wait for a retry" not in out.err
 
 
 def test_until_idle_with_nothing_to_deliver_exits_0(tmp_path: Path, cli: RunCli) -> None:

@@ -152,3 +152,35 @@ def test_the_platform_alone_refuses_odd_paths_foreign_hosts_and_bad_modes_and_a_
                                 cwd=ROOT, env=s.env(), capture_output=True, text=True, timeout=60, check=False)
         assert second.returncode == 1 and f"cannot listen on 127.0.0.1:{s.port}" in second.stderr
         assert s.token == token
+
+
+@pytest.mark.slow
+def test_the_platform_alone_logs_one_printable_line_per_request_when_asked(tmp_path: pathlib.Path) -> None:
+    port, log = _free_port(), tmp_path / "platform.log"
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("TENANTCTL_")},
+           "TENANTCTL_STATE_DIR": str(tmp_path / "state"), "PYTHONUNBUFFERED": "1"}
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "tenantctl", "sandbox", "platform", "--port", str(port),
+                                 "--access-log"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            with contextlib.suppress(OSError):
+                if request(port, "GET", "/_sandbox/healthz")[0] == 200:
+                    break
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        conn.request("GET", "/_sandbox/healthz", headers={"Host": f"127.0.0.1:{port}",
+                                                           "User-Agent": "evil\x1b[2Jagent"})
+        conn.getresponse().read()
+        conn.close()
+        deadline = time.monotonic() + 5
+        while "evil" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        text = log.read_text()
+        assert "GET /_sandbox/healthz" in text and "evil\\x1b[2Jagent" in text and "\x1b" not in text
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
