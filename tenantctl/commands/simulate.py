@@ -100,7 +100,10 @@ def booking(
         sends.append(("whatsapp", "wa", wamid, body, {
             "X-Hub-Signature-256": "sha256=" + _hex(c.settings.meta_app_secrets[0].get_secret_value(), body)}))
     elif wa is not None:
-        c.echo("whatsapp: skipped (needs whatsapp.phone_number_id and TENANTCTL_META_APP_SECRETS)")
+        missing = [name for name, present in (("whatsapp.phone_number_id in the tenant file", wa.phone_number_id),
+                                              ("TENANTCTL_META_APP_SECRETS", c.settings.meta_app_secrets))
+                   if not present]
+        c.echo(f"whatsapp: skipped (no {' and no '.join(missing)})")
     if not sends:
         c.err.print(f"error: tenant {slug} has nothing to simulate", markup=False)
         raise typer.Exit(1)

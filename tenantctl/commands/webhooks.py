@@ -76,13 +76,14 @@ def _row_json(r: LogRow) -> dict[str, object]:
 
 
 def _delivery(r: LogRow) -> str:
-    """`delivered 1x 204`, `retrying 3x 503 HTTP 503`, `-` for rows never queued."""
+    """`delivered 1x 204`, `retrying 3x 503`, `dead 25x (timeout)`, `-` for rows never queued. An error that only
+    repeats the status (`HTTP 503`) is left out: the column stays narrow (`webhooks attempts` has it all)."""
     if r.delivery_state is None:
         return "-"
     text = f"{r.delivery_state} {r.attempts}x"
     if r.last_status is not None:
         text += f" {r.last_status}"
-    if r.last_error and r.delivery_state != "delivered":
+    if r.last_error and r.delivery_state != "delivered" and r.last_error != f"HTTP {r.last_status}":
         text += f" ({r.last_error})"
     return text
 

@@ -31,3 +31,11 @@ def test_simulate_booking_names_the_url_it_tried_and_the_server_option(cli: RunC
             env={"SOPS_AGE_KEY_FILE": str(DEMO_KEY)})
     assert r.code == 1, r.all
     assert f"cannot reach the server at {url}" in r.out and "--server" in r.out
+
+
+def test_simulate_booking_names_only_what_a_skipped_whatsapp_message_lacks(cli: RunCli) -> None:
+    """casa-sol is still onboarding (no phone_number_id): the skip names that, not the app secret it has."""
+    url = f"http://127.0.0.1:{_closed_port()}"
+    r = cli("--tenants", str(EXAMPLES), "simulate", "booking", "casa-sol", "--server", url, "--timeout", "2",
+            env={"SOPS_AGE_KEY_FILE": str(DEMO_KEY), "TENANTCTL_META_APP_SECRETS": "an-app-secret"})
+    assert "whatsapp: skipped (no whatsapp.phone_number_id in the tenant file)" in " ".join(r.out.split()), r.all

@@ -100,7 +100,7 @@ def test_dead_letters_are_kept_counted_shown_and_replayable(sqlite_stack: Stack)
     assert code == 0
     assert [(s["tenant"], s["pending"], s["dead"]) for s in json.loads(out)] == [("acme", 0, 3)]
     code, out = _cli(stack, "webhooks", "log")
-    assert out.count("dead 3x 502 (HTTP 502)") == 3
+    assert out.count("dead 3x 502 ") == 3 and "(HTTP 502)" not in out  # the error only repeated the status
     code, out = _cli(stack, "webhooks", "log", "--format", "json")
     assert {(r["delivery_state"], r["attempts"], r["last_status"]) for r in json.loads(out)} == {("dead", 3, 502)}
     code, out = _cli(stack, "webhooks", "prune", "--older-than", "0s")
