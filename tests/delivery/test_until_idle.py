@@ -23,27 +23,25 @@ def _env(tmp_path: Path, url: str) -> dict[str, str]:
             "TENANTCTL_DELIVERY_TIMEOUT_S": "1", "TENANTCTL_DELIVERY_POLL_S": "0.05"}
 
 
-def test_until_idle_exits_1_when_its_attempts_failed(tmp_path: Path, cli: RunCli) -> None:
+def _two_events_for_nobody(tmp_path: Path) -> str:
+    """Two accepted events queued; returns a destination where nothing listens: every attempt fails."""
     url = f"sqlite:///{tmp_path / 'state' / 'tenantctl.db'}"
     (tmp_path / "state").mkdir()
     upgrade(url)
     engine = create_engine(url)
     insert(engine, accepted(2))
     engine.dispose()
-    nobody = f"http://127.0.0.1:{free_port()}/hooks"  # nothing listens there: every attempt fails
-    out = cli("deliver", "--until-idle", env=_env(tmp_path, nobody))
+    return f"http://127.0.0.1:{free_port()}/hooks"
+
+
+def test_until_idle_exits_1_when_its_attempts_failed(tmp_path: Path, cli: RunCli) -> None:
+    out = cli("deliver", "--until-idle", env=_env(tmp_path, _two_events_for_nobody(tmp_path)))
     assert out.code == 1, out.all
     assert "2 delivery attempt(s) failed; 2 wait for a retry (see" in out.err
 
 
 def test_until_idle_says_which_failed_events_were_dead_lettered(tmp_path: Path, cli: RunCli) -> None:
-    url = f"sqlite:///{tmp_path / 'state' / 'tenantctl.db'}"
-    (tmp_path / "state").mkdir()
-    upgrade(url)
-    engine = create_engine(url)
-    insert(engine, accepted(2))
-    engine.dispose()
-    nobody = f"http://127.0.0.1:{free_port()}/hooks"
+    nobody = _two_events_for_nobody(tmp_path)
     out = cli("deliver", "--until-idle", env={**_env(tmp_path, nobody), "TENANTCTL_DELIVERY_MAX_ATTEMPTS": "1"})
     assert out.code == 1, out.all
     assert ("2 delivery attempt(s) failed; 2 event(s) dead-lettered (`tenantctl webhooks replay --dead` queues "
