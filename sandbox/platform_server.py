@@ -52,7 +52,11 @@ def create_app(platform: Platform, *, admin_token: str, port: int | None) -> web
             return web.Response(status=400, text="Bad Request: the path is not normalised (no empty, '.', '..' "
                                                  "or encoded '/' segments)")
         if request.path.startswith("/_platform/"):
-            given = request.headers.get("Authorization", "").encode()
+            # One Authorization header, compared as the bytes sent: aiohttp decodes a header's bytes that are no
+            # UTF-8 to surrogates, which a plain encode() refuses (a 500, not a 401); and two headers are refused, as
+            # the Falcon-mounted platform refuses them (its server joins them into one value).
+            sent = request.headers.getall("Authorization", [])
+            given = sent[0].encode("utf-8", "surrogateescape") if len(sent) == 1 else b""
             if not hmac.compare_digest(given, admin_header):
                 return web.Response(status=401, headers={"WWW-Authenticate": "Bearer"},
                                     text="admin endpoints need the platform's token (see `tenantctl sandbox "

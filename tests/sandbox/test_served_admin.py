@@ -152,3 +152,22 @@ def test_the_platform_alone_refuses_odd_paths_foreign_hosts_and_bad_modes_and_a_
                                 cwd=ROOT, env=s.env(), capture_output=True, text=True, timeout=60, check=False)
         assert second.returncode == 1 and f"cannot listen on 127.0.0.1:{s.port}" in second.stderr
         assert s.token == token
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["serve", "platform"])
+def test_an_odd_authorization_header_is_refused_like_a_wrong_token(tmp_path: pathlib.Path, command: str) -> None:
+    """Bytes that are no UTF-8, or the right token beside a second Authorization header: 401 from both servers
+    (the aiohttp one answered 500 to the first and let the second in)."""
+    with served(tmp_path, command) as s:
+        for auth in ([b"Bearer \xff\xfe"], [f"Bearer {s.token}".encode(), b"Bearer x"],
+                     [b"Bearer x", f"Bearer {s.token}".encode()]):
+            with socket.create_connection(("127.0.0.1", s.port), timeout=5) as sock:
+                sock.sendall(b"GET /_platform/mode HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n" % s.port
+                             + b"".join(b"Authorization: " + a + b"\r\n" for a in auth)
+                             + b"Connection: close\r\n\r\n")
+                answer = b""
+                while chunk := sock.recv(65536):
+                    answer += chunk
+            assert answer.split(b"\r\n", 1)[0].endswith(b" 401 Unauthorized"), (auth, answer[:200])
+        assert request(s.port, "GET", "/_platform/mode", s.token)[0] == 200
