@@ -19,6 +19,7 @@ Host header naming the server's own loopback address and port (421 otherwise, ag
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
 from collections.abc import Awaitable, Callable
@@ -42,6 +43,10 @@ def _json(status: int, body: Any) -> web.Response:
 def create_app(platform: Platform, *, admin_token: str, port: int | None) -> web.Application:
     """The platform's aiohttp application; ``port`` is the one a request's Host header must name."""
     admin_header = f"Bearer {admin_token}".encode()
+    closing = asyncio.Event()  # set when the server starts to stop
+
+    async def on_shutdown(app: web.Application) -> None:
+        closing.set()
 
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -67,7 +72,12 @@ def create_app(platform: Platform, *, admin_token: str, port: int | None) -> web
         body = await request.read()
         mode, fail = platform.draw()
         if mode.delay_s:
-            await asyncio.sleep(mode.delay_s)
+            # A delay ends when the server stops (SIGTERM): aiohttp would wait for it twice over its shutdown
+            # timeout. The delivery is answered 503, unrecorded, as a platform going down answers it.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(closing.wait(), mode.delay_s)
+        if closing.is_set():
+            return web.Response(status=503, text="the platform is stopping")
         headers = {k.lower(): v for k, v in request.headers.items()}
         status, extra = platform.answer(request.match_info["name"], headers, body, mode, fail)
         return web.Response(status=status, headers=extra)
@@ -96,6 +106,7 @@ def create_app(platform: Platform, *, admin_token: str, port: int | None) -> web
         return _json(200, {"ok": True})
 
     app = web.Application(middlewares=[guard], client_max_size=MAX_BODY)
+    app.on_shutdown.append(on_shutdown)
     app.router.add_post("/platform/{name}", deliver)
     app.router.add_route("GET", "/_platform/received", received)
     app.router.add_route("DELETE", "/_platform/received", received)

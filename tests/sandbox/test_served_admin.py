@@ -81,7 +81,8 @@ def served(tmp_path: pathlib.Path, command: str = "serve") -> Iterator[Served]:
             time.sleep(0.1)
         yield s
     finally:
-        os.killpg(s.proc.pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):  # a test may have stopped it
+            os.killpg(s.proc.pid, signal.SIGTERM)
         s.proc.wait(timeout=10)
 
 
@@ -171,3 +172,22 @@ def test_an_odd_authorization_header_is_refused_like_a_wrong_token(tmp_path: pat
                     answer += chunk
             assert answer.split(b"\r\n", 1)[0].endswith(b" 401 Unauthorized"), (auth, answer[:200])
         assert request(s.port, "GET", "/_platform/mode", s.token)[0] == 200
+
+
+@pytest.mark.slow
+def test_the_platform_alone_stops_at_once_on_sigterm_with_a_delayed_delivery_in_flight(tmp_path: pathlib.Path) -> None:
+    """A delivery held by the mode's delay does not hold the stop: it is answered 503 (the worker retries it) and
+    the server exits within a second or two, not after the delay or twice aiohttp's shutdown timeout."""
+    with served(tmp_path, "platform") as s:
+        assert request(s.port, "PUT", "/_platform/mode", s.token, b'{"delay_s": 60}')[0] == 200
+        with socket.create_connection(("127.0.0.1", s.port), timeout=10) as sock:
+            sock.sendall(b"POST /platform/hospitable HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Length: 2\r\n\r\n{}"
+                         % s.port)
+            time.sleep(0.5)  # the delivery is in its delay
+            began = time.monotonic()
+            os.killpg(s.proc.pid, signal.SIGTERM)
+            s.proc.wait(timeout=15)
+            stopped_after = time.monotonic() - began
+            answer = sock.recv(65536)
+        assert stopped_after < 3, stopped_after
+        assert answer.startswith(b"HTTP/1.1 503 "), answer[:100]
