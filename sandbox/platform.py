@@ -42,9 +42,11 @@ def _keys(secrets: str) -> list[bytes]:
         text = secret.strip().removeprefix("whsec_")
         if text:
             try:
-                keys.append(base64.b64decode(text))
+                key = base64.b64decode(text, validate=True)
             except (binascii.Error, ValueError):
                 continue
+            if key:  # a typo that decodes to nothing would be a key anyone can sign with
+                keys.append(key)
     return keys
 
 

@@ -1,6 +1,6 @@
-"""The fake platform's mode (PUT /_platform/mode, shared by `sandbox serve` and `sandbox platform`): a body that
-is not a finite, in-range mode is refused whole (400) and the mode in force stays; a mode taken is one every
-delivery can be answered with and whose JSON any client can read."""
+"""The fake platform's keys and mode (PUT /_platform/mode, shared by `sandbox serve` and `sandbox platform`): a
+mode body that is not a finite, in-range mode is refused whole (400) and the mode in force stays; a mode taken is
+one every delivery can be answered with and whose JSON any client can read."""
 
 from __future__ import annotations
 
@@ -49,3 +49,14 @@ def test_a_mode_taken_is_plain_json_and_answers_every_delivery() -> None:
     status, headers = platform.answer("hospitable", {"webhook-id": "msg_1", "webhook-timestamp": "1",
                                                      "webhook-signature": f"v1,{sig}"}, b"{}", drawn, fail)
     assert (status, headers) == (503, {"Retry-After": "7"})
+
+
+@pytest.mark.parametrize("secrets", ["whsec_!!!!", "whsec_====", "whsec_ !", "whsec_@@@@, whsec_"])
+def test_a_secret_that_is_no_base64_is_no_key_and_a_delivery_signed_with_an_empty_key_is_refused(
+        secrets: str) -> None:
+    """A typo in TENANTCTL_DELIVERY_SECRETS decoded (leniently) to an empty key, with which anyone can sign."""
+    platform = Platform(secrets)
+    sig = base64.b64encode(hmac.new(b"", b"msg_1.1.{}", hashlib.sha256).digest()).decode()
+    status, _ = platform.answer("hospitable", {"webhook-id": "msg_1", "webhook-timestamp": "1",
+                                               "webhook-signature": f"v1,{sig}"}, b"{}", *platform.draw())
+    assert status == 401
