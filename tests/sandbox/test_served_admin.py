@@ -175,10 +175,13 @@ def test_an_odd_authorization_header_is_refused_like_a_wrong_token(tmp_path: pat
 
 
 @pytest.mark.slow
-def test_the_platform_alone_stops_at_once_on_sigterm_with_a_delayed_delivery_in_flight(tmp_path: pathlib.Path) -> None:
-    """A delivery held by the mode's delay does not hold the stop: it is answered 503 (the worker retries it) and
-    the server exits within a second or two, not after the delay or twice aiohttp's shutdown timeout."""
-    with served(tmp_path, "platform") as s:
+@pytest.mark.parametrize(("command", "bound_s"), [("platform", 3), ("serve", 9)])
+def test_sigterm_stops_the_platform_in_bounded_time_with_a_delayed_delivery_in_flight(
+        tmp_path: pathlib.Path, command: str, bound_s: float) -> None:
+    """A delivery held by the mode's delay does not hold the stop for the delay. The platform alone answers it 503
+    (the worker retries it) and exits at once, not after twice aiohttp's 5 s shutdown timeout; gunicorn, which
+    cannot end a thread's sleep, waits 5 s for it (the same as aiohttp's), not its own 30."""
+    with served(tmp_path, command) as s:
         assert request(s.port, "PUT", "/_platform/mode", s.token, b'{"delay_s": 60}')[0] == 200
         with socket.create_connection(("127.0.0.1", s.port), timeout=10) as sock:
             sock.sendall(b"POST /platform/hospitable HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Length: 2\r\n\r\n{}"
@@ -189,5 +192,6 @@ def test_the_platform_alone_stops_at_once_on_sigterm_with_a_delayed_delivery_in_
             s.proc.wait(timeout=15)
             stopped_after = time.monotonic() - began
             answer = sock.recv(65536)
-        assert stopped_after < 3, stopped_after
-        assert answer.startswith(b"HTTP/1.1 503 "), answer[:100]
+        assert stopped_after < bound_s, stopped_after
+        if command == "platform":
+            assert answer.startswith(b"HTTP/1.1 503 "), answer[:100]
