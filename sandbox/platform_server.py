@@ -53,7 +53,7 @@ def create_app(platform: Platform, *, admin_token: str, port: int | None) -> web
         if not host_is_local(request.headers.get("Host", ""), port):
             return web.Response(status=421, text="Misdirected Request: this platform answers only to its own "
                                                  "loopback address")
-        if not path_is_normal(request.path):
+        if not path_is_normal(request.path, request.raw_path):
             return web.Response(status=400, text="Bad Request: the path is not normalised (no empty, '.', '..' "
                                                  "or encoded '/' segments)")
         if request.path.startswith("/_platform/"):

@@ -195,3 +195,15 @@ def test_sigterm_stops_the_platform_in_bounded_time_with_a_delayed_delivery_in_f
         assert stopped_after < bound_s, stopped_after
         if command == "platform":
             assert answer.startswith(b"HTTP/1.1 503 "), answer[:100]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["serve", "platform"])
+def test_an_encoded_slash_is_refused_by_both_platforms_even_with_the_token(tmp_path: pathlib.Path,
+                                                                          command: str) -> None:
+    """`/_platform%2Fmode`: the Falcon-mounted platform decoded it and answered as /_platform/mode, aiohttp's
+    answered 404; the refusal says encoded '/' segments are not taken, and both now refuse it (400)."""
+    with served(tmp_path, command) as s:
+        for path in ["/_platform%2Fmode", "/_platform%2fmode", "/_platform/body/a%2Fb", "/_platform%5Cmode"]:
+            assert request(s.port, "GET", path, s.token)[0] == 400, path
+        assert request(s.port, "GET", "/_platform/mode?next=%2F", s.token)[0] == 200  # a query may hold one
