@@ -191,7 +191,8 @@ def platform(
     token = token_path(c).resolve()
     _write_token(token)
     c.err.print(f"platform admin token written to {token}", markup=False)
-    c.err.print(f"fake platform listening on http://{host}:{port}/platform/{{name}} (Ctrl-C to stop)", markup=False)
+    netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"  # IPv6: a URL that can be pasted
+    c.err.print(f"fake platform listening on http://{netloc}/platform/{{name}} (Ctrl-C to stop)", markup=False)
     run(Platform(os.environ.get(SECRETS_ENV, "")), host=host, port=port, admin_token=token.read_text().strip(),
         access_log=access_log)
 

@@ -207,3 +207,41 @@ def test_an_encoded_slash_is_refused_by_both_platforms_even_with_the_token(tmp_p
         for path in ["/_platform%2Fmode", "/_platform%2fmode", "/_platform/body/a%2Fb", "/_platform%5Cmode"]:
             assert request(s.port, "GET", path, s.token)[0] == 400, path
         assert request(s.port, "GET", "/_platform/mode?next=%2F", s.token)[0] == 200  # a query may hold one
+
+
+@pytest.mark.slow
+def test_the_platform_alone_on_ipv6_loopback_names_a_url_that_reaches_it(tmp_path: pathlib.Path) -> None:
+    """TENANTCTL_SANDBOX_URL on [::1]: the URL printed for the deliveries is one a client can use as it is."""
+    port, home = _free_port(), tmp_path / "home"
+    home.mkdir()
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("TENANTCTL_")},
+           "TENANTCTL_STATE_DIR": str(tmp_path / "state"), "HOME": str(home),
+           "TENANTCTL_SANDBOX_URL": "http://[::1]:8790"}
+    proc = subprocess.Popen([sys.executable, "-m", "tenantctl", "sandbox", "platform", "--port", str(port)], cwd=ROOT,
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        assert proc.stderr is not None
+        line = ""
+        while "listening on" not in line:
+            line = proc.stderr.readline().decode()
+            assert line, "the platform said nothing"
+        url = line.split("listening on ", 1)[1].split()[0]
+        assert url == f"http://[::1]:{port}/platform/{{name}}"
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                conn = http.client.HTTPConnection("::1", port, timeout=5)
+                try:
+                    conn.request("GET", "/_sandbox/healthz", headers={"Host": f"[::1]:{port}"})
+                    assert conn.getresponse().status == 200
+                    break
+                finally:
+                    conn.close()
+            except OSError:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=10)
+        if proc.stderr is not None:
+            proc.stderr.close()
