@@ -120,7 +120,7 @@ class _Guard:
             _respond(resp, 421, {"content-type": "text/plain"},
                      b"Misdirected Request: this sandbox answers only to its own loopback address")
             return
-        if not path_is_normal(req.path):
+        if not path_is_normal(req.path, req.env.get("RAW_URI") or req.env.get("REQUEST_URI") or ""):
             _respond(resp, 400, {"content-type": "text/plain"},
                      b"Bad Request: the path is not normalised (no empty, '.', '..' or encoded '/' segments)")
 

@@ -91,8 +91,13 @@ def host_is_local(host_header: str, port: int | None) -> bool:
         return False
 
 
-def path_is_normal(path: str) -> bool:
-    """No empty, '.' or '..' segment in the (percent-decoded) path: `//x`, `/%2Fx`, `/./x` are refused."""
+def path_is_normal(path: str, raw: str = "") -> bool:
+    """No empty, '.' or '..' segment in the (percent-decoded) path: `//x`, `/%2Fx`, `/./x` are refused; nor an
+    encoded '/' or '\\' in the ``raw`` request target as sent (`/a%2Fb`: decoded, one server routes it as `/a/b`,
+    another not at all)."""
+    target = raw.partition("?")[0].lower()
+    if "%2f" in target or "%5c" in target:
+        return False
     segments = path.split("/")[1:]
     if segments and segments[-1] == "":
         segments = segments[:-1]  # one trailing slash is harmless

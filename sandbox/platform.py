@@ -20,6 +20,7 @@ import binascii
 import hashlib
 import hmac
 import json
+import math
 import os
 import random
 import threading
@@ -41,9 +42,11 @@ def _keys(secrets: str) -> list[bytes]:
         text = secret.strip().removeprefix("whsec_")
         if text:
             try:
-                keys.append(base64.b64decode(text))
+                key = base64.b64decode(text, validate=True)
             except (binascii.Error, ValueError):
                 continue
+            if key:  # a typo that decodes to nothing would be a key anyone can sign with
+                keys.append(key)
     return keys
 
 
@@ -52,6 +55,25 @@ def signature_ok(keys: list[bytes], msg_id: str, timestamp: str, body: bytes, he
     expected = [base64.b64encode(hmac.new(k, signed, hashlib.sha256).digest()).decode() for k in keys]
     given = [p.partition(",")[2] for p in header.split() if p.startswith("v1,")]
     return any(hmac.compare_digest(g, e) for g in given for e in expected)
+
+
+# The longest a mode may delay each answer, keep the platform down, or ask a sender to wait (seconds).
+MAX_DELAY_S = 3600.0
+MAX_DOWN_FOR_S = 7 * 24 * 3600.0
+MAX_RETRY_AFTER_S = 7 * 24 * 3600.0
+_MODE_FIELDS = {"fail_percent", "fail_status", "delay_s", "down_for_s", "retry_after_s"}
+
+
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number JSON has")
+
+
+def _number(data: dict[str, Any], field: str, default: float, low: float, high: float) -> float:
+    value = data.get(field, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) \
+            or not low <= value <= high:
+        raise ValueError(f"{field}: a number {low:g}-{high:g}")
+    return float(value)
 
 
 @dataclass
@@ -147,18 +169,30 @@ class Platform:
             return self.bodies.get(webhook_id)
 
     def set_mode(self, raw: bytes) -> Mode:
-        """A new mode from a PUT body (a JSON object of Mode's fields and ``down_for_s``); ValueError if invalid."""
+        """A new mode from a PUT body (a JSON object of Mode's fields and ``down_for_s``); ValueError if invalid.
+
+        Every field is a JSON number (``fail_status`` an integer, ``retry_after_s`` also null), finite and in
+        range: a NaN, an Infinity or a string would be taken and only fail later, on each delivery (a 500 or a
+        sleep that never ends) or in the mode's own JSON (``NaN`` is no JSON)."""
         try:
-            data = json.loads(raw or b"{}")
+            data = json.loads(raw or b"{}", parse_constant=_no_constant)
             if not isinstance(data, dict):
                 raise TypeError("a JSON object")
-            down_for = float(data.pop("down_for_s", 0) or 0)
-            mode = Mode(**data)
-            mode.fail_percent, mode.delay_s = float(mode.fail_percent), float(mode.delay_s)
-            if not 0 <= mode.fail_percent <= 100 or mode.delay_s < 0 or not 400 <= int(mode.fail_status) <= 599:
-                raise ValueError("fail_percent 0-100, delay_s >= 0, fail_status 400-599")
-            mode.down_until = time.time() + down_for if down_for > 0 else 0.0
-        except (ValueError, TypeError) as exc:
+            unknown = set(data) - _MODE_FIELDS
+            if unknown:
+                raise ValueError(f"unknown field(s): {', '.join(sorted(unknown))} (known: "
+                                 f"{', '.join(sorted(_MODE_FIELDS))})")
+            fail_percent = _number(data, "fail_percent", 0.0, 0, 100)
+            delay_s = _number(data, "delay_s", 0.0, 0, MAX_DELAY_S)
+            down_for = _number(data, "down_for_s", 0.0, 0, MAX_DOWN_FOR_S)
+            fail_status = data.get("fail_status", 500)
+            if type(fail_status) is not int or not 400 <= fail_status <= 599:
+                raise ValueError("fail_status: an integer 400-599")
+            retry_after = None if data.get("retry_after_s") is None else _number(
+                data, "retry_after_s", 0.0, 0, MAX_RETRY_AFTER_S)
+            mode = Mode(fail_percent=fail_percent, fail_status=fail_status, delay_s=delay_s,
+                        down_until=time.time() + down_for if down_for > 0 else 0.0, retry_after_s=retry_after)
+        except (ValueError, TypeError, RecursionError) as exc:
             raise ValueError(str(exc)) from exc
         with self.lock:
             self.mode = mode

@@ -24,7 +24,7 @@ import json
 import logging
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
 from aiohttp.log import access_logger
@@ -45,17 +45,28 @@ def _json(status: int, body: Any) -> web.Response:
 def create_app(platform: Platform, *, admin_token: str, port: int | None) -> web.Application:
     """The platform's aiohttp application; ``port`` is the one a request's Host header must name."""
     admin_header = f"Bearer {admin_token}".encode()
+    closing: list[bool] = []  # not empty once the server stops
+    delayed: set[asyncio.Task[Any]] = set()  # the deliveries in the mode's delay
+
+    async def on_shutdown(app: web.Application) -> None:
+        closing.append(True)
+        for task in delayed:
+            task.cancel()
 
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         if not host_is_local(request.headers.get("Host", ""), port):
             return web.Response(status=421, text="Misdirected Request: this platform answers only to its own "
                                                  "loopback address")
-        if not path_is_normal(request.path):
+        if not path_is_normal(request.path, request.raw_path):
             return web.Response(status=400, text="Bad Request: the path is not normalised (no empty, '.', '..' "
                                                  "or encoded '/' segments)")
         if request.path.startswith("/_platform/"):
-            given = request.headers.get("Authorization", "").encode()
+            # One Authorization header, compared as the bytes sent: aiohttp decodes a header's bytes that are no
+            # UTF-8 to surrogates, which a plain encode() refuses (a 500, not a 401); and two headers are refused, as
+            # the Falcon-mounted platform refuses them (its server joins them into one value).
+            sent = request.headers.getall("Authorization", [])
+            given = sent[0].encode("utf-8", "surrogateescape") if len(sent) == 1 else b""
             if not hmac.compare_digest(given, admin_header):
                 return web.Response(status=401, headers={"WWW-Authenticate": "Bearer"},
                                     text="admin endpoints need the platform's token (see `tenantctl sandbox "
@@ -66,7 +77,20 @@ def create_app(platform: Platform, *, admin_token: str, port: int | None) -> web
         body = await request.read()
         mode, fail = platform.draw()
         if mode.delay_s:
-            await asyncio.sleep(mode.delay_s)
+            # A delay ends when the server stops (SIGTERM): aiohttp would wait for it twice over its shutdown
+            # timeout. The delivery is answered 503, unrecorded, as a platform going down answers it. (A plain
+            # sleep, cancelled then: waiting on an event with a timeout would double the delay's CPU.)
+            task = cast("asyncio.Task[Any]", asyncio.current_task())  # a handler runs in a task of its own
+            delayed.add(task)
+            try:
+                await asyncio.sleep(mode.delay_s)
+            except asyncio.CancelledError:
+                if not closing:
+                    raise
+            finally:
+                delayed.discard(task)
+        if closing:
+            return web.Response(status=503, text="the platform is stopping")
         headers = {k.lower(): v for k, v in request.headers.items()}
         status, extra = platform.answer(request.match_info["name"], headers, body, mode, fail)
         return web.Response(status=status, headers=extra)
@@ -95,6 +119,7 @@ def create_app(platform: Platform, *, admin_token: str, port: int | None) -> web
         return _json(200, {"ok": True})
 
     app = web.Application(middlewares=[guard], client_max_size=MAX_BODY)
+    app.on_shutdown.append(on_shutdown)
     app.router.add_post("/platform/{name}", deliver)
     app.router.add_route("GET", "/_platform/received", received)
     app.router.add_route("DELETE", "/_platform/received", received)

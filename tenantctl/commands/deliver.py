@@ -140,10 +140,32 @@ def _lower_autogroup(nice: int) -> None:
     its session (started from a shell beside `serve`) leaves it alone, or the server would be lowered with it.
     Under systemd each service is a cgroup of its own instead: there the unit's CPUWeight= does this."""
     current = autogroup_nice()
-    if current is None or nice <= current or os.getsid(0) != os.getpid():
+    if current is None or nice <= current or os.getsid(0) != os.getpid() or _session_shared():
         return
     with contextlib.suppress(OSError):  # a kernel that refuses leaves the thread niceness, which still holds
         _AUTOGROUP.write_text(str(nice))
+
+
+def _session_shared() -> bool:
+    """Whether another process is in this process's session (and so its autogroup): leading a session is not
+    having it alone (`sh -c 'tenantctl serve & exec tenantctl deliver'`, a container's entry point). The worker
+    starts no process, so none joins the session later. Where /proc cannot tell, the session counts as shared."""
+    me, sid = os.getpid(), os.getsid(0)
+    try:
+        pids = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()]
+    except OSError:
+        return True
+    for pid in pids:
+        if pid == me:
+            continue
+        try:
+            # Field 6 of /proc/PID/stat, counted after the command name (which may hold spaces and parentheses).
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue  # gone meanwhile
+        if len(fields) > 3 and fields[3] == str(sid):
+            return True
+    return False
 
 
 def deliver(

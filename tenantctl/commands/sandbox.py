@@ -44,6 +44,7 @@ FAULTS_ENV = "TENANTCTL_SANDBOX_FAULTS"
 LATENCY_ENV = "TENANTCTL_SANDBOX_LATENCY_S"
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 ADMIN_KEY_FILE = "sandbox-admin-token"  # a file name, not a secret
+SHUTDOWN_TIMEOUT_S = 5  # how long a stopping sandbox waits for its answers in progress (as `sandbox platform`)
 
 
 def token_path(c: Context) -> Path:
@@ -153,7 +154,10 @@ def serve(
     c.err.print(f"sandbox admin token (for `tenantctl sandbox seed`) written to {token}", markup=False)
     c.err.print(f"sandbox listening on http://{bind} (Ctrl-C to stop); use --sandbox or TENANTCTL_SANDBOX=1")
     cmd = [sys.executable, "-m", "gunicorn", "sandbox.app:get_app()", "--bind", bind, "--workers", "1",
-           "--worker-class", worker_class, "--no-control-socket"]  # its default (~/.gunicorn) is per user
+           "--worker-class", worker_class, "--no-control-socket",  # its default (~/.gunicorn) is per user
+           # SIGTERM waits this long for answers in progress (the fake platform's delay, a lost-response fault),
+           # as `sandbox platform` does, not gunicorn's 30 s.
+           "--graceful-timeout", str(SHUTDOWN_TIMEOUT_S)]
     cmd += ["--threads", str(threads)] if worker_class == "gthread" else ["--worker-connections", "1000"]
     if access_log:
         cmd += ["--access-logfile", "-"]
@@ -187,7 +191,8 @@ def platform(
     token = token_path(c).resolve()
     _write_token(token)
     c.err.print(f"platform admin token written to {token}", markup=False)
-    c.err.print(f"fake platform listening on http://{host}:{port}/platform/{{name}} (Ctrl-C to stop)", markup=False)
+    netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"  # IPv6: a URL that can be pasted
+    c.err.print(f"fake platform listening on http://{netloc}/platform/{{name}} (Ctrl-C to stop)", markup=False)
     run(Platform(os.environ.get(SECRETS_ENV, "")), host=host, port=port, admin_token=token.read_text().strip(),
         access_log=access_log)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -101,3 +102,29 @@ def test_a_worker_leading_its_own_session_lowers_its_session_too_and_one_sharing
         assert run.returncode == 0, run.stderr
         assert f"; session nice {session};" in run.stderr
     assert autogroup_nice() == ours  # the test's own session, shared by the second worker, is as it was
+
+
+def test_a_worker_leading_a_session_it_shares_leaves_the_session_alone(tmp_path: Path) -> None:
+    """`sh -c 'tenantctl serve & exec tenantctl deliver'` (a container's entry point, a setsid script): the worker
+    is its session's leader, but the server started before it shares the session, and lowering the session
+    would lower the server with it."""
+    from tenantctl.commands.deliver import autogroup_nice
+
+    if autogroup_nice() is None:
+        pytest.skip("this kernel groups no sessions (sched_autogroup_enabled is 0)")
+    url = f"sqlite:///{tmp_path / 'state' / 'tenantctl.db'}"
+    (tmp_path / "state").mkdir()
+    upgrade(url)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TENANTCTL_")}
+    env.update(_env(tmp_path, f"http://127.0.0.1:{free_port()}/hooks"), DATABASE_URL=url)
+    beside = tmp_path / "beside"  # what the process beside the worker sees of its session, after the worker's start
+    script = (f"(sleep 3; cat /proc/self/autogroup > {beside}) & "
+              f'exec "{sys.executable}" -m tenantctl deliver --until-idle')
+    run = subprocess.run(["sh", "-c", script], env=env, check=False, capture_output=True, text=True, timeout=60,
+                         cwd=tmp_path, start_new_session=True)
+    assert run.returncode == 0, run.stderr
+    assert "; session nice 0;" in run.stderr  # a new session's niceness, as it was
+    deadline = time.monotonic() + 10
+    while not (beside.exists() and beside.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert beside.read_text().split()[-1] == "0"

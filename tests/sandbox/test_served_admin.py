@@ -63,14 +63,17 @@ class Served:
 
 
 @contextlib.contextmanager
-def served(tmp_path: pathlib.Path, command: str = "serve") -> Iterator[Served]:
+def served(tmp_path: pathlib.Path, command: str = "serve", *args: str,
+           log: pathlib.Path | None = None) -> Iterator[Served]:
+    """`tenantctl sandbox <command>` on a free port until it answers; its output to ``log`` (else dropped)."""
     port, home = _free_port(), tmp_path / "home"
     home.mkdir()
     s = Served(port, tmp_path / "state", home, None)  # type: ignore[arg-type]
     extra = ["--threads", "2"] if command == "serve" else []
-    s.proc = subprocess.Popen([sys.executable, "-m", "tenantctl", "sandbox", command, "--port", str(port), *extra],
-                              cwd=ROOT, env=s.env(), stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, start_new_session=True)
+    with (log.open("wb") if log is not None else open(os.devnull, "wb")) as out:
+        s.proc = subprocess.Popen([sys.executable, "-m", "tenantctl", "sandbox", command, "--port", str(port),
+                                   *extra, *args], cwd=ROOT, env={**s.env(), "PYTHONUNBUFFERED": "1"}, stdout=out,
+                                  stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 20
         while True:
@@ -81,7 +84,8 @@ def served(tmp_path: pathlib.Path, command: str = "serve") -> Iterator[Served]:
             time.sleep(0.1)
         yield s
     finally:
-        os.killpg(s.proc.pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):  # a test may have stopped it
+            os.killpg(s.proc.pid, signal.SIGTERM)
         s.proc.wait(timeout=10)
 
 
@@ -156,23 +160,10 @@ def test_the_platform_alone_refuses_odd_paths_foreign_hosts_and_bad_modes_and_a_
 
 @pytest.mark.slow
 def test_the_platform_alone_logs_one_printable_line_per_request_when_asked(tmp_path: pathlib.Path) -> None:
-    port, log = _free_port(), tmp_path / "platform.log"
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("TENANTCTL_")},
-           "TENANTCTL_STATE_DIR": str(tmp_path / "state"), "PYTHONUNBUFFERED": "1"}
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "tenantctl", "sandbox", "platform", "--port", str(port),
-                                 "--access-log"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            with contextlib.suppress(OSError):
-                if request(port, "GET", "/_sandbox/healthz")[0] == 200:
-                    break
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.1)
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-        conn.request("GET", "/_sandbox/healthz", headers={"Host": f"127.0.0.1:{port}",
+    log = tmp_path / "platform.log"
+    with served(tmp_path, "platform", "--access-log", log=log) as s:
+        conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=5)
+        conn.request("GET", "/_sandbox/healthz", headers={"Host": f"127.0.0.1:{s.port}",
                                                            "User-Agent": "evil\x1b[2Jagent"})
         conn.getresponse().read()
         conn.close()
@@ -181,6 +172,95 @@ def test_the_platform_alone_logs_one_printable_line_per_request_when_asked(tmp_p
             time.sleep(0.1)
         text = log.read_text()
         assert "GET /_sandbox/healthz" in text and "evil\\x1b[2Jagent" in text and "\x1b" not in text
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["serve", "platform"])
+def test_an_odd_authorization_header_is_refused_like_a_wrong_token(tmp_path: pathlib.Path, command: str) -> None:
+    """Bytes that are no UTF-8, or the right token beside a second Authorization header: 401 from both servers
+    (the aiohttp one answered 500 to the first and let the second in)."""
+    with served(tmp_path, command) as s:
+        for auth in ([b"Bearer \xff\xfe"], [f"Bearer {s.token}".encode(), b"Bearer x"],
+                     [b"Bearer x", f"Bearer {s.token}".encode()]):
+            with socket.create_connection(("127.0.0.1", s.port), timeout=5) as sock:
+                sock.sendall(b"GET /_platform/mode HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n" % s.port
+                             + b"".join(b"Authorization: " + a + b"\r\n" for a in auth)
+                             + b"Connection: close\r\n\r\n")
+                answer = b""
+                while chunk := sock.recv(65536):
+                    answer += chunk
+            assert answer.split(b"\r\n", 1)[0].endswith(b" 401 Unauthorized"), (auth, answer[:200])
+        assert request(s.port, "GET", "/_platform/mode", s.token)[0] == 200
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("command", "bound_s"), [("platform", 3), ("serve", 9)])
+def test_sigterm_stops_the_platform_in_bounded_time_with_a_delayed_delivery_in_flight(
+        tmp_path: pathlib.Path, command: str, bound_s: float) -> None:
+    """A delivery held by the mode's delay does not hold the stop for the delay. The platform alone answers it 503
+    (the worker retries it) and exits at once, not after twice aiohttp's 5 s shutdown timeout; gunicorn, which
+    cannot end a thread's sleep, waits 5 s for it (the same as aiohttp's), not its own 30."""
+    with served(tmp_path, command) as s:
+        assert request(s.port, "PUT", "/_platform/mode", s.token, b'{"delay_s": 60}')[0] == 200
+        with socket.create_connection(("127.0.0.1", s.port), timeout=10) as sock:
+            sock.sendall(b"POST /platform/hospitable HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Length: 2\r\n\r\n{}"
+                         % s.port)
+            time.sleep(0.5)  # the delivery is in its delay
+            began = time.monotonic()
+            os.killpg(s.proc.pid, signal.SIGTERM)
+            s.proc.wait(timeout=15)
+            stopped_after = time.monotonic() - began
+            answer = sock.recv(65536)
+        assert stopped_after < bound_s, stopped_after
+        if command == "platform":
+            assert answer.startswith(b"HTTP/1.1 503 "), answer[:100]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["serve", "platform"])
+def test_an_encoded_slash_is_refused_by_both_platforms_even_with_the_token(tmp_path: pathlib.Path,
+                                                                          command: str) -> None:
+    """`/_platform%2Fmode`: the Falcon-mounted platform decoded it and answered as /_platform/mode, aiohttp's
+    answered 404; the refusal says encoded '/' segments are not taken, and both now refuse it (400)."""
+    with served(tmp_path, command) as s:
+        for path in ["/_platform%2Fmode", "/_platform%2fmode", "/_platform/body/a%2Fb", "/_platform%5Cmode"]:
+            assert request(s.port, "GET", path, s.token)[0] == 400, path
+        assert request(s.port, "GET", "/_platform/mode?next=%2F", s.token)[0] == 200  # a query may hold one
+
+
+@pytest.mark.slow
+def test_the_platform_alone_on_ipv6_loopback_names_a_url_that_reaches_it(tmp_path: pathlib.Path) -> None:
+    """TENANTCTL_SANDBOX_URL on [::1]: the URL printed for the deliveries is one a client can use as it is."""
+    port, home = _free_port(), tmp_path / "home"
+    home.mkdir()
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("TENANTCTL_")},
+           "TENANTCTL_STATE_DIR": str(tmp_path / "state"), "HOME": str(home),
+           "TENANTCTL_SANDBOX_URL": "http://[::1]:8790"}
+    proc = subprocess.Popen([sys.executable, "-m", "tenantctl", "sandbox", "platform", "--port", str(port)], cwd=ROOT,
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        assert proc.stderr is not None
+        line = ""
+        while "listening on" not in line:
+            line = proc.stderr.readline().decode()
+            assert line, "the platform said nothing"
+        url = line.split("listening on ", 1)[1].split()[0]
+        assert url == f"http://[::1]:{port}/platform/{{name}}"
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                conn = http.client.HTTPConnection("::1", port, timeout=5)
+                try:
+                    conn.request("GET", "/_sandbox/healthz", headers={"Host": f"[::1]:{port}"})
+                    assert conn.getresponse().status == 200
+                    break
+                finally:
+                    conn.close()
+            except OSError:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
-        assert proc.wait(timeout=10) == 0
+        proc.wait(timeout=10)
+        if proc.stderr is not None:
+            proc.stderr.close()
