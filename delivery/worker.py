@@ -59,6 +59,11 @@ ROUND_INTERVAL_S = 0.02
 # A round without an answer this long is reported (again every as long), and after SIGTERM it is waited for no
 # longer: a database server that hangs never ends it, and its statement_timeout is the server's own.
 ROUND_STUCK_S = 10.0
+# After SIGTERM, a round that failed (a lock held elsewhere) is retried until this long after the signal, so the
+# outcomes in hand are recorded rather than delivered again after their lease; then the worker stops all the same.
+# Longer than SQLite's busy_timeout (5 s), or the first failed round would end it; give the service a stop timeout
+# above it plus one round (systemd unit: 30 s).
+STOP_RETRY_S = 8.0
 
 
 @dataclass(frozen=True)
@@ -255,10 +260,12 @@ class Worker:
             except SQLAlchemyError as exc:
                 done = recording + done
                 released = releasing + released
-                if stopping and not in_flight:
+                if stopping and not in_flight and (stop_seen is None or time.monotonic() - stop_seen >= STOP_RETRY_S):
                     log.error("delivery: database error while stopping (%s); %d outcome(s) unrecorded: "
                               "their events are delivered again after their lease", type(exc).__name__, len(done))
                     return
+                if stop_seen is not None:  # stopping: retry only within the stop's bound
+                    pause = max(0.0, min(pause, stop_seen + STOP_RETRY_S - time.monotonic()))
                 log.error("delivery: database error, retrying in %.1fs: %s", pause, type(exc).__name__)
                 claim_after = time.monotonic() + pause
                 await asyncio.sleep(pause)

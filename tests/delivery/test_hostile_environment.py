@@ -350,3 +350,29 @@ def test_sigterm_starts_no_new_attempt_and_hands_back_the_events_claimed_ahead(s
     with stack.engine.connect() as conn:
         waiting = conn.execute(select(c.claimed_by, c.attempts).where(c.delivery_state == "pending")).all()
     assert sorted(waiting) == [(None, 0)] * 4  # due at once for the next worker, not after a lease
+
+
+def test_outcomes_in_hand_at_sigterm_are_recorded_once_a_lock_held_elsewhere_is_released(
+        sqlite_stack: Stack) -> None:
+    """A worker stopping while another process holds SQLite's write lock retries its round for a few seconds (one
+    attempt waits out busy_timeout, 5 s, and fails): released within them, the outcomes are recorded and no event
+    is delivered again after its lease."""
+    stack = sqlite_stack
+    stack.platform.mode(delay_s=0.5)
+    worker = stack.deliver()
+    insert(stack.engine, accepted(8))
+    wait_until(lambda: len(stack.platform.received()) >= 1, 20, worker.logs)
+    holder = sqlite3.connect(stack.database_url.removeprefix("sqlite:///"), isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        time.sleep(1)
+        worker.proc.send_signal(signal.SIGTERM)
+        wait_until(lambda: "database error" in _after_start(worker.logs()), 15, worker.logs)
+        time.sleep(0.5)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert worker.proc.wait(15) == 0, worker.logs()[-2000:]
+    assert "unrecorded" not in worker.logs()
+    delivered = {r["webhook_id"] for r in stack.platform.received() if r["status"] < 300}
+    assert _delivered(stack) == len(delivered)  # every 2xx the platform gave is recorded as delivered
