@@ -150,7 +150,7 @@ def main() -> None:
         procs.append(sandbox)
         wh.stand_for_another_machine(sandbox.pid)
         wait_http(f"{platform}/_sandbox/healthz", sandbox, work / "sandbox.log")
-        admin = {"Authorization": f"Bearer {(work / 'state' / 'sandbox-admin-token').read_text().strip()}"}
+        admin = {"Authorization": f"Bearer {(work / 'state' / 'platform-admin-token').read_text().strip()}"}
         httpx.put(f"{platform}/_platform/mode", json={"delay_s": args.platform_ms / 1000}, headers=admin,
                   timeout=5).raise_for_status()
         server = spawn(["serve"], env, work / "server.log")

@@ -89,7 +89,7 @@ def main() -> None:
     sandbox = dl.spawn([*wh.PLATFORM, "--port", str(platform_port)], env, work / "platform.log")
     try:
         dl.wait_http(f"{platform}/_sandbox/healthz", sandbox, work / "platform.log")
-        admin = {"Authorization": f"Bearer {(work / 'state' / 'sandbox-admin-token').read_text().strip()}"}
+        admin = {"Authorization": f"Bearer {(work / 'state' / 'platform-admin-token').read_text().strip()}"}
         httpx.put(f"{platform}/_platform/mode", json={"delay_s": 0.005}, headers=admin, timeout=5).raise_for_status()
         startup_s = run_worker(env, work / "startup.log", args.concurrency)
         server = dl.spawn(["serve"], env, work / "server.log")

@@ -258,7 +258,7 @@ def main() -> None:
                        {**base_env, "TENANTCTL_STATE_DIR": str(work / "sandbox")}, work / "sandbox.log")
     stand_for_another_machine(sandbox.pid)
     dl.wait_http(f"{platform}/_platform/mode", sandbox, work / "sandbox.log")
-    token = (work / "sandbox" / "sandbox-admin-token").read_text().strip()
+    token = (work / "sandbox" / "platform-admin-token").read_text().strip()
     httpx.put(f"{platform}/_platform/mode", json={"delay_s": 0.005}, headers={"Authorization": f"Bearer {token}"},
               timeout=5).raise_for_status()
 

@@ -10,7 +10,7 @@ Mounted in the sandbox app (sandbox/app.py):
 The signature is checked here with its own few lines of HMAC (not tenantctl's signer), against the secrets
 in $TENANTCTL_DELIVERY_SECRETS; a delivery that does not verify is answered 401 and recorded as such.
 The /_platform/* endpoints are admin: served, they need the sandbox run's token (`Authorization: Bearer`,
-from `<state dir>/sandbox-admin-token`), like /_sandbox/*.
+from `<state dir>/sandbox-admin-token`; `sandbox platform`'s from `platform-admin-token`), like /_sandbox/*.
 """
 
 from __future__ import annotations

@@ -7,7 +7,8 @@ Rehearse a change safely:
     tenantctl --tenants examples plan --sandbox        # exit 2: what apply would change
     tenantctl --tenants examples apply --sandbox       # confirm, apply; `plan --sandbox` is then empty
 
-`serve` generates a per-run admin token and writes it to `<state dir>/sandbox-admin-token` (mode 0600);
+`serve` generates a per-run admin token and writes it to `<state dir>/sandbox-admin-token` (mode 0600;
+`platform` to `<state dir>/platform-admin-token`);
 `seed` reads it from there (same TENANTCTL_STATE_DIR); so must clients of the fake platform's /_platform/*
 admin. `serve` checks the port is free before it writes a token, so a second `serve` on a busy port fails
 without locking the running sandbox's clients out; gunicorn's control socket is off (its default path is
@@ -44,6 +45,9 @@ FAULTS_ENV = "TENANTCTL_SANDBOX_FAULTS"
 LATENCY_ENV = "TENANTCTL_SANDBOX_LATENCY_S"
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 ADMIN_KEY_FILE = "sandbox-admin-token"  # a file name, not a secret
+# The fake platform alone has a file of its own: beside a `serve` on the same state dir, it must not replace the
+# token that `serve`'s own clients (`sandbox seed`) read.
+PLATFORM_KEY_FILE = "platform-admin-token"
 SHUTDOWN_TIMEOUT_S = 5  # how long a stopping sandbox waits for its answers in progress (as `sandbox platform`)
 
 
@@ -188,7 +192,7 @@ def platform(
     if (busy := _port_busy(host, port)) is not None:
         c.err.print(f"error: cannot listen on {host}:{port} ({busy}): pick another --port", markup=False)
         raise typer.Exit(1)
-    token = token_path(c).resolve()
+    token = (c.settings.state_dir / PLATFORM_KEY_FILE).resolve()
     _write_token(token)
     c.err.print(f"platform admin token written to {token}", markup=False)
     netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"  # IPv6: a URL that can be pasted

@@ -109,7 +109,8 @@ def start_platform(root: Path, secrets: str = SECRET, *, in_sandbox: bool = Fals
                  base_env(TENANTCTL_DELIVERY_SECRETS=secrets, TENANTCTL_STATE_DIR=str(state)), root)
     url = f"http://127.0.0.1:{port}"
     wait_until(lambda: _up(f"{url}/_sandbox/healthz"), 20, proc.logs)
-    return Platform(proc, url, (state / "sandbox-admin-token").read_text().strip())
+    token_file = "sandbox-admin-token" if in_sandbox else "platform-admin-token"
+    return Platform(proc, url, (state / token_file).read_text().strip())
 
 
 def _up(url: str) -> bool:

@@ -52,10 +52,12 @@ class Served:
     state_dir: pathlib.Path
     home: pathlib.Path
     proc: subprocess.Popen[bytes]
+    command: str = "serve"
 
     @property
     def token(self) -> str:
-        return (self.state_dir / "sandbox-admin-token").read_text().strip()
+        name = "sandbox-admin-token" if self.command == "serve" else "platform-admin-token"
+        return (self.state_dir / name).read_text().strip()
 
     def env(self) -> dict[str, str]:
         return {**{k: v for k, v in os.environ.items() if not k.startswith("TENANTCTL_")},
@@ -68,7 +70,7 @@ def served(tmp_path: pathlib.Path, command: str = "serve", *args: str,
     """`tenantctl sandbox <command>` on a free port until it answers; its output to ``log`` (else dropped)."""
     port, home = _free_port(), tmp_path / "home"
     home.mkdir()
-    s = Served(port, tmp_path / "state", home, None)  # type: ignore[arg-type]
+    s = Served(port, tmp_path / "state", home, None, command)  # type: ignore[arg-type]
     extra = ["--threads", "2"] if command == "serve" else []
     with (log.open("wb") if log is not None else open(os.devnull, "wb")) as out:
         s.proc = subprocess.Popen([sys.executable, "-m", "tenantctl", "sandbox", command, "--port", str(port),
@@ -264,3 +266,23 @@ def test_the_platform_alone_on_ipv6_loopback_names_a_url_that_reaches_it(tmp_pat
         proc.wait(timeout=10)
         if proc.stderr is not None:
             proc.stderr.close()
+
+
+@pytest.mark.slow
+def test_serve_and_the_platform_alone_on_one_state_dir_keep_tokens_of_their_own(tmp_path: pathlib.Path) -> None:
+    with served(tmp_path, "serve") as sandbox:
+        port = _free_port()
+        proc = subprocess.Popen([sys.executable, "-m", "tenantctl", "sandbox", "platform", "--port", str(port)],
+                                cwd=ROOT, env=sandbox.env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+        try:
+            deadline = time.monotonic() + 20
+            while not (sandbox.state_dir / "platform-admin-token").exists():
+                assert proc.poll() is None and time.monotonic() < deadline
+                time.sleep(0.1)
+            # serve's clients (`sandbox seed`) still hold the right token, and the platform has its own.
+            assert request(sandbox.port, "GET", "/_sandbox/state", sandbox.token)[0] == 200
+            assert (sandbox.state_dir / "platform-admin-token").read_text() != sandbox.token
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=10)
