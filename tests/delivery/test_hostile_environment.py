@@ -23,7 +23,7 @@ from sqlalchemy.engine import make_url
 
 from store.schema import webhook_log
 
-from .harness import Stack, accepted, insert, wait_until
+from .harness import Proc, Stack, accepted, insert, wait_until
 
 # Fault drills (a stuck or hung database, kill -9): ~90 s of waiting, run by `make faults`, not `make test`.
 pytestmark = pytest.mark.fault
@@ -103,17 +103,23 @@ def test_a_sqlite_write_lock_held_elsewhere_is_reported_and_delivery_resumes(sql
     assert worker.proc.poll() is None
 
 
-def test_sigterm_stops_the_worker_in_bounded_time_while_sqlite_is_locked(sqlite_stack: Stack) -> None:
-    stack = sqlite_stack
+def _stopped_while_sqlite_is_locked(stack: Stack) -> tuple[Proc, sqlite3.Connection]:
+    """A worker delivering 8 events (0.5 s each) gets SIGTERM while another process holds SQLite's write lock;
+    returns the worker and the lock's holder (roll it back and close it)."""
     stack.platform.mode(delay_s=0.5)
     worker = stack.deliver()
     insert(stack.engine, accepted(8))
     wait_until(lambda: len(stack.platform.received()) >= 1, 20, worker.logs)
     holder = sqlite3.connect(stack.database_url.removeprefix("sqlite:///"), isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")
+    time.sleep(1)
+    worker.proc.send_signal(signal.SIGTERM)
+    return worker, holder
+
+
+def test_sigterm_stops_the_worker_in_bounded_time_while_sqlite_is_locked(sqlite_stack: Stack) -> None:
+    worker, holder = _stopped_while_sqlite_is_locked(sqlite_stack)
     try:
-        time.sleep(1)
-        worker.proc.send_signal(signal.SIGTERM)
         assert worker.proc.wait(15) == 0, worker.logs()[-2000:]
     finally:
         holder.execute("ROLLBACK")
@@ -358,15 +364,8 @@ def test_outcomes_in_hand_at_sigterm_are_recorded_once_a_lock_held_elsewhere_is_
     attempt waits out busy_timeout, 5 s, and fails): released within them, the outcomes are recorded and no event
     is delivered again after its lease."""
     stack = sqlite_stack
-    stack.platform.mode(delay_s=0.5)
-    worker = stack.deliver()
-    insert(stack.engine, accepted(8))
-    wait_until(lambda: len(stack.platform.received()) >= 1, 20, worker.logs)
-    holder = sqlite3.connect(stack.database_url.removeprefix("sqlite:///"), isolation_level=None)
-    holder.execute("BEGIN IMMEDIATE")
+    worker, holder = _stopped_while_sqlite_is_locked(stack)
     try:
-        time.sleep(1)
-        worker.proc.send_signal(signal.SIGTERM)
         wait_until(lambda: "database error" in _after_start(worker.logs()), 15, worker.logs)
         time.sleep(0.5)
     finally:

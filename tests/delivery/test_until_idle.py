@@ -24,6 +24,16 @@ def _env(tmp_path: Path, url: str) -> dict[str, str]:
             "TENANTCTL_DELIVERY_TIMEOUT_S": "1", "TENANTCTL_DELIVERY_POLL_S": "0.05"}
 
 
+def _worker_env(tmp_path: Path) -> dict[str, str]:
+    """A subprocess worker's environment: a migrated SQLite database and an empty queue."""
+    url = f"sqlite:///{tmp_path / 'state' / 'tenantctl.db'}"
+    (tmp_path / "state").mkdir()
+    upgrade(url)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TENANTCTL_")}
+    env.update(_env(tmp_path, f"http://127.0.0.1:{free_port()}/hooks"), DATABASE_URL=url)
+    return env
+
+
 def _two_events_for_nobody(tmp_path: Path) -> str:
     """Two accepted events queued; returns a destination where nothing listens: every attempt fails."""
     url = f"sqlite:///{tmp_path / 'state' / 'tenantctl.db'}"
@@ -68,11 +78,7 @@ def test_a_refused_http_destination_names_the_setting_that_allows_loopback_http(
 def test_the_worker_yields_the_cpu_to_the_server_and_keeps_a_lower_priority_it_was_given(tmp_path: Path) -> None:
     """Niceness 10 by default (TENANTCTL_DELIVERY_NICE), and never raised back: `nice -n 15` stays 15. The
     database thread keeps the priority the process was given (on SQLite it holds the server's write lock)."""
-    url = f"sqlite:///{tmp_path / 'state' / 'tenantctl.db'}"
-    (tmp_path / "state").mkdir()
-    upgrade(url)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TENANTCTL_")}
-    env.update(_env(tmp_path, f"http://127.0.0.1:{free_port()}/hooks"), DATABASE_URL=url)
+    env = _worker_env(tmp_path)
     ours = os.getpriority(os.PRIO_PROCESS, 0)
     for prefix, nice, given in (([], max(10, ours), ours), (["nice", "-n", "15"], max(15, ours), min(19, ours + 15))):
         run = subprocess.run([*prefix, sys.executable, "-m", "tenantctl", "deliver", "--until-idle"], env=env,
@@ -91,11 +97,7 @@ def test_a_worker_leading_its_own_session_lowers_its_session_too_and_one_sharing
     ours = autogroup_nice()
     if ours is None:
         pytest.skip("this kernel groups no sessions (sched_autogroup_enabled is 0)")
-    url = f"sqlite:///{tmp_path / 'state' / 'tenantctl.db'}"
-    (tmp_path / "state").mkdir()
-    upgrade(url)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TENANTCTL_")}
-    env.update(_env(tmp_path, f"http://127.0.0.1:{free_port()}/hooks"), DATABASE_URL=url)
+    env = _worker_env(tmp_path)
     for own_session, session in ((True, max(10, ours)), (False, ours)):
         run = subprocess.run([sys.executable, "-m", "tenantctl", "deliver", "--until-idle"], env=env, check=False,
                              capture_output=True, text=True, timeout=60, cwd=tmp_path, start_new_session=own_session)
@@ -112,11 +114,7 @@ def test_a_worker_leading_a_session_it_shares_leaves_the_session_alone(tmp_path:
 
     if autogroup_nice() is None:
         pytest.skip("this kernel groups no sessions (sched_autogroup_enabled is 0)")
-    url = f"sqlite:///{tmp_path / 'state' / 'tenantctl.db'}"
-    (tmp_path / "state").mkdir()
-    upgrade(url)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TENANTCTL_")}
-    env.update(_env(tmp_path, f"http://127.0.0.1:{free_port()}/hooks"), DATABASE_URL=url)
+    env = _worker_env(tmp_path)
     beside = tmp_path / "beside"  # what the process beside the worker sees of its session, after the worker's start
     script = (f"(sleep 3; cat /proc/self/autogroup > {beside}) & "
               f'exec "{sys.executable}" -m tenantctl deliver --until-idle')
