@@ -17,6 +17,7 @@ Targets (issue 12): throughput >= the ingest peak; lag p99 < 1 s; the worker cos
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import statistics
@@ -24,7 +25,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import httpx
@@ -35,8 +35,6 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import webhooks as wh  # noqa: E402  # the server benchmark's wrk driver, requests and helpers
-
-from store.migrate import upgrade  # noqa: E402
 
 SECRET = "whsec_YmVuY2gtZGVsaXZlcnktc2VjcmV0LTAxMjM0NTY3"  # a benchmark's throw-away key
 
@@ -122,17 +120,8 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="tenantctl-delivery-bench-"))
     tenants, script = wh.bench_files(work)
 
-    pg_admin, schema = None, None
-    if args.database == "postgres":
-        pg_admin = create_engine(args.postgres)
-        schema = f"bench_{uuid.uuid4().hex[:8]}"
-        with pg_admin.begin() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-        db_url = wh.with_schema(args.postgres, schema)
-    else:
-        (work / "state").mkdir()
-        db_url = f"sqlite:///{work / 'state' / 'tenantctl.db'}"
-    upgrade(db_url)
+    cleanup = contextlib.ExitStack()  # closed in the finally below: the throw-away schema is dropped
+    db_url = cleanup.enter_context(wh.bench_database(args.database, work, args.postgres))
 
     port, platform_port, metrics_port = wh.free_port(), wh.free_port(), wh.free_port()
     url, platform = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{platform_port}"
@@ -204,10 +193,7 @@ def main() -> None:
     finally:
         for proc in reversed(procs):
             stop(proc)
-        if pg_admin is not None:
-            with pg_admin.begin() as conn:
-                conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-            pg_admin.dispose()
+        cleanup.close()
         shutil.rmtree(work, ignore_errors=True)
 
 

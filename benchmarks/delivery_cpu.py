@@ -12,17 +12,16 @@ check) is measured apart, by a first `deliver --until-idle` on the empty queue, 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import httpx
-from sqlalchemy import create_engine, text
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -31,7 +30,6 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import webhooks as wh  # noqa: E402
 
 import delivery as dl  # noqa: E402  # the delivery benchmark's process helpers
-from store.migrate import upgrade  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -68,16 +66,8 @@ def main() -> None:
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="tenantctl-delivery-cpu-"))
     tenants, script = wh.bench_files(work)
-    (work / "state").mkdir()
-    pg, schema = None, None
-    if args.database == "postgres":
-        pg, schema = create_engine(wh.DEFAULT_PG), f"bench_{uuid.uuid4().hex[:8]}"
-        with pg.begin() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-        db_url = wh.with_schema(wh.DEFAULT_PG, schema)
-    else:
-        db_url = f"sqlite:///{work / 'state' / 'tenantctl.db'}"
-    upgrade(db_url)
+    cleanup = contextlib.ExitStack()  # closed in the finally below: the throw-away schema is dropped
+    db_url = cleanup.enter_context(wh.bench_database(args.database, work))
     port, platform_port = wh.free_port(), wh.free_port()
     platform = f"http://127.0.0.1:{platform_port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TENANTCTL_", "PROMETHEUS_"))}
@@ -110,10 +100,7 @@ def main() -> None:
               f"platform {platform_cpu / backlog * 1000:.3f} ms")
     finally:
         dl.stop(sandbox)
-        if pg is not None:
-            with pg.begin() as conn:
-                conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-            pg.dispose()
+        cleanup.close()
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -26,6 +26,7 @@ takes the median ratio, since the machine's speed drifts from minute to minute.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import hmac
 import json
@@ -39,6 +40,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -210,6 +212,29 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+@contextlib.contextmanager
+def bench_database(kind: str, work: Path, postgres: str = DEFAULT_PG) -> Iterator[str]:
+    """A migrated database for one benchmark run: SQLite under ``work/state``, or a throw-away PostgreSQL schema
+    dropped afterwards. Yields its URL."""
+    (work / "state").mkdir(exist_ok=True)
+    if kind != "postgres":
+        url = f"sqlite:///{work / 'state' / 'tenantctl.db'}"
+        upgrade(url)
+        yield url
+        return
+    admin, schema = create_engine(postgres), f"bench_{uuid.uuid4().hex[:8]}"
+    try:
+        with admin.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        url = with_schema(postgres, schema)
+        upgrade(url)
+        yield url
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        admin.dispose()
 
 
 def with_schema(url: str, schema: str) -> str:
