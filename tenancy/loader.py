@@ -7,6 +7,7 @@ one, so `tenantctl validate` prints everything at once. Values of secret fields 
 from __future__ import annotations
 
 import contextlib
+import errno
 import gc
 import hashlib
 import os
@@ -76,15 +77,20 @@ def tenant_files(paths: Sequence[Path]) -> tuple[list[Path], list[Finding]]:
     findings: list[Finding] = []
     for p in paths:
         if p.is_dir():
-            for child in sorted(p.iterdir()):
-                if child.name.startswith("."):
+            # scandir: the entries' types come with the listing (no stat per file), and names sort as
+            # strings (Path comparisons cost ~0.2 s per 10,000 files), in the order sorted(iterdir()) gives.
+            with os.scandir(p) as listing:
+                entries = sorted(listing, key=lambda e: e.name)
+            for entry in entries:
+                if entry.name.startswith("."):
                     continue
-                if child.is_symlink() and child.suffix in (".yaml", ".yml"):
+                child = p / entry.name
+                if entry.is_symlink() and child.suffix in (".yaml", ".yml"):
                     outside = _escapes(child, p)
                     if outside:
                         findings.append(outside)
                         continue
-                if not child.is_file():
+                if not entry.is_file():
                     if child.suffix in (".yaml", ".yml") and child.exists():
                         findings.append(_not_regular(child))  # a FIFO, socket or device named like a tenant
                     continue
@@ -138,16 +144,20 @@ def read_tenant_text(path: Path) -> str:
     most MAX_TENANT_FILE_BYTES + 1 bytes are read, so a file that grows or lies about its size is bounded.
     """
     name = str(path)
-    opened = path
+    # O_NOFOLLOW: a symbolic link is not followed (the open fails with ELOOP: then, and only then, the link
+    # is checked and its target opened, so a plain file costs no lstat); a link swapped in after that check
+    # is not followed either. O_NONBLOCK: nor does a FIFO swapped in wait for a writer.
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0)
     try:
-        if path.is_symlink():
+        try:
+            fd = os.open(path, flags)
+        except OSError as e:
+            if e.errno != errno.ELOOP or not path.is_symlink():
+                raise
             if outside := _escapes(path, path.parent):
-                raise TenantFileRefused(outside)
-            opened = path.resolve(strict=True)
-        # O_NOFOLLOW: a link swapped in after the check above is not followed (the open fails);
-        # O_NONBLOCK: nor does a FIFO swapped in wait for a writer.
-        flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0)
-        with os.fdopen(os.open(opened, flags), "rb") as fh:
+                raise TenantFileRefused(outside) from None
+            fd = os.open(path.resolve(strict=True), flags)
+        with os.fdopen(fd, "rb") as fh:
             st = os.fstat(fh.fileno())
             if not stat.S_ISREG(st.st_mode):
                 raise TenantFileRefused(Finding(name, 1, 1, "", "not a regular file", rule="unreadable"))
@@ -402,7 +412,8 @@ class TenantCache:
     """
 
     def __init__(self) -> None:
-        self._entries: dict[Path, _Entry] = {}
+        # By the path's text: hashing and comparing Path objects cost ~0.1 s per 10,000 files a reload.
+        self._entries: dict[str, _Entry] = {}
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -410,21 +421,22 @@ class TenantCache:
 
     def get(self, path: Path, digest: bytes) -> _Entry | None:
         with self._lock:
-            entry = self._entries.get(path)
+            entry = self._entries.get(str(path))
         return entry if entry is not None and entry.digest == digest else None
 
     def put(self, path: Path, entry: _Entry) -> None:
         if any(f.rule in _UNCACHED_RULES for f in entry.findings):
             with self._lock:
-                self._entries.pop(path, None)
+                self._entries.pop(str(path), None)
             return
         with self._lock:
-            self._entries[path] = entry
+            self._entries[str(path)] = entry
 
     def forget_except(self, directories: Sequence[Path], kept: set[Path]) -> None:
         """Drop the entries of files inside DIRECTORIES that are not in KEPT (deleted or renamed)."""
+        dirs, keep = {str(d) for d in directories}, {str(p) for p in kept}
         with self._lock:
-            for path in [p for p in self._entries if p.parent in directories and p not in kept]:
+            for path in [p for p in self._entries if (os.path.dirname(p) or ".") in dirs and p not in keep]:
                 del self._entries[path]
 
     def clear(self) -> None:

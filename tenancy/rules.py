@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, SecretStr
 
 from tenancy.findings import Finding, Severity, field_path
+from tenancy.identity_memo import IdentityMemo
 from tenancy.model import PLACEHOLDER, Property, Status, Tenant
 from tenancy.yaml_source import Path as YPath
 
@@ -199,20 +200,30 @@ _UNIQUE: list[tuple[str, Callable[[Tenant], Iterator[tuple[object, YPath]]]]] = 
 ]
 
 
+def _unique_key_values(t: Tenant) -> tuple[tuple[int, object, YPath], ...]:
+    """Every routing key of T as (its index in _UNIQUE, value, path), in _UNIQUE's order."""
+    return tuple((k, value, path) for k, (_, values) in enumerate(_UNIQUE) for value, path in values(t))
+
+
+# A reload sees most tenants again as the same objects (tenancy.loader.TenantCache): their keys are kept.
+_KEYS: IdentityMemo[Tenant, tuple[tuple[int, object, YPath], ...]] = IdentityMemo(_unique_key_values)
+
+
 def cross_tenant_findings(tenants: Sequence[LoadedTenant]) -> Iterator[Finding]:
-    """Every routing key is unique across tenants (and within one); the second use is the error."""
-    for label, values in _UNIQUE:
-        first: dict[object, tuple[LoadedTenant, YPath]] = {}
-        for lt in tenants:
-            for value, path in values(lt.tenant):
-                if value in first:
-                    other, other_path = first[value]
-                    pos = other.where(other_path)
-                    owner = "this tenant" if other is lt else f"tenant {other.tenant.slug!r}"
-                    yield _at(lt, path, f"{label} {value} is already used by {owner} "
-                              f"({other.path}:{pos.line})",
-                              "two tenants cannot share a slug: rename one of them (file and slug)"
-                              if label == "slug" else "a routing key belongs to exactly one tenant: fix the ID",
-                              "duplicate-routing-key")
-                else:
-                    first[value] = (lt, path)
+    """Every routing key is unique across tenants (and within one); the second use, in the order of
+    TENANTS, is the error."""
+    firsts: list[dict[object, tuple[LoadedTenant, YPath]]] = [{} for _ in _UNIQUE]
+    for lt, keys in zip(tenants, _KEYS.map([lt.tenant for lt in tenants]), strict=True):
+        for k, value, path in keys:
+            first = firsts[k]
+            if value in first:
+                other, other_path = first[value]
+                pos = other.where(other_path)
+                owner = "this tenant" if other is lt else f"tenant {other.tenant.slug!r}"
+                label = _UNIQUE[k][0]
+                yield _at(lt, path, f"{label} {value} is already used by {owner} ({other.path}:{pos.line})",
+                          "two tenants cannot share a slug: rename one of them (file and slug)"
+                          if label == "slug" else "a routing key belongs to exactly one tenant: fix the ID",
+                          "duplicate-routing-key")
+            else:
+                first[value] = (lt, path)
