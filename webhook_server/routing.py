@@ -20,6 +20,7 @@ from types import MappingProxyType
 
 from pydantic import SecretStr
 
+from tenancy.identity_memo import IdentityMemo
 from tenancy.loader import load_tenants
 from tenancy.model import Tenant
 
@@ -167,12 +168,35 @@ def _routes(t: Tenant, meta_app_secrets: Sequence[SecretStr]) -> dict[str, Provi
     return routes
 
 
+class _RouteMemo:
+    """Each tenant's TenantRoute, kept across reloads for the same Tenant objects (a SIGHUP rebuilds only
+    the changed tenants' routes) while the Meta app secrets, which every WhatsApp route holds, are the same."""
+
+    def __init__(self) -> None:
+        self._secrets: tuple[str, ...] | None = None
+        self._memo: IdentityMemo[Tenant, TenantRoute] | None = None
+        self._lock = threading.Lock()
+
+    def routes(self, tenants: Sequence[Tenant], meta_app_secrets: Sequence[SecretStr]) -> list[TenantRoute]:
+        secrets = tuple(s.get_secret_value() for s in meta_app_secrets)
+        with self._lock:
+            if self._memo is None or secrets != self._secrets:
+                self._secrets = secrets
+                self._memo = IdentityMemo(
+                    lambda t: TenantRoute(t.slug, MappingProxyType(_routes(t, meta_app_secrets))))
+            return self._memo.map(tenants)
+
+
+_ROUTES = _RouteMemo()
+
+
 def build_routing(tenants: Iterable[Tenant], meta_app_secrets: Sequence[SecretStr] = ()) -> Routing:
     by_slug: dict[str, TenantRoute] = {}
     owners: dict[str, str] = {}
     accounts: dict[str, list[str]] = {}
-    for t in tenants:
-        by_slug[t.slug] = TenantRoute(t.slug, MappingProxyType(_routes(t, meta_app_secrets)))
+    tenants = list(tenants)
+    for t, route in zip(tenants, _ROUTES.routes(tenants, meta_app_secrets), strict=True):
+        by_slug[t.slug] = route
         if t.whatsapp is not None and t.whatsapp.phone_number_id:
             owners[t.whatsapp.phone_number_id] = t.slug
         if t.whatsapp is not None and t.whatsapp.business_account_id:
