@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from delivery.destinations import PROVIDERS, Destinations, from_settings
-from delivery.metrics import DeliveryMetrics
 from delivery.retry import RetryPolicy
 from delivery.signing import BadSecret
 from outbound.policy import OutboundBlocked, OutboundPolicy, allow_list, check_url
@@ -181,6 +180,7 @@ def deliver(
 ) -> None:
     """Deliver accepted webhooks to the platform: signed (Standard Webhooks), retried, dead-lettered."""
     # Imported here, not at the top: aiohttp takes ~0.2 s to import, which every other command would pay.
+    from delivery.metrics import DeliveryMetrics  # prometheus_client: never imported by the CLI itself
     from delivery.worker import Worker, WorkerConfig, default_worker_id, load_keys
     from outbound.sender import Sender
 
