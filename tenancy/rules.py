@@ -26,7 +26,9 @@ def _at(lt: LoadedTenant, path: YPath, message: str, hint: str, rule: str,
     return Finding(str(lt.path), pos.line, pos.column, field_path(path), message, hint, rule, severity)
 
 
-def tenant_findings(lt: LoadedTenant) -> Iterator[Finding]:
+def tenant_findings(lt: LoadedTenant, *, placeholders: bool = True) -> Iterator[Finding]:
+    """The rules within one tenant. PLACEHOLDERS=False skips the search for the placeholder value (a walk of
+    the whole model): for a caller that knows none of the tenant's values holds it."""
     t = lt.tenant
     yield from _unique_keys(lt, "properties", [p.key for p in t.properties])
     yield from _unique_keys(lt, "teammates", [m.key for m in t.teammates])
@@ -52,7 +54,7 @@ def tenant_findings(lt: LoadedTenant) -> Iterator[Finding]:
                       "none of this teammate's properties has a 2N intercom",
                       "add an intercom to a property or remove the PIN", "pin-without-intercom")
     yield from _shared_codes(lt)
-    yield from _routing_keys(lt)
+    yield from _routing_keys(lt, placeholders)
     yield from access_zone_findings(lt)
 
 
@@ -125,7 +127,7 @@ def _unique_keys(lt: LoadedTenant, section: str, keys: list[str]) -> Iterator[Fi
         seen.add(k)
 
 
-def _routing_keys(lt: LoadedTenant) -> Iterator[Finding]:
+def _routing_keys(lt: LoadedTenant, placeholders: bool = True) -> Iterator[Finding]:
     """An active tenant must have every routing key its integrations need, or events vanish silently."""
     t = lt.tenant
     sev = Severity.ERROR if t.status is Status.ACTIVE else Severity.WARNING
@@ -138,7 +140,8 @@ def _routing_keys(lt: LoadedTenant) -> Iterator[Finding]:
         yield _at(lt, ("whatsapp",), "no business_account_id: the WABA cannot be subscribed to this tenant's "
                   "webhook URL", "set whatsapp.business_account_id (WhatsApp Manager → Account tools)",
                   "missing-routing-key", sev)
-    yield from _placeholders(lt, sev)
+    if placeholders:
+        yield from _placeholders(lt, sev)
     if t.hospitable is not None and not any(p.hospitable_property_id for p in t.properties):
         yield _at(lt, ("hospitable",), "no property maps a hospitable_property_id: Hospitable events cannot be "
                   "matched to a property", "set properties[].hospitable_property_id", "missing-routing-key",
