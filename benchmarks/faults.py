@@ -34,7 +34,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,8 +44,10 @@ from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from store.migrate import upgrade  # noqa: E402
+import webhooks as wh  # noqa: E402  # bench_database
+
 from tests.webhook_server.helpers import tenant_dicts  # noqa: E402
 from tests.webhook_server.server_harness import Server, hosp, make_tenants_dir, start_server  # noqa: E402
 from tests.webhook_server.tcp_proxy import TcpProxy  # noqa: E402
@@ -149,23 +151,6 @@ def _judge(name: str, load: Load, db_url: str, healed_at: float | None, note: st
     return r
 
 
-@contextlib.contextmanager
-def _pg_schema(base_url: str) -> Iterator[str]:
-    admin = create_engine(base_url)
-    schema = f"tenantctl_faults_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = make_url(base_url).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
-        hide_password=False)
-    try:
-        upgrade(url)
-        yield url
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        admin.dispose()
-
-
 def _run(name: str, work: Path, rate: float, seconds: float, server_env: dict[str, str], db_url: str | None,
          fault: Callable[[Server], float | None], note: str = "", *, migrate: bool = True) -> Result:
     root = work / name
@@ -186,7 +171,7 @@ def _run(name: str, work: Path, rate: float, seconds: float, server_env: dict[st
 
 
 def pg_scenario(name: str, mode: str, work: Path, rate: float, seconds: float, pg: str) -> Result:
-    with _pg_schema(pg) as url:
+    with wh.bench_database("postgres", work, pg) as url:  # a throw-away schema, dropped afterwards
         parsed = make_url(url)
         proxy = TcpProxy(parsed.host or "127.0.0.1", parsed.port or 5432)
         proxied = parsed.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
