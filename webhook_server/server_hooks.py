@@ -27,7 +27,7 @@ from store.errors import DatabaseNotMigrated
 from store.migrate import require_up_to_date
 from tenancy.escape import printable
 from tenancy.redact import REDACTOR, RedactingFilter
-from tenancy.settings import Settings, load_settings
+from tenancy.settings import Settings, load_settings, reload_dotenv
 from webhook_server import reload_status
 from webhook_server import routing as routing_holder
 from webhook_server.routing import RoutingRefused, load_routing
@@ -203,6 +203,7 @@ def on_starting(server: Any) -> None:
 
 
 def on_reload(server: Any) -> None:
+    reload_dotenv()  # a changed .env (a rotated Meta app secret) applies, as the README promises
     settings = load_settings()
     previous = routing_holder.current()
     try:
