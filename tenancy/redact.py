@@ -52,7 +52,7 @@ class Redactor:
                     if same is None:  # the common case: one value per prefix, kept as it is
                         self._by_prefix[head] = raw
                     elif isinstance(same, str):
-                        self._by_prefix[head] = _Bucket(same, raw)
+                        self._by_prefix[head] = _Bucket.of(_MIN_LEN, same, raw)
                     else:
                         same.add(raw)
             if added and len(self._values) <= _DIRECT_MAX:
@@ -104,32 +104,71 @@ class Redactor:
                 if text.startswith(bucket, at):
                     spans.append((at, at + len(bucket)))
             else:
-                for length in bucket.lengths:  # longest first: the longest one starting here covers the others
-                    if text[at:at + length] in bucket.values[length]:
-                        spans.append((at, at + length))
-                        break
+                length = bucket.longest(text, at)
+                if length:
+                    spans.append((at, at + length))
         return spans
 
 
 class _Bucket:
-    """The values that start alike, by length: one set lookup per length, however many there are (all
-    of a provider's secrets may share a prefix, `whsec_` say). Written under the Redactor's lock; read
-    without it: ``lengths`` is replaced whole, and a set's membership test is atomic."""
+    """The values that share their first ``depth`` characters (all of a provider's secrets may share a
+    prefix, `whsec_` say, and come in many lengths): those that end within the next _MIN_LEN characters by
+    length, the longer ones by their next _MIN_LEN characters, in nested buckets (a value alone there is
+    kept as it is). A text position costs one lookup per _MIN_LEN characters it shares with some value, and
+    at most _MIN_LEN lengths tried per bucket it reaches, however many lengths the values come in: text
+    from outside that repeats a known prefix cannot make a scrub slow. Written under the Redactor's lock;
+    read without it: ``lengths`` is replaced whole, a bucket is complete before it is linked in, and a
+    set's or dict's membership test is atomic."""
 
-    __slots__ = ("lengths", "values")
+    __slots__ = ("depth", "lengths", "longer", "values")
 
-    def __init__(self, first: str, second: str) -> None:
-        self.lengths: tuple[int, ...] = (len(first),)  # longest first
-        self.values: dict[int, set[str]] = {len(first): {first}}
-        self.add(second)
+    def __init__(self, depth: int) -> None:
+        self.depth = depth
+        self.lengths: tuple[int, ...] = ()  # longest first
+        self.values: dict[int, set[str]] = {}
+        self.longer: dict[str, str | _Bucket] = {}  # by the _MIN_LEN characters after depth
+
+    @classmethod
+    def of(cls, depth: int, first: str, second: str) -> _Bucket:
+        bucket = cls(depth)
+        bucket.add(first)
+        bucket.add(second)
+        return bucket
 
     def add(self, value: str) -> None:
-        same = self.values.get(len(value))
-        if same is None:
-            self.values[len(value)] = {value}
-            self.lengths = tuple(sorted((*self.lengths, len(value)), reverse=True))
+        if len(value) < self.depth + _MIN_LEN:
+            same = self.values.get(len(value))
+            if same is None:
+                self.values[len(value)] = {value}
+                self.lengths = tuple(sorted((*self.lengths, len(value)), reverse=True))
+            else:
+                same.add(value)
+            return
+        key = value[self.depth:self.depth + _MIN_LEN]
+        next_ = self.longer.get(key)
+        if next_ is None:
+            self.longer[key] = value
+        elif isinstance(next_, str):
+            if next_ != value:
+                self.longer[key] = _Bucket.of(self.depth + _MIN_LEN, next_, value)
         else:
-            same.add(value)
+            next_.add(value)
+
+    def longest(self, text: str, at: int) -> int:
+        """The length of the longest value found at TEXT[AT:] (which starts with ``depth`` of its
+        characters), 0 when none is."""
+        next_ = self.longer.get(text[at + self.depth:at + self.depth + _MIN_LEN])
+        if isinstance(next_, str):
+            if text.startswith(next_, at):
+                return len(next_)
+        elif next_ is not None:
+            found = next_.longest(text, at)
+            if found:
+                return found  # longer than any value ending here
+        for length in self.lengths:  # longest first: the longest one starting here covers the others
+            if text[at:at + length] in self.values[length]:
+                return length
+        return 0
 
 
 # Field values that hold nothing further: not walked into (a tenant has ~100 of them, ~10 secrets).

@@ -138,7 +138,39 @@ def load_dotenv(path: Path = Path(".env"), environ: MutableMapping[str, str] | N
         if value is not None and name not in env:
             env[name] = value
             added.append(name)
+    if added:
+        env[DOTENV_NAMES] = ",".join(sorted({*_from_dotenv(env), *added}))
     return added
+
+
+# The names load_dotenv put into the environment (comma-separated), so reload_dotenv knows them from the
+# real environment's, in this process and in those it starts.
+DOTENV_NAMES = "DOTENV_NAMES_SET_BY_TENANTCTL"
+
+
+def _from_dotenv(env: MutableMapping[str, str]) -> set[str]:
+    return {n for n in env.get(DOTENV_NAMES, "").split(",") if n}
+
+
+def reload_dotenv(path: Path = Path(".env"), environ: MutableMapping[str, str] | None = None) -> None:
+    """PATH's settings again, as a restart would read them (the server's SIGHUP): the names load_dotenv
+    set take their new values (or go, when no longer there), new names are added; the real environment
+    still wins. Without it, a value load_dotenv copied into the environment hides PATH's new one for good
+    (pydantic-settings ranks the environment first): a rotated secret would never apply."""
+    env = os.environ if environ is None else environ
+    values = dotenv_values(path) if path.is_file() else {}
+    names = _from_dotenv(env)
+    for name in names:
+        value = values.get(name)
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
+    for name, value in values.items():
+        if value is not None and name not in env:
+            env[name] = value
+            names.add(name)
+    env[DOTENV_NAMES] = ",".join(sorted(names))
 
 
 def load_settings(**overrides: object) -> Settings:

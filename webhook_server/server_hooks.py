@@ -27,7 +27,7 @@ from store.errors import DatabaseNotMigrated
 from store.migrate import require_up_to_date
 from tenancy.escape import printable
 from tenancy.redact import REDACTOR, RedactingFilter
-from tenancy.settings import Settings, load_settings
+from tenancy.settings import Settings, load_settings, reload_dotenv
 from webhook_server import reload_status
 from webhook_server import routing as routing_holder
 from webhook_server.routing import RoutingRefused, load_routing
@@ -165,7 +165,19 @@ def collector_paused_then_frozen() -> Iterator[None]:
             gc.enable()
 
 
+def reexec_as_module(server: Any) -> None:
+    """USR2 (gunicorn's binary upgrade) re-executes the master with ``sys.argv``, whose first item is
+    gunicorn's ``__main__.py`` whether it was started with ``python -m gunicorn`` or by `tenantctl serve`:
+    run as a script, that file puts gunicorn's own directory first on ``sys.path``, where its ``http``
+    package hides the standard library's and the new master dies loading the worker class. Re-execute
+    ``python -m gunicorn`` with the same options instead."""
+    args = server.START_CTX["args"]
+    if len(args) > 1 and Path(args[1]).name == "__main__.py":
+        server.START_CTX["args"] = [args[0], "-m", "gunicorn", *args[2:]]
+
+
 def on_starting(server: Any) -> None:
+    reexec_as_module(server)
     settings = load_settings()
     REDACTOR.add(*settings.meta_app_secrets, settings.admin_token)
     _reset_prometheus_dir(prometheus_dir(settings))
@@ -191,6 +203,7 @@ def on_starting(server: Any) -> None:
 
 
 def on_reload(server: Any) -> None:
+    reload_dotenv()  # a changed .env (a rotated Meta app secret) applies, as the README promises
     settings = load_settings()
     previous = routing_holder.current()
     try:

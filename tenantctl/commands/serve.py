@@ -83,7 +83,8 @@ def become_gunicorn_master() -> NoReturn:
 
     In this process rather than an exec'd interpreter: the second one imported again most of what the
     CLI had (~0.9 s of a 10,000-tenant start, benchmarks/serve_scale.py). Signals reach the master
-    directly; a USR2 upgrade re-executes gunicorn's own entry point (the argv below) with this environment.
+    directly; a USR2 upgrade re-executes `python -m gunicorn` with the options below and this environment
+    (server_hooks.reexec_as_module).
     Should the CLI ever have imported a module of IMPORTED_AFTER_CONFIG, a fresh interpreter runs gunicorn
     instead, as before.
     """

@@ -71,3 +71,35 @@ def test_a_hundred_thousand_secrets_are_all_found() -> None:
     r.add(*values)
     line = f'POST /api/webhooks/hospitable/t/x {values[0]} {values[54_321]} {values[-1]}'
     assert r.scrub(line) == f"POST /api/webhooks/hospitable/t/x {MASK} {MASK} {MASK}"
+
+
+def test_outside_text_repeating_a_shared_prefix_costs_no_more_than_any_other_text() -> None:
+    # Admins' secrets of one provider share a prefix and come in many lengths (access tokens); a client
+    # controls the URL path and user agent that every access-log line carries, and may know the prefix.
+    import random
+    import string
+    import time
+
+    rng = random.Random(7)
+    r = Redactor()
+    r.add(*("EAAOZB" + "".join(rng.choices(string.ascii_letters, k=rng.randint(100, 300))) for _ in range(2000)))
+    hostile, plain = "EAAOZB" * 2000, "EAAOZA" * 2000
+
+    def cost(text: str) -> float:
+        started = time.perf_counter()
+        for _ in range(5):
+            assert r.scrub(text) == text
+        return time.perf_counter() - started
+
+    assert cost(hostile) < 5 * cost(plain) + 0.01
+
+
+def test_secrets_sharing_long_prefixes_are_all_found_at_every_length() -> None:
+    import random
+
+    rng = random.Random(3)
+    for _ in range(300):
+        values = ["".join(rng.choices("ab", k=rng.randint(6, 20))) for _ in range(rng.randint(1, 12))]
+        text = "".join(rng.choices("ab", k=60))
+        few, many_ = redactor(*values, many=False), redactor(*values, many=True)
+        assert many_.scrub(text) == few.scrub(text), (values, text)
