@@ -53,6 +53,7 @@ def _no_secret(source: str, secrets: list[str]) -> None:
 
 def test_log_in_filter_the_log_open_a_tenant_and_no_secret_anywhere(rehearsal: Rehearsal, server: str,
                                                                     browser: object) -> None:
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.remote.webdriver import WebDriver
@@ -61,7 +62,10 @@ def test_log_in_filter_the_log_open_a_tenant_and_no_secret_anywhere(rehearsal: R
     d: WebDriver = browser  # type: ignore[assignment]
 
     def until_heading(text: str) -> None:  # a click navigates asynchronously: wait for the new page
-        WebDriverWait(d, 15).until(lambda drv: drv.find_element(By.TAG_NAME, "h1").text == text)
+        # The old page's heading may be found just before the new page replaces it: then it is stale, and
+        # the wait looks again.
+        WebDriverWait(d, 15, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)).until(
+            lambda drv: drv.find_element(By.TAG_NAME, "h1").text == text)
 
     SHOTS.mkdir(exist_ok=True)
     env = {"TENANTCTL_META_APP_SECRETS": APP_SECRET, "TENANTCTL_ADMIN_TOKEN": ADMIN}
