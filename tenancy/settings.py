@@ -159,18 +159,16 @@ def reload_dotenv(path: Path = Path(".env"), environ: MutableMapping[str, str] |
     (pydantic-settings ranks the environment first): a rotated secret would never apply."""
     env = os.environ if environ is None else environ
     values = dotenv_values(path) if path.is_file() else {}
-    names = _from_dotenv(env)
-    for name in names:
+    kept: set[str] = set()
+    for name in _from_dotenv(env):
         value = values.get(name)
         if value is None:
             env.pop(name, None)
         else:
             env[name] = value
-    for name, value in values.items():
-        if value is not None and name not in env:
-            env[name] = value
-            names.add(name)
-    env[DOTENV_NAMES] = ",".join(sorted(names))
+            kept.add(name)
+    env[DOTENV_NAMES] = ",".join(sorted(kept))
+    load_dotenv(path, env)  # the names new in PATH, recorded with these
 
 
 def load_settings(**overrides: object) -> Settings:
