@@ -87,9 +87,9 @@ def tenant_files(paths: Sequence[Path]) -> tuple[list[Path], list[Finding]]:
                     continue
                 child = p / entry.name
                 if entry.is_symlink() and child.suffix in (".yaml", ".yml"):
-                    outside = _escapes(child, p)
-                    if outside:
-                        findings.append(outside)
+                    refused = _link_refused(child, p)
+                    if refused:
+                        findings.append(refused)
                         continue
                 if not entry.is_file():
                     if child.suffix in (".yaml", ".yml") and child.exists():
@@ -103,9 +103,9 @@ def tenant_files(paths: Sequence[Path]) -> tuple[list[Path], list[Finding]]:
                                 rule="file-name")
                     )
         elif p.is_file():
-            outside = _escapes(p, p.parent) if p.is_symlink() else None
-            if outside:
-                findings.append(outside)
+            refused = _link_refused(p, p.parent) if p.is_symlink() else None
+            if refused:
+                findings.append(refused)
             else:
                 files.append(p)
         elif p.exists():  # a FIFO, socket or device: `stat` works, `is_file` says no
@@ -124,18 +124,28 @@ def _not_regular(path: Path) -> Finding:
 _LINK_HINT = "copy the file into the tenants directory instead of linking to it"
 
 
-def _escapes(link: Path, directory: Path) -> Finding | None:
-    """A finding when LINK (a symlink) resolves outside DIRECTORY: a link could make the server load and
-    serve any file this user can read (`/proc/self/environ` included)."""
+def _link_refused(link: Path, directory: Path) -> Finding | None:
+    """A finding when LINK (a symlink) is dangling, loops or resolves outside DIRECTORY: a link out could
+    make the server load and serve any file this user can read (`/proc/self/environ` included)."""
     try:
         target = link.resolve(strict=True)
+    except RuntimeError:  # Python < 3.13 reports a loop this way
+        return _bad_link(link, "a symbolic link that loops (it never reaches a file)")
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return _bad_link(link, "a symbolic link that loops (it never reaches a file)")
+        return _bad_link(link, "a symbolic link to nothing (its target is missing)")
+    try:
         inside = target.is_relative_to(directory.resolve(strict=True))
-    except (OSError, RuntimeError):  # dangling or a loop
+    except OSError:
         inside = False
     if inside:
         return None
-    return Finding(str(link), 1, 1, "", "a symbolic link that leads outside the tenants directory", _LINK_HINT,
-                   rule="symlink")
+    return _bad_link(link, "a symbolic link that leads outside the tenants directory")
+
+
+def _bad_link(link: Path, message: str) -> Finding:
+    return Finding(str(link), 1, 1, "", message, _LINK_HINT, rule="symlink")
 
 
 def read_tenant_text(path: Path) -> str:
@@ -155,8 +165,8 @@ def read_tenant_text(path: Path) -> str:
         except OSError as e:
             if e.errno != errno.ELOOP or not path.is_symlink():
                 raise
-            if outside := _escapes(path, path.parent):
-                raise TenantFileRefused(outside) from None
+            if refused := _link_refused(path, path.parent):
+                raise TenantFileRefused(refused) from None
             fd = os.open(path.resolve(strict=True), flags)
         with os.fdopen(fd, "rb") as fh:
             st = os.fstat(fh.fileno())

@@ -64,11 +64,20 @@ def test_the_loader_serves_no_tenant_through_a_link_out_of_the_directory(write_t
                       "    → copy the file into the tenants directory instead of linking to it"]
 
 
-def test_a_dangling_link_is_refused_like_one_that_leaves(tenant_dir: Path) -> None:
+def test_a_dangling_link_is_refused_as_one_to_nothing(tenant_dir: Path) -> None:
     (tenant_dir / "acme.yaml").symlink_to(tenant_dir / "gone.yaml")
     _, errors, _ = _load_timed(tenant_dir)
     assert [e.splitlines()[0] for e in errors] == [
-        f"{tenant_dir / 'acme.yaml'}:1:1: a symbolic link that leads outside the tenants directory"]
+        f"{tenant_dir / 'acme.yaml'}:1:1: a symbolic link to nothing (its target is missing)"]
+
+
+def test_a_link_loop_is_refused_as_a_loop_without_hanging(tenant_dir: Path) -> None:
+    (tenant_dir / "acme.yaml").symlink_to(tenant_dir / "beta.yaml")
+    (tenant_dir / "beta.yaml").symlink_to(tenant_dir / "acme.yaml")
+    _, errors, _ = _load_timed(tenant_dir)
+    assert [e.splitlines()[0] for e in errors] == [
+        f"{tenant_dir / name}:1:1: a symbolic link that loops (it never reaches a file)"
+        for name in ("acme.yaml", "beta.yaml")]
 
 
 def test_write_back_through_a_link_is_refused_and_changes_nothing(write_tenant: WriteTenant,
