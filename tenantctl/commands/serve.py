@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import sys
 from enum import StrEnum
@@ -73,6 +74,20 @@ def serve(
     become_gunicorn_master()
 
 
+def forget_cli_logging() -> None:
+    """The root logger as a fresh interpreter has it: no handler, level WARNING.
+
+    `tenantctl -v` / `--debug` give the root logger the CLI's handler; left in the master (and inherited by
+    its workers) it would print the lines of any propagating logger in the CLI's format, beside gunicorn's
+    own handlers (and outside JSON lines). The server logs as `python -m gunicorn` would.
+    """
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+        handler.close()
+    root.setLevel(logging.WARNING)
+
+
 # Modules that read the environment gunicorn.conf.py sets when they are first imported
 # (PROMETHEUS_MULTIPROC_DIR, PSYCOPG_WAIT_FUNC): gunicorn may only run in this process while they are not.
 IMPORTED_AFTER_CONFIG = ("prometheus_client", "psycopg")
@@ -93,6 +108,8 @@ def become_gunicorn_master() -> NoReturn:
         os.execv(cmd[0], cmd)  # noqa: S606
     import gunicorn
     from gunicorn.app.wsgiapp import WSGIApplication
+
+    forget_cli_logging()
 
     sys.argv = [str(Path(gunicorn.__file__).parent / "__main__.py"), *cmd[3:]]
     WSGIApplication("%(prog)s [OPTIONS] [APP_MODULE]", prog="gunicorn").run()

@@ -15,3 +15,19 @@ def test_the_cli_imports_nothing_that_must_see_the_servers_environment_first() -
         [sys.executable, "-c", f"import sys, tenantctl.cli; print([n for n in ({names},) if n in sys.modules])"],
         capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_master_drops_the_clis_verbose_log_handler_and_level() -> None:
+    # What `tenantctl -v serve` leaves on the root logger before becoming the master, checked in a fresh process.
+    code = (
+        "import logging\n"
+        "from tenantctl.cli import app\n"
+        "from typer.testing import CliRunner\n"
+        "from tenantctl.commands.serve import forget_cli_logging\n"
+        "CliRunner().invoke(app, ['-v', 'list'])\n"
+        "root = logging.getLogger()\n"
+        "before = (len(root.handlers), logging.getLevelName(root.level))\n"
+        "forget_cli_logging()\n"
+        "print(before, (len(root.handlers), logging.getLevelName(root.level)))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "(1, 'INFO') (0, 'WARNING')"
