@@ -57,7 +57,7 @@ class Load:
 class DeadlineSocket:
     """A client socket whose reads fail once the current request is past its deadline (see module doc).
 
-    Everything but ``recv``/``recv_into``/``sendall``/``close`` passes through to the wrapped socket.
+    Everything but ``recv``/``recv_into``/``sendall``/``close``/``flush`` passes through to the wrapped socket.
 
     A response leaves in one send: gunicorn sends its head and then its body, each with its own
     ``sendall``; the head is held until the body comes (or the connection is read from, closed or used
@@ -75,10 +75,11 @@ class DeadlineSocket:
         self._tail = b""
 
     def __getattr__(self, name: str) -> Any:
-        self._flush()  # whatever else is done with the socket, the held head goes first
+        self.flush()  # whatever else is done with the socket, the held head goes first
         return getattr(self._sock, name)
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
+        """Send a held head now (an answer without a body: its request is done)."""
         if self._head:
             head, self._head = self._head, b""
             self._send(head)
@@ -96,7 +97,7 @@ class DeadlineSocket:
         return TimeoutError("request body not received in time")
 
     def recv(self, size: int, *flags: int) -> bytes:
-        self._flush()
+        self.flush()
         while True:
             remaining = self._remaining()
             if remaining <= 0:
@@ -136,7 +137,7 @@ class DeadlineSocket:
 
     def close(self) -> None:
         try:
-            self._flush()
+            self.flush()
         finally:
             self._sock.close()
 
@@ -183,6 +184,15 @@ class DeadlineGeventWorker(GeventWorker):  # type: ignore[misc]
         self.load = Load(self.worker_connections)
         self.budget_s = request_timeout_s()
         super().init_process()
+
+    def handle_request(self, listener_name: Any, req: Any, sock: Any, addr: Any) -> Any:
+        try:
+            return super().handle_request(listener_name, req, sock, addr)
+        finally:
+            # An answer without a body (a 303, a HEAD's) leaves its head held; the next request may already be
+            # in gunicorn's buffer, so no read would send it before that request is answered.
+            if isinstance(sock, DeadlineSocket):
+                sock.flush()
 
     def handle(self, listener: Any, client: Any, addr: Any) -> None:
         self.load.open += 1

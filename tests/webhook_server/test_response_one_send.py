@@ -101,3 +101,24 @@ def served() -> Iterator[str]:
 def test_a_real_client_reads_the_whole_answer(served: str) -> None:
     r = httpx.get(served, timeout=5)
     assert (r.status_code, r.content) == (200, BODY)
+
+
+def test_an_answer_without_a_body_leaves_when_its_request_is_done(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A 303's head alone: the next request may already sit in gunicorn's buffer (pipelined), so no read of the
+    # socket would send it; the worker sends it when the request's handling returns.
+    from gunicorn.workers.ggevent import GeventWorker
+
+    from webhook_server.worker import DeadlineGeventWorker
+
+    see_other = b"HTTP/1.1 303 See Other\r\nLocation: /\r\nContent-Length: 0\r\n\r\n"
+
+    def answer(self: object, listener_name: object, req: object, sock: DeadlineSocket, addr: object) -> bool:
+        sock.sendall(see_other)
+        assert raw.calls == []  # held, as a head whose body may follow
+        return True
+
+    monkeypatch.setattr(GeventWorker, "handle_request", answer)
+    raw = Recording()
+    worker = object.__new__(DeadlineGeventWorker)
+    assert worker.handle_request("", None, wrap(raw), None) is True
+    assert raw.calls == [("sendall", see_other)]
