@@ -134,6 +134,9 @@ def worker_engine(url: str, *, statement_timeout_ms: int | None = None) -> Engin
     SQLite ``synchronous = NORMAL`` (WAL: durable at the next checkpoint), PostgreSQL
     ``synchronous_commit = off`` (the commit is still atomic and crash-consistent). The webhook server's
     writes, which answer providers, keep full durability.
+
+    On PostgreSQL its sessions also plan without bitmap scans (:data:`CLAIM_PLAN_POSTGRESQL`), so a claim
+    reads as many due rows as it takes, however stale the log's statistics.
     """
     engine = make_engine(url, statement_timeout_ms=statement_timeout_ms)
 
@@ -145,6 +148,7 @@ def worker_engine(url: str, *, statement_timeout_ms: int | None = None) -> Engin
                 cur.execute("PRAGMA synchronous = NORMAL")
             elif engine.dialect.name == "postgresql":
                 cur.execute("SET synchronous_commit = off")
+                cur.execute(CLAIM_PLAN_POSTGRESQL)
                 dbapi_conn.commit()
         finally:
             cur.close()
@@ -237,10 +241,19 @@ def _mark(dialect: str) -> str:
     return "?" if dialect == "sqlite" else "%s"
 
 
+# PostgreSQL, for a delivery worker's sessions (worker_engine): no bitmap scans. The due rows change faster
+# than autovacuum re-analyzes a large log, so at a burst the planner still believes the queue nearly empty; it
+# then chose to read every due row through a bitmap and sort them all for the first n (~13 ms a claim on a
+# backlog of 50,000, and growing with it). Without that choice it walks ix_webhook_log_due, which holds the
+# claim's order, and stops after n entries, whatever the statistics say (tests/delivery/test_worker.py checks
+# the plan). The worker's other statements find rows by id or scan.
+CLAIM_PLAN_POSTGRESQL = "SET enable_bitmapscan = off"
+
+
 @functools.lru_cache(maxsize=16)
 def _claim_sql(dialect: str, providers: int) -> str:
     """Parameters: claim, lease end, now, each provider, limit. ``_DUE`` is written as literal SQL (the text of
-    ix_webhook_log_due's WHERE), so the planner reads the queue through that index."""
+    ix_webhook_log_due's WHERE), so the planner reads the queue through that index, in its order."""
     m = _mark(dialect)
     lock = " FOR UPDATE SKIP LOCKED" if dialect == "postgresql" else ""  # SQLite: one worker, one write lock
     # Only constants are interpolated: the table's name, placeholders and the index's own predicate.
@@ -302,8 +315,10 @@ def _record(conn: Connection, attempts: list[tuple[Any, ...]], outcomes: list[tu
     if not outcomes:
         return 0
     dialect = conn.dialect.name
+    # Each an executemany (psycopg pipelines one: a single round trip); measured against one multi-row statement
+    # each on PostgreSQL, a round of 64 took 4.2 ms against 4.5 ms.
     conn.exec_driver_sql(_attempt_sql(dialect), attempts)
-    # One executemany: its rowcount is the sum over the rows, the number whose claim still held.
+    # Its rowcount is the sum over the rows, the number whose claim still held.
     return int(conn.exec_driver_sql(_outcome_sql(dialect), outcomes).rowcount)
 
 

@@ -132,10 +132,12 @@ webhook_log = Table(
         sqlite_where=text(ACCEPTED_EVENT_PREDICATE),
         postgresql_where=text(ACCEPTED_EVENT_PREDICATE),
     ),
-    # What delivery workers poll: only the due rows, so the index stays as small as the queue.
+    # What delivery workers poll: only the due rows, so the index stays as small as the queue; in the claim's
+    # order (oldest due first, then id), so a claim reads as many entries as it takes (migration 0009).
     Index(
         "ix_webhook_log_due",
         "next_attempt_at",
+        "id",
         sqlite_where=text(DUE_PREDICATE),
         postgresql_where=text(DUE_PREDICATE),
     ),
