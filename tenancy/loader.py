@@ -91,7 +91,11 @@ def tenant_files(paths: Sequence[Path]) -> tuple[list[Path], list[Finding]]:
                     if refused:
                         findings.append(refused)
                         continue
-                if not entry.is_file():
+                try:
+                    regular = entry.is_file()
+                except OSError:  # a link of another name (notes, README) that loops: not a tenant file
+                    regular = False
+                if not regular:
                     if child.suffix in (".yaml", ".yml") and child.exists():
                         findings.append(_not_regular(child))  # a FIFO, socket or device named like a tenant
                     continue
@@ -108,6 +112,8 @@ def tenant_files(paths: Sequence[Path]) -> tuple[list[Path], list[Finding]]:
                 findings.append(refused)
             else:
                 files.append(p)
+        elif p.is_symlink():  # named on the command line: a link that dangles or loops, as in a directory
+            findings.append(_link_refused(p, p.parent) or _not_regular(p))
         elif p.exists():  # a FIFO, socket or device: `stat` works, `is_file` says no
             findings.append(_not_regular(p))
         else:
@@ -134,7 +140,17 @@ def _link_refused(link: Path, directory: Path) -> Finding | None:
     except OSError as e:
         if e.errno == errno.ELOOP:
             return _bad_link(link, "a symbolic link that loops (it never reaches a file)")
-        return _bad_link(link, "a symbolic link to nothing (its target is missing)")
+        if e.errno in (errno.ENOENT, errno.ENOTDIR):
+            return _bad_link(link, "a symbolic link to nothing (its target is missing)")
+        target = link.resolve()  # unreachable (EACCES): the target may exist; judge where the link points
+        if not target.is_relative_to(directory.resolve()):
+            return _bad_link(link, "a symbolic link that leads outside the tenants directory")
+        return _bad_link(link, f"a symbolic link whose target cannot be reached ({e.strerror})")
+    try:
+        os.stat(link)  # Python follows any chain; the kernel (open, stat) gives up after 40 links
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return _bad_link(link, "a chain of symbolic links too long to follow (it never reaches a file)")
     try:
         inside = target.is_relative_to(directory.resolve(strict=True))
     except OSError:

@@ -80,6 +80,32 @@ def test_a_link_loop_is_refused_as_a_loop_without_hanging(tenant_dir: Path) -> N
         for name in ("acme.yaml", "beta.yaml")]
 
 
+def test_a_loop_of_another_name_is_passed_over_and_a_long_chain_refused(write_tenant: WriteTenant,
+                                                                        tenant_dir: Path) -> None:
+    # `notes -> notes` is no tenant file: it must not end the load with ELOOP. A chain of 41 links reaches a file
+    # for Python's resolve() but not for the kernel's open/stat (40 at most): refused, not silently skipped.
+    write_tenant(BASE)
+    (tenant_dir / "notes").symlink_to(tenant_dir / "notes")
+    previous = tenant_dir / "acme.yaml"
+    for i in range(41):
+        link = tenant_dir / f"link{i}"
+        link.symlink_to(previous)
+        previous = link
+    (tenant_dir / "beta.yaml").symlink_to(previous)
+    slugs, errors, _ = _load_timed(tenant_dir)
+    assert slugs == ["acme"]
+    assert [e.splitlines()[0] for e in errors] == [
+        f"{tenant_dir / 'beta.yaml'}:1:1: a chain of symbolic links too long to follow (it never reaches a file)"]
+
+
+def test_a_link_named_on_the_command_line_is_named_as_what_it_is(tenant_dir: Path) -> None:
+    (tenant_dir / "acme.yaml").symlink_to(tenant_dir / "gone.yaml")
+    (tenant_dir / "beta.yaml").symlink_to(tenant_dir / "beta.yaml")
+    result = load_tenants([tenant_dir / "acme.yaml", tenant_dir / "beta.yaml"], check_config=False)
+    assert [f.message for f in result.errors] == ["a symbolic link to nothing (its target is missing)",
+                                                  "a symbolic link that loops (it never reaches a file)"]
+
+
 def test_write_back_through_a_link_is_refused_and_changes_nothing(write_tenant: WriteTenant,
                                                                   tenant_dir: Path) -> None:
     real = write_tenant(BASE)
