@@ -56,6 +56,7 @@ def serve(
 ) -> None:
     """Serve every tenant's webhooks. `kill -HUP <pid>` reloads the tenant files without dropping requests."""
     c: Context = ctx.obj
+    forget_cli_logging()  # before the database check too: its alembic lines would come in the CLI's format
     url = c.settings.resolved_database_url
     engine = make_engine(url)
     try:
