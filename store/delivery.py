@@ -208,7 +208,8 @@ def cycle(engine: Engine, results: Sequence[Finished], *, claim: str, now: datet
     attempts, outcomes = _attempt_rows(results, sqlite), _outcome_rows(results, sqlite)
     handed_back = [(_time(now, sqlite), i.id, i.claim) for i in released]
     provider_list = list(providers) if limit > 0 else []
-    claim_params = (claim, _time(now + lease, sqlite), _time(now, sqlite), *provider_list, limit)
+    claim_params = _claim_params(engine.dialect.name, claim, _time(now + lease, sqlite), _time(now, sqlite),
+                                 provider_list, limit)
     with hold_still(), begin_write(engine) as conn:
         _record(conn, attempts, outcomes)
         if handed_back:
@@ -249,20 +250,43 @@ def _mark(dialect: str) -> str:
 # the plan). The worker's other statements find rows by id or scan.
 CLAIM_PLAN_POSTGRESQL = "SET enable_bitmapscan = off"
 
+_CLAIMED_COLUMNS = "id, tenant, provider, event_id, received_at, headers, body, attempts"
+
 
 @functools.lru_cache(maxsize=16)
 def _claim_sql(dialect: str, providers: int) -> str:
-    """Parameters: claim, lease end, now, each provider, limit. ``_DUE`` is written as literal SQL (the text of
-    ix_webhook_log_due's WHERE), so the planner reads the queue through that index, in its order."""
-    m = _mark(dialect)
-    lock = " FOR UPDATE SKIP LOCKED" if dialect == "postgresql" else ""  # SQLite: one worker, one write lock
+    """The claim: the oldest N due events of the given providers, as one statement (see :func:`_claim_params`).
+
+    ix_webhook_log_due is ordered by provider, then due time and id: each provider's due events are read in
+    their order from its own range, N at most, and the oldest N of those are claimed. A provider the worker does
+    not deliver (no destination: its events stay pending) is never read, however many it has queued. ``_DUE``
+    is written as literal SQL (the text of the index's WHERE), so the planner may use the partial index.
+    PostgreSQL: one ``LATERAL`` index scan per provider, locking with ``SKIP LOCKED`` (``FOR UPDATE`` is refused
+    in the branches of a ``UNION``); SQLite (one worker, one write lock): a ``UNION ALL`` of the same scans.
+    """
     # Only constants are interpolated: the table's name, placeholders and the index's own predicate.
-    return (
-        f"UPDATE {webhook_log.name} SET claimed_by = {m}, next_attempt_at = {m}, attempts = attempts + 1 "  # noqa: S608
-        f"WHERE id IN (SELECT id FROM {webhook_log.name} WHERE {DUE_PREDICATE} AND next_attempt_at <= {m} "
-        f"AND provider IN ({', '.join([m] * providers)}) ORDER BY next_attempt_at, id LIMIT {m}{lock}) "
-        "RETURNING id, tenant, provider, event_id, received_at, headers, body, attempts"
-    )
+    table, m = webhook_log.name, _mark(dialect)
+
+    def scan(provider: str) -> str:  # one provider's oldest due events, from its range of the index
+        return (f"SELECT id, next_attempt_at FROM {table} WHERE {DUE_PREDICATE} AND provider = {provider} "  # noqa: S608
+                f"AND next_attempt_at <= {m} ORDER BY next_attempt_at, id LIMIT {m}")
+
+    if dialect == "postgresql":
+        each = f"unnest(%s::varchar[]) AS p (provider) CROSS JOIN LATERAL ({scan('p.provider')} FOR UPDATE SKIP LOCKED)"
+        oldest = f"SELECT d.id FROM {each} AS d ORDER BY d.next_attempt_at, d.id LIMIT %s"  # noqa: S608
+    else:
+        each = " UNION ALL ".join([f"SELECT * FROM ({scan('?')})"] * providers)  # noqa: S608
+        oldest = f"SELECT id FROM ({each}) ORDER BY next_attempt_at, id LIMIT ?"  # noqa: S608
+    return (f"UPDATE {table} SET claimed_by = {m}, next_attempt_at = {m}, attempts = attempts + 1 "  # noqa: S608
+            f"WHERE id IN ({oldest}) RETURNING {_CLAIMED_COLUMNS}")
+
+
+def _claim_params(dialect: str, claim: str, lease_end: Any, now: Any, providers: list[str],
+                  limit: int) -> tuple[Any, ...]:
+    """The parameters of ``_claim_sql(dialect, len(providers))``, in its placeholders' order."""
+    if dialect == "postgresql":
+        return claim, lease_end, providers, now, limit, limit
+    return (claim, lease_end, *(v for provider in providers for v in (provider, now, limit)), limit)
 
 
 @functools.lru_cache(maxsize=4)

@@ -132,10 +132,12 @@ webhook_log = Table(
         sqlite_where=text(ACCEPTED_EVENT_PREDICATE),
         postgresql_where=text(ACCEPTED_EVENT_PREDICATE),
     ),
-    # What delivery workers poll: only the due rows, so the index stays as small as the queue; in the claim's
-    # order (oldest due first, then id), so a claim reads as many entries as it takes (migration 0009).
+    # What delivery workers poll: only the due rows, so the index stays as small as the queue; per provider in
+    # the claim's order (oldest due first, then id), so a claim reads as many entries as it takes of the
+    # providers it delivers, and none of another's (migration 0009).
     Index(
         "ix_webhook_log_due",
+        "provider",
         "next_attempt_at",
         "id",
         sqlite_where=text(DUE_PREDICATE),

@@ -180,40 +180,51 @@ def test_a_database_error_is_reported_and_the_round_retried(db: Engine, monkeypa
 
 def test_a_claim_reads_the_due_index_not_the_whole_log(db: Engine) -> None:
     """The claim query implies the partial index's predicate, so the planner may use it: on a log of
-    millions of rows a claim reads only the queue (SQLite's plan names the index)."""
+    millions of rows a claim reads only the queue, each provider from its own range of the index (SQLite's
+    plan names it; the only sort left is of the at most N rows taken from each provider)."""
     from store.delivery import _claim_sql
     from store.schema import DUE_PREDICATE
 
-    sql = _claim_sql(db.dialect.name, 1)  # the statement a claim runs, one provider
+    sql = _claim_sql(db.dialect.name, 2)  # the statement a claim runs, two providers
     assert DUE_PREDICATE in sql  # as written, not as bound parameters
     if db.dialect.name == "sqlite":
-        params = ("w", "2030-01-01 00:00:00.000000", "2030-01-01 00:00:00.000000", "hospitable", 64)
+        at = "2030-01-01 00:00:00.000000"
+        params = ("w", at, "hospitable", at, 64, "whatsapp", at, 64, 64)
         with db.connect() as conn:
-            plan = " ".join(str(r[-1]) for r in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", params))
-        assert "USING INDEX ix_webhook_log_due" in plan and "SCAN" not in plan and "TEMP B-TREE" not in plan
+            plan = [str(r[-1]) for r in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", params)]
+        searches = [step for step in plan if "webhook_log" in step and "PRIMARY KEY" not in step]
+        assert searches == ["SEARCH webhook_log USING INDEX ix_webhook_log_due (provider=? AND next_attempt_at<?)"] * 2
 
 
 @pytest.mark.postgres
 def test_a_claim_on_a_backlog_the_statistics_have_not_seen_reads_only_what_it_takes(pg_schemas: PgSchemas) -> None:
     """A burst fills the queue faster than autovacuum re-analyzes the log: the planner believes it nearly
     empty. The claim must still walk the due index in its order and stop after LIMIT rows, rather than read
-    and sort the whole backlog (the plan it chose before: a bitmap scan of every due row, then a sort)."""
+    and sort the whole backlog (the plan it chose before: a bitmap scan of every due row, then a sort). Nor
+    does it read the events of a provider it does not deliver (no destination: they stay pending), even
+    when they are the oldest."""
+    import re
+
     from store.delivery import _claim_sql, worker_engine
 
     url = pg_schemas.new()
     upgrade(url)
     pg_engine = worker_engine(url)  # a delivery worker's sessions
     for start in range(0, 5000, 1000):
+        insert(pg_engine, accepted(1000, start=start, provider="nuki", at=datetime.now(UTC) - timedelta(seconds=9)))
         insert(pg_engine, accepted(1000, start=start, at=datetime.now(UTC) - timedelta(seconds=1)))
     sql = _claim_sql("postgresql", 1).replace("%s", "{}").format(
-        "'w'", "now() + interval '1 minute'", "now()", "'hospitable'", 64)
+        "'w'", "now() + interval '1 minute'", "ARRAY['hospitable']", "now()", 64, 64)
     with pg_engine.begin() as conn:
         plan = "\n".join(str(r[0]) for r in conn.exec_driver_sql(f"EXPLAIN (ANALYZE, BUFFERS) {sql}"))
-        claimed_rows = conn.exec_driver_sql("SELECT count(*) FROM webhook_log WHERE claimed_by = 'w'").scalar()
+        claimed = conn.exec_driver_sql("SELECT provider, count(*) FROM webhook_log WHERE claimed_by = 'w' "
+                                       "GROUP BY provider").all()
     pg_engine.dispose()
-    assert claimed_rows == 64
-    assert "Index Scan using ix_webhook_log_due" in plan, plan
-    assert "Sort" not in plan and "Bitmap" not in plan, plan
+    assert [tuple(row) for row in claimed] == [("hospitable", 64)]
+    scans = re.findall(r"Index Scan using ix_webhook_log_due .*actual time=\S+ rows=(\d+) loops=(\d+)", plan)
+    assert scans == [("64", "1")], plan  # 64 entries read, of 10,000 due
+    assert "Rows Removed by Filter" not in plan, plan  # no other provider's event read past
+    assert "Bitmap" not in plan and "Seq Scan" not in plan, plan
 
 
 def test_an_event_claimed_by_a_round_too_slow_to_start_it_inside_its_lease_is_left_to_the_lease(

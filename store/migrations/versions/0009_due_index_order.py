@@ -1,14 +1,15 @@
-"""The due index holds the claim's whole order: (next_attempt_at, id) instead of next_attempt_at alone.
+"""The due index holds each provider's claim order: (provider, next_attempt_at, id), not next_attempt_at alone.
 
 Revision ID: 0009
 Revises: 0008
 Create Date: 2026-12-01
 
-A claim takes the oldest due rows, ``ORDER BY next_attempt_at, id LIMIT n``. With only next_attempt_at
-indexed, PostgreSQL had to read and sort every due row to find the first n (SQLite's index ends in the rowid
-already): on a backlog of 50,000 events each claim read and sorted all 50,000 (~13 ms, a disk sort).
-With the order in the index, the claim reads n index entries and stops (benchmarks/delivery.py, issue 12
-note). The index is partial (due rows only), so it is as small as the queue; building it reads the log
+A claim takes the oldest due rows of the providers a worker delivers, ``ORDER BY next_attempt_at, id LIMIT n``.
+With only next_attempt_at indexed, PostgreSQL had to read and sort every due row to find the first n: on a
+backlog of 50,000 events each claim read and sorted all 50,000 (~13 ms, a disk sort). And on either database
+the events of a provider without a destination (they stay pending) sat at the head of the index, read past by
+every claim. Now a claim reads at most n entries from each delivered provider's range (store/delivery.py,
+_claim_sql). The index is partial (due rows only), so it is as small as the queue; building it reads the log
 once, while inserts wait (``tenantctl db upgrade`` before the server starts, as for every migration).
 """
 
@@ -34,7 +35,7 @@ def _due_index(columns: list[str]) -> None:
 
 
 def upgrade() -> None:
-    _due_index(["next_attempt_at", "id"])
+    _due_index(["provider", "next_attempt_at", "id"])
 
 
 def downgrade() -> None:
