@@ -60,6 +60,7 @@ bench: install
 	$(BIN)/python benchmarks/store_insert.py
 	$(BIN)/python benchmarks/delivery.py
 	$(BIN)/python benchmarks/delivery_cpu.py
+	$(BIN)/python benchmarks/claims.py
 	$(BIN)/python benchmarks/redact.py
 
 # Headless Chromium and its driver (Debian) for the Integrations page's browser tests (tests/health).
