@@ -73,52 +73,62 @@ class LoadResult:
 
 
 def tenant_files(paths: Sequence[Path]) -> tuple[list[Path], list[Finding]]:
-    """The tenant files named by PATHs (files or directories), sorted; odd names become findings."""
+    """The tenant files named by PATHs (files or directories), sorted; odd names become findings, and so does
+    a path that cannot be read (a directory this user may not list, a file in one it may not enter)."""
     files: list[Path] = []
     findings: list[Finding] = []
     for p in paths:
-        if p.is_dir():
-            # scandir: the entries' types come with the listing (no stat per file), and names sort as
-            # strings (Path comparisons cost ~0.2 s per 10,000 files), in the order sorted(iterdir()) gives.
-            with os.scandir(p) as listing:
-                entries = sorted(listing, key=lambda e: e.name)
-            for entry in entries:
-                if entry.name.startswith("."):
-                    continue
-                child = p / entry.name
-                if entry.is_symlink() and child.suffix in (".yaml", ".yml"):
-                    refused = _link_refused(child, p)
-                    if refused:
-                        findings.append(refused)
-                        continue
-                try:
-                    regular = entry.is_file()
-                except OSError:  # a link of another name (notes, README) that loops: not a tenant file
-                    regular = False
-                if not regular:
-                    if child.suffix in (".yaml", ".yml") and child.exists():
-                        findings.append(_not_regular(child))  # a FIFO, socket or device named like a tenant
-                    continue
-                if child.suffix == ".yaml":
-                    files.append(child)
-                elif child.suffix == ".yml":
-                    findings.append(
-                        Finding(str(child), 1, 1, "", "tenant files end in .yaml", f"rename it to {child.stem}.yaml",
-                                rule="file-name")
-                    )
-        elif p.is_file():
-            refused = _link_refused(p, p.parent) if p.is_symlink() else None
-            if refused:
-                findings.append(refused)
-            else:
-                files.append(p)
-        elif p.is_symlink():  # named on the command line: a link that dangles or loops, as in a directory
-            findings.append(_link_refused(p, p.parent) or _not_regular(p))
-        elif p.exists():  # a FIFO, socket or device: `stat` works, `is_file` says no
-            findings.append(_not_regular(p))
-        else:
-            findings.append(Finding(str(p), 1, 1, "", "no such file or directory", rule="missing-path"))
+        try:
+            _collect(p, files, findings)
+        except OSError as e:
+            findings.append(Finding(str(p), 1, 1, "", f"cannot read it: {e.strerror or type(e).__name__}",
+                                    "give the user running tenantctl read access to it", rule="unreadable"))
     return files, findings
+
+
+def _collect(p: Path, files: list[Path], findings: list[Finding]) -> None:
+    """tenant_files for one PATH: appends to FILES and FINDINGS; raises OSError when P cannot be read."""
+    if p.is_dir():
+        # scandir: the entries' types come with the listing (no stat per file), and names sort as
+        # strings (Path comparisons cost ~0.2 s per 10,000 files), in the order sorted(iterdir()) gives.
+        with os.scandir(p) as listing:
+            entries = sorted(listing, key=lambda e: e.name)
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            child = p / entry.name
+            if entry.is_symlink() and child.suffix in (".yaml", ".yml"):
+                refused = _link_refused(child, p)
+                if refused:
+                    findings.append(refused)
+                    continue
+            try:
+                regular = entry.is_file()
+            except OSError:  # a link of another name (notes, README) that loops: not a tenant file
+                regular = False
+            if not regular:
+                if child.suffix in (".yaml", ".yml") and child.exists():
+                    findings.append(_not_regular(child))  # a FIFO, socket or device named like a tenant
+                continue
+            if child.suffix == ".yaml":
+                files.append(child)
+            elif child.suffix == ".yml":
+                findings.append(
+                    Finding(str(child), 1, 1, "", "tenant files end in .yaml", f"rename it to {child.stem}.yaml",
+                            rule="file-name")
+                )
+    elif p.is_file():
+        refused = _link_refused(p, p.parent) if p.is_symlink() else None
+        if refused:
+            findings.append(refused)
+        else:
+            files.append(p)
+    elif p.is_symlink():  # named on the command line: a link that dangles or loops, as in a directory
+        findings.append(_link_refused(p, p.parent) or _not_regular(p))
+    elif p.exists():  # a FIFO, socket or device: `stat` works, `is_file` says no
+        findings.append(_not_regular(p))
+    else:
+        findings.append(Finding(str(p), 1, 1, "", "no such file or directory", rule="missing-path"))
 
 
 def _not_regular(path: Path) -> Finding:

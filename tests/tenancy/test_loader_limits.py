@@ -13,7 +13,7 @@ from tenancy.sops import SopsRefused, set_value
 from tenancy.sops_config import SOPS_CONFIG_NAME
 from tenancy.yaml_source import YamlError, parse
 from tests.cli.test_validate import ALIAS_BOMB, BASE
-from tests.conftest import WriteTenant
+from tests.conftest import REPO, WriteTenant
 
 ALIASED_SOPS_CONFIG = "keys:\n  - &team age1abc\ncreation_rules:\n  - path_regex: x\n    age: *team\n"
 
@@ -125,3 +125,31 @@ def test_write_back_to_the_file_itself_still_works(write_tenant: WriteTenant, te
     [lt] = load_tenants([tenant_dir], check_config=False).tenants
     assert lt.tenant.nuki is not None and lt.tenant.nuki.webhook_secret is not None
     assert lt.tenant.nuki.webhook_secret.get_secret_value() == "new-secret-value-1"
+
+
+def test_a_tenants_directory_it_may_not_list_is_a_finding_naming_it(write_tenant: WriteTenant,
+                                                                    tenant_dir: Path) -> None:
+    """What the server's reload meets when the directory's permissions change under it: a finding that names the
+    directory (the reload is refused with it), not a bare PermissionError."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    write_tenant(BASE)
+    prefix: list[str] = []
+    if os.geteuid() == 0:  # root reads anything: drop the capabilities that bypass permissions, as a user has none
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("running as root without setpriv (util-linux) to drop the permission-override capabilities")
+        prefix = [setpriv, "--bounding-set=-dac_override,-dac_read_search"]
+    code = ("import sys; from pathlib import Path; from tenancy.loader import tenant_files\n"
+            "files, findings = tenant_files([Path(sys.argv[1])])\n"
+            "print(files, [f'{f.file}: {f.message} ({f.rule})' for f in findings])")
+    tenant_dir.chmod(0o000)
+    try:
+        out = subprocess.run([*prefix, sys.executable, "-c", code, str(tenant_dir)], capture_output=True, text=True,
+                             timeout=60, check=True, cwd=REPO).stdout
+    finally:
+        tenant_dir.chmod(0o755)
+    assert out.strip() == f"[] ['{tenant_dir}: cannot read it: Permission denied (unreadable)']"
