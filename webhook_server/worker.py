@@ -190,9 +190,11 @@ class DeadlineGeventWorker(GeventWorker):  # type: ignore[misc]
             return super().handle_request(listener_name, req, sock, addr)
         finally:
             # An answer without a body (a 303, a HEAD's) leaves its head held; the next request may already be
-            # in gunicorn's buffer, so no read would send it before that request is answered.
+            # in gunicorn's buffer, so no read would send it before that request is answered. A connection that
+            # fails here is gone anyway: the exception on its way (or the next read) ends it, not this one.
             if isinstance(sock, DeadlineSocket):
-                sock.flush()
+                with contextlib.suppress(OSError):
+                    sock.flush()
 
     def handle(self, listener: Any, client: Any, addr: Any) -> None:
         self.load.open += 1

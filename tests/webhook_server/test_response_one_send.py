@@ -122,3 +122,25 @@ def test_an_answer_without_a_body_leaves_when_its_request_is_done(monkeypatch: p
     worker = object.__new__(DeadlineGeventWorker)
     assert worker.handle_request("", None, wrap(raw), None) is True
     assert raw.calls == [("sendall", see_other)]
+
+
+def test_a_connection_gone_before_the_held_head_leaves_keeps_the_requests_own_ending(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # gunicorn ends a connection to close with StopIteration: a failed send of the held head must not replace it.
+    from gunicorn.workers.ggevent import GeventWorker
+
+    from webhook_server.worker import DeadlineGeventWorker
+
+    class Gone(Recording):
+        def sendall(self, data: bytes, *flags: int) -> None:
+            raise BrokenPipeError(32, "Broken pipe")
+
+    def answer_and_close(self: object, listener_name: object, req: object, sock: DeadlineSocket,
+                         addr: object) -> bool:
+        sock.sendall(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+        raise StopIteration
+
+    monkeypatch.setattr(GeventWorker, "handle_request", answer_and_close)
+    worker = object.__new__(DeadlineGeventWorker)
+    with pytest.raises(StopIteration):
+        worker.handle_request("", None, wrap(Gone()), None)
