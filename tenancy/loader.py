@@ -138,6 +138,8 @@ def _not_regular(path: Path) -> Finding:
 
 
 _LINK_HINT = "copy the file into the tenants directory instead of linking to it"
+_LINK_LOOPS = "a symbolic link that loops (it never reaches a file)"
+_LINK_LEAVES = "a symbolic link that leads outside the tenants directory"
 
 
 def _link_refused(link: Path, directory: Path) -> Finding | None:
@@ -146,15 +148,15 @@ def _link_refused(link: Path, directory: Path) -> Finding | None:
     try:
         target = link.resolve(strict=True)
     except RuntimeError:  # Python < 3.13 reports a loop this way
-        return _bad_link(link, "a symbolic link that loops (it never reaches a file)")
+        return _bad_link(link, _LINK_LOOPS)
     except OSError as e:
         if e.errno == errno.ELOOP:
-            return _bad_link(link, "a symbolic link that loops (it never reaches a file)")
+            return _bad_link(link, _LINK_LOOPS)
         if e.errno in (errno.ENOENT, errno.ENOTDIR):
             return _bad_link(link, "a symbolic link to nothing (its target is missing)")
         target = link.resolve()  # unreachable (EACCES): the target may exist; judge where the link points
         if not target.is_relative_to(directory.resolve()):
-            return _bad_link(link, "a symbolic link that leads outside the tenants directory")
+            return _bad_link(link, _LINK_LEAVES)
         return _bad_link(link, f"a symbolic link whose target cannot be reached ({e.strerror})")
     try:
         os.stat(link)  # Python follows any chain; the kernel (open, stat) gives up after 40 links
@@ -167,7 +169,7 @@ def _link_refused(link: Path, directory: Path) -> Finding | None:
         inside = False
     if inside:
         return None
-    return _bad_link(link, "a symbolic link that leads outside the tenants directory")
+    return _bad_link(link, _LINK_LEAVES)
 
 
 def _bad_link(link: Path, message: str) -> Finding:
