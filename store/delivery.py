@@ -135,23 +135,33 @@ def worker_engine(url: str, *, statement_timeout_ms: int | None = None) -> Engin
     ``synchronous_commit = off`` (the commit is still atomic and crash-consistent). The webhook server's
     writes, which answer providers, keep full durability.
 
-    On PostgreSQL its sessions also plan without bitmap scans (:data:`CLAIM_PLAN_POSTGRESQL`), so a claim
-    reads as many due rows as it takes, however stale the log's statistics.
+    On PostgreSQL its transactions also plan without bitmap scans (:data:`CLAIM_PLAN_POSTGRESQL`), so a claim
+    reads as many due rows as it takes, however stale the log's statistics. Both PostgreSQL settings are made
+    per transaction (``set_config(..., is_local => true)``, as ``SET LOCAL``), never per session: behind a
+    transaction-pooling PgBouncer the next transaction on that server connection may be the webhook server's,
+    whose commit must still wait for the disk.
     """
     engine = make_engine(url, statement_timeout_ms=statement_timeout_ms)
 
-    @event.listens_for(engine, "connect")
-    def _relaxed(dbapi_conn: Any, _record: Any) -> None:
-        cur = dbapi_conn.cursor()
-        try:
-            if engine.dialect.name == "sqlite":
+    if engine.dialect.name == "sqlite":
+        @event.listens_for(engine, "connect")
+        def _relaxed(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            try:
                 cur.execute("PRAGMA synchronous = NORMAL")
-            elif engine.dialect.name == "postgresql":
-                cur.execute("SET synchronous_commit = off")
-                cur.execute(CLAIM_PLAN_POSTGRESQL)
-                dbapi_conn.commit()
-        finally:
-            cur.close()
+            finally:
+                cur.close()
+
+    elif engine.dialect.name == "postgresql":
+        @event.listens_for(engine, "begin")
+        def _relaxed_transaction(conn: Connection) -> None:
+            # On the driver's connection: psycopg opens the transaction with this statement, and the ones
+            # SQLAlchemy runs next belong to it. One round trip per transaction (a round is one transaction).
+            cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            try:
+                cur.execute(WORKER_TRANSACTION_POSTGRESQL)
+            finally:
+                cur.close()
 
     return engine
 
@@ -248,7 +258,9 @@ def _mark(dialect: str) -> str:
 # backlog of 50,000, and growing with it). Without that choice it walks ix_webhook_log_due, which holds the
 # claim's order, and stops after n entries, whatever the statistics say (tests/delivery/test_worker.py checks
 # the plan). The worker's other statements find rows by id or scan.
-CLAIM_PLAN_POSTGRESQL = "SET enable_bitmapscan = off"
+CLAIM_PLAN_POSTGRESQL = "set_config('enable_bitmapscan', 'off', true)"
+# Every transaction of a worker's (worker_engine): its commit does not wait for the disk, and the claim's plan.
+WORKER_TRANSACTION_POSTGRESQL = f"SELECT set_config('synchronous_commit', 'off', true), {CLAIM_PLAN_POSTGRESQL}"
 
 _CLAIMED_COLUMNS = "id, tenant, provider, event_id, received_at, headers, body, attempts"
 

@@ -227,6 +227,35 @@ def test_a_claim_on_a_backlog_the_statistics_have_not_seen_reads_only_what_it_ta
     assert "Bitmap" not in plan and "Seq Scan" not in plan, plan
 
 
+def test_a_workers_database_settings_are_its_transactions_own_so_a_pooled_connection_passes_none_on(
+        pg_schemas: PgSchemas) -> None:
+    """Behind a transaction-pooling PgBouncer, the server connection one of the worker's transactions used
+    serves any client's next transaction, the webhook server's included, whose commit must wait for the
+    disk. So the worker's relaxed commit and claim plan hold inside its transactions and end with them."""
+    from store.delivery import worker_engine
+    from store.engine import make_engine
+
+    show = "SELECT current_setting('synchronous_commit'), current_setting('enable_bitmapscan')"
+    url = pg_schemas.new()
+    plain = make_engine(url)
+    with plain.connect() as conn:
+        defaults = tuple(conn.exec_driver_sql(show).one())
+    plain.dispose()
+    engine = worker_engine(url)
+    with engine.connect() as conn:
+        inside = tuple(conn.exec_driver_sql(show).one())
+        conn.commit()
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        cur = raw.cursor()
+        cur.execute(show)  # the same server connection, in a transaction the worker did not begin
+        after = tuple(cur.fetchone() or ())
+        raw.rollback()
+    engine.dispose()
+    assert inside == ("off", "off")
+    assert after == defaults != inside
+
+
 def test_an_event_claimed_by_a_round_too_slow_to_start_it_inside_its_lease_is_left_to_the_lease(
         db: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     """A claim whose round returned later than half the lease margin is not attempted (the attempt could
