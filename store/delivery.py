@@ -28,7 +28,6 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any, Literal
 
 from sqlalchemy import (
@@ -42,7 +41,7 @@ from sqlalchemy import (
     update,
 )
 
-from store.engine import begin_write, is_sqlite, make_engine
+from store.engine import begin_write, is_sqlite, make_engine, sqlite_sidecar
 from store.errors import StoreError
 from store.schema import DUE_PREDICATE, delivery_attempts, webhook_log
 from store.webhook_log import row_time
@@ -444,7 +443,7 @@ def single_worker(engine: Engine, *, wait: bool = False) -> Iterator[None]:
     if not database or database == ":memory:":
         yield
         return
-    path = Path(database).with_name(Path(database).name + ".deliver-lock")
+    path = sqlite_sidecar(database, ".deliver-lock")
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         try:

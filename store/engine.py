@@ -128,7 +128,7 @@ class _WriterQueue:
     """
 
     def __init__(self, database: Path) -> None:
-        self._path = database.with_name(database.name + ".write-lock")
+        self._path = sqlite_sidecar(database, ".write-lock")
         self._thread_lock = threading.Lock()
         self._fd: int | None = None
         self._pid = -1
@@ -155,6 +155,13 @@ class _WriterQueue:
                 yield
             finally:
                 fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+def sqlite_sidecar(database: str | Path, suffix: str) -> Path:
+    """The file beside an SQLite database named ``<its name><suffix>`` (a lock file), found from the path with
+    its symbolic links resolved: processes that name one database by different paths share its locks."""
+    real = Path(database).expanduser().resolve()
+    return real.with_name(real.name + suffix)
 
 
 def _gevent_patched() -> bool:

@@ -9,6 +9,7 @@ import signal
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -152,6 +153,19 @@ def test_sqlite_runs_one_worker_and_a_second_refuses_or_waits(sqlite_stack: Stac
     wait_until(lambda: "deliver: worker" in waiting.logs(), 20, waiting.logs)
     insert(stack.engine, accepted(2))
     wait_until(lambda: _states(stack).get("delivered", 0) == 2, 20, waiting.logs)
+
+
+def test_a_second_sqlite_worker_naming_the_database_through_a_symbolic_link_is_refused_too(
+        sqlite_stack: Stack) -> None:
+    stack = sqlite_stack
+    first = stack.deliver("first")
+    database = Path(make_url(stack.database_url).database or "")
+    alias = stack.root / "elsewhere" / "alias.db"
+    alias.parent.mkdir()
+    alias.symlink_to(database)
+    second = spawn(["deliver"], stack.root / "second.log", stack.env(DATABASE_URL=f"sqlite:///{alias}"), stack.root)
+    assert second.proc.wait(60) == 1
+    assert f"another delivery worker (pid {first.proc.pid})" in second.logs()
 
 
 @pytest.mark.postgres
