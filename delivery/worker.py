@@ -339,7 +339,7 @@ class Worker:
     def _failed(self, item: Claimed, started_at: datetime, status: int | None, latency_ms: float | None,
                 error: str, *, retry_after_s: float | None = None, retry_at: datetime | None = None) -> Finished:
         now = self._now()
-        at = retry_at or next_attempt(attempt=item.attempt, received_at=item.received_at, now=now,
+        at = retry_at or next_attempt(attempt=item.attempt, queued_at=item.replayed_at or item.received_at, now=now,
                                       retry_after_s=retry_after_s, policy=self.config.retry, jitter=self._jitter())
         if retry_at is not None and item.attempt >= self.config.retry.max_attempts:
             at = None

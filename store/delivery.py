@@ -72,6 +72,7 @@ class Claimed:
     body: str
     attempt: int
     claim: str
+    replayed_at: datetime | None = None  # when `webhooks replay` last queued it: the retries' age limit starts there
 
 
 @dataclass(frozen=True)
@@ -227,7 +228,8 @@ def cycle(engine: Engine, results: Sequence[Finished], *, claim: str, now: datet
                     ) if provider_list else []
     claimed = [
         Claimed(id=int(r[0]), tenant=r[1], provider=r[2], event_id=r[3], received_at=_read_time(r[4]),
-                headers=_headers(r[5]), body=r[6] or "", attempt=int(r[7]), claim=claim)
+                headers=_headers(r[5]), body=r[6] or "", attempt=int(r[7]), claim=claim,
+                replayed_at=None if r[8] is None else _read_time(r[8]))
         for r in rows
     ]
     return sorted(claimed, key=lambda item: (item.received_at, item.id))
@@ -261,7 +263,7 @@ CLAIM_PLAN_POSTGRESQL = "set_config('enable_bitmapscan', 'off', true)"
 # Every transaction of a worker's (worker_engine): its commit does not wait for the disk, and the claim's plan.
 WORKER_TRANSACTION_POSTGRESQL = f"SELECT set_config('synchronous_commit', 'off', true), {CLAIM_PLAN_POSTGRESQL}"
 
-_CLAIMED_COLUMNS = "id, tenant, provider, event_id, received_at, headers, body, attempts"
+_CLAIMED_COLUMNS = "id, tenant, provider, event_id, received_at, headers, body, attempts, replayed_at"
 
 
 @functools.lru_cache(maxsize=16)
@@ -360,7 +362,7 @@ def _record(conn: Connection, attempts: list[tuple[Any, ...]], outcomes: list[tu
 def replay(engine: Engine, *, now: datetime, ids: Sequence[int] = (), tenant: str | None = None,
            provider: str | None = None, since: datetime | None = None, until: datetime | None = None,
            dead_only: bool = False) -> int:
-    """Queue accepted events again (due now, attempts from zero); returns how many.
+    """Queue accepted events again (due now, attempts from zero, the age limit from now); returns how many.
 
     Selects by ``ids``, or by the filters (all given ones must match; ``since`` inclusive, ``until``
     exclusive). Rejected and duplicate rows were never events to deliver and are never queued. A replayed
@@ -381,7 +383,7 @@ def replay(engine: Engine, *, now: datetime, ids: Sequence[int] = (), tenant: st
     if dead_only:
         conditions.append(c.delivery_state == "dead")
     stmt = update(webhook_log).where(*conditions).values(
-        delivery_state="pending", attempts=0, next_attempt_at=now, claimed_by=None, last_error=None)
+        delivery_state="pending", attempts=0, next_attempt_at=now, claimed_by=None, last_error=None, replayed_at=now)
     with begin_write(engine) as conn:
         return int(conn.execute(stmt).rowcount)
 

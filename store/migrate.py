@@ -6,6 +6,8 @@ The CLI's ``tenantctl db upgrade`` calls :func:`upgrade`; the webhook server and
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from alembic import command
@@ -22,6 +24,7 @@ __all__ = [
     "StoreError",
     "alembic_config",
     "current_revision",
+    "downgrade",
     "head_revision",
     "is_up_to_date",
     "require_up_to_date",
@@ -41,13 +44,53 @@ def alembic_config(connection: Connection | None = None) -> Config:
 
 def upgrade(url_or_engine: str | Engine, revision: str = "head") -> None:
     """Migrate the database to ``revision`` (idempotent: nothing happens when already there)."""
+    _migrate(url_or_engine, lambda cfg: command.upgrade(cfg, revision))
+
+
+def downgrade(url_or_engine: str | Engine, revision: str) -> None:
+    """Migrate the database back to ``revision`` (for rehearsing a rollback; the CLI only upgrades)."""
+    _migrate(url_or_engine, lambda cfg: command.downgrade(cfg, revision))
+
+
+def _migrate(url_or_engine: str | Engine, run: Callable[[Config], None]) -> None:
     engine = make_engine(url_or_engine) if isinstance(url_or_engine, str) else url_or_engine
     try:
-        with engine.begin() as conn:
-            command.upgrade(alembic_config(conn), revision)
+        with engine.connect() as conn, _foreign_keys_held(conn) as check, conn.begin():
+            run(alembic_config(conn))
+            check()
     finally:
         if isinstance(url_or_engine, str):
             engine.dispose()
+
+
+@contextlib.contextmanager
+def _foreign_keys_held(conn: Connection) -> Iterator[Callable[[], None]]:
+    """On SQLite, foreign-key enforcement off for the migration; the block calls what it yields to check
+    every reference before it commits (raises StoreError naming the first broken one). Elsewhere a no-op.
+
+    SQLite changes a table by building a new one and dropping the old (Alembic's batch mode), and with
+    enforcement on, dropping a table first deletes its rows, which cascades to the rows that refer to them
+    (https://www.sqlite.org/foreignkeys.html §5; the procedure: https://www.sqlite.org/lang_altertable.html
+    §7). The pragma is a no-op inside a transaction, so it is set before the migration's begins.
+    """
+    if conn.dialect.name != "sqlite":
+        yield lambda: None
+        return
+    raw = conn.connection.dbapi_connection
+    if raw is None:  # pragma: no cover - an open connection has its driver connection
+        raise StoreError("no database connection to migrate")
+
+    def check() -> None:
+        broken = raw.execute("PRAGMA foreign_key_check").fetchall()
+        if broken:
+            raise StoreError(f"the migration left {len(broken)} row(s) referring to rows that do not exist "
+                             f"(first: table {broken[0][0]}, row {broken[0][1]})")
+
+    raw.execute("PRAGMA foreign_keys = OFF")
+    try:
+        yield check
+    finally:
+        raw.execute("PRAGMA foreign_keys = ON")
 
 
 def head_revision() -> str:

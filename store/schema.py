@@ -113,6 +113,9 @@ webhook_log = Table(
     Column("last_status", SmallInteger(), nullable=True),
     Column("last_error", String(255), nullable=True),
     Column("delivered_at", UTCDateTime(), nullable=True),
+    # When `webhooks replay` last queued the event again: its retries' age limit counts from here, not from
+    # receipt (migration 0010).
+    Column("replayed_at", UTCDateTime(), nullable=True),
     # How many further refusals of the same kind this row stands for (store/refusals.py): beyond a rate,
     # refusals are counted into one row per minute instead of one row each.
     Column("repeats", Integer(), nullable=False, server_default=text("0")),
@@ -143,6 +146,10 @@ webhook_log = Table(
         sqlite_where=text(DUE_PREDICATE),
         postgresql_where=text(DUE_PREDICATE),
     ),
+    # An id is never given twice, even after the newest rows were pruned: it is the event's `webhook-id`, on
+    # which the platform de-duplicates. PostgreSQL's sequence never goes back; SQLite's rowid would be max + 1
+    # without AUTOINCREMENT (https://www.sqlite.org/autoinc.html; migration 0010).
+    sqlite_autoincrement=True,
 )
 
 # One row per delivery attempt of an accepted event (what a gateway shows its users).

@@ -22,16 +22,16 @@ def test_backoff_is_full_jitter_under_a_capped_exponential_ceiling(attempt: int,
 
 
 def test_retry_after_is_a_floor() -> None:
-    at = next_attempt(attempt=1, received_at=T0, now=T0, retry_after_s=30, policy=POLICY, jitter=0.1)
+    at = next_attempt(attempt=1, queued_at=T0, now=T0, retry_after_s=30, policy=POLICY, jitter=0.1)
     assert at == T0 + timedelta(seconds=30)
 
 
-@pytest.mark.parametrize(("attempt", "received_at", "retry_after"), [
+@pytest.mark.parametrize(("attempt", "queued_at", "retry_after"), [
     (5, T0, None),  # the attempt limit
     (1, T0 - timedelta(minutes=59, seconds=59), 5),  # the next try would be past the age limit
 ])
-def test_dead_letter_at_the_limits(attempt: int, received_at: datetime, retry_after: float | None) -> None:
-    assert next_attempt(attempt=attempt, received_at=received_at, now=T0, retry_after_s=retry_after,
+def test_dead_letter_at_the_limits(attempt: int, queued_at: datetime, retry_after: float | None) -> None:
+    assert next_attempt(attempt=attempt, queued_at=queued_at, now=T0, retry_after_s=retry_after,
                         policy=POLICY, jitter=0.5) is None
 
 

@@ -134,6 +134,20 @@ def test_a_late_answer_does_not_undo_a_replay(db: Engine) -> None:
     assert _state(db)["evt-0"] == ("pending", 0, None)
 
 
+def test_a_replayed_dead_letter_gets_the_whole_retry_budget_again_however_old_it_is(db: Engine) -> None:
+    """Dead letters of a long outage are what gets replayed: the age limit counts from the replay, so one
+    more transient failure makes it retried, not dead again at once."""
+    clock = Clock()
+    insert(db, accepted(1, at=clock.now - timedelta(days=4)))  # older than the 3-day age limit
+    worker = _worker(db, lambda r: httpx.Response(503), clock, max_age=timedelta(days=3))
+    worker.run(threading.Event(), until_idle=True)
+    assert _state(db)["evt-0"] == ("dead", 1, 503)  # past the age limit already: no retry after a failure
+    assert replay(db, now=clock.now, dead_only=True) == 1
+    worker.run(threading.Event(), until_idle=True)
+    worker.close()
+    assert _state(db)["evt-0"] == ("retrying", 1, 503)
+
+
 @pytest.mark.parametrize("state", ["rejected", "duplicate"])
 def test_rejected_and_duplicate_rows_are_never_queued(db: Engine, state: str) -> None:
     [rec] = accepted(1)

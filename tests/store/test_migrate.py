@@ -5,12 +5,13 @@ from __future__ import annotations
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Column, Engine, Integer, MetaData, inspect
+from sqlalchemy import Column, Engine, Integer, MetaData, inspect, text
 
 from store.engine import make_engine
 from store.migrate import (
     DatabaseNotMigrated,
     current_revision,
+    downgrade,
     head_revision,
     is_up_to_date,
     require_up_to_date,
@@ -41,7 +42,7 @@ def test_upgrade_from_empty_reaches_head_and_is_idempotent(empty_url: str) -> No
     upgrade(empty_url)  # a second run changes nothing
     engine = make_engine(empty_url)
     try:
-        assert current_revision(engine) == head_revision() == "0009"
+        assert current_revision(engine) == head_revision() == "0010"
         require_up_to_date(engine)
         assert set(inspect(engine).get_table_names()) >= {
             "webhook_log",
@@ -63,3 +64,59 @@ def test_the_agreement_check_sees_a_model_change(engine: Engine) -> None:
         table.to_metadata(drifted)
     drifted.tables["tenant_locks"].append_column(Column("note", Integer()))
     assert [d[0] for d in _diff(engine, drifted) if isinstance(d, tuple)] == ["add_column"]
+
+
+def _counts(engine: Engine) -> tuple[int, int]:
+    with engine.connect() as conn:
+        return (conn.execute(text("SELECT count(*) FROM webhook_log")).scalar_one(),
+                conn.execute(text("SELECT count(*) FROM delivery_attempts")).scalar_one())
+
+
+def _insert_event(engine: Engine, n: int) -> int:
+    """One accepted, pending event with one failed attempt, as a 0009 database holds them; returns its id."""
+    with engine.begin() as conn:
+        log_id = conn.execute(text(
+            "INSERT INTO webhook_log (received_at, tenant, provider, outcome, status_code, event_id, body_size, "
+            "body, delivery_state, attempts, next_attempt_at, repeats) VALUES (CURRENT_TIMESTAMP, 'acme', "
+            "'hospitable', 'accepted', 200, :e, 2, '{}', 'pending', 1, CURRENT_TIMESTAMP, 0) RETURNING id"),
+            {"e": f"evt-{n}"}).scalar_one()
+        conn.execute(text("INSERT INTO delivery_attempts (log_id, attempt, started_at, worker, outcome, "
+                          "status_code) VALUES (:i, 1, CURRENT_TIMESTAMP, 'w', 'failed', 503)"), {"i": log_id})
+    return int(log_id)
+
+
+def _sqlite_schema(engine: Engine, kind: str) -> list[tuple[str, str]]:
+    with engine.connect() as conn:
+        return sorted((str(n), " ".join(str(s).split())) for n, s in conn.execute(text(
+            "SELECT name, sql FROM sqlite_master WHERE tbl_name = 'webhook_log' AND type = :k AND sql IS NOT NULL"),
+            {"k": kind}))
+
+
+def test_migration_0010_keeps_every_event_and_attempt_and_never_gives_an_id_twice(
+        empty_url: str, tmp_path: object) -> None:
+    """0010 rebuilds SQLite's log with AUTOINCREMENT: the ids (webhook-ids) of pruned events are not given
+    again. The rebuild keeps every row, every attempt referring to them (dropping the old table must not
+    cascade to them) and every index, partial ones included; it goes down and up again the same way."""
+    upgrade(empty_url, "0009")
+    engine = make_engine(empty_url)
+    try:
+        ids = [_insert_event(engine, n) for n in range(3)]
+        upgrade(empty_url)
+        assert _counts(engine) == (3, 3)
+        if engine.dialect.name == "sqlite":
+            fresh = make_engine(f"sqlite:///{tmp_path}/fresh.db")
+            metadata.create_all(fresh)
+            assert _sqlite_schema(engine, "index") == _sqlite_schema(fresh, "index")
+            assert "AUTOINCREMENT" in dict(_sqlite_schema(engine, "table"))["webhook_log"]
+            fresh.dispose()
+        with engine.begin() as conn:  # a prune takes the newest event
+            conn.execute(text("DELETE FROM webhook_log WHERE id = :i"), {"i": ids[-1]})
+        assert _insert_event(engine, 9) == ids[-1] + 1
+        assert _counts(engine) == (3, 3)  # the pruned event's attempt went with it
+
+        downgrade(engine, "0009")
+        assert _counts(engine) == (3, 3)
+        upgrade(engine)
+        assert current_revision(engine) == "0010" and _counts(engine) == (3, 3)
+    finally:
+        engine.dispose()

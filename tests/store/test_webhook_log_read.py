@@ -107,6 +107,17 @@ def test_prune_deletes_only_older_rows(log: Engine) -> None:
     assert min(r.received_at for r in rows) == T0 - H
 
 
+def test_an_id_pruned_away_is_never_given_to_a_later_event(engine: Engine) -> None:
+    """An event's id is its delivery's webhook-id, on which the platform de-duplicates: even after a prune
+    took the newest events, the next one gets an id never given before."""
+    _write(engine, rec(event_id="a"), rec(event_id="b"))
+    before, _ = query_log(engine)
+    assert prune(engine, older_than=T0 + H, include_undelivered=True) == 2
+    _write(engine, rec(event_id="c"))
+    after, _ = query_log(engine)
+    assert [r.id for r in after] == [max(r.id for r in before) + 1]
+
+
 def test_last_verified_event_counts_accepted_and_duplicate_only(log: Engine) -> None:
     assert last_verified_event(log, "acme", "hospitable") == T0 + H
     assert last_verified_event(log, "acme", "whatsapp") == T0
