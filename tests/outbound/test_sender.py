@@ -1,12 +1,14 @@
 """The sender against a real loopback platform that misbehaves on a kept-alive connection: an answer counts
-only for its own request."""
+only for its own request, and a 2xx counts once its status and headers are read, whatever its body does."""
 
 from __future__ import annotations
 
 import asyncio
 import inspect
 import threading
+import time
 from collections.abc import Awaitable, Callable, Iterator
+from datetime import timedelta
 
 import aiohttp
 import pytest
@@ -289,3 +291,120 @@ def test_the_aiohttp_internals_the_sender_relies_on_are_still_there() -> None:
     assert list(inspect.signature(aiohttp.ClientResponse.start).parameters) == ["self", "connection"]
     assert "response_class" in inspect.signature(aiohttp.ClientSession).parameters
     assert issubclass(_Response, aiohttp.ClientResponse)
+
+
+# -- a 2xx counts once its status and headers are read --------------------------------------------------------
+
+async def _trickle_body(n: int, writer: asyncio.StreamWriter, status: int = 200) -> bool:
+    writer.write(b"HTTP/1.1 %d X\r\ncontent-length: 1000\r\n\r\n" % status)
+    for _ in range(1000):  # a byte every 0.2 s, well inside the read timeout: only the total deadline ends it
+        writer.write(b"x")
+        await writer.drain()
+        await asyncio.sleep(0.2)
+    return True
+
+
+async def _silent_body(n: int, writer: asyncio.StreamWriter, status: int = 200) -> bool:
+    writer.write(b"HTTP/1.1 %d X\r\ncontent-length: 1000\r\n\r\nabc" % status)
+    await writer.drain()
+    await asyncio.sleep(30)
+    return False
+
+
+async def _reset_body(n: int, writer: asyncio.StreamWriter, status: int = 200) -> bool:
+    writer.write(b"HTTP/1.1 %d X\r\ncontent-length: 1000\r\n\r\nabc" % status)
+    await writer.drain()
+    await asyncio.sleep(0.05)
+    writer.transport.abort()  # RST mid-body
+    return False
+
+
+async def _closed_mid_body(n: int, writer: asyncio.StreamWriter, status: int = 200) -> bool:
+    writer.write(b"HTTP/1.1 %d X\r\ncontent-length: 1000\r\n\r\nabc" % status)
+    await writer.drain()
+    return False  # FIN mid-body
+
+
+async def _bad_chunk(n: int, writer: asyncio.StreamWriter, status: int = 200) -> bool:
+    writer.write(b"HTTP/1.1 %d X\r\ntransfer-encoding: chunked\r\n\r\n" % status)
+    await writer.drain()
+    await asyncio.sleep(0.05)  # in the head's own segment, aiohttp's parser fails before handing the head over
+    writer.write(b"ZZZZ\r\nabc\r\n")
+    await writer.drain()
+    await asyncio.sleep(30)
+    return False
+
+
+BODY_FAILURES = [_trickle_body, _silent_body, _reset_body, _closed_mid_body, _bad_chunk]
+
+
+@pytest.mark.parametrize("body", BODY_FAILURES)
+def test_a_2xx_whose_body_fails_is_a_success_inside_the_deadline(
+        platform: Callable[[Answerer], Platform], body: Callable[[int, asyncio.StreamWriter], Awaitable[bool]]) -> None:
+    """The platform accepted the event once it answered 2xx: a body that trickles past the deadline, stops,
+    resets or is malformed does not make the attempt an error. The attempt still ends by the total deadline
+    (connect + read timeout), and the connection is not reused."""
+    peer = platform(lambda n, w: body(n, w) if n == 0 else _answer_now(w, 204))
+
+    async def go() -> tuple[Answer | Exception, float, Answer | Exception]:
+        sender = Sender(_policy(peer.url, connect_timeout_s=0.5, timeout_s=1.0))
+        try:
+            started = time.monotonic()
+            first = await _post(sender, peer.url)
+            took = time.monotonic() - started
+            return first, took, await _post(sender, peer.url)
+        finally:
+            await sender.close()
+
+    first, took, second = asyncio.run(go())
+    assert isinstance(first, Answer) and first.status == 200, first
+    assert first.body in (b"", b"abc") or set(first.body) == {ord("x")}
+    assert took < 0.5 + 1.0 + 0.5  # connect + read deadline, and scheduling slack
+    assert isinstance(second, Answer) and second.status == 204
+    assert peer.requests == [1, 2]  # the first connection, its body unfinished, was dropped
+
+
+async def _answer_now(writer: asyncio.StreamWriter, status: int) -> bool:
+    writer.write(_answer(status))
+    return True
+
+
+@pytest.mark.parametrize(("body", "error"), [
+    (_trickle_body, SendTimeout), (_silent_body, SendTimeout), (_reset_body, SendFailed),
+    (_closed_mid_body, SendFailed),
+    (_bad_chunk, SendTimeout),  # aiohttp closes the connection but leaves the body's reader waiting
+])
+def test_a_non_2xx_whose_body_fails_is_still_an_error(
+        platform: Callable[[Answerer], Platform], body: Callable[..., Awaitable[bool]],
+        error: type[Exception]) -> None:
+    peer = platform(lambda n, w: body(n, w, 500))
+
+    async def go() -> tuple[Answer | Exception, float]:
+        sender = Sender(_policy(peer.url, connect_timeout_s=0.5, timeout_s=1.0))
+        try:
+            started = time.monotonic()
+            return await _post(sender, peer.url), time.monotonic() - started
+        finally:
+            await sender.close()
+
+    result, took = asyncio.run(go())
+    assert isinstance(result, error), result
+    assert took < 0.5 + 1.0 + 0.5
+
+
+def test_the_worker_records_a_2xx_whose_body_was_reset_as_delivered(
+        platform: Callable[[Answerer], Platform], db: Engine) -> None:
+    peer = platform(_reset_body)
+    insert(db, accepted(2))
+    policy = _policy(peer.url)
+    config = WorkerConfig(policy=policy, retry=RetryPolicy(max_attempts=3, max_age=timedelta(days=1)), keys=[KEY],
+                          concurrency=2, poll_s=0.02)
+    worker = Worker(db, Destinations({"hospitable": peer.url}), config, Sender(policy), worker_id="w1")
+    worker.run(threading.Event(), until_idle=True)
+    worker.close()
+    c, a = webhook_log.c, delivery_attempts.c
+    with db.connect() as conn:
+        states = conn.execute(select(c.delivery_state, c.last_status, c.attempts)).all()
+        attempts = conn.execute(select(a.outcome, a.status_code)).all()
+    assert sorted(map(tuple, states)) == [("delivered", 200, 1)] * 2
+    assert sorted(map(tuple, attempts)) == [("delivered", 200)] * 2
