@@ -5,6 +5,18 @@ redirects are answers, never followed; connect and read timeouts, and a total de
 timeout per request; at most ``max_response_bytes`` of an answer are read (a longer one closes its
 connection instead of being drained). No proxy, ``.netrc`` or cookie is taken from the environment.
 
+An attempt counts only the answer to its own request. Connections are kept alive (a TCP+TLS connect per POST
+would cost more CPU than the POST itself), so: a pooled connection that took in an answer while idle (an
+unsolicited one, complete or begun, or bytes that are not HTTP) is closed, never handed to the next request
+(:class:`_Connector`; a fragment shorter than a status line and headers is dropped with the parser aiohttp
+replaces at each request), and a connection whose answer was not 2xx is not reused (:class:`_Response`), so a
+late extra answer written after an error is never read as the answer to the request sent next.
+
+Once a 2xx status line and headers have been read, the attempt is a success whatever happens to the body: a
+body that fails (a reset, a malformed chunk) or does not end within the deadline is dropped with its connection
+(the answer's body is what was read of it). Non-2xx answers are read as before: a failure reading them is an
+error.
+
 Why aiohttp: a delivery is one small POST, and the sender's CPU per POST is what a worker on a shared host
 takes from the webhook server. Measured here against the sandbox's fake platform (benchmarks/delivery.py,
 issue 12 note): aiohttp ~250 us per POST; httpx 630 us sequentially and 1,300-2,300 us concurrently.
@@ -22,6 +34,9 @@ from typing import Protocol
 
 import aiohttp
 import yarl
+from aiohttp.client_reqrep import ConnectionKey
+from aiohttp.connector import Connection
+from aiohttp.tracing import Trace
 
 from outbound.policy import Answer, OutboundPolicy, check_url
 
@@ -62,8 +77,8 @@ class Sender:
 
     def _open(self) -> aiohttp.ClientSession:
         # Created on first use: aiohttp binds a session to the running loop.
-        connector = aiohttp.TCPConnector(limit=self._max_connections, ttl_dns_cache=60)
-        self._session = aiohttp.ClientSession(connector=connector, trust_env=False,
+        connector = _Connector(limit=self._max_connections, ttl_dns_cache=60)
+        self._session = aiohttp.ClientSession(connector=connector, trust_env=False, response_class=_Response,
                                               cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False)
         return self._session
 
@@ -79,8 +94,18 @@ class Sender:
         try:
             async with session.post(target, data=content, headers=dict(headers), allow_redirects=False,
                                     timeout=timeout) as response:
-                body = await _read_capped(response, policy.max_response_bytes)
-                return Answer(response.status, {k.lower(): v for k, v in response.headers.items()}, body,
+                status = response.status
+                body = bytearray()
+                if 200 <= status < 300:
+                    try:
+                        await _read_capped(response, policy.max_response_bytes, body)
+                    except (TimeoutError, aiohttp.ClientError):
+                        # Accepted: the platform said so before the body failed (a reset, a trickle cut by the
+                        # deadline). The body is not needed; the connection, in an unknown state, is dropped.
+                        response.close()
+                else:
+                    await _read_capped(response, policy.max_response_bytes, body)
+                return Answer(status, {k.lower(): v for k, v in response.headers.items()}, bytes(body),
                               time.monotonic() - started)
         except TimeoutError as exc:  # aiohttp's timeouts are asyncio's (ServerTimeoutError included)
             raise SendTimeout("timeout") from exc
@@ -100,16 +125,60 @@ def _checked(policy: OutboundPolicy, url: str) -> yarl.URL:
     return yarl.URL(url)
 
 
-async def _read_capped(response: aiohttp.ClientResponse, cap: int) -> bytes:
-    body = bytearray()
+async def _read_capped(response: aiohttp.ClientResponse, cap: int, body: bytearray) -> None:
+    """Read at most ``cap`` bytes of the answer into ``body`` (what was read stays there if reading fails)."""
     while len(body) < cap:
         chunk = await response.content.read(cap - len(body))
         if not chunk:
-            return bytes(body)
+            return
         body += chunk
     if not response.content.at_eof():
         response.close()  # more than the cap: drop the connection rather than read the rest
-    return bytes(body)
+
+
+class _Connector(aiohttp.TCPConnector):
+    """A pool that never hands over a connection which took in an answer while it was idle.
+
+    aiohttp keeps parsing what arrives on a pooled keep-alive connection and queues a complete answer (or the
+    head of one) for whoever reads it next: the next request on that connection, which would take an
+    unsolicited answer for its own (aio-libs/aiohttp#13656, not fixed in 3.14.5). The connection already
+    knows it: ``ResponseHandler.should_close`` is true once anything is queued, an answer's body is unfinished
+    or a parse error is set; but the pool checks it only when the connection is returned, not when it is
+    handed out. No public hook runs there (trace signals get no connection), so this overrides the private
+    ``BaseConnector._get(key, traces)``; tests/outbound/test_sender.py fails if that method or what it
+    returns changes. Cost: one attribute check per reuse, no syscall.
+    """
+
+    async def _get(self, key: ConnectionKey, traces: list[Trace]) -> Connection | None:
+        while (conn := await super()._get(key, traces)) is not None:
+            protocol = conn.protocol
+            if protocol is not None and not protocol.should_close:
+                return conn
+            conn.close()  # closes it (should_close=True), frees its slot; try the next pooled one
+        return None
+
+
+class _Response(aiohttp.ClientResponse):
+    """An answer that marks its connection not to be reused unless it is 2xx.
+
+    A platform that writes a late extra answer after an error (a 500, then a 204 on the idle connection) would
+    otherwise have it read as the answer to the request sent next on that connection, when that request goes
+    out before the extra answer arrives (a worker starts its next attempt at once). Errors are the rare path:
+    the 2xx answers of the hot path keep their connection. An answer without a body has already put its
+    connection back in the pool when ``start`` returns (nothing ran in between): it is closed there; one with
+    a body is closed when it is released (``force_close``, public, makes ``should_close`` true).
+    ``ClientSession(response_class=...)`` is public; ``start(connection)`` is what aiohttp calls on it
+    (tests/outbound/test_sender.py fails if that changes).
+    """
+
+    async def start(self, connection: Connection) -> aiohttp.ClientResponse:
+        protocol = connection.protocol
+        await super().start(connection)
+        if protocol is not None and not 200 <= self.status < 300:
+            protocol.force_close()
+            if self.connection is None:  # released already: idle in the pool
+                protocol.close()
+        return self
 
 
 __all__ = ["PostSender", "SendError", "SendFailed", "SendTimeout", "Sender"]

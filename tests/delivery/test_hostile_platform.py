@@ -96,7 +96,8 @@ async def _trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -
 
 
 async def _trickle_body(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n")
+    # An error's body: a 2xx counts once its head is read, whatever its body does (tests/outbound/test_sender.py).
+    writer.write(b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 1000\r\n\r\n")
     for _ in range(1000):
         writer.write(b"x")
         await writer.drain()
@@ -112,7 +113,7 @@ async def _endless(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -
 
 
 async def _reset(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nabc")
+    writer.write(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 100\r\n\r\nabc")  # an error's body, as above
     await writer.drain()
     writer.transport.abort()
 
