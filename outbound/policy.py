@@ -1,12 +1,14 @@
 """The rules an outbound request meets before and while it is sent.
 
+0. The URL must be a destination at all (tenancy.hosts.check_destination_url: never a metadata, link-local,
+   unspecified, multicast or disguised address, nor text with control characters), whichever its source.
 1. The host must be allow-listed (destinations come from settings, never from a payload): ``OutboundBlocked``.
 2. https only; plain http only to a loopback address and only when the policy allows it (sandbox, dev).
 3. Redirects are never followed (they could carry a signed body elsewhere): a 3xx is an answer, not a hop.
 4. Connect and read timeouts on every request, and a total deadline while the response is read.
 5. At most ``max_response_bytes`` of a response are read; the rest is left unread.
 
-Rules 1 and 2 are checked here (pure); rules 3 to 5 are kept by the sender (outbound/sender.py).
+Rules 0 to 2 are checked here (pure); rules 3 to 5 are kept by the sender (outbound/sender.py).
 Errors: ``OutboundBlocked`` (refused before sending).
 """
 
@@ -16,6 +18,9 @@ import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
+
+from tenancy.escape import printable
+from tenancy.hosts import check_destination_url
 
 LOOPBACK_NAMES = frozenset({"localhost"})
 
@@ -44,9 +49,11 @@ class Answer:
 
 
 def host_of(url: str) -> str:
-    """The lower-case host (with :port when given) of ``url``; '' when there is none."""
+    """The lower-case host (with :port when given) of ``url``, an IPv6 address in brackets; '' when none."""
     parts = urlsplit(url)
     host = (parts.hostname or "").lower()
+    if ":" in host:
+        host = f"[{host}]"  # as written: `::1:8000` would read as an address, not ::1 port 8000
     return f"{host}:{parts.port}" if host and parts.port else host
 
 
@@ -66,14 +73,23 @@ def allow_list(urls: Iterable[str]) -> frozenset[str]:
 
 
 def check_url(policy: OutboundPolicy, url: str) -> None:
-    """Raise OutboundBlocked unless ``url`` may be requested under ``policy``."""
+    """Raise OutboundBlocked unless ``url`` may be requested under ``policy``. First the destination rule
+    (tenancy.hosts.check_destination_url: printable ASCII, http(s), no credentials, no metadata, link-local,
+    unspecified, multicast or disguised address), the same a tenant file's override meets when validated, so
+    a destination from the settings meets it too; then the allow-list and the http rule. A message quotes
+    the URL's host only escaped (tenancy.escape.printable)."""
+    why = check_destination_url(url)
+    if why is not None:
+        raise OutboundBlocked(why)
     parts = urlsplit(url)
     host = host_of(url)
     if parts.scheme not in ("https", "http") or not host:
-        raise OutboundBlocked(f"not an http(s) URL with a host: {parts.scheme or '(no scheme)'}://{host}")
+        raise OutboundBlocked(f"not an http(s) URL with a host: {printable(parts.scheme) or '(no scheme)'}://"
+                              f"{printable(host)}")
     if host not in policy.allowed_hosts:
-        raise OutboundBlocked(f"host {host} is not allow-listed")
+        raise OutboundBlocked(f"host {printable(host)} is not allow-listed")
     if parts.scheme == "http" and not (policy.allow_loopback_http and is_loopback(host)):
-        raise OutboundBlocked(f"http:// refused for {host}: use https (plain http only to loopback in sandbox/dev)")
+        raise OutboundBlocked(f"http:// refused for {printable(host)}: use https (plain http only to loopback in "
+                              "sandbox/dev)")
     if parts.username or parts.password:
         raise OutboundBlocked("credentials in the URL are refused")

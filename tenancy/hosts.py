@@ -1,4 +1,4 @@
-"""Which hosts a tenant file may name as a device (`properties[].intercom.host`): the rule, pure.
+"""Which hosts a tenant file may name as a device (`properties[].intercom.host`) or a delivery destination: pure.
 
 A tenant file sends credentials (2N Digest auth) to the host it names, so a host must be a device on a
 site, never this machine, a cloud metadata service or another provider's API. The same rule runs twice:
@@ -26,14 +26,31 @@ Refused, each with its reason:
   the text could disagree with the address connected to.
 Private LAN ranges (10/8, 172.16/12, 192.168/16, fc00::/7) and shared address space (100.64/10, used by
 overlay VPNs) are allowed: a device on a site's network is the point.
+
+Delivery destinations (`TENANTCTL_DELIVERY_URL_<PROVIDER>` and a tenant file's `delivery:`) meet the same
+syntax and nearly the same addresses (`check_destination_url`, `check_destination_host`): on the text when
+a tenant file is validated, and again by the outbound policy before every request, so a setting cannot
+bypass it. The differences, each for a reason:
+- loopback as written (127.0.0.0/8, ::1, `localhost`) is allowed: the sandbox's fake platform and a platform
+  on the same host listen there (plain http to it still needs TENANTCTL_DELIVERY_ALLOW_LOOPBACK_HTTP);
+- an IPv4 address written inside IPv6 (IPv4-mapped ::ffff:a.b.c.d, -compatible ::a.b.c.d, SIIT) is refused
+  whatever it is: it only disguises an address a destination can write as a dotted quad;
+- of the names only the cloud metadata names are refused (a platform may live under any domain);
+- private ranges stay allowed: a platform inside the operator's network is the usual deployment, and the
+  operator (settings) or an admin (tenant files) chooses it; what is refused is what never is a platform
+  (metadata, link-local, unspecified, multicast, broadcast, reserved, disguised forms).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Callable
 
-__all__ = ["check_device_address", "check_device_host"]
+__all__ = [
+    "check_destination_address", "check_destination_host", "check_destination_url", "check_device_address",
+    "check_device_host",
+]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -117,6 +134,74 @@ def check_device_host(host: str) -> str | None:
 
     The reason is a short phrase for a finding ("a loopback address"); HOST itself is not repeated.
     """
+    return _check_host(host, check_device_address, _device_name)
+
+
+def _device_name(name: str) -> str | None:
+    """Why the DNS name NAME (lower case, no root dot) may not be a device, or None."""
+    if name == "localhost" or name.endswith(".localhost") or name in ("localhost.localdomain", "ip6-localhost",
+                                                                       "ip6-loopback"):
+        return "a name of this machine (localhost)"
+    if name in METADATA_NAMES:
+        return "a cloud metadata service"
+    for domain in PROVIDER_DOMAINS:
+        if name == domain or name.endswith("." + domain):
+            return f"a provider's API domain ({domain}), not a device"
+    return None
+
+
+def _destination_name(name: str) -> str | None:
+    """Why the DNS name NAME may not be a delivery destination: only the metadata services' names."""
+    return "a cloud metadata service" if name in METADATA_NAMES else None
+
+
+def check_destination_address(ip: IPAddress) -> str | None:
+    """Why a delivery destination may not be IP, or None: the device rule, except that loopback as written
+    (127.0.0.0/8, ::1) is allowed, and that an IPv4 address written inside IPv6 (IPv4-mapped, -compatible,
+    SIIT) is refused whatever it is: a destination names its IPv4 address as a dotted quad."""
+    if isinstance(ip, ipaddress.IPv6Address) and not ip.is_loopback and not ip.is_unspecified and (
+            ip.ipv4_mapped is not None or ip in _IPV4_COMPATIBLE or ip in _IPV4_TRANSLATED):
+        return "an IPv4 address written inside an IPv6 address (IPv4-mapped or -compatible): write the IPv4 address"
+    if ip.is_loopback:
+        return None  # this machine: the sandbox's fake platform, a platform on the same host
+    return check_device_address(ip)
+
+
+def check_destination_host(host: str) -> str | None:
+    """Why HOST (`name`, `a.b.c.d`, `[v6]`, each optionally `:port`) may not be a delivery destination's host,
+    or None. The same syntax as a device host; the address rule is `check_destination_address`, and of the
+    names only the cloud metadata services are refused (`localhost` is loopback; a platform may share a
+    domain with anything)."""
+    return _check_host(host, check_destination_address, _destination_name)
+
+
+# A URL is printable ASCII without spaces (RFC 3986 §2; anything else is percent-encoded), so a control
+# character, an escape sequence or a look-alike letter never reaches a request, a terminal or a log.
+_URL_TEXT = re.compile(r"[!-~]+")
+
+
+def check_destination_url(url: str) -> str | None:
+    """Why URL (`TENANTCTL_DELIVERY_URL_<PROVIDER>` or a tenant file's `delivery:`) may not be a delivery
+    destination, or None: printable ASCII only, http(s), no credentials, a host `check_destination_host`
+    accepts. (Plain http only to loopback, and the allow-list, are the outbound policy's: outbound/policy.py.)
+    The reason never repeats URL."""
+    if not _URL_TEXT.fullmatch(url):
+        return ("a URL is printable ASCII without spaces: control characters, spaces and non-ASCII letters "
+                "are refused (percent-encode them in a path)")
+    scheme, sep, rest = url.partition("://")
+    authority = re.split(r"[/?#]", rest, maxsplit=1)[0] if sep else ""
+    if scheme.lower() not in ("http", "https") or not authority:
+        return "not an http(s) URL with a host"
+    if "@" in authority:
+        return "credentials in the URL are refused"
+    why = check_destination_host(authority)
+    return None if why is None else f"its host is refused: {why}"
+
+
+def _check_host(host: str, address_rule: Callable[[IPAddress], str | None],
+                name_rule: Callable[[str], str | None]) -> str | None:
+    """The syntax both host rules share (see the module's docstring); addresses and names are then judged
+    by ADDRESS_RULE and NAME_RULE."""
     if not host or host != host.strip():
         return "empty, or surrounded by spaces"
     name, port = _split_port(host)
@@ -133,12 +218,12 @@ def check_device_host(host: str) -> str | None:
             return "not an IPv6 address inside the brackets"
         if v6.scope_id:
             return "an IPv6 zone (%...) only names a link-local address"
-        return check_device_address(v6)
+        return address_rule(v6)
     name = name.lower()
     if name.endswith("."):
         name = name[:-1]  # the root; `localhost.` is `localhost`
     try:
-        return check_device_address(ipaddress.IPv4Address(name))
+        return address_rule(ipaddress.IPv4Address(name))
     except ValueError:
         pass
     labels = name.split(".")
@@ -146,15 +231,7 @@ def check_device_host(host: str) -> str | None:
         return "an IPv4 address must be four decimal numbers (no octal, hex, decimal-integer or shortened forms)"
     if len(name) > 253 or not all(_LABEL.match(label) for label in labels):
         return "not a host name (letters, digits and hyphens between dots)"
-    if name == "localhost" or name.endswith(".localhost") or name in ("localhost.localdomain", "ip6-localhost",
-                                                                       "ip6-loopback"):
-        return "a name of this machine (localhost)"
-    if name in METADATA_NAMES:
-        return "a cloud metadata service"
-    for domain in PROVIDER_DOMAINS:
-        if name == domain or name.endswith("." + domain):
-            return f"a provider's API domain ({domain}), not a device"
-    return None
+    return name_rule(name)
 
 
 def _split_port(host: str) -> tuple[str | None, str | None]:

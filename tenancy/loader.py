@@ -24,7 +24,7 @@ from pydantic import ValidationError
 
 from tenancy import rules
 from tenancy.findings import Finding, Severity, field_path
-from tenancy.hosts import check_device_host
+from tenancy.hosts import check_destination_url, check_device_host
 from tenancy.model import PLACEHOLDER, Tenant, secret_field_names
 from tenancy.redact import REDACTOR
 from tenancy.sops import BinaryThenInProcess, Decryptor, SopsError
@@ -390,6 +390,10 @@ _FIELD_HINTS = {
 }
 
 
+_DELIVERY_HINT = ("use the platform's https URL: a DNS name, or a dotted-quad or [IPv6] address (loopback and "
+                  "private ranges allowed; rule: docs/delivery.md)")
+
+
 def _value_at(data: Any, loc: tuple[str | int, ...]) -> Any:
     for part in loc:
         try:
@@ -435,6 +439,11 @@ def _validation_findings(name: str, doc: Document, err: ValidationError,
         elif loc[-1:] == ("host",) and e["type"] == "string_type" and type(value) is int:
             # YAML read 2130706433 or 0x7f000001 as a number: it is an IPv4 address in a refused form.
             msg, hint = f"not a device host: {check_device_host(str(value))}", _FIELD_HINTS["host"]
+        elif loc[:1] == ("delivery",) and len(loc) == 2 and e["type"] in ("string_pattern_mismatch", "value_error"):
+            # The pattern is for editors; the rule's reason says what is wrong (never quoting the value).
+            why = check_destination_url(value) if isinstance(value, str) else None
+            msg = f"not a delivery destination: {why}" if why else msg.removeprefix("Value error, ")
+            hint = _DELIVERY_HINT
         elif e["type"] == "extra_forbidden":
             msg, hint = "unknown field", "remove it or fix its spelling (see schemas/tenant.schema.json)"
         elif e["type"] == "missing":

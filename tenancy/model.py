@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from tenancy.hosts import check_device_host
+from tenancy.hosts import check_destination_url, check_device_host
 
 # The value `tenantctl new` leaves where an admin must supply one; `validate` reports it.
 PLACEHOLDER = "CHANGE-ME"
@@ -248,7 +248,21 @@ class Teammate(_Strict):
     access: Access | None = None
 
 
-DeliveryUrl = Annotated[str, StringConstraints(pattern=r"^https?://[^\s/?#@]+(/[^\s#]*)?$", max_length=2048)]
+def _delivery_url(v: str) -> str:
+    why = check_destination_url(v)
+    if why is not None:
+        raise ValueError(f"not a delivery destination: {why} (rule: docs/delivery.md)")
+    return v
+
+
+# The text pattern is for editors (printable ASCII only: RFC 3986's characters, no userinfo, no fragment);
+# the rule is tenancy.hosts.check_destination_url (no metadata, link-local, unspecified, disguised address...).
+DeliveryUrl = Annotated[
+    str,
+    StringConstraints(pattern=r"^https?://[A-Za-z0-9.:\[\]-]+(?:/[A-Za-z0-9._~!$&'()*+,;=:@/?%-]*)?$",
+                      max_length=2048),
+    AfterValidator(_delivery_url),
+]
 
 
 class Delivery(_Strict):

@@ -28,6 +28,7 @@ from store.delivery import AnotherWorkerRunning, queue_stats, single_worker, wor
 from store.engine import redact_url
 from store.errors import DatabaseNotMigrated
 from store.migrate import require_up_to_date
+from tenancy.escape import printable
 from tenancy.loader import LoadedTenant, load_tenants
 from tenancy.redact import REDACTOR, RedactingFilter
 from tenancy.settings import Settings
@@ -49,7 +50,8 @@ def _fail(c: Context, message: str) -> typer.Exit:
 
 
 class _Refused(Exception):
-    """The destinations cannot be used (tenant files with errors, no destination, a URL the rules refuse)."""
+    """The destinations cannot be used (tenant files with errors, no destination, a URL the rules refuse).
+    Its message is already escaped (tenancy.escape.printable): it is printed and logged as it is."""
 
 
 def _outbound(c: Context, s: Settings) -> tuple[Destinations, OutboundPolicy]:
@@ -61,7 +63,8 @@ def _outbound(c: Context, s: Settings) -> tuple[Destinations, OutboundPolicy]:
         if not loaded.ok:
             for f in loaded.errors:
                 c.err.print(f.text(), markup=False)
-            raise _Refused(f"the tenant files in {c.tenants_dir} have errors (their delivery overrides are needed)")
+            raise _Refused(printable(f"the tenant files in {c.tenants_dir} have errors (their delivery overrides "
+                                     "are needed)"))
         loaded_tenants = loaded.tenants
     destinations = from_settings(s, [t.tenant for t in loaded_tenants])
     if not destinations.providers():
@@ -86,7 +89,7 @@ def _outbound(c: Context, s: Settings) -> tuple[Destinations, OutboundPolicy]:
         except OutboundBlocked as e:
             hint = (" (TENANTCTL_DELIVERY_ALLOW_LOOPBACK_HTTP=true allows plain http to a loopback host, for "
                     "sandbox and development)" if url.lower().startswith("http://") else "")
-            raise _Refused(f"{where}: delivery URL refused: {e}{hint}") from None
+            raise _Refused(printable(f"{where}: delivery URL refused: {e}{hint}")) from None
     return destinations, policy
 
 

@@ -64,6 +64,11 @@ def _with_intercom(text: str, host: str = "door.example") -> str:
                         "    nuki_lock_ids: [17010001]\n" + INTERCOM.format(host=host))
 
 
+def _with_delivery(text: str, url: str) -> str:
+    """TEXT with `delivery: {hospitable: URL}`; URL is written as a YAML double-quoted scalar (\\e is ESC)."""
+    return text + f'delivery:\n  hospitable: "{url}"\n'
+
+
 def _two_properties(text: str) -> str:
     """loft has lock 17010001; attic has locks 17010002 and 17010003; maria opens both."""
     return text.replace("    nuki_lock_ids: [17010001]\n", "    nuki_lock_ids: [17010001]\n"
@@ -86,6 +91,17 @@ def test_a_valid_tenant_passes(cli: RunCli, write_tenant: WriteTenant, tenant_di
     r = cli("--tenants", str(tenant_dir), "validate")
     assert r.code == 0, r.all
     assert "1 tenant file(s): 0 error(s)" in r.out
+
+
+def test_a_delivery_destination_may_be_loopback_a_private_address_or_a_public_name(
+    cli: RunCli, write_tenant: WriteTenant, tenant_dir: Path,
+) -> None:
+    # Loopback (the sandbox's fake platform, a platform on the same host) and the operator's own network.
+    write_tenant(BASE + "delivery:\n  hospitable: http://127.0.0.1:8000/platform/acme\n"
+                 "  whatsapp: https://10.0.0.5/in/wa\n  nuki: https://[::1]:8443/in/nuki\n"
+                 "  beds24: https://platform.example.com/in/beds24?tenant=acme\n")
+    r = cli("--tenants", str(tenant_dir), "validate")
+    assert r.code == 0, r.all
 
 
 # (case, text, encrypt, line (or text found on that line of the file as written), field, message fragment).
@@ -144,6 +160,30 @@ BROKEN = [
      "properties[0].intercom.host", "a provider's API domain"),
     ("intercom host in hex", _with_intercom(BASE, "0x7f000001"), True, "host:",
      "properties[0].intercom.host", "four decimal numbers"),
+    # A delivery destination that is never a platform: metadata, unspecified, disguised or odd addresses,
+    # and text with control characters (a terminal would obey them).
+    ("delivery to the metadata service", _with_delivery(BASE, "https://169.254.169.254/latest/meta-data/"), True,
+     ("hospitable:", 2), "delivery.hospitable", "a link-local address"),
+    ("delivery to the unspecified address", _with_delivery(BASE, "https://0.0.0.0:19103/"), True,
+     ("hospitable:", 2), "delivery.hospitable", "reaches this machine"),
+    ("delivery to the IPv6 unspecified address", _with_delivery(BASE, "https://[::]:19103/"), True,
+     ("hospitable:", 2), "delivery.hospitable", "the unspecified address"),
+    ("delivery to IPv4-mapped loopback", _with_delivery(BASE, "https://[::ffff:127.0.0.1]:19103/"), True,
+     ("hospitable:", 2), "delivery.hospitable", "an IPv4 address written inside an IPv6 address"),
+    ("delivery to IPv4-mapped loopback in hex", _with_delivery(BASE, "https://[::ffff:7f00:1]:19103/"), True,
+     ("hospitable:", 2), "delivery.hospitable", "an IPv4 address written inside an IPv6 address"),
+    ("delivery to a hex IPv4 address", _with_delivery(BASE, "https://0x7f000001:19103/"), True,
+     ("hospitable:", 2), "delivery.hospitable", "four decimal numbers"),
+    ("delivery to a decimal IPv4 address", _with_delivery(BASE, "https://2130706433/"), True,
+     ("hospitable:", 2), "delivery.hospitable", "four decimal numbers"),
+    ("delivery to an octal IPv4 address", _with_delivery(BASE, "https://0177.0.0.1/"), True,
+     ("hospitable:", 2), "delivery.hospitable", "four decimal numbers"),
+    ("delivery to a shortened IPv4 address", _with_delivery(BASE, "https://127.1/"), True,
+     ("hospitable:", 2), "delivery.hospitable", "four decimal numbers"),
+    ("delivery URL with control characters", _with_delivery(BASE, "http://evil\\ec\\e7.example/x"), True,
+     ("hospitable:", 2), "delivery.hospitable", "printable ASCII without spaces"),
+    ("delivery URL with backspaces", _with_delivery(BASE, "https://platform.example.com/x\\b\\b\\b"), True,
+     ("hospitable:", 2), "delivery.hospitable", "printable ASCII without spaces"),
 ]
 RAW = {"yaml syntax", "duplicate key", "anchors and aliases", "file larger than the limit",
        "number with too many digits"}
@@ -158,6 +198,8 @@ HINTS = {
     "file larger than the limit": "remove what does not belong there",
     "number with too many digits": "quote it if it is text",
     "intercom host on loopback": "use the device's DNS name or its address on the site's network",
+    "delivery to the metadata service": "the platform's https URL",
+    "delivery URL with control characters": "the platform's https URL",
 }
 
 
@@ -185,6 +227,7 @@ def test_each_broken_file_is_reported_with_file_line_and_field(
     assert path.read_bytes() == before, "validate must change nothing"
     for s in SECRETS:
         assert s not in r.all
+    assert not any(ch in r.all for ch in "\x1b\x07\x08"), "a control character reached the terminal"
 
 
 def _raw(tenant_dir: Path, text: str) -> Path:
@@ -289,7 +332,7 @@ def test_two_dn_devices_with_one_id_are_refused(cli: RunCli, write_tenant: Write
     ("^(access_token|api_key|api_token|intercom_pin|keypad_code|password|previous_webhook_secret|token|"
      "verify_token|webhook_secret|display_name)$", "names non-secret display_name"),
 ])
-def test_sops_config_must_encrypt_exactly_the_secret_fields(cli: RunCli, tenant_dir: Path, throwaway_key,
+def test_sops_config_must_encrypt_exactly_the_secret_fields(cli: RunCli, tenant_dir: Path, throwaway_key: ThrowawayKey,
                                                             regex: str, fragment: str) -> None:
     write_sops_config(tenant_dir, throwaway_key.recipient, regex)
     r = cli("--tenants", str(tenant_dir), "validate")
@@ -328,7 +371,7 @@ def test_one_run_reports_a_collision_next_to_a_tenants_other_errors(cli: RunCli,
 
 
 def test_a_slug_used_in_two_directories_is_refused(cli: RunCli, write_tenant: WriteTenant, tenant_dir: Path,
-                                                   tmp_path: Path, throwaway_key) -> None:
+                                                   tmp_path: Path, throwaway_key: ThrowawayKey) -> None:
     write_tenant(BASE)
     other = tmp_path / "more"
     other.mkdir()

@@ -167,3 +167,30 @@ def test_sighup_reloads_the_tenant_destinations_and_refuses_a_bad_set(sqlite_sta
     insert(stack.engine, accepted(1, start=1))
     wait_until(lambda: len(stack.platform.delivered_ids()) == 2, 20, worker.logs)
     assert [r["path"] for r in stack.platform.received()] == ["/platform/hospitable", "/platform/acme-own"]
+
+
+def test_sighup_refuses_a_tenant_destination_that_is_never_a_platform_and_logs_it_escaped(
+    sqlite_stack: Stack, tmp_path: Path,
+) -> None:
+    stack = sqlite_stack
+    dicts = tenant_dicts()
+    tenants = make_tenants_dir(tmp_path, dicts)
+    worker = stack.deliver("deliver", TENANTCTL_TENANTS=str(tenants), SOPS_AGE_KEY_FILE=str(DEMO_KEY))
+
+    def reload_with(url: str, refusals: int) -> None:
+        dicts[0]["delivery"] = {"hospitable": url}
+        write_tenant(tenants, dicts[0])
+        worker.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: worker.logs().count("reload refused") == refusals, 20, worker.logs)
+
+    # The attacker's reload: backspaces and ESC c (a terminal reset) in the host, then the metadata service.
+    reload_with("http://evil\b\b\b\b\bok\x1bc.example/x", 1)
+    reload_with("https://169.254.169.254/latest/meta-data/", 2)
+    logs = worker.logs()
+    assert "acme.yaml" in logs and "delivery.hospitable: not a delivery destination: a URL is printable ASCII" in logs
+    assert "delivery.hospitable: not a delivery destination: its host is refused: a link-local address" in logs
+    assert not any(ch in logs for ch in "\x1b\x08"), "a control character reached the log"
+    # The worker keeps the destinations it had: the platform's.
+    insert(stack.engine, accepted(1))
+    wait_until(lambda: len(stack.platform.delivered_ids()) == 1, 20, worker.logs)
+    assert [r["path"] for r in stack.platform.received()] == ["/platform/hospitable"]
