@@ -12,6 +12,10 @@ unsolicited one, complete or begun, or bytes that are not HTTP) is closed, never
 replaces at each request), and a connection whose answer was not 2xx is not reused (:class:`_Response`), so a
 late extra answer written after an error is never read as the answer to the request sent next.
 
+A destination named by a DNS name connects only to the addresses of that name that a destination may have
+(:class:`_CheckedResolver`, ``tenancy.hosts.check_destination_address``): a name that resolves to a metadata
+or link-local address is refused as its literal would be, whatever the allow-list says.
+
 Once a 2xx status line and headers have been read, the attempt is a success whatever happens to the body: a
 body that fails (a reset, a malformed chunk) or does not end within the deadline is dropped with its connection
 (the answer's body is what was read of it). Non-2xx answers are read as before: a failure reading them is an
@@ -28,17 +32,22 @@ may not have reached the peer; delivery is at least once, so both mean "try agai
 from __future__ import annotations
 
 import functools
+import ipaddress
+import socket
 import time
 from collections.abc import Mapping
 from typing import Protocol
 
 import aiohttp
 import yarl
+from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.client_reqrep import ConnectionKey
 from aiohttp.connector import Connection
 from aiohttp.tracing import Trace
 
 from outbound.policy import Answer, OutboundPolicy, check_url
+from tenancy.escape import printable
+from tenancy.hosts import check_destination_address
 
 
 class SendError(Exception):
@@ -70,14 +79,17 @@ class Sender:
     policy current when it starts.
     """
 
-    def __init__(self, policy: OutboundPolicy, *, max_connections: int = 64) -> None:
+    def __init__(self, policy: OutboundPolicy, *, max_connections: int = 64,
+                 resolver: AbstractResolver | None = None) -> None:
         self.policy = policy
         self._max_connections = max_connections
+        self._resolver = resolver  # the names' resolver before the check (the system's by default)
         self._session: aiohttp.ClientSession | None = None
 
     def _open(self) -> aiohttp.ClientSession:
         # Created on first use: aiohttp binds a session to the running loop.
-        connector = _Connector(limit=self._max_connections, ttl_dns_cache=60)
+        connector = _Connector(limit=self._max_connections, ttl_dns_cache=60,
+                               resolver=_CheckedResolver(self._resolver or aiohttp.DefaultResolver()))
         self._session = aiohttp.ClientSession(connector=connector, trust_env=False, response_class=_Response,
                                               cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False)
         return self._session
@@ -134,6 +146,27 @@ async def _read_capped(response: aiohttp.ClientResponse, cap: int, body: bytearr
         body += chunk
     if not response.content.at_eof():
         response.close()  # more than the cap: drop the connection rather than read the rest
+
+
+class _CheckedResolver(AbstractResolver):
+    """``inner``'s addresses of a name, without those a destination may not have; OSError if none is left
+    (aiohttp reports it as a failed connection, and the attempt is retried). Literal addresses never come here:
+    ``check_url`` has checked them. Results are cached by the connector (``ttl_dns_cache``)."""
+
+    def __init__(self, inner: AbstractResolver) -> None:
+        self._inner = inner
+
+    async def resolve(self, host: str, port: int = 0,
+                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+        found = await self._inner.resolve(host, port, family)
+        allowed = [r for r in found if check_destination_address(ipaddress.ip_address(r["host"])) is None]
+        if not allowed:
+            raise OSError(f"{printable(host)} resolves to no address a destination may have "
+                          f"({', '.join(printable(r['host']) for r in found[:4])})")
+        return allowed
+
+    async def close(self) -> None:
+        await self._inner.close()
 
 
 class _Connector(aiohttp.TCPConnector):

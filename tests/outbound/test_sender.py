@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -12,6 +13,7 @@ from datetime import timedelta
 
 import aiohttp
 import pytest
+from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.client_proto import ResponseHandler
 from sqlalchemy import Engine, select
 
@@ -19,7 +21,7 @@ from delivery.destinations import Destinations
 from delivery.retry import RetryPolicy
 from delivery.worker import Worker, WorkerConfig
 from outbound.policy import Answer, OutboundPolicy, allow_list
-from outbound.sender import Sender, SendFailed, SendTimeout, _Connector, _Response
+from outbound.sender import Sender, SendFailed, SendTimeout, _CheckedResolver, _Connector, _Response
 from store.schema import delivery_attempts, webhook_log
 
 from ..delivery.harness import accepted, insert
@@ -408,3 +410,43 @@ def test_the_worker_records_a_2xx_whose_body_was_reset_as_delivered(
         attempts = conn.execute(select(a.outcome, a.status_code)).all()
     assert sorted(map(tuple, states)) == [("delivered", 200, 1)] * 2
     assert sorted(map(tuple, attempts)) == [("delivered", 200)] * 2
+
+
+class _Names(AbstractResolver):
+    """A DNS of fixed answers: name -> addresses."""
+
+    def __init__(self, names: dict[str, list[str]]) -> None:
+        self.names = names
+
+    async def resolve(self, host: str, port: int = 0,
+                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+        return [ResolveResult(hostname=host, host=a, port=port, family=socket.AF_INET6 if ":" in a else socket.AF_INET,
+                              proto=0, flags=0) for a in self.names[host]]
+
+    async def close(self) -> None:
+        pass
+
+
+def test_a_name_that_resolves_only_to_a_metadata_address_is_never_connected_to() -> None:
+    """The allow-list names the destination; what the name resolves to must still be a destination's address
+    (a DNS answer is not the operator's choice)."""
+    url = "https://platform.test/in"
+    policy = OutboundPolicy(allowed_hosts=allow_list([url]), timeout_s=1, connect_timeout_s=1)
+    sender = Sender(policy, resolver=_Names({"platform.test": ["169.254.169.254"]}))
+
+    async def post() -> None:
+        try:
+            await sender.post(url, content=b"{}", headers={})
+        finally:
+            await sender.close()
+
+    started = time.monotonic()
+    with pytest.raises(SendFailed):
+        asyncio.run(post())
+    assert time.monotonic() - started < 0.5  # refused, not a connect that timed out
+
+
+def test_of_a_names_addresses_only_those_a_destination_may_have_are_kept() -> None:
+    names = _Names({"platform.test": ["169.254.169.254", "10.1.2.3", "::ffff:169.254.169.254", "127.0.0.1"]})
+    kept = asyncio.run(_CheckedResolver(names).resolve("platform.test", 443))
+    assert [r["host"] for r in kept] == ["10.1.2.3", "127.0.0.1"]
