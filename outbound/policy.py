@@ -14,15 +14,12 @@ Errors: ``OutboundBlocked`` (refused before sending).
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from tenancy.escape import printable
-from tenancy.hosts import check_destination_url
-
-LOOPBACK_NAMES = frozenset({"localhost"})
+from tenancy.hosts import check_destination_url, is_loopback_name
 
 
 class OutboundBlocked(Exception):
@@ -58,13 +55,7 @@ def host_of(url: str) -> str:
 
 
 def is_loopback(host: str) -> bool:
-    name = urlsplit(f"//{host}").hostname or ""
-    if name in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
+    return is_loopback_name(urlsplit(f"//{host}").hostname or "")
 
 
 def allow_list(urls: Iterable[str]) -> frozenset[str]:

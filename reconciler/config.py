@@ -6,13 +6,13 @@ Everything here is data: the HTTP client and the engine read it, nothing here do
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from reconciler.errors import OutboundBlocked
 from reconciler.retry import RetryPolicy
+from tenancy.hosts import is_loopback_name
 from tenancy.model import Tenant
 
 # The real APIs (PROVIDERS.md). Keys are provider names as the registry knows them.
@@ -45,7 +45,6 @@ PROVIDER_HOSTS: Mapping[str, frozenset[str]] = {
 }
 ANY_PROVIDER = "*"  # key of `allowed_hosts` for hosts every provider may reach (the sandbox)
 DEVICE_PROVIDERS = frozenset({"twon"})  # hosts from tenant files: the connected address is checked
-LOOPBACK_NAMES = frozenset({"localhost"})
 
 
 def base_urls(*, sandbox: bool, sandbox_url: str) -> dict[str, str]:
@@ -64,13 +63,7 @@ def host_of(url: str) -> str:
 
 def is_loopback_url(url: str) -> bool:
     """Whether `url` names this machine: localhost, 127.0.0.0/8 or ::1 (the only sandbox addresses)."""
-    host = (urlsplit(url).hostname or "").lower()
-    if host in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return is_loopback_name(urlsplit(url).hostname or "")
 
 
 def check_sandbox_url(url: str) -> None:

@@ -46,10 +46,16 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 __all__ = [
-    "check_destination_address", "check_destination_host", "check_destination_url", "check_device_address",
+    "LOOPBACK_NAMES",
+    "check_destination_address",
+    "check_destination_host",
+    "check_destination_url",
+    "check_device_address",
     "check_device_host",
+    "is_loopback_name",
 ]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -180,11 +186,27 @@ def check_destination_host(host: str) -> str | None:
 _URL_TEXT = re.compile(r"[!-~]+")
 
 
+LOOPBACK_NAMES = frozenset({"localhost"})
+
+
+def is_loopback_name(name: str) -> bool:
+    """Whether NAME (a URL's host without port or brackets) names this machine as written: `localhost`,
+    127.0.0.0/8 or ::1."""
+    name = name.lower()
+    if name in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
 def check_destination_url(url: str) -> str | None:
     """Why URL (`TENANTCTL_DELIVERY_URL_<PROVIDER>` or a tenant file's `delivery:`) may not be a delivery
     destination, or None: printable ASCII only, http(s), no credentials, a host `check_destination_host`
-    accepts. (Plain http only to loopback, and the allow-list, are the outbound policy's: outbound/policy.py.)
-    The reason never repeats URL."""
+    accepts, and plain http only to loopback (which the outbound policy allows only when told to,
+    TENANTCTL_DELIVERY_ALLOW_LOOPBACK_HTTP: outbound/policy.py, with the allow-list). The reason never repeats
+    URL."""
     if not _URL_TEXT.fullmatch(url):
         return ("a URL is printable ASCII without spaces: control characters, spaces and non-ASCII letters "
                 "are refused (percent-encode them in a path)")
@@ -195,7 +217,11 @@ def check_destination_url(url: str) -> str | None:
     if "@" in authority:
         return "credentials in the URL are refused"
     why = check_destination_host(authority)
-    return None if why is None else f"its host is refused: {why}"
+    if why is not None:
+        return f"its host is refused: {why}"
+    if scheme.lower() == "http" and not is_loopback_name(urlsplit(url).hostname or ""):
+        return "plain http is refused except to loopback: use https"
+    return None
 
 
 def _check_host(host: str, address_rule: Callable[[IPAddress], str | None],

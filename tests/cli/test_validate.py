@@ -180,6 +180,8 @@ BROKEN = [
      ("hospitable:", 2), "delivery.hospitable", "four decimal numbers"),
     ("delivery to a shortened IPv4 address", _with_delivery(BASE, "https://127.1/"), True,
      ("hospitable:", 2), "delivery.hospitable", "four decimal numbers"),
+    ("delivery over plain http to another machine", _with_delivery(BASE, "http://platform.example.com/acme"), True,
+     ("hospitable:", 2), "delivery.hospitable", "plain http is refused except to loopback"),
     ("delivery URL with control characters", _with_delivery(BASE, "http://evil\\ec\\e7.example/x"), True,
      ("hospitable:", 2), "delivery.hospitable", "printable ASCII without spaces"),
     ("delivery URL with backspaces", _with_delivery(BASE, "https://platform.example.com/x\\b\\b\\b"), True,

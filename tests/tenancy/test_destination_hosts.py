@@ -70,6 +70,8 @@ REFUSED = [
     ("https://platform.example.com/\u202ein", "printable ASCII"),
     ("https://user:pw@platform.example.com/in", "credentials"),
     ("ftp://platform.example.com/in", "not an http(s) URL"),
+    ("http://platform.example.com/in", "plain http is refused except to loopback"),  # the worker never sends it
+    ("http://10.1.2.3:8000/in", "plain http is refused except to loopback"),
     ("https:///in", "not an http(s) URL"),
     ("platform.example.com/in", "not an http(s) URL"),
     ("https://::1/in", "brackets"),
