@@ -317,11 +317,26 @@ def _outcome_sql(dialect: str) -> str:
             f"last_status = {m}, last_error = {m}, delivered_at = {m} WHERE id = {m} AND claimed_by = {m}")
 
 
+# The types of an attempt's values after its log_id (PostgreSQL must be told them in a SELECT's list).
+_ATTEMPT_TYPES = ("integer", "timestamptz", "varchar", "varchar", "smallint", "double precision", "varchar")
+
+
 @functools.lru_cache(maxsize=4)
 def _attempt_sql(dialect: str) -> str:
+    """Parameters: attempt, started at, worker, outcome, status, latency, error, id (see :func:`_attempt_rows`).
+
+    The attempt row is inserted only while its event exists: an event deleted during its attempt (`webhooks
+    prune --include-undelivered`, any DELETE) leaves its outcome nothing to describe, and an attempt naming it
+    would break the foreign key and fail the whole round, every retry of it too. Read by primary key, as the
+    outcome's UPDATE is: a round stays as cheap. On PostgreSQL the row is read ``FOR KEY SHARE``, the lock the
+    foreign key's check takes anyway: a DELETE not yet committed is waited for, and once committed the row is
+    gone and nothing is inserted (rather than the check failing after the EXISTS saw the row)."""
     m = _mark(dialect)
+    sqlite = dialect == "sqlite"
+    values = [m] * 7 if sqlite else [f"CAST({m} AS {t})" for t in _ATTEMPT_TYPES]
     return (f"INSERT INTO {delivery_attempts.name} (log_id, attempt, started_at, worker, outcome, status_code, "  # noqa: S608
-            f"latency_ms, error) VALUES ({', '.join([m] * 8)})")
+            f"latency_ms, error) SELECT id, {', '.join(values)} FROM {webhook_log.name} WHERE id = {m}"
+            + ("" if sqlite else " FOR KEY SHARE"))
 
 
 def _time(at: datetime | None, sqlite: bool) -> Any:
@@ -338,8 +353,8 @@ def _read_time(value: Any) -> datetime:
 
 
 def _attempt_rows(results: Sequence[Finished], sqlite: bool) -> list[tuple[Any, ...]]:
-    return [(r.item.id, r.item.attempt, _time(r.started_at, sqlite), r.worker[:64], r.outcome, r.status_code,
-             r.latency_ms, None if r.error is None else r.error[:255]) for r in results]
+    return [(r.item.attempt, _time(r.started_at, sqlite), r.worker[:64], r.outcome, r.status_code,
+             r.latency_ms, None if r.error is None else r.error[:255], r.item.id) for r in results]
 
 
 def _outcome_rows(results: Sequence[Finished], sqlite: bool) -> list[tuple[Any, ...]]:

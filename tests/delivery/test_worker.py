@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import threading
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -282,3 +283,110 @@ def test_an_event_claimed_by_a_round_too_slow_to_start_it_inside_its_lease_is_le
     worker.close()
     assert posted == []
     assert {s for s in _state(db).values()} == {("pending", 1, None)}  # claimed once, due after the lease
+
+
+def _run_bounded(worker: Worker, seconds: float) -> float:
+    """Run ``worker`` until idle, but stop it after ``seconds`` at most (a wedged worker ends the test, not CI)."""
+    import time as time_module
+
+    stop = threading.Event()
+    timer = threading.Timer(seconds, stop.set)
+    timer.start()
+    began = time_module.monotonic()
+    try:
+        worker.run(stop, until_idle=True)
+    finally:
+        timer.cancel()
+        worker.close()
+    return time_module.monotonic() - began
+
+
+def _attempted(engine: Engine) -> dict[str, list[int]]:
+    from store.schema import delivery_attempts
+
+    a, c = delivery_attempts.c, webhook_log.c
+    with engine.connect() as conn:
+        rows = conn.execute(select(c.event_id, a.attempt).join_from(delivery_attempts, webhook_log,
+                                                                    a.log_id == c.id).order_by(a.id))
+        out: dict[str, list[int]] = {}
+        for event_id, attempt in rows:
+            out.setdefault(event_id, []).append(attempt)
+        return out
+
+
+def test_the_outcome_of_an_event_deleted_during_its_attempt_is_dropped_and_the_rest_recorded(db: Engine) -> None:
+    """An event deleted while its attempt runs (`webhooks prune --include-undelivered`, or any DELETE) leaves
+    nothing for its outcome to describe: the outcome is dropped (no attempt row pointing at no event), and
+    the other outcomes of the same round are recorded."""
+    from sqlalchemy import delete
+
+    from store.delivery import Finished
+
+    insert(db, accepted(3))
+    now = datetime.now(UTC)
+    items = claim_due(db, claim="w1:a", now=now, lease=timedelta(seconds=30), limit=3, providers=["hospitable"])
+    gone = next(i for i in items if i.event_id == "evt-1")
+    with db.begin() as conn:
+        conn.execute(delete(webhook_log).where(webhook_log.c.id == gone.id))
+    results = [Finished(i, now, "w1", "delivered", 204, 3.0, None, "delivered", None, now) for i in items]
+    assert finish(db, results) == 2
+    assert _state(db) == {"evt-0": ("delivered", 1, 204), "evt-2": ("delivered", 1, 204)}
+    assert _attempted(db) == {"evt-0": [1], "evt-2": [1]}
+
+
+def test_a_worker_whose_event_is_deleted_mid_attempt_goes_on_delivering(db: Engine,
+                                                                        caplog: pytest.LogCaptureFixture) -> None:
+    """The platform is answering evt-0 when an operator prunes it: the worker records the others' outcomes
+    and claims on, without a database error (it had retried the failing round forever)."""
+    from sqlalchemy import delete
+
+    def platform(request: httpx.Request) -> httpx.Response:
+        if request.headers["x-tenantctl-event-id"] == "evt-0":
+            with db.begin() as conn:
+                conn.execute(delete(webhook_log).where(webhook_log.c.event_id == "evt-0"))
+        return httpx.Response(204)
+
+    insert(db, accepted(5))  # two slots: the last ones are claimed by the rounds that record the first
+    worker = _worker(db, platform, Clock())
+    worker.config = replace(worker.config, poll_s=0.05)
+    assert _run_bounded(worker, 15) < 10
+    assert "database error" not in caplog.text
+    assert _state(db) == {f"evt-{i}": ("delivered", 1, 204) for i in (1, 2, 3, 4)}
+
+
+@pytest.mark.postgres
+def test_an_attempt_recorded_while_its_event_is_being_deleted_is_dropped_once_the_delete_commits(
+        pg_schemas: PgSchemas) -> None:
+    """PostgreSQL: the prune's DELETE has not committed when the round records the event's attempt. The round
+    waits for it (the foreign key's own lock), then finds no event and drops the outcome, rather than fail."""
+    import time as time_module
+
+    from sqlalchemy import delete
+
+    from store.delivery import Finished
+    from store.engine import make_engine
+
+    url = pg_schemas.new()
+    upgrade(url)
+    engine = make_engine(url)
+    insert(engine, accepted(2))
+    now = datetime.now(UTC)
+    items = claim_due(engine, claim="w1:a", now=now, lease=timedelta(seconds=30), limit=2, providers=["hospitable"])
+    pruning = engine.connect()
+    transaction = pruning.begin()
+    pruning.execute(delete(webhook_log).where(webhook_log.c.id == items[0].id))
+
+    def commit_later() -> None:
+        time_module.sleep(0.5)
+        transaction.commit()
+        pruning.close()
+
+    committer = threading.Thread(target=commit_later)
+    committer.start()
+    try:
+        results = [Finished(i, now, "w1", "delivered", 204, 3.0, None, "delivered", None, now) for i in items]
+        assert finish(engine, results) == 1
+    finally:
+        committer.join()
+    assert _attempted(engine) == {"evt-1": [1]}
+    engine.dispose()
