@@ -36,7 +36,7 @@ from functools import partial
 from urllib.parse import quote
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
 from delivery import signing
 from delivery.dbthread import DaemonThreadExecutor
@@ -64,6 +64,9 @@ ROUND_STUCK_S = 10.0
 # Longer than SQLite's busy_timeout (5 s), or the first failed round would end it; give the service a stop timeout
 # above it plus one round (systemd unit: 30 s).
 STOP_RETRY_S = 8.0
+# Errors of what a round writes, not of the database: retrying the same round fails the same way. Its outcomes are
+# then recorded one a round, and one that still fails is dropped (its event is delivered again after its lease).
+INCURABLE = (IntegrityError, DataError)
 
 
 @dataclass(frozen=True)
@@ -180,6 +183,7 @@ class Worker:
         releasing: list[Claimed] = []  # those the round in progress hands back
         db_round: asyncio.Future[list[Claimed]] | None = None
         recording: list[Finished] = []  # the outcomes the round in progress records
+        alone = 0  # the next this many outcomes are recorded one a round (a round failed on what it wrote)
         pause = cfg.poll_s
         claim_after = 0.0  # monotonic: an empty or failed claim waits for the next poll (or pause)
         last_round = 0.0
@@ -222,7 +226,8 @@ class Worker:
             if db_round is None and (done or released or want > 0) and (
                     len(done) >= batch or want >= batch or now - last_round >= ROUND_INTERVAL_S
                     or not in_flight):
-                recording, done = done, []
+                take = 1 if alone else len(done)
+                recording, done = done[:take], done[take:]
                 releasing, released = released, []
                 self._claims += 1
                 self.rounds += 1
@@ -258,8 +263,22 @@ class Worker:
             try:
                 items: list[Claimed] = finished.result()
             except SQLAlchemyError as exc:
-                done = recording + done
                 released = releasing + released
+                if isinstance(exc, INCURABLE) and recording:
+                    if len(recording) > 1:  # which one? each in a round of its own
+                        log.error("delivery: a round failed on what it records (%s); recording its %d outcome(s) "
+                                  "one at a time", type(exc).__name__, len(recording))
+                        done, alone = recording + done, len(recording)
+                    else:
+                        [r] = recording
+                        log.error("delivery: the outcome of event %d attempt %d cannot be recorded (%s), dropped: the "
+                                  "event is delivered again after its lease", r.item.id, r.item.attempt,
+                                  type(exc).__name__)
+                        self._observe(r)  # the attempt was made all the same
+                        alone = max(0, alone - 1)
+                    recording = []
+                    continue
+                done = recording + done
                 if stopping and not in_flight and (stop_seen is None or time.monotonic() - stop_seen >= STOP_RETRY_S):
                     log.error("delivery: database error while stopping (%s); %d outcome(s) unrecorded: "
                               "their events are delivered again after their lease", type(exc).__name__, len(done))
@@ -272,6 +291,8 @@ class Worker:
                 pause = min(pause * 2, 10.0)
                 continue
             pause = cfg.poll_s
+            if alone and recording:
+                alone -= 1
             for r in recording:
                 self._observe(r)
             recording = []

@@ -8,6 +8,7 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -17,7 +18,7 @@ from delivery.destinations import Destinations
 from delivery.retry import RetryPolicy
 from delivery.worker import Worker, WorkerConfig
 from outbound.policy import Answer, OutboundPolicy, allow_list, check_url
-from store.delivery import claim_due, finish, replay
+from store.delivery import Claimed, claim_due, finish, replay
 from store.migrate import upgrade
 from store.schema import webhook_log
 from store.webhook_log import query_log
@@ -161,8 +162,9 @@ def test_a_database_error_is_reported_and_the_round_retried(db: Engine, monkeypa
     from sqlalchemy.exc import OperationalError
 
     import delivery.worker as worker_module
+    from store.delivery import cycle as real
 
-    real, failures = worker_module.cycle, [2]
+    failures = [2]
 
     def flaky(*args: object, **kwargs: object) -> object:
         if failures[0]:
@@ -264,8 +266,7 @@ def test_an_event_claimed_by_a_round_too_slow_to_start_it_inside_its_lease_is_le
     import time as time_module
 
     import delivery.worker as worker_module
-
-    real = worker_module.cycle
+    from store.delivery import cycle as real
 
     def slow(*args: object, **kwargs: object) -> object:
         items = real(*args, **kwargs)  # type: ignore[arg-type]
@@ -275,10 +276,13 @@ def test_an_event_claimed_by_a_round_too_slow_to_start_it_inside_its_lease_is_le
     monkeypatch.setattr(worker_module, "cycle", slow)
     insert(db, accepted(2))
     posted: list[str] = []
+
+    def platform(request: httpx.Request) -> httpx.Response:
+        posted.append(request.headers["webhook-id"])
+        return httpx.Response(204)
+
     config = WorkerConfig(policy=POLICY, retry=RetryPolicy(), keys=[KEY], concurrency=2, lease_margin_s=0.4)
-    worker = Worker(db, Destinations({"hospitable": URL}), config,
-                    ScriptedSender(POLICY, lambda r: posted.append(r.headers["webhook-id"]) or httpx.Response(204)),
-                    worker_id="w1")
+    worker = Worker(db, Destinations({"hospitable": URL}), config, ScriptedSender(POLICY, platform), worker_id="w1")
     worker.run(threading.Event(), until_idle=True)
     worker.close()
     assert posted == []
@@ -390,3 +394,29 @@ def test_an_attempt_recorded_while_its_event_is_being_deleted_is_dropped_once_th
         committer.join()
     assert _attempted(engine) == {"evt-1": [1]}
     engine.dispose()
+
+
+def test_an_outcome_that_fails_its_round_on_every_retry_is_dropped_and_the_others_recorded(
+        db: Engine, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """A round that fails on what it writes (an integrity or data error: retrying the same round cannot cure it)
+    does not wedge the worker: its outcomes are recorded one a round, and the one that still fails is dropped
+    (its event stays claimed, delivered again after its lease) while every other outcome is recorded."""
+    from sqlalchemy.exc import IntegrityError
+
+    import delivery.worker as worker_module
+    from store.delivery import Finished, cycle
+
+    def poisoned(engine: Engine, results: list[Finished], **kwargs: Any) -> list[Claimed]:
+        if any(r.item.event_id == "evt-0" for r in results):
+            raise IntegrityError("INSERT INTO delivery_attempts", {}, Exception("constraint failed"))
+        return cycle(engine, results, **kwargs)
+
+    monkeypatch.setattr(worker_module, "cycle", poisoned)
+    insert(db, accepted(5))
+    worker = _worker(db, lambda request: httpx.Response(204), Clock())
+    assert _run_bounded(worker, 15) < 10
+    assert _state(db) == {"evt-0": ("pending", 1, None),
+                          **{f"evt-{i}": ("delivered", 1, 204) for i in (1, 2, 3, 4)}}
+    assert "the outcome of event 1 attempt 1 cannot be recorded (IntegrityError), dropped" in caplog.text
+    assert "database error, retrying" not in caplog.text
+    assert worker.delivered == 5  # its attempt was made, and counted
