@@ -45,7 +45,7 @@ from sqlalchemy import (
 from store.engine import begin_write, is_sqlite, make_engine
 from store.errors import StoreError
 from store.schema import DUE_PREDICATE, delivery_attempts, webhook_log
-from store.webhook_log import row_time
+from store.webhook_log import in_flight, not_in_flight, row_time
 
 DUE_STATES = ("pending", "retrying")
 # The due predicate as literal SQL, the very text of ix_webhook_log_due's WHERE: a planner uses a partial index
@@ -373,13 +373,24 @@ def _record(conn: Connection, attempts: list[tuple[Any, ...]], outcomes: list[tu
     return int(conn.exec_driver_sql(_outcome_sql(dialect), outcomes).rowcount)
 
 
+@dataclass(frozen=True)
+class Replayed:
+    """What :func:`replay` did: ``queued`` events queued again; ``in_flight`` selected but left alone."""
+
+    queued: int
+    in_flight: int
+
+
 def replay(engine: Engine, *, now: datetime, ids: Sequence[int] = (), tenant: str | None = None,
            provider: str | None = None, since: datetime | None = None, until: datetime | None = None,
-           dead_only: bool = False) -> int:
-    """Queue accepted events again (due now, attempts from zero); returns how many.
+           dead_only: bool = False) -> Replayed:
+    """Queue accepted events again (due now, attempts from zero); returns how many, and how many were left in
+    flight.
 
     Selects by ``ids``, or by the filters (all given ones must match; ``since`` inclusive, ``until``
-    exclusive). Rejected and duplicate rows were never events to deliver and are never queued. A replayed
+    exclusive). Rejected and duplicate rows were never events to deliver and are never queued. An event whose
+    attempt may be under way (claimed, its lease running at ``now``) is not queued: a second attempt would start
+    beside the first, the same ``webhook-id`` twice at once; replay it after its attempt ends. A replayed
     event keeps its ``webhook-id``, so the platform can tell it has seen it.
     """
     c = webhook_log.c
@@ -396,10 +407,12 @@ def replay(engine: Engine, *, now: datetime, ids: Sequence[int] = (), tenant: st
         conditions.append(c.received_at < until)
     if dead_only:
         conditions.append(c.delivery_state == "dead")
-    stmt = update(webhook_log).where(*conditions).values(
+    stmt = update(webhook_log).where(*conditions, not_in_flight(now)).values(
         delivery_state="pending", attempts=0, next_attempt_at=now, claimed_by=None, last_error=None)
+    busy = select(func.count()).select_from(webhook_log).where(*conditions, in_flight(now))
     with begin_write(engine) as conn:
-        return int(conn.execute(stmt).rowcount)
+        queued = int(conn.execute(stmt).rowcount)
+        return Replayed(queued, int(conn.execute(busy).scalar_one()))
 
 
 def queue_stats(engine: Engine) -> QueueStats:
@@ -487,6 +500,7 @@ __all__ = [
     "Finished",
     "GroupQueue",
     "QueueStats",
+    "Replayed",
     "attempts_of",
     "claim_due",
     "cycle",

@@ -222,7 +222,10 @@ def replay_cmd(
     until: Annotated[str | None, typer.Option("--until", help="Received before: a duration back or ISO 8601.")] = None,
     dead: Annotated[bool, typer.Option("--dead", help="Only dead-lettered events.")] = False,
 ) -> None:
-    """Queue accepted events for delivery again (same webhook-id): by ID, or by tenant/provider/time/--dead."""
+    """Queue accepted events for delivery again (same webhook-id): by ID, or by tenant/provider/time/--dead.
+
+    An event whose attempt is in flight (claimed by a worker, its lease running) is left alone and counted:
+    replay it again after its attempt ends."""
     c: Context = ctx.obj
     if not (ids or tenant or provider or since or until or dead):
         raise typer.BadParameter("name IDs, or select with --tenant, --provider, --since, --until or --dead")
@@ -233,12 +236,15 @@ def replay_cmd(
     until_at = parse_since(until, now, "--until") if until else None
     engine = _engine(c)
     try:
-        n = replay(engine, now=now, ids=ids or (), tenant=tenant, provider=provider,
-                   since=since_at, until=until_at, dead_only=dead)
+        done = replay(engine, now=now, ids=ids or (), tenant=tenant, provider=provider,
+                      since=since_at, until=until_at, dead_only=dead)
     finally:
         engine.dispose()
-    c.echo(f"queued {n} event(s) for delivery again")
-    if n == 0:
+    c.echo(f"queued {done.queued} event(s) for delivery again")
+    if done.in_flight:
+        c.echo(f"{done.in_flight} in flight (a worker's attempt may be under way), not replayed: "
+               "replay them again after their attempt ends")
+    if done.queued == 0:
         raise typer.Exit(1)
 
 

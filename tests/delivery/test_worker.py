@@ -128,7 +128,8 @@ def test_a_late_answer_does_not_undo_a_replay(db: Engine) -> None:
     insert(db, accepted(1))
     now = datetime.now(UTC)
     [item] = claim_due(db, claim="w1:a", now=now, lease=timedelta(seconds=30), limit=1, providers=["hospitable"])
-    assert replay(db, now=now, ids=[item.id]) == 1  # an operator replays while the attempt runs
+    # An operator replays once the lease has run out, while the attempt still hangs on (a stuck worker).
+    assert replay(db, now=now + timedelta(seconds=31), ids=[item.id]).queued == 1
     from store.delivery import Finished
 
     late = Finished(item, now, "w1", "failed", 500, 3.0, "HTTP 500", "dead", None, None)
@@ -142,7 +143,7 @@ def test_rejected_and_duplicate_rows_are_never_queued(db: Engine, state: str) ->
     insert(db, [rec.__class__(**{**rec.__dict__, "outcome": state, "body": None})])
     assert claim_due(db, claim="w", now=datetime.now(UTC), lease=timedelta(seconds=5), limit=5,
                      providers=["hospitable"]) == []
-    assert replay(db, now=datetime.now(UTC), tenant="acme") == 0
+    assert replay(db, now=datetime.now(UTC), tenant="acme").queued == 0
 
 
 def test_replay_selects_by_tenant_provider_time_and_state(db: Engine) -> None:
@@ -150,11 +151,11 @@ def test_replay_selects_by_tenant_provider_time_and_state(db: Engine) -> None:
     insert(db, accepted(2, at=t0) + accepted(1, start=10, at=t0 + timedelta(hours=2), provider="whatsapp")
            + accepted(1, start=20, at=t0 + timedelta(hours=4), tenant="blue-harbor"))
     now = datetime.now(UTC)
-    assert replay(db, now=now, provider="whatsapp") == 1
-    assert replay(db, now=now, tenant="blue-harbor") == 1
-    assert replay(db, now=now, since=t0 + timedelta(hours=1), until=t0 + timedelta(hours=3)) == 1  # evt-10
-    assert replay(db, now=now, tenant="acme", provider="hospitable", until=t0 + timedelta(minutes=1)) == 2
-    assert replay(db, now=now, dead_only=True) == 0  # nothing is dead
+    assert replay(db, now=now, provider="whatsapp").queued == 1
+    assert replay(db, now=now, tenant="blue-harbor").queued == 1
+    assert replay(db, now=now, since=t0 + timedelta(hours=1), until=t0 + timedelta(hours=3)).queued == 1  # evt-10
+    assert replay(db, now=now, tenant="acme", provider="hospitable", until=t0 + timedelta(minutes=1)).queued == 2
+    assert replay(db, now=now, dead_only=True).queued == 0  # nothing is dead
 
 
 def test_a_database_error_is_reported_and_the_round_retried(db: Engine, monkeypatch: pytest.MonkeyPatch,
