@@ -384,8 +384,8 @@ class Replayed:
 def replay(engine: Engine, *, now: datetime, ids: Sequence[int] = (), tenant: str | None = None,
            provider: str | None = None, since: datetime | None = None, until: datetime | None = None,
            dead_only: bool = False) -> Replayed:
-    """Queue accepted events again (due now, attempts from zero); returns how many, and how many were left in
-    flight.
+    """Queue accepted events again (due now, attempts from zero, the last attempt's status, error and delivery
+    time cleared: they describe the queueing that ended); returns how many, and how many were left in flight.
 
     Selects by ``ids``, or by the filters (all given ones must match; ``since`` inclusive, ``until``
     exclusive). Rejected and duplicate rows were never events to deliver and are never queued. An event whose
@@ -408,7 +408,8 @@ def replay(engine: Engine, *, now: datetime, ids: Sequence[int] = (), tenant: st
     if dead_only:
         conditions.append(c.delivery_state == "dead")
     stmt = update(webhook_log).where(*conditions, not_in_flight(now)).values(
-        delivery_state="pending", attempts=0, next_attempt_at=now, claimed_by=None, last_error=None)
+        delivery_state="pending", attempts=0, next_attempt_at=now, claimed_by=None, last_status=None,
+        last_error=None, delivered_at=None)
     busy = select(func.count()).select_from(webhook_log).where(*conditions, in_flight(now))
     with begin_write(engine) as conn:
         queued = int(conn.execute(stmt).rowcount)

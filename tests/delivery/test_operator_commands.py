@@ -3,6 +3,7 @@ may do while a worker holds events, and what the commands say back."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -49,3 +50,25 @@ def test_replay_leaves_an_event_whose_attempt_is_in_flight_and_says_so(cli: Engi
     code, out = run("webhooks", "replay", *map(str, busy))
     assert code == 1  # nothing queued
     assert "queued 0 event(s)" in out and "2 in flight" in out
+
+
+def test_a_replayed_delivered_event_shows_plainly_as_pending(cli: Engine) -> None:
+    """Replay starts a new queueing: what described the last one (its status, error, delivery time) is cleared,
+    so `webhooks log` shows the event as pending, not as pending yet answered 204 and delivered."""
+    from store.delivery import Finished, finish
+
+    insert(cli, accepted(1))
+    now = datetime.now(UTC)
+    [item] = claim_due(cli, claim="w1:a", now=now, lease=timedelta(minutes=1), limit=1, providers=["hospitable"])
+    finish(cli, [Finished(item, now, "w1", "delivered", 204, 3.0, None, "delivered", None, now)])
+    code, out = run("webhooks", "log")
+    assert "delivered 1x 204" in out
+    assert run("webhooks", "replay", str(item.id))[0] == 0
+    code, out = run("webhooks", "log", "--format", "json")
+    [row] = json.loads(out)
+    assert (row["delivery_state"], row["attempts"], row["last_status"], row["last_error"], row["delivered_at"]) \
+        == ("pending", 0, None, None, None)
+    code, out = run("webhooks", "log")
+    assert " pending 0x " in out and "204" not in out.split("pending 0x")[1].splitlines()[0]
+    code, out = run("webhooks", "attempts", str(item.id))
+    assert code == 0 and "delivered 204" in out  # the attempts made before the replay are all kept
