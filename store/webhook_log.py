@@ -980,16 +980,21 @@ def not_in_flight(now: datetime) -> ColumnElement[bool]:
     return or_(c.claimed_by.is_(None), c.next_attempt_at <= now)
 
 
-def prune(engine: Engine, older_than: datetime, *, include_undelivered: bool = False) -> int:
+def prune(engine: Engine, older_than: datetime, *, include_undelivered: bool = False,
+          now: datetime | None = None) -> int:
     """Delete log rows (and item keys) received before ``older_than``; returns how many log rows.
 
     Events still to deliver (pending, retrying) or dead-lettered are kept unless ``include_undelivered``:
-    pruning must not lose what the platform never received.
+    pruning must not lose what the platform never received. Even then an event :func:`in_flight` at ``now``
+    (default: the current time) is kept: its attempt is under way, and its outcome is recorded when it ends
+    (a later prune deletes it).
     """
     c = webhook_log.c
     stmt = delete(webhook_log).where(c.received_at < older_than)
     if not include_undelivered:
         stmt = stmt.where(or_(c.delivery_state.is_(None), c.delivery_state.not_in(UNDELIVERED_STATES)))
+    else:
+        stmt = stmt.where(not_in_flight(now or datetime.now(UTC)))
     with begin_write(engine) as conn:
         conn.execute(delete(webhook_event_keys).where(webhook_event_keys.c.received_at < older_than))
         return conn.execute(stmt).rowcount

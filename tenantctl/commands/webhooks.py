@@ -16,7 +16,7 @@ from store.delivery import attempts_of, queue_by_group, replay
 from store.engine import make_engine, redact_url
 from store.errors import DatabaseNotMigrated
 from store.migrate import require_up_to_date
-from store.webhook_log import LogRow, Outcome, last_verified_event, prune, query_log, stats
+from store.webhook_log import LogRow, Outcome, count_in_flight, last_verified_event, prune, query_log, stats
 from tenancy.escape import markup, printable
 from tenantctl.context import Context
 
@@ -198,18 +198,23 @@ def prune_cmd(
     ctx: typer.Context,
     older_than: Annotated[str, typer.Option("--older-than", help="An age such as 30d.")],
     include_undelivered: Annotated[bool, typer.Option(
-        "--include-undelivered", help="Also delete events not delivered yet and dead letters.")] = False,
+        "--include-undelivered", help="Also delete events not delivered yet and dead letters (but not those "
+        "in flight: claimed by a worker, their lease running).")] = False,
 ) -> None:
     """Delete webhook-log records older than the given age (undelivered events are kept unless told)."""
     c: Context = ctx.obj
-    cutoff = datetime.now(UTC) - parse_duration(older_than)
+    now = datetime.now(UTC)
+    cutoff = now - parse_duration(older_than)
     engine = _engine(c)
     try:
-        n = prune(engine, cutoff, include_undelivered=include_undelivered)
+        n = prune(engine, cutoff, include_undelivered=include_undelivered, now=now)
+        busy = count_in_flight(engine, now=now, received_before=cutoff) if include_undelivered else 0
     finally:
         engine.dispose()
     kept = "" if include_undelivered else " (undelivered and dead-lettered events kept)"
     c.echo(f"deleted {n} webhook record(s) received before {cutoff.isoformat(timespec='seconds')}{kept}")
+    if busy:
+        c.echo(f"{busy} in flight (a worker's attempt may be under way), kept: prune again after their attempt ends")
 
 
 @webhooks_app.command("replay")

@@ -72,3 +72,17 @@ def test_a_replayed_delivered_event_shows_plainly_as_pending(cli: Engine) -> Non
     assert " pending 0x " in out and "204" not in out.split("pending 0x")[1].splitlines()[0]
     code, out = run("webhooks", "attempts", str(item.id))
     assert code == 0 and "delivered 204" in out  # the attempts made before the replay are all kept
+
+
+def test_prune_of_undelivered_events_keeps_those_in_flight_and_says_so(cli: Engine) -> None:
+    """`--include-undelivered` deletes what was never delivered, but not an event a worker is delivering: its
+    attempt is under way and its outcome will be recorded; a later prune deletes it."""
+    from store.webhook_log import query_log
+
+    insert(cli, accepted(3, at=datetime.now(UTC) - timedelta(hours=1)))
+    [busy] = _claim(cli, 1)
+    code, out = run("webhooks", "prune", "--older-than", "1m", "--include-undelivered")
+    assert code == 0 and "deleted 2 webhook record(s)" in out
+    assert "1 in flight (a worker's attempt may be under way), kept: prune again after their attempt ends" in out
+    rows, _ = query_log(cli)
+    assert [r.id for r in rows] == [busy]
