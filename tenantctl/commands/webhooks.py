@@ -25,32 +25,57 @@ webhooks_app = typer.Typer(help="The webhook log: recent requests, per-tenant st
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+_UNIT_SECONDS = {"seconds": 1, "minutes": 60, "hours": 3600, "days": 86400, "weeks": 604800}
 PROVIDERS = ("hospitable", "whatsapp", "nuki", "beds24")
+MAX_DURATION = timedelta(days=36500)  # an age or window; 100 years covers any log, and stays inside datetime's range
+# A webhook-log ID: a positive 64-bit integer (BIGINT on PostgreSQL, SQLite's rowid).
+MAX_ID = 2**63 - 1
 
 
 def register(app: typer.Typer) -> None:
     app.add_typer(webhooks_app, name="webhooks")
 
 
-def parse_duration(text: str) -> timedelta:
-    """`30d`, `24h`, `15m`, `90s`, `2w`."""
+def parse_duration(text: str, option: str | None = None) -> timedelta:
+    """`30d`, `24h`, `15m`, `90s`, `2w`, up to :data:`MAX_DURATION`; a bad value is a usage error naming
+    `option`."""
     m = _DURATION.match(text)
     if not m:
-        raise typer.BadParameter("use a number and a unit: 90s, 15m, 24h, 30d, 2w")
-    return timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+        raise typer.BadParameter("use a number and a unit: 90s, 15m, 24h, 30d, 2w", param_hint=option)
+    digits, unit = m.group(1).lstrip("0") or "0", _UNITS[m.group(2)]
+    # Compared in whole seconds first: a longer one would overflow a timedelta, or the time taken back by it.
+    if len(digits) > 12 or int(digits) * _UNIT_SECONDS[unit] > MAX_DURATION.total_seconds():
+        raise typer.BadParameter(f"{text.strip()!r} is out of range: from 0s to {MAX_DURATION.days}d (100 years)",
+                                 param_hint=option)
+    return timedelta(**{unit: int(digits)})
+
+
+def _log_id(value: int) -> int:
+    """A webhook-log ID as given on the command line: out of range is a usage error, not the database's."""
+    if not 1 <= value <= MAX_ID:
+        raise typer.BadParameter(f"{value} is out of range: a webhook-log ID is from 1 to {MAX_ID}")
+    return value
+
+
+def _log_ids(value: list[int] | None) -> list[int] | None:
+    return None if value is None else [_log_id(v) for v in value]
 
 
 def parse_since(text: str, now: datetime, option: str = "--since") -> datetime:
     """A duration back from now (`24h`) or an ISO 8601 time (UTC when it has no offset); a bad value is a
     usage error naming `option`."""
     if _DURATION.match(text):
-        return now - parse_duration(text)
+        return now - parse_duration(text, option)
     try:
         value = datetime.fromisoformat(text)
     except ValueError:
         raise typer.BadParameter(f"{text!r}: use a duration (24h, 7d) or an ISO 8601 time (2026-12-01T08:00)",
                                  param_hint=option) from None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+    try:  # in UTC, as stored: an offset can carry the year 9999 past it
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError:
+        raise typer.BadParameter(f"{text!r} is out of range: a time in the years 1 to 9999 UTC",
+                                 param_hint=option) from None
 
 
 def _engine(c: Context) -> Engine:
@@ -140,7 +165,7 @@ def stats_cmd(
     now = datetime.now(UTC)
     engine = _engine(c)
     try:
-        rows = stats(engine, now=now, window=parse_duration(window))
+        rows = stats(engine, now=now, window=parse_duration(window, "--window"))
         last = {(s.tenant, s.provider): s.last_accepted_at or (
             last_verified_event(engine, s.tenant, s.provider) if s.tenant else None) for s in rows}
         # Undelivered events count whatever their age: a dead letter from last week still needs a look.
@@ -196,7 +221,7 @@ def _age(seconds: float) -> str:
 @webhooks_app.command("prune")
 def prune_cmd(
     ctx: typer.Context,
-    older_than: Annotated[str, typer.Option("--older-than", help="An age such as 30d.")],
+    older_than: Annotated[str, typer.Option("--older-than", help="An age such as 30d (0s to 36500d).")],
     include_undelivered: Annotated[bool, typer.Option(
         "--include-undelivered", help="Also delete events not delivered yet and dead letters (but not those "
         "in flight: claimed by a worker, their lease running).")] = False,
@@ -204,7 +229,7 @@ def prune_cmd(
     """Delete webhook-log records older than the given age (undelivered events are kept unless told)."""
     c: Context = ctx.obj
     now = datetime.now(UTC)
-    cutoff = now - parse_duration(older_than)
+    cutoff = now - parse_duration(older_than, "--older-than")
     engine = _engine(c)
     try:
         n = prune(engine, cutoff, include_undelivered=include_undelivered, now=now)
@@ -220,7 +245,8 @@ def prune_cmd(
 @webhooks_app.command("replay")
 def replay_cmd(
     ctx: typer.Context,
-    ids: Annotated[list[int] | None, typer.Argument(help="Webhook-log IDs (from `webhooks log`).")] = None,
+    ids: Annotated[list[int] | None, typer.Argument(help="Webhook-log IDs (from `webhooks log`).",
+                                                    callback=_log_ids)] = None,
     tenant: Annotated[str | None, typer.Option("--tenant", help="Every event of this tenant.")] = None,
     provider: Annotated[str | None, typer.Option("--provider", help=", ".join(PROVIDERS))] = None,
     since: Annotated[str | None, typer.Option("--since", help="Received at or after: 24h, 7d or ISO 8601.")] = None,
@@ -256,7 +282,7 @@ def replay_cmd(
 @webhooks_app.command("attempts")
 def attempts_cmd(
     ctx: typer.Context,
-    log_id: Annotated[int, typer.Argument(help="A webhook-log ID (from `webhooks log`).")],
+    log_id: Annotated[int, typer.Argument(help="A webhook-log ID (from `webhooks log`).", callback=_log_id)],
 ) -> None:
     """Every delivery attempt of one event: when, which worker, outcome, status, latency, error."""
     c: Context = ctx.obj
