@@ -181,6 +181,8 @@ class Worker:
         done: list[Finished] = []  # outcomes not yet recorded
         released: list[Claimed] = []  # claims never started, to hand back
         releasing: list[Claimed] = []  # those the round in progress hands back
+        unstarted: list[Claimed] = []  # claims of a round too slow to start them: left to their lease, uncounted
+        leaving: list[Claimed] = []  # those the round in progress leaves to their lease
         db_round: asyncio.Future[list[Claimed]] | None = None
         recording: list[Finished] = []  # the outcomes the round in progress records
         alone = 0  # the next this many outcomes are recorded one a round (a round failed on what it wrote)
@@ -223,22 +225,23 @@ class Worker:
             # Claim ahead up to twice the concurrency, so a slot that frees starts its next event at once.
             want = 0 if stopping or now < claim_after else min(
                 claim_cap, 2 * cfg.concurrency - len(in_flight) - len(ready))
-            if db_round is None and (done or released or want > 0) and (
+            if db_round is None and (done or released or unstarted or want > 0) and (
                     len(done) >= batch or want >= batch or now - last_round >= ROUND_INTERVAL_S
                     or not in_flight):
                 take = 1 if alone else len(done)
                 recording, done = done[:take], done[take:]
                 releasing, released = released, []
+                leaving, unstarted = unstarted, []
                 self._claims += 1
                 self.rounds += 1
                 claim = f"{self.worker_id}:{self._nonce}:{self._claims}"[-64:]
                 asked, last_round = want, now
                 db_round = loop.run_in_executor(self._db, partial(
                     self._cycle, recording, claim=claim, limit=asked, providers=self.destinations.providers(),
-                    released=releasing))
+                    released=releasing, unstarted=leaving))
                 db_round.add_done_callback(lambda _: wake.set())
             if db_round is None and not in_flight and not ready:
-                if stopping or (until_idle and queue_empty and not done and not released):
+                if stopping or (until_idle and queue_empty and not done and not released and not unstarted):
                     return
                 await asyncio.sleep(max(0.0, min(cfg.poll_s, claim_after - time.monotonic())))
                 continue
@@ -264,6 +267,7 @@ class Worker:
                 items: list[Claimed] = finished.result()
             except SQLAlchemyError as exc:
                 released = releasing + released
+                unstarted = leaving + unstarted
                 if isinstance(exc, INCURABLE) and recording:
                     if len(recording) > 1:  # which one? each in a round of its own
                         log.error("delivery: a round failed on what it records (%s); recording its %d outcome(s) "
@@ -297,14 +301,16 @@ class Worker:
                 self._observe(r)
             recording = []
             # Their lease runs from before the round (its clock was read before any wait for a lock). A round too
-            # slow to start them inside it leaves them to their lease: handing them back would only make a slow
-            # database claim them again at once, and again.
+            # slow to start them inside it leaves them to their lease: handing them back due at once would only make
+            # a slow database claim them again at once, and again. The next round uncounts their attempt (never
+            # started), so the first one made is attempt 1 and none of the limit is spent on the database's pace.
             took = time.monotonic() - last_round
             if took <= cfg.lease_margin_s / 2:
                 ready.extend((last_round, item) for item in items)
                 if took < cfg.lease_margin_s / 4 and asked == claim_cap == len(items):
                     claim_cap = min(2 * cfg.concurrency, claim_cap + batch)
             elif items:
+                unstarted.extend(items)
                 claim_cap = max(1, len(items) // 2)
                 log.warning("delivery: a database round took %.1fs, too long to start its %d event(s) inside their "
                             "lease (they are due again when it ends); claiming at most %d at a time",
@@ -315,9 +321,9 @@ class Worker:
                     claim_after = time.monotonic() + cfg.poll_s
 
     def _cycle(self, results: list[Finished], *, claim: str, limit: int, providers: tuple[str, ...],
-               released: list[Claimed]) -> list[Claimed]:
+               released: list[Claimed], unstarted: list[Claimed]) -> list[Claimed]:
         return cycle(self.engine, results, claim=claim, now=self._now(), lease=self.config.lease, limit=limit,
-                     providers=providers, released=released,
+                     providers=providers, released=released, unstarted=unstarted,
                      hold_still=self._parker.hold if self._parker is not None else contextlib.nullcontext)
 
     # -- one attempt ----------------------------------------------------------------------------------

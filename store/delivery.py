@@ -199,11 +199,12 @@ def finish(engine: Engine, results: Sequence[Finished]) -> int:
 
 
 def cycle(engine: Engine, results: Sequence[Finished], *, claim: str, now: datetime, lease: timedelta, limit: int,
-          providers: Sequence[str], released: Sequence[Claimed] = (),
+          providers: Sequence[str], released: Sequence[Claimed] = (), unstarted: Sequence[Claimed] = (),
           hold_still: Callable[[], AbstractContextManager[object]] = contextlib.nullcontext,
           look_first: bool = True) -> list[Claimed]:
     """:func:`finish` ``results``, hand back ``released`` (claims never started: due now, their attempt
-    uncounted) and :func:`claim_due` up to ``limit`` more, in one transaction (one commit instead of two: on
+    uncounted) and ``unstarted`` (claims never started and left to their lease: due when it ends, their attempt
+    uncounted), and :func:`claim_due` up to ``limit`` more, in one transaction (one commit instead of two: on
     SQLite each is an fsync, which a busy worker pays per round).
 
     The write is kept short, since on SQLite the webhook server's commits wait for it: parameters are built
@@ -212,11 +213,12 @@ def cycle(engine: Engine, results: Sequence[Finished], *, claim: str, now: datet
     With nothing to record, a read looks for due events first (``look_first``): an idle worker's polls never
     take the write lock the webhook server's commits need.
     """
-    if look_first and not results and not released and not _any_due(engine, now=now, providers=providers):
+    if look_first and not results and not released and not unstarted and not _any_due(
+            engine, now=now, providers=providers):
         return []
     sqlite = is_sqlite(engine)
     attempts, outcomes = _attempt_rows(results, sqlite), _outcome_rows(results, sqlite)
-    handed_back = [(_time(now, sqlite), i.id, i.claim) for i in released]
+    handed_back = [(_time(now, sqlite), i.id, i.claim) for i in released] + [(None, i.id, i.claim) for i in unstarted]
     provider_list = list(providers) if limit > 0 else []
     claim_params = _claim_params(engine.dialect.name, claim, _time(now + lease, sqlite), _time(now, sqlite),
                                  provider_list, limit)
@@ -303,9 +305,10 @@ def _claim_params(dialect: str, claim: str, lease_end: Any, now: Any, providers:
 
 @functools.lru_cache(maxsize=4)
 def _release_sql(dialect: str) -> str:
-    """Parameters: now, id, claim. Only a row still holding the claim: a replay or an expired lease wins."""
+    """Parameters: due at (None: when the lease ends), id, claim. Only a row still holding the claim: a replay
+    or an expired lease wins. The claim counted an attempt that was never started: uncounted."""
     m = _mark(dialect)
-    return (f"UPDATE {webhook_log.name} SET claimed_by = NULL, next_attempt_at = {m}, "  # noqa: S608
+    return (f"UPDATE {webhook_log.name} SET claimed_by = NULL, next_attempt_at = COALESCE({m}, next_attempt_at), "  # noqa: S608
             f"attempts = attempts - 1 WHERE id = {m} AND claimed_by = {m}")
 
 
