@@ -11,7 +11,8 @@ that allows its 200. Here the delivery workers take it from there (docs/delivery
   and counts the attempt: a worker that dies (even ``kill -9``) mid-delivery leaves the row due again
   when the lease ends, and a poison event that kills workers still reaches the attempt limit.
 - :func:`finish` records each attempt (one ``delivery_attempts`` row) and the row's new state, only if
-  the row is still claimed by the same claim (a replay or an expired lease wins over a late answer).
+  the row is still claimed by the same claim (a replay or an expired lease wins over a late answer); the
+  attempt of an event deleted meanwhile is dropped, never a foreign-key error failing the whole round.
 
 Errors: SQLAlchemy errors propagate (the worker logs them and polls again);
 :class:`AnotherWorkerRunning` when a second worker starts on one SQLite file.
@@ -188,7 +189,8 @@ def finish(engine: Engine, results: Sequence[Finished]) -> int:
     """Record the attempts and the events' new states in one transaction; returns the rows updated.
 
     An event whose claim was lost meanwhile (replayed, or its lease expired and another worker claimed it)
-    keeps its state; its attempt is recorded all the same.
+    keeps its state; its attempt is recorded all the same. An event deleted meanwhile (pruned) has neither
+    state nor attempts left: its outcome is dropped.
     """
     if not results:
         return 0
