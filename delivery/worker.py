@@ -36,7 +36,7 @@ from functools import partial
 from urllib.parse import quote
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
 from delivery import signing
 from delivery.dbthread import DaemonThreadExecutor
@@ -64,6 +64,9 @@ ROUND_STUCK_S = 10.0
 # Longer than SQLite's busy_timeout (5 s), or the first failed round would end it; give the service a stop timeout
 # above it plus one round (systemd unit: 30 s).
 STOP_RETRY_S = 8.0
+# Errors of what a round writes, not of the database: retrying the same round fails the same way. Its outcomes are
+# then recorded one a round, and one that still fails is dropped (its event is delivered again after its lease).
+INCURABLE = (IntegrityError, DataError)
 
 
 @dataclass(frozen=True)
@@ -178,8 +181,11 @@ class Worker:
         done: list[Finished] = []  # outcomes not yet recorded
         released: list[Claimed] = []  # claims never started, to hand back
         releasing: list[Claimed] = []  # those the round in progress hands back
+        unstarted: list[Claimed] = []  # claims of a round too slow to start them: left to their lease, uncounted
+        leaving: list[Claimed] = []  # those the round in progress leaves to their lease
         db_round: asyncio.Future[list[Claimed]] | None = None
         recording: list[Finished] = []  # the outcomes the round in progress records
+        alone = 0  # the next this many outcomes are recorded one a round (a round failed on what it wrote)
         pause = cfg.poll_s
         claim_after = 0.0  # monotonic: an empty or failed claim waits for the next poll (or pause)
         last_round = 0.0
@@ -219,21 +225,23 @@ class Worker:
             # Claim ahead up to twice the concurrency, so a slot that frees starts its next event at once.
             want = 0 if stopping or now < claim_after else min(
                 claim_cap, 2 * cfg.concurrency - len(in_flight) - len(ready))
-            if db_round is None and (done or released or want > 0) and (
+            if db_round is None and (done or released or unstarted or want > 0) and (
                     len(done) >= batch or want >= batch or now - last_round >= ROUND_INTERVAL_S
                     or not in_flight):
-                recording, done = done, []
+                take = 1 if alone else len(done)
+                recording, done = done[:take], done[take:]
                 releasing, released = released, []
+                leaving, unstarted = unstarted, []
                 self._claims += 1
                 self.rounds += 1
                 claim = f"{self.worker_id}:{self._nonce}:{self._claims}"[-64:]
                 asked, last_round = want, now
                 db_round = loop.run_in_executor(self._db, partial(
                     self._cycle, recording, claim=claim, limit=asked, providers=self.destinations.providers(),
-                    released=releasing))
+                    released=releasing, unstarted=leaving))
                 db_round.add_done_callback(lambda _: wake.set())
             if db_round is None and not in_flight and not ready:
-                if stopping or (until_idle and queue_empty and not done and not released):
+                if stopping or (until_idle and queue_empty and not done and not released and not unstarted):
                     return
                 await asyncio.sleep(max(0.0, min(cfg.poll_s, claim_after - time.monotonic())))
                 continue
@@ -258,8 +266,23 @@ class Worker:
             try:
                 items: list[Claimed] = finished.result()
             except SQLAlchemyError as exc:
-                done = recording + done
                 released = releasing + released
+                unstarted = leaving + unstarted
+                if isinstance(exc, INCURABLE) and recording:
+                    if len(recording) > 1:  # which one? each in a round of its own
+                        log.error("delivery: a round failed on what it records (%s); recording its %d outcome(s) "
+                                  "one at a time", type(exc).__name__, len(recording))
+                        done, alone = recording + done, len(recording)
+                    else:
+                        [r] = recording
+                        log.error("delivery: the outcome of event %d attempt %d cannot be recorded (%s), dropped: the "
+                                  "event is delivered again after its lease", r.item.id, r.item.attempt,
+                                  type(exc).__name__)
+                        self._observe(r)  # the attempt was made all the same
+                        alone = max(0, alone - 1)
+                    recording = []
+                    continue
+                done = recording + done
                 if stopping and not in_flight and (stop_seen is None or time.monotonic() - stop_seen >= STOP_RETRY_S):
                     log.error("delivery: database error while stopping (%s); %d outcome(s) unrecorded: "
                               "their events are delivered again after their lease", type(exc).__name__, len(done))
@@ -272,18 +295,22 @@ class Worker:
                 pause = min(pause * 2, 10.0)
                 continue
             pause = cfg.poll_s
+            if alone and recording:
+                alone -= 1
             for r in recording:
                 self._observe(r)
             recording = []
             # Their lease runs from before the round (its clock was read before any wait for a lock). A round too
-            # slow to start them inside it leaves them to their lease: handing them back would only make a slow
-            # database claim them again at once, and again.
+            # slow to start them inside it leaves them to their lease: handing them back due at once would only make
+            # a slow database claim them again at once, and again. The next round uncounts their attempt (never
+            # started), so the first one made is attempt 1 and none of the limit is spent on the database's pace.
             took = time.monotonic() - last_round
             if took <= cfg.lease_margin_s / 2:
                 ready.extend((last_round, item) for item in items)
                 if took < cfg.lease_margin_s / 4 and asked == claim_cap == len(items):
                     claim_cap = min(2 * cfg.concurrency, claim_cap + batch)
             elif items:
+                unstarted.extend(items)
                 claim_cap = max(1, len(items) // 2)
                 log.warning("delivery: a database round took %.1fs, too long to start its %d event(s) inside their "
                             "lease (they are due again when it ends); claiming at most %d at a time",
@@ -294,9 +321,9 @@ class Worker:
                     claim_after = time.monotonic() + cfg.poll_s
 
     def _cycle(self, results: list[Finished], *, claim: str, limit: int, providers: tuple[str, ...],
-               released: list[Claimed]) -> list[Claimed]:
+               released: list[Claimed], unstarted: list[Claimed]) -> list[Claimed]:
         return cycle(self.engine, results, claim=claim, now=self._now(), lease=self.config.lease, limit=limit,
-                     providers=providers, released=released,
+                     providers=providers, released=released, unstarted=unstarted,
                      hold_still=self._parker.hold if self._parker is not None else contextlib.nullcontext)
 
     # -- one attempt ----------------------------------------------------------------------------------

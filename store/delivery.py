@@ -11,7 +11,8 @@ that allows its 200. Here the delivery workers take it from there (docs/delivery
   and counts the attempt: a worker that dies (even ``kill -9``) mid-delivery leaves the row due again
   when the lease ends, and a poison event that kills workers still reaches the attempt limit.
 - :func:`finish` records each attempt (one ``delivery_attempts`` row) and the row's new state, only if
-  the row is still claimed by the same claim (a replay or an expired lease wins over a late answer).
+  the row is still claimed by the same claim (a replay or an expired lease wins over a late answer); the
+  attempt of an event deleted meanwhile is dropped, never a foreign-key error failing the whole round.
 
 Errors: SQLAlchemy errors propagate (the worker logs them and polls again);
 :class:`AnotherWorkerRunning` when a second worker starts on one SQLite file.
@@ -44,7 +45,7 @@ from sqlalchemy import (
 from store.engine import begin_write, is_sqlite, make_engine, sqlite_sidecar
 from store.errors import StoreError
 from store.schema import DUE_PREDICATE, delivery_attempts, webhook_log
-from store.webhook_log import row_time
+from store.webhook_log import in_flight, not_in_flight, row_time
 
 DUE_STATES = ("pending", "retrying")
 # The due predicate as literal SQL, the very text of ix_webhook_log_due's WHERE: a planner uses a partial index
@@ -188,7 +189,8 @@ def finish(engine: Engine, results: Sequence[Finished]) -> int:
     """Record the attempts and the events' new states in one transaction; returns the rows updated.
 
     An event whose claim was lost meanwhile (replayed, or its lease expired and another worker claimed it)
-    keeps its state; its attempt is recorded all the same.
+    keeps its state; its attempt is recorded all the same. An event deleted meanwhile (pruned) has neither
+    state nor attempts left: its outcome is dropped.
     """
     if not results:
         return 0
@@ -199,11 +201,12 @@ def finish(engine: Engine, results: Sequence[Finished]) -> int:
 
 
 def cycle(engine: Engine, results: Sequence[Finished], *, claim: str, now: datetime, lease: timedelta, limit: int,
-          providers: Sequence[str], released: Sequence[Claimed] = (),
+          providers: Sequence[str], released: Sequence[Claimed] = (), unstarted: Sequence[Claimed] = (),
           hold_still: Callable[[], AbstractContextManager[object]] = contextlib.nullcontext,
           look_first: bool = True) -> list[Claimed]:
     """:func:`finish` ``results``, hand back ``released`` (claims never started: due now, their attempt
-    uncounted) and :func:`claim_due` up to ``limit`` more, in one transaction (one commit instead of two: on
+    uncounted) and ``unstarted`` (claims never started and left to their lease: due when it ends, their attempt
+    uncounted), and :func:`claim_due` up to ``limit`` more, in one transaction (one commit instead of two: on
     SQLite each is an fsync, which a busy worker pays per round).
 
     The write is kept short, since on SQLite the webhook server's commits wait for it: parameters are built
@@ -212,11 +215,12 @@ def cycle(engine: Engine, results: Sequence[Finished], *, claim: str, now: datet
     With nothing to record, a read looks for due events first (``look_first``): an idle worker's polls never
     take the write lock the webhook server's commits need.
     """
-    if look_first and not results and not released and not _any_due(engine, now=now, providers=providers):
+    if look_first and not results and not released and not unstarted and not _any_due(
+            engine, now=now, providers=providers):
         return []
     sqlite = is_sqlite(engine)
     attempts, outcomes = _attempt_rows(results, sqlite), _outcome_rows(results, sqlite)
-    handed_back = [(_time(now, sqlite), i.id, i.claim) for i in released]
+    handed_back = [(_time(now, sqlite), i.id, i.claim) for i in released] + [(None, i.id, i.claim) for i in unstarted]
     provider_list = list(providers) if limit > 0 else []
     claim_params = _claim_params(engine.dialect.name, claim, _time(now + lease, sqlite), _time(now, sqlite),
                                  provider_list, limit)
@@ -304,9 +308,10 @@ def _claim_params(dialect: str, claim: str, lease_end: Any, now: Any, providers:
 
 @functools.lru_cache(maxsize=4)
 def _release_sql(dialect: str) -> str:
-    """Parameters: now, id, claim. Only a row still holding the claim: a replay or an expired lease wins."""
+    """Parameters: due at (None: when the lease ends), id, claim. Only a row still holding the claim: a replay
+    or an expired lease wins. The claim counted an attempt that was never started: uncounted."""
     m = _mark(dialect)
-    return (f"UPDATE {webhook_log.name} SET claimed_by = NULL, next_attempt_at = {m}, "  # noqa: S608
+    return (f"UPDATE {webhook_log.name} SET claimed_by = NULL, next_attempt_at = COALESCE({m}, next_attempt_at), "  # noqa: S608
             f"attempts = attempts - 1 WHERE id = {m} AND claimed_by = {m}")
 
 
@@ -318,11 +323,26 @@ def _outcome_sql(dialect: str) -> str:
             f"last_status = {m}, last_error = {m}, delivered_at = {m} WHERE id = {m} AND claimed_by = {m}")
 
 
+# The types of an attempt's values after its log_id (PostgreSQL must be told them in a SELECT's list).
+_ATTEMPT_TYPES = ("integer", "timestamptz", "varchar", "varchar", "smallint", "double precision", "varchar")
+
+
 @functools.lru_cache(maxsize=4)
 def _attempt_sql(dialect: str) -> str:
+    """Parameters: attempt, started at, worker, outcome, status, latency, error, id (see :func:`_attempt_rows`).
+
+    The attempt row is inserted only while its event exists: an event deleted during its attempt (`webhooks
+    prune --include-undelivered`, any DELETE) leaves its outcome nothing to describe, and an attempt naming it
+    would break the foreign key and fail the whole round, every retry of it too. Read by primary key, as the
+    outcome's UPDATE is: a round stays as cheap. On PostgreSQL the row is read ``FOR KEY SHARE``, the lock the
+    foreign key's check takes anyway: a DELETE not yet committed is waited for, and once committed the row is
+    gone and nothing is inserted (rather than the check failing after the EXISTS saw the row)."""
     m = _mark(dialect)
+    sqlite = dialect == "sqlite"
+    values = [m] * 7 if sqlite else [f"CAST({m} AS {t})" for t in _ATTEMPT_TYPES]
     return (f"INSERT INTO {delivery_attempts.name} (log_id, attempt, started_at, worker, outcome, status_code, "  # noqa: S608
-            f"latency_ms, error) VALUES ({', '.join([m] * 8)})")
+            f"latency_ms, error) SELECT id, {', '.join(values)} FROM {webhook_log.name} WHERE id = {m}"
+            + ("" if sqlite else " FOR KEY SHARE"))
 
 
 def _time(at: datetime | None, sqlite: bool) -> Any:
@@ -339,8 +359,8 @@ def _read_time(value: Any) -> datetime:
 
 
 def _attempt_rows(results: Sequence[Finished], sqlite: bool) -> list[tuple[Any, ...]]:
-    return [(r.item.id, r.item.attempt, _time(r.started_at, sqlite), r.worker[:64], r.outcome, r.status_code,
-             r.latency_ms, None if r.error is None else r.error[:255]) for r in results]
+    return [(r.item.attempt, _time(r.started_at, sqlite), r.worker[:64], r.outcome, r.status_code,
+             r.latency_ms, None if r.error is None else r.error[:255], r.item.id) for r in results]
 
 
 def _outcome_rows(results: Sequence[Finished], sqlite: bool) -> list[tuple[Any, ...]]:
@@ -359,13 +379,25 @@ def _record(conn: Connection, attempts: list[tuple[Any, ...]], outcomes: list[tu
     return int(conn.exec_driver_sql(_outcome_sql(dialect), outcomes).rowcount)
 
 
+@dataclass(frozen=True)
+class Replayed:
+    """What :func:`replay` did: ``queued`` events queued again; ``in_flight`` selected but left alone."""
+
+    queued: int
+    in_flight: int
+
+
 def replay(engine: Engine, *, now: datetime, ids: Sequence[int] = (), tenant: str | None = None,
            provider: str | None = None, since: datetime | None = None, until: datetime | None = None,
-           dead_only: bool = False) -> int:
-    """Queue accepted events again (due now, attempts from zero, the age limit from now); returns how many.
+           dead_only: bool = False) -> Replayed:
+    """Queue accepted events again (due now, attempts from zero, the age limit from now, the last attempt's
+    status, error and delivery time cleared: they describe the queueing that ended); returns how many, and how
+    many were left in flight.
 
     Selects by ``ids``, or by the filters (all given ones must match; ``since`` inclusive, ``until``
-    exclusive). Rejected and duplicate rows were never events to deliver and are never queued. A replayed
+    exclusive). Rejected and duplicate rows were never events to deliver and are never queued. An event whose
+    attempt may be under way (claimed, its lease running at ``now``) is not queued: a second attempt would start
+    beside the first, the same ``webhook-id`` twice at once; replay it after its attempt ends. A replayed
     event keeps its ``webhook-id``, so the platform can tell it has seen it.
     """
     c = webhook_log.c
@@ -382,10 +414,13 @@ def replay(engine: Engine, *, now: datetime, ids: Sequence[int] = (), tenant: st
         conditions.append(c.received_at < until)
     if dead_only:
         conditions.append(c.delivery_state == "dead")
-    stmt = update(webhook_log).where(*conditions).values(
-        delivery_state="pending", attempts=0, next_attempt_at=now, claimed_by=None, last_error=None, replayed_at=now)
+    stmt = update(webhook_log).where(*conditions, not_in_flight(now)).values(
+        delivery_state="pending", attempts=0, next_attempt_at=now, claimed_by=None, last_status=None,
+        last_error=None, delivered_at=None, replayed_at=now)
+    busy = select(func.count()).select_from(webhook_log).where(*conditions, in_flight(now))
     with begin_write(engine) as conn:
-        return int(conn.execute(stmt).rowcount)
+        queued = int(conn.execute(stmt).rowcount)
+        return Replayed(queued, int(conn.execute(busy).scalar_one()))
 
 
 def queue_stats(engine: Engine) -> QueueStats:
@@ -473,6 +508,7 @@ __all__ = [
     "Finished",
     "GroupQueue",
     "QueueStats",
+    "Replayed",
     "attempts_of",
     "claim_due",
     "cycle",

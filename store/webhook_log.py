@@ -32,7 +32,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Literal, Protocol
 
-from sqlalchemy import Connection, Engine, case, delete, func, or_, select
+from sqlalchemy import ColumnElement, Connection, Engine, and_, case, delete, func, or_, select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 
@@ -967,19 +967,47 @@ def stats(engine: Engine, *, now: datetime, window: timedelta = timedelta(hours=
 UNDELIVERED_STATES = ("pending", "retrying", "dead")
 
 
-def prune(engine: Engine, older_than: datetime, *, include_undelivered: bool = False) -> int:
+def in_flight(now: datetime) -> ColumnElement[bool]:
+    """Events a delivery worker holds at ``now``: claimed, their lease still running, so their attempt may be
+    under way (the platform may be receiving them)."""
+    c = webhook_log.c
+    return and_(c.claimed_by.is_not(None), c.next_attempt_at > now)
+
+
+def not_in_flight(now: datetime) -> ColumnElement[bool]:
+    """The rows :func:`in_flight` leaves out (written so that a NULL claim counts as none)."""
+    c = webhook_log.c
+    return or_(c.claimed_by.is_(None), c.next_attempt_at <= now)
+
+
+def prune(engine: Engine, older_than: datetime, *, include_undelivered: bool = False,
+          now: datetime | None = None) -> int:
     """Delete log rows (and item keys) received before ``older_than``; returns how many log rows.
 
     Events still to deliver (pending, retrying) or dead-lettered are kept unless ``include_undelivered``:
-    pruning must not lose what the platform never received.
+    pruning must not lose what the platform never received. Even then an event :func:`in_flight` at ``now``
+    (default: the current time) is kept: its attempt is under way, and its outcome is recorded when it ends
+    (a later prune deletes it).
     """
     c = webhook_log.c
     stmt = delete(webhook_log).where(c.received_at < older_than)
     if not include_undelivered:
         stmt = stmt.where(or_(c.delivery_state.is_(None), c.delivery_state.not_in(UNDELIVERED_STATES)))
+    else:
+        stmt = stmt.where(not_in_flight(now or datetime.now(UTC)))
     with begin_write(engine) as conn:
         conn.execute(delete(webhook_event_keys).where(webhook_event_keys.c.received_at < older_than))
         return conn.execute(stmt).rowcount
+
+
+def count_in_flight(engine: Engine, *, now: datetime, received_before: datetime | None = None) -> int:
+    """How many events are :func:`in_flight` at ``now`` (received before ``received_before``, when given)."""
+    c = webhook_log.c
+    stmt = select(func.count()).select_from(webhook_log).where(in_flight(now))
+    if received_before is not None:
+        stmt = stmt.where(c.received_at < received_before)
+    with engine.connect() as conn:
+        return int(conn.execute(stmt).scalar_one())
 
 
 def last_verified_event(engine: Engine, tenant: str, provider: str) -> datetime | None:
@@ -1002,7 +1030,10 @@ __all__ = [
     "RecordResult",
     "StatRow",
     "WebhookRecord",
+    "count_in_flight",
+    "in_flight",
     "last_verified_event",
+    "not_in_flight",
     "prune",
     "query_log",
     "stats",

@@ -16,7 +16,7 @@ from store.delivery import attempts_of, queue_by_group, replay
 from store.engine import make_engine, redact_url
 from store.errors import DatabaseNotMigrated
 from store.migrate import require_up_to_date
-from store.webhook_log import LogRow, Outcome, last_verified_event, prune, query_log, stats
+from store.webhook_log import LogRow, Outcome, count_in_flight, last_verified_event, prune, query_log, stats
 from tenancy.escape import markup, printable
 from tenantctl.context import Context
 
@@ -25,32 +25,57 @@ webhooks_app = typer.Typer(help="The webhook log: recent requests, per-tenant st
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+_UNIT_SECONDS = {"seconds": 1, "minutes": 60, "hours": 3600, "days": 86400, "weeks": 604800}
 PROVIDERS = ("hospitable", "whatsapp", "nuki", "beds24")
+MAX_DURATION = timedelta(days=36500)  # an age or window; 100 years covers any log, and stays inside datetime's range
+# A webhook-log ID: a positive 64-bit integer (BIGINT on PostgreSQL, SQLite's rowid).
+MAX_ID = 2**63 - 1
 
 
 def register(app: typer.Typer) -> None:
     app.add_typer(webhooks_app, name="webhooks")
 
 
-def parse_duration(text: str) -> timedelta:
-    """`30d`, `24h`, `15m`, `90s`, `2w`."""
+def parse_duration(text: str, option: str | None = None) -> timedelta:
+    """`30d`, `24h`, `15m`, `90s`, `2w`, up to :data:`MAX_DURATION`; a bad value is a usage error naming
+    `option`."""
     m = _DURATION.match(text)
     if not m:
-        raise typer.BadParameter("use a number and a unit: 90s, 15m, 24h, 30d, 2w")
-    return timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+        raise typer.BadParameter("use a number and a unit: 90s, 15m, 24h, 30d, 2w", param_hint=option)
+    digits, unit = m.group(1).lstrip("0") or "0", _UNITS[m.group(2)]
+    # Compared in whole seconds first: a longer one would overflow a timedelta, or the time taken back by it.
+    if len(digits) > 12 or int(digits) * _UNIT_SECONDS[unit] > MAX_DURATION.total_seconds():
+        raise typer.BadParameter(f"{text.strip()!r} is out of range: from 0s to {MAX_DURATION.days}d (100 years)",
+                                 param_hint=option)
+    return timedelta(**{unit: int(digits)})
+
+
+def _log_id(value: int) -> int:
+    """A webhook-log ID as given on the command line: out of range is a usage error, not the database's."""
+    if not 1 <= value <= MAX_ID:
+        raise typer.BadParameter(f"{value} is out of range: a webhook-log ID is from 1 to {MAX_ID}")
+    return value
+
+
+def _log_ids(value: list[int] | None) -> list[int] | None:
+    return None if value is None else [_log_id(v) for v in value]
 
 
 def parse_since(text: str, now: datetime, option: str = "--since") -> datetime:
     """A duration back from now (`24h`) or an ISO 8601 time (UTC when it has no offset); a bad value is a
     usage error naming `option`."""
     if _DURATION.match(text):
-        return now - parse_duration(text)
+        return now - parse_duration(text, option)
     try:
         value = datetime.fromisoformat(text)
     except ValueError:
         raise typer.BadParameter(f"{text!r}: use a duration (24h, 7d) or an ISO 8601 time (2026-12-01T08:00)",
                                  param_hint=option) from None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+    try:  # in UTC, as stored: an offset can carry the year 9999 past it
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError:
+        raise typer.BadParameter(f"{text!r} is out of range: a time in the years 1 to 9999 UTC",
+                                 param_hint=option) from None
 
 
 def _engine(c: Context) -> Engine:
@@ -140,7 +165,7 @@ def stats_cmd(
     now = datetime.now(UTC)
     engine = _engine(c)
     try:
-        rows = stats(engine, now=now, window=parse_duration(window))
+        rows = stats(engine, now=now, window=parse_duration(window, "--window"))
         last = {(s.tenant, s.provider): s.last_accepted_at or (
             last_verified_event(engine, s.tenant, s.provider) if s.tenant else None) for s in rows}
         # Undelivered events count whatever their age: a dead letter from last week still needs a look.
@@ -196,33 +221,42 @@ def _age(seconds: float) -> str:
 @webhooks_app.command("prune")
 def prune_cmd(
     ctx: typer.Context,
-    older_than: Annotated[str, typer.Option("--older-than", help="An age such as 30d.")],
+    older_than: Annotated[str, typer.Option("--older-than", help="An age such as 30d (0s to 36500d).")],
     include_undelivered: Annotated[bool, typer.Option(
-        "--include-undelivered", help="Also delete events not delivered yet and dead letters.")] = False,
+        "--include-undelivered", help="Also delete events not delivered yet and dead letters (but not those "
+        "in flight: claimed by a worker, their lease running).")] = False,
 ) -> None:
     """Delete webhook-log records older than the given age (undelivered events are kept unless told)."""
     c: Context = ctx.obj
-    cutoff = datetime.now(UTC) - parse_duration(older_than)
+    now = datetime.now(UTC)
+    cutoff = now - parse_duration(older_than, "--older-than")
     engine = _engine(c)
     try:
-        n = prune(engine, cutoff, include_undelivered=include_undelivered)
+        n = prune(engine, cutoff, include_undelivered=include_undelivered, now=now)
+        busy = count_in_flight(engine, now=now, received_before=cutoff) if include_undelivered else 0
     finally:
         engine.dispose()
     kept = "" if include_undelivered else " (undelivered and dead-lettered events kept)"
     c.echo(f"deleted {n} webhook record(s) received before {cutoff.isoformat(timespec='seconds')}{kept}")
+    if busy:
+        c.echo(f"{busy} in flight (a worker's attempt may be under way), kept: prune again after their attempt ends")
 
 
 @webhooks_app.command("replay")
 def replay_cmd(
     ctx: typer.Context,
-    ids: Annotated[list[int] | None, typer.Argument(help="Webhook-log IDs (from `webhooks log`).")] = None,
+    ids: Annotated[list[int] | None, typer.Argument(help="Webhook-log IDs (from `webhooks log`).",
+                                                    callback=_log_ids)] = None,
     tenant: Annotated[str | None, typer.Option("--tenant", help="Every event of this tenant.")] = None,
     provider: Annotated[str | None, typer.Option("--provider", help=", ".join(PROVIDERS))] = None,
     since: Annotated[str | None, typer.Option("--since", help="Received at or after: 24h, 7d or ISO 8601.")] = None,
     until: Annotated[str | None, typer.Option("--until", help="Received before: a duration back or ISO 8601.")] = None,
     dead: Annotated[bool, typer.Option("--dead", help="Only dead-lettered events.")] = False,
 ) -> None:
-    """Queue accepted events for delivery again (same webhook-id): by ID, or by tenant/provider/time/--dead."""
+    """Queue accepted events for delivery again (same webhook-id): by ID, or by tenant/provider/time/--dead.
+
+    An event whose attempt is in flight (claimed by a worker, its lease running) is left alone and counted:
+    replay it again after its attempt ends."""
     c: Context = ctx.obj
     if not (ids or tenant or provider or since or until or dead):
         raise typer.BadParameter("name IDs, or select with --tenant, --provider, --since, --until or --dead")
@@ -233,19 +267,22 @@ def replay_cmd(
     until_at = parse_since(until, now, "--until") if until else None
     engine = _engine(c)
     try:
-        n = replay(engine, now=now, ids=ids or (), tenant=tenant, provider=provider,
-                   since=since_at, until=until_at, dead_only=dead)
+        done = replay(engine, now=now, ids=ids or (), tenant=tenant, provider=provider,
+                      since=since_at, until=until_at, dead_only=dead)
     finally:
         engine.dispose()
-    c.echo(f"queued {n} event(s) for delivery again")
-    if n == 0:
+    c.echo(f"queued {done.queued} event(s) for delivery again")
+    if done.in_flight:
+        c.echo(f"{done.in_flight} in flight (a worker's attempt may be under way), not replayed: "
+               "replay them again after their attempt ends")
+    if done.queued == 0:
         raise typer.Exit(1)
 
 
 @webhooks_app.command("attempts")
 def attempts_cmd(
     ctx: typer.Context,
-    log_id: Annotated[int, typer.Argument(help="A webhook-log ID (from `webhooks log`).")],
+    log_id: Annotated[int, typer.Argument(help="A webhook-log ID (from `webhooks log`).", callback=_log_id)],
 ) -> None:
     """Every delivery attempt of one event: when, which worker, outcome, status, latency, error."""
     c: Context = ctx.obj

@@ -6,7 +6,9 @@ from __future__ import annotations
 import base64
 import threading
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -16,7 +18,7 @@ from delivery.destinations import Destinations
 from delivery.retry import RetryPolicy
 from delivery.worker import Worker, WorkerConfig
 from outbound.policy import Answer, OutboundPolicy, allow_list, check_url
-from store.delivery import claim_due, finish, replay
+from store.delivery import Claimed, claim_due, finish, replay
 from store.migrate import upgrade
 from store.schema import webhook_log
 from store.webhook_log import query_log
@@ -126,7 +128,8 @@ def test_a_late_answer_does_not_undo_a_replay(db: Engine) -> None:
     insert(db, accepted(1))
     now = datetime.now(UTC)
     [item] = claim_due(db, claim="w1:a", now=now, lease=timedelta(seconds=30), limit=1, providers=["hospitable"])
-    assert replay(db, now=now, ids=[item.id]) == 1  # an operator replays while the attempt runs
+    # An operator replays once the lease has run out, while the attempt still hangs on (a stuck worker).
+    assert replay(db, now=now + timedelta(seconds=31), ids=[item.id]).queued == 1
     from store.delivery import Finished
 
     late = Finished(item, now, "w1", "failed", 500, 3.0, "HTTP 500", "dead", None, None)
@@ -142,7 +145,7 @@ def test_a_replayed_dead_letter_gets_the_whole_retry_budget_again_however_old_it
     worker = _worker(db, lambda r: httpx.Response(503), clock, max_age=timedelta(days=3))
     worker.run(threading.Event(), until_idle=True)
     assert _state(db)["evt-0"] == ("dead", 1, 503)  # past the age limit already: no retry after a failure
-    assert replay(db, now=clock.now, dead_only=True) == 1
+    assert replay(db, now=clock.now, dead_only=True).queued == 1
     worker.run(threading.Event(), until_idle=True)
     worker.close()
     assert _state(db)["evt-0"] == ("retrying", 1, 503)
@@ -154,7 +157,7 @@ def test_rejected_and_duplicate_rows_are_never_queued(db: Engine, state: str) ->
     insert(db, [rec.__class__(**{**rec.__dict__, "outcome": state, "body": None})])
     assert claim_due(db, claim="w", now=datetime.now(UTC), lease=timedelta(seconds=5), limit=5,
                      providers=["hospitable"]) == []
-    assert replay(db, now=datetime.now(UTC), tenant="acme") == 0
+    assert replay(db, now=datetime.now(UTC), tenant="acme").queued == 0
 
 
 def test_replay_selects_by_tenant_provider_time_and_state(db: Engine) -> None:
@@ -162,11 +165,11 @@ def test_replay_selects_by_tenant_provider_time_and_state(db: Engine) -> None:
     insert(db, accepted(2, at=t0) + accepted(1, start=10, at=t0 + timedelta(hours=2), provider="whatsapp")
            + accepted(1, start=20, at=t0 + timedelta(hours=4), tenant="blue-harbor"))
     now = datetime.now(UTC)
-    assert replay(db, now=now, provider="whatsapp") == 1
-    assert replay(db, now=now, tenant="blue-harbor") == 1
-    assert replay(db, now=now, since=t0 + timedelta(hours=1), until=t0 + timedelta(hours=3)) == 1  # evt-10
-    assert replay(db, now=now, tenant="acme", provider="hospitable", until=t0 + timedelta(minutes=1)) == 2
-    assert replay(db, now=now, dead_only=True) == 0  # nothing is dead
+    assert replay(db, now=now, provider="whatsapp").queued == 1
+    assert replay(db, now=now, tenant="blue-harbor").queued == 1
+    assert replay(db, now=now, since=t0 + timedelta(hours=1), until=t0 + timedelta(hours=3)).queued == 1  # evt-10
+    assert replay(db, now=now, tenant="acme", provider="hospitable", until=t0 + timedelta(minutes=1)).queued == 2
+    assert replay(db, now=now, dead_only=True).queued == 0  # nothing is dead
 
 
 def test_a_database_error_is_reported_and_the_round_retried(db: Engine, monkeypatch: pytest.MonkeyPatch,
@@ -174,8 +177,9 @@ def test_a_database_error_is_reported_and_the_round_retried(db: Engine, monkeypa
     from sqlalchemy.exc import OperationalError
 
     import delivery.worker as worker_module
+    from store.delivery import cycle as real
 
-    real, failures = worker_module.cycle, [2]
+    failures = [2]
 
     def flaky(*args: object, **kwargs: object) -> object:
         if failures[0]:
@@ -273,12 +277,12 @@ def test_a_workers_database_settings_are_its_transactions_own_so_a_pooled_connec
 def test_an_event_claimed_by_a_round_too_slow_to_start_it_inside_its_lease_is_left_to_the_lease(
         db: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     """A claim whose round returned later than half the lease margin is not attempted (the attempt could
-    outlive the lease and run beside another worker's); the event is due again when the lease ends."""
+    outlive the lease and run beside another worker's); the event is due again when the lease ends, its attempt
+    uncounted (none was made: the first real one is attempt 1, and a slow database spends none of the limit)."""
     import time as time_module
 
     import delivery.worker as worker_module
-
-    real = worker_module.cycle
+    from store.delivery import cycle as real
 
     def slow(*args: object, **kwargs: object) -> object:
         items = real(*args, **kwargs)  # type: ignore[arg-type]
@@ -288,11 +292,152 @@ def test_an_event_claimed_by_a_round_too_slow_to_start_it_inside_its_lease_is_le
     monkeypatch.setattr(worker_module, "cycle", slow)
     insert(db, accepted(2))
     posted: list[str] = []
+
+    def platform(request: httpx.Request) -> httpx.Response:
+        posted.append(request.headers["webhook-id"])
+        return httpx.Response(204)
+
     config = WorkerConfig(policy=POLICY, retry=RetryPolicy(), keys=[KEY], concurrency=2, lease_margin_s=0.4)
-    worker = Worker(db, Destinations({"hospitable": URL}), config,
-                    ScriptedSender(POLICY, lambda r: posted.append(r.headers["webhook-id"]) or httpx.Response(204)),
-                    worker_id="w1")
+    worker = Worker(db, Destinations({"hospitable": URL}), config, ScriptedSender(POLICY, platform), worker_id="w1")
+    started = datetime.now(UTC)
     worker.run(threading.Event(), until_idle=True)
     worker.close()
     assert posted == []
-    assert {s for s in _state(db).values()} == {("pending", 1, None)}  # claimed once, due after the lease
+    assert {s for s in _state(db).values()} == {("pending", 0, None)}  # claimed once, never attempted
+    c = webhook_log.c
+    with db.connect() as conn:
+        due = conn.execute(select(c.next_attempt_at)).scalars().all()
+    assert all(at >= started + config.lease for at in due)  # not before the lease ends
+
+
+def _run_bounded(worker: Worker, seconds: float) -> float:
+    """Run ``worker`` until idle, but stop it after ``seconds`` at most (a wedged worker ends the test, not CI)."""
+    import time as time_module
+
+    stop = threading.Event()
+    timer = threading.Timer(seconds, stop.set)
+    timer.start()
+    began = time_module.monotonic()
+    try:
+        worker.run(stop, until_idle=True)
+    finally:
+        timer.cancel()
+        worker.close()
+    return time_module.monotonic() - began
+
+
+def _attempted(engine: Engine) -> dict[str, list[int]]:
+    from store.schema import delivery_attempts
+
+    a, c = delivery_attempts.c, webhook_log.c
+    with engine.connect() as conn:
+        rows = conn.execute(select(c.event_id, a.attempt).join_from(delivery_attempts, webhook_log,
+                                                                    a.log_id == c.id).order_by(a.id))
+        out: dict[str, list[int]] = {}
+        for event_id, attempt in rows:
+            out.setdefault(event_id, []).append(attempt)
+        return out
+
+
+def test_the_outcome_of_an_event_deleted_during_its_attempt_is_dropped_and_the_rest_recorded(db: Engine) -> None:
+    """An event deleted while its attempt runs (`webhooks prune --include-undelivered`, or any DELETE) leaves
+    nothing for its outcome to describe: the outcome is dropped (no attempt row pointing at no event), and
+    the other outcomes of the same round are recorded."""
+    from sqlalchemy import delete
+
+    from store.delivery import Finished
+
+    insert(db, accepted(3))
+    now = datetime.now(UTC)
+    items = claim_due(db, claim="w1:a", now=now, lease=timedelta(seconds=30), limit=3, providers=["hospitable"])
+    gone = next(i for i in items if i.event_id == "evt-1")
+    with db.begin() as conn:
+        conn.execute(delete(webhook_log).where(webhook_log.c.id == gone.id))
+    results = [Finished(i, now, "w1", "delivered", 204, 3.0, None, "delivered", None, now) for i in items]
+    assert finish(db, results) == 2
+    assert _state(db) == {"evt-0": ("delivered", 1, 204), "evt-2": ("delivered", 1, 204)}
+    assert _attempted(db) == {"evt-0": [1], "evt-2": [1]}
+
+
+def test_a_worker_whose_event_is_deleted_mid_attempt_goes_on_delivering(db: Engine,
+                                                                        caplog: pytest.LogCaptureFixture) -> None:
+    """The platform is answering evt-0 when an operator prunes it: the worker records the others' outcomes
+    and claims on, without a database error (it had retried the failing round forever)."""
+    from sqlalchemy import delete
+
+    def platform(request: httpx.Request) -> httpx.Response:
+        if request.headers["x-tenantctl-event-id"] == "evt-0":
+            with db.begin() as conn:
+                conn.execute(delete(webhook_log).where(webhook_log.c.event_id == "evt-0"))
+        return httpx.Response(204)
+
+    insert(db, accepted(5))  # two slots: the last ones are claimed by the rounds that record the first
+    worker = _worker(db, platform, Clock())
+    worker.config = replace(worker.config, poll_s=0.05)
+    assert _run_bounded(worker, 15) < 10
+    assert "database error" not in caplog.text
+    assert _state(db) == {f"evt-{i}": ("delivered", 1, 204) for i in (1, 2, 3, 4)}
+
+
+@pytest.mark.postgres
+def test_an_attempt_recorded_while_its_event_is_being_deleted_is_dropped_once_the_delete_commits(
+        pg_schemas: PgSchemas) -> None:
+    """PostgreSQL: the prune's DELETE has not committed when the round records the event's attempt. The round
+    waits for it (the foreign key's own lock), then finds no event and drops the outcome, rather than fail."""
+    import time as time_module
+
+    from sqlalchemy import delete
+
+    from store.delivery import Finished
+    from store.engine import make_engine
+
+    url = pg_schemas.new()
+    upgrade(url)
+    engine = make_engine(url)
+    insert(engine, accepted(2))
+    now = datetime.now(UTC)
+    items = claim_due(engine, claim="w1:a", now=now, lease=timedelta(seconds=30), limit=2, providers=["hospitable"])
+    pruning = engine.connect()
+    transaction = pruning.begin()
+    pruning.execute(delete(webhook_log).where(webhook_log.c.id == items[0].id))
+
+    def commit_later() -> None:
+        time_module.sleep(0.5)
+        transaction.commit()
+        pruning.close()
+
+    committer = threading.Thread(target=commit_later)
+    committer.start()
+    try:
+        results = [Finished(i, now, "w1", "delivered", 204, 3.0, None, "delivered", None, now) for i in items]
+        assert finish(engine, results) == 1
+    finally:
+        committer.join()
+    assert _attempted(engine) == {"evt-1": [1]}
+    engine.dispose()
+
+
+def test_an_outcome_that_fails_its_round_on_every_retry_is_dropped_and_the_others_recorded(
+        db: Engine, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """A round that fails on what it writes (an integrity or data error: retrying the same round cannot cure it)
+    does not wedge the worker: its outcomes are recorded one a round, and the one that still fails is dropped
+    (its event stays claimed, delivered again after its lease) while every other outcome is recorded."""
+    from sqlalchemy.exc import IntegrityError
+
+    import delivery.worker as worker_module
+    from store.delivery import Finished, cycle
+
+    def poisoned(engine: Engine, results: list[Finished], **kwargs: Any) -> list[Claimed]:
+        if any(r.item.event_id == "evt-0" for r in results):
+            raise IntegrityError("INSERT INTO delivery_attempts", {}, Exception("constraint failed"))
+        return cycle(engine, results, **kwargs)
+
+    monkeypatch.setattr(worker_module, "cycle", poisoned)
+    insert(db, accepted(5))
+    worker = _worker(db, lambda request: httpx.Response(204), Clock())
+    assert _run_bounded(worker, 15) < 10
+    assert _state(db) == {"evt-0": ("pending", 1, None),
+                          **{f"evt-{i}": ("delivered", 1, 204) for i in (1, 2, 3, 4)}}
+    assert "the outcome of event 1 attempt 1 cannot be recorded (IntegrityError), dropped" in caplog.text
+    assert "database error, retrying" not in caplog.text
+    assert worker.delivered == 5  # its attempt was made, and counted

@@ -1,0 +1,116 @@
+"""`tenantctl webhooks replay | prune | log | attempts` against the delivery queue, in process: what an operator
+may do while a worker holds events, and what the commands say back."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import Engine
+from typer.testing import CliRunner
+
+from store.delivery import claim_due
+from tenantctl.cli import app
+
+from .harness import accepted, insert
+
+
+@pytest.fixture
+def cli(db: Engine, monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> Engine:
+    """The commands run against ``db``."""
+    monkeypatch.delenv("TENANTCTL_DATABASE_URL", raising=False)
+    monkeypatch.setenv("DATABASE_URL", db.url.render_as_string(hide_password=False))
+    monkeypatch.setenv("TENANTCTL_STATE_DIR", str(tmp_path))
+    return db
+
+
+def run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, list(args))
+    return result.exit_code, result.output
+
+
+def _claim(engine: Engine, n: int) -> list[int]:
+    """A worker claims ``n`` events: their attempts are under way, their lease runs for another minute."""
+    items = claim_due(engine, claim="w1:a", now=datetime.now(UTC), lease=timedelta(minutes=1), limit=n,
+                      providers=["hospitable"])
+    return sorted(i.id for i in items)
+
+
+def test_replay_leaves_an_event_whose_attempt_is_in_flight_and_says_so(cli: Engine) -> None:
+    """Replaying an event a worker is delivering would start a second POST of the same webhook-id beside the
+    first: it is left alone, counted, and the operator told to replay it after its attempt ends."""
+    insert(cli, accepted(3))
+    busy = _claim(cli, 2)
+    code, out = run("webhooks", "replay", "--tenant", "acme")
+    assert code == 0
+    assert "queued 1 event(s) for delivery again" in out
+    assert "2 in flight (a worker's attempt may be under way), not replayed: replay them again after their " \
+           "attempt ends" in out
+    code, out = run("webhooks", "replay", *map(str, busy))
+    assert code == 1  # nothing queued
+    assert "queued 0 event(s)" in out and "2 in flight" in out
+
+
+def test_a_replayed_delivered_event_shows_plainly_as_pending(cli: Engine) -> None:
+    """Replay starts a new queueing: what described the last one (its status, error, delivery time) is cleared,
+    so `webhooks log` shows the event as pending, not as pending yet answered 204 and delivered."""
+    from store.delivery import Finished, finish
+
+    insert(cli, accepted(1))
+    now = datetime.now(UTC)
+    [item] = claim_due(cli, claim="w1:a", now=now, lease=timedelta(minutes=1), limit=1, providers=["hospitable"])
+    finish(cli, [Finished(item, now, "w1", "delivered", 204, 3.0, None, "delivered", None, now)])
+    code, out = run("webhooks", "log")
+    assert "delivered 1x 204" in out
+    assert run("webhooks", "replay", str(item.id))[0] == 0
+    code, out = run("webhooks", "log", "--format", "json")
+    [row] = json.loads(out)
+    assert (row["delivery_state"], row["attempts"], row["last_status"], row["last_error"], row["delivered_at"]) \
+        == ("pending", 0, None, None, None)
+    code, out = run("webhooks", "log")
+    assert " pending 0x " in out and "204" not in out.split("pending 0x")[1].splitlines()[0]
+    code, out = run("webhooks", "attempts", str(item.id))
+    assert code == 0 and "delivered 204" in out  # the attempts made before the replay are all kept
+
+
+def test_prune_of_undelivered_events_keeps_those_in_flight_and_says_so(cli: Engine) -> None:
+    """`--include-undelivered` deletes what was never delivered, but not an event a worker is delivering: its
+    attempt is under way and its outcome will be recorded; a later prune deletes it."""
+    from store.webhook_log import query_log
+
+    insert(cli, accepted(3, at=datetime.now(UTC) - timedelta(hours=1)))
+    [busy] = _claim(cli, 1)
+    code, out = run("webhooks", "prune", "--older-than", "1m", "--include-undelivered")
+    assert code == 0 and "deleted 2 webhook record(s)" in out
+    assert "1 in flight (a worker's attempt may be under way), kept: prune again after their attempt ends" in out
+    rows, _ = query_log(cli)
+    assert [r.id for r in rows] == [busy]
+
+
+@pytest.mark.parametrize(("args", "named", "allowed"), [
+    (("webhooks", "replay", "99999999999999999999"), "'ids'", "from 1 to 9223372036854775807"),
+    (("webhooks", "replay", "0"), "'ids'", "from 1 to 9223372036854775807"),
+    (("webhooks", "attempts", "99999999999999999999"), "'log_id'", "from 1 to 9223372036854775807"),
+    (("webhooks", "prune", "--older-than", "999999999d"), "--older-than", "from 0s to 36500d"),
+    (("webhooks", "prune", "--older-than", "9" * 5000 + "s"), "--older-than", "from 0s to 36500d"),
+    (("webhooks", "replay", "--since", "1000000000w"), "--since", "from 0s to 36500d"),
+    (("webhooks", "replay", "--until", "36501d"), "--until", "from 0s to 36500d"),
+    (("webhooks", "log", "--since", "1000000000w"), "--since", "from 0s to 36500d"),
+    (("webhooks", "stats", "--window", "99999999999w"), "--window", "from 0s to 36500d"),
+    (("webhooks", "replay", "--until", "9999-12-31T23:00-10:00"), "--until", "years 1 to 9999 UTC"),
+])
+def test_an_argument_out_of_range_is_a_usage_error_naming_it_and_the_range(
+        cli: Engine, args: tuple[str, ...], named: str, allowed: str) -> None:
+    """Not a database error with its SQL (PostgreSQL's bigint), nor an OverflowError (SQLite, datetime), but a
+    usage error: click's 2 here, which `tenantctl` itself turns into its exit 1 for every usage error."""
+    code, out = run(*args)
+    assert code == 2, out
+    assert named in out and allowed in out, out
+    assert "Error:" in out and "Traceback" not in out and "SELECT" not in out and "Overflow" not in out
+
+
+def test_the_longest_age_allowed_works(cli: Engine) -> None:
+    insert(cli, accepted(1))
+    assert run("webhooks", "prune", "--older-than", "36500d", "--include-undelivered")[0] == 0
+    assert run("webhooks", "replay", "--since", "5214w")[0] == 0
