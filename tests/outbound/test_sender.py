@@ -175,7 +175,7 @@ def test_what_arrives_on_an_idle_kept_alive_connection_is_never_the_next_request
 
 def test_a_late_answer_after_an_error_is_not_the_answer_to_the_request_sent_next(
         platform: Callable[[Answerer], Platform]) -> None:
-    """/tmp/attack late204: every request is answered 500, and 50 ms later a 204 follows on the connection.
+    """The attacker's late 204: every request is answered 500, and 50 ms later a 204 follows on the connection.
     The next request goes out at once, before the 204 arrives: it must still get its own 500."""
 
     async def answerer(n: int, writer: asyncio.StreamWriter) -> bool:
