@@ -268,7 +268,7 @@ def main() -> None:
             step(["webhooks", "stats"])
             step(["webhooks", "log", "--rejected"])
             metrics_port = free_port()
-            print_env([n for n in demo_settings if n.startswith("TENANTCTL_DELIVERY_")],
+            print_env([n for n in demo_settings if "_DELIVERY_" in n],
                       "the worker's settings (set above for every step; docs/delivery.md, .env.example):")
             with background(["deliver", "--metrics-port", str(metrics_port)],
                             f"http://127.0.0.1:{metrics_port}/metrics"):
