@@ -12,6 +12,8 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -53,12 +55,57 @@ def _dockerfile_command() -> list[str]:
     return [*json.loads(entry.group(1)), *json.loads(cmd.group(1))]
 
 
+def _healthcheck_command() -> list[str]:
+    text = (DEPLOY / "Dockerfile").read_text().replace("\\\n", " ")
+    found = re.search(r"^HEALTHCHECK .*?CMD (\[.*\])$", text, re.M)
+    assert found
+    return [sys.executable if w == "python" else w for w in json.loads(found.group(1))]
+
+
+def _healthy(url: str) -> subprocess.CompletedProcess[str]:
+    """The image's HEALTHCHECK command, run here with TENANTCTL_HEALTH_URL=url."""
+    env = {**os.environ, "TENANTCTL_HEALTH_URL": url, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(_healthcheck_command(), env=env, capture_output=True, text=True, timeout=30, check=False)
+
+
 def test_the_image_runs_unprivileged_and_checks_readiness() -> None:
     text = (DEPLOY / "Dockerfile").read_text()
     user = re.findall(r"^USER (\S+)$", text, re.M)
     assert user and not user[-1].startswith(("root", "0:", "0\n")) and user[-1] != "0"
     assert "HEALTHCHECK" in text and "TENANTCTL_HEALTH_URL=http://127.0.0.1:8000/readyz" in text
+    assert "TENANTCTL_DELIVER_METRICS_PORT=9101" in text and "http://127.0.0.1:9101/metrics" in text
     assert _dockerfile_command() == ["tenantctl", "serve"]
+
+
+class _Metrics(BaseHTTPRequestHandler):
+    body = b""
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize(("up", "healthy"), [("1.0", True), ("0.0", False)])
+def test_the_workers_health_check_fails_when_it_cannot_read_its_database(up: str, healthy: bool) -> None:
+    """delivery/metrics.py reads the queue from the database on each scrape: 0 when it could not."""
+    handler = type("H", (_Metrics,), {"body": (
+        "# HELP tenantctl_delivery_queue_up 1 when the queue could be read on this scrape.\n"
+        f"# TYPE tenantctl_delivery_queue_up gauge\ntenantctl_delivery_queue_up {up}\n").encode()})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        probe = _healthy(f"http://127.0.0.1:{server.server_address[1]}/metrics")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert (probe.returncode == 0) is healthy, probe.stderr
+    assert healthy or "cannot read its database" in probe.stderr
+    assert _healthy(f"http://127.0.0.1:{free_port()}/readyz").returncode == 1  # nothing listens
 
 
 def test_the_worker_unit_yields_the_cpu_to_the_server_unit() -> None:
@@ -115,6 +162,10 @@ def test_the_units_and_the_entrypoint_start_serve_and_deliver(sqlite_stack: Stac
                    (tmp_path / "0.log").read_text)
         wait_until(lambda: _status(f"http://127.0.0.1:{metrics}/metrics") == 200, 30,
                    (tmp_path / "1.log").read_text)
+        # The image's health check of each: the server's /readyz, the worker's metrics port.
+        for url in (f"http://127.0.0.1:{port}/readyz", f"http://127.0.0.1:{metrics}/metrics"):
+            probe = _healthy(url)
+            assert probe.returncode == 0, (url, probe.stderr)
         for proc, unit in zip(procs, (serve_unit, deliver_unit), strict=True):
             assert unit["KillSignal"] == "SIGTERM"
             proc.send_signal(signal.SIGTERM)
@@ -151,3 +202,23 @@ def test_the_image_builds() -> None:
                             str(ROOT)], capture_output=True, text=True, timeout=600, check=False)
     assert built.returncode == 0, built.stderr[-3000:]
 
+
+
+def test_docs_deploy_md_states_what_the_files_say() -> None:
+    """docs/deploy.md quotes the units' and the image's values: they must be the files' own."""
+    doc = (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
+    serve, deliver = _unit("tenantctl-serve.service"), _unit("tenantctl-deliver.service")
+    for unit in (serve, deliver):
+        assert f"`TimeoutStopSec={unit['TimeoutStopSec']}`" in doc and f"`Restart={unit['Restart']}`" in doc
+    assert f"`CPUWeight={deliver['CPUWeight']}`" in doc and "CPUWeight" not in serve
+    assert serve["EnvironmentFile"] == deliver["EnvironmentFile"] and f"`{serve['EnvironmentFile']}`" in doc
+    assert f"`WorkingDirectory={serve['WorkingDirectory']}`" in doc
+    text = (DEPLOY / "Dockerfile").read_text()
+    image_env = re.findall(r"^(?:ENV)?\s+(TENANTCTL_\w+=\S+|SOPS_AGE_KEY_FILE=\S+)(?: \\)?$", text, re.M)
+    assert len(image_env) == 6, image_env
+    for setting in image_env:
+        assert f"`{setting}`" in doc, setting
+    health = re.search(r"HEALTHCHECK --interval=(\d+)s --timeout=(\d+)s .*--retries=(\d+)", text)
+    assert health and f"every {health[1]} s, {health[2]} s timeout, unhealthy after {health[3]} failures" in doc
+    assert re.search(r"--uid (\d+)", text)[1] in doc  # type: ignore[index]
+    assert "(docs/deploy.md)" in (ROOT / "README.md").read_text(encoding="utf-8")
