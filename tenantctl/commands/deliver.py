@@ -240,7 +240,14 @@ def deliver(
             port_wanted = s.deliver_metrics_port if metrics_port is None else metrics_port
             addr = metrics_addr or s.deliver_metrics_addr
             if port_wanted is not None:
-                port = metrics.serve(port_wanted, addr)
+                try:
+                    port = metrics.serve(port_wanted, addr)
+                except OSError as e:  # taken (another worker on this host), or an address not of this host
+                    worker.close()
+                    raise _fail(c, printable(
+                        f"cannot serve metrics on {addr}:{port_wanted}: {e.strerror or e} (--metrics-port/"
+                        "--metrics-addr, TENANTCTL_DELIVER_METRICS_PORT/_ADDR; each worker on a host needs a "
+                        "port of its own)")) from None
                 c.err.print(f"deliver: metrics on http://{addr}:{port}/metrics", markup=False)
             session = autogroup_nice()
             c.err.print(f"deliver: worker {worker.worker_id} delivering {', '.join(destinations.providers())} "

@@ -10,6 +10,7 @@ import re
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -134,20 +135,39 @@ def test_the_units_need_only_what_the_env_example_documents(monkeypatch: pytest.
     assert Settings(_env_file=None).deliver_metrics_port is None
 
 
-def test_the_units_and_the_entrypoint_start_serve_and_deliver(sqlite_stack: Stack, tmp_path: Path) -> None:
-    """The units' commands with .env.example's values, but for what an operator must fill in (the database,
-    the destinations and their secret, the tenant files) and free ports for the test."""
-    stack = sqlite_stack
-    port, metrics = free_port(), free_port()
+def _unit_env(stack: Stack, tmp_path: Path, **test: str) -> dict[str, str]:
+    """.env.example's values, but for what an operator must fill in (the database, the destinations and their
+    secret, the tenant files) and TEST (free ports)."""
     filled_in = {k: v for k, v in stack.env().items()
                  if k in ("DATABASE_URL", "TENANTCTL_DELIVERY_SECRETS", "TENANTCTL_DELIVERY_ALLOW_LOOPBACK_HTTP",
                           "TENANTCTL_STATE_DIR") or k.startswith("TENANTCTL_DELIVERY_URL_")}
     base = {k: v for k, v in os.environ.items()
             if not k.startswith(("TENANTCTL_", "PROMETHEUS_", "SOPS_", "DATABASE_URL"))}
-    env = {**base, **_documented_env(), **filled_in, "TENANTCTL_BIND": f"127.0.0.1:{port}",
-           "TENANTCTL_DELIVER_METRICS_PORT": str(metrics), "TENANTCTL_WORKERS": "1",
-           "TENANTCTL_TENANTS": str(tmp_path / "tenants")}
-    (tmp_path / "tenants").mkdir()
+    (tmp_path / "tenants").mkdir(exist_ok=True)
+    return {**base, **_documented_env(), **filled_in, "TENANTCTL_WORKERS": "1",
+            "TENANTCTL_TENANTS": str(tmp_path / "tenants"), **test}
+
+
+def test_a_worker_whose_metrics_port_is_taken_says_which_setting(sqlite_stack: Stack, tmp_path: Path) -> None:
+    """Two workers on one host with the env file's one port: the second exits 1 naming the setting (and
+    Restart=always retries it), not with a traceback."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        env = _unit_env(sqlite_stack, tmp_path, TENANTCTL_DELIVER_METRICS_PORT=str(taken.getsockname()[1]))
+        p = subprocess.run(_expand(_unit("tenantctl-deliver.service")["ExecStart"], env), env=env, cwd=tmp_path,
+                           capture_output=True, text=True, timeout=60, check=False)
+    assert p.returncode == 1, p.stderr
+    assert "cannot serve metrics on 127.0.0.1:" in p.stderr and "TENANTCTL_DELIVER_METRICS_PORT" in p.stderr
+    assert "Traceback" not in p.stderr
+
+
+def test_the_units_and_the_entrypoint_start_serve_and_deliver(sqlite_stack: Stack, tmp_path: Path) -> None:
+    """The units' commands with .env.example's values, but for what an operator must fill in (the database,
+    the destinations and their secret, the tenant files) and free ports for the test."""
+    stack = sqlite_stack
+    port, metrics = free_port(), free_port()
+    env = _unit_env(stack, tmp_path, TENANTCTL_BIND=f"127.0.0.1:{port}", TENANTCTL_DELIVER_METRICS_PORT=str(metrics))
     serve_unit, deliver_unit = _unit("tenantctl-serve.service"), _unit("tenantctl-deliver.service")
     assert serve_unit["User"] == deliver_unit["User"] == "tenantctl"
     # The image's default command is the serve unit's: one test of both.
