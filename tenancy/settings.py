@@ -70,6 +70,12 @@ class Settings(BaseSettings):
     delivery_allow_loopback_http: bool = Field(
         default=False, description="Allow http:// to loopback destinations (sandbox and development only)."
     )
+    deliver_metrics_port: int | None = Field(
+        default=None, ge=0, le=65535,
+        description="`deliver`: serve Prometheus /metrics on this port (0: a free one; empty: none); --metrics-port "
+                    "overrides it.")
+    deliver_metrics_addr: str = Field(default="127.0.0.1", min_length=1, description="`deliver`: the address "
+                                      "of the metrics port; --metrics-addr overrides it.")
     sandbox_url: str = Field(default="http://127.0.0.1:8790", description="Where `tenantctl sandbox serve` listens.")
 
     # Failure behaviour of the webhook server (docs/operations.md).
@@ -106,6 +112,12 @@ class Settings(BaseSettings):
             return [s.strip() for s in v.split(",") if s.strip()]
         return v
 
+    @field_validator("deliver_metrics_port", mode="before")
+    @classmethod
+    def _empty_is_none(cls, v: object) -> object:
+        # `TENANTCTL_DELIVER_METRICS_PORT=` (an env file's empty line) means no metrics port, not an error.
+        return None if isinstance(v, str) and not v.strip() else v
+
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.state_dir / 'tenantctl.db'}"
@@ -121,6 +133,7 @@ ENV_ONLY = (
     "TENANTCTL_SOPS_BINARY",  # tenancy/sops
     "TENANTCTL_TENANT_WORKERS", "TENANTCTL_RETRY_BASE_S", "TENANTCTL_RETRY_ATTEMPTS",  # reconciler/config
     "TENANTCTL_DEBUG",  # tenantctl/cli
+    "TENANTCTL_HEALTH_URL",  # tenantctl/healthcheck (the container image's HEALTHCHECK)
     "TENANTCTL_SANDBOX_INPROCESS", "TENANTCTL_SANDBOX_FAULTS", "TENANTCTL_SANDBOX_LATENCY_S",
     "TENANTCTL_SANDBOX_STATE", "TENANTCTL_SPECS_DIR", "TENANTCTL_SANDBOX_WEBHOOK_TARGET",  # the sandbox
 )

@@ -170,9 +170,10 @@ def show_delivery(base: str, sandbox: str, tenants_dir: Path) -> None:
                         headers={"Signature": sig, "Content-Type": "application/json"}).status_code
     print(f"  {status}  Hospitable booking res-3 for acme")
     _wait_for("a failed attempt", lambda: any(r["status"] == 500 for r in _platform(sandbox)))
+    failed = next(r["webhook_id"] for r in _platform(sandbox) if r["status"] == 500)
     time.sleep(3)
     httpx.put(f"{sandbox}/_platform/mode", json={}, headers=_admin(), timeout=5)
-    _wait_for("the retry", lambda: sum(r["status"] == 204 for r in _platform(sandbox)) >= 4)
+    _wait_for("the retry", lambda: any(r["webhook_id"] == failed and r["status"] == 204 for r in _platform(sandbox)))
     _print_received(sandbox)
     step(["webhooks", "log"])
     first = next(r for r in _platform(sandbox) if r["status"] == 204)
@@ -182,7 +183,37 @@ def show_delivery(base: str, sandbox: str, tenants_dir: Path) -> None:
                                         for r in _platform(sandbox)) >= 2)
     _print_received(sandbox)
     step(["webhooks", "attempts", log_id])
+    # Every provider has a destination here, so every accepted event is delivered: none stays pending.
+    _wait_for("delivery of every accepted event", lambda: _undelivered() == 0)
     step(["webhooks", "stats"])
+    print("# every accepted event delivered: none pending, retrying or dead", flush=True)
+
+
+def _undelivered() -> int:
+    """Events of the demo's database not delivered yet (pending or retrying) or dead-lettered."""
+    sys.path.insert(0, str(REPO))
+    from store.delivery import queue_stats
+    from store.engine import make_engine
+    from tenancy.settings import load_settings
+
+    engine = make_engine(load_settings().resolved_database_url)
+    try:
+        q = queue_stats(engine)
+    finally:
+        engine.dispose()
+    return q.pending + q.retrying + q.dead
+
+
+# What the demo sets for every step, printed before the steps (the secrets by name only: they are public
+# demo values, in this file).
+DEMO_SECRETS = ("TENANTCTL_META_APP_SECRETS", "TENANTCTL_ADMIN_TOKEN", "TENANTCTL_DELIVERY_SECRETS")
+
+
+def print_env(names: list[str], title: str) -> None:
+    print(f"\n# {title}", flush=True)
+    for name in names:
+        value = "(a demo-only value, in tenantctl/demo.py)" if name in DEMO_SECRETS else os.environ.get(name, "")
+        print(f"#   {name}={value}", flush=True)
 
 
 def main() -> None:
@@ -192,7 +223,7 @@ def main() -> None:
     STATE.mkdir(parents=True)
     shutil.copytree(examples, tenants_dir)
     sandbox_port, server_port = free_port(), free_port()
-    os.environ.update({
+    demo_settings = {
         "TENANTCTL_TENANTS": str(tenants_dir),
         "TENANTCTL_STATE_DIR": str(STATE),
         "SOPS_AGE_KEY_FILE": str(examples / "demo.agekey"),
@@ -204,13 +235,17 @@ def main() -> None:
         "TENANTCTL_DELIVERY_SECRETS": DEMO_DELIVERY_SECRET,
         "TENANTCTL_DELIVERY_URL_HOSPITABLE": f"http://127.0.0.1:{sandbox_port}/platform/hospitable",
         "TENANTCTL_DELIVERY_URL_WHATSAPP": f"http://127.0.0.1:{sandbox_port}/platform/whatsapp",
+        "TENANTCTL_DELIVERY_URL_NUKI": f"http://127.0.0.1:{sandbox_port}/platform/nuki",
+        "TENANTCTL_DELIVERY_URL_BEDS24": f"http://127.0.0.1:{sandbox_port}/platform/beds24",
         "TENANTCTL_DELIVERY_ALLOW_LOOPBACK_HTTP": "true",
         "TENANTCTL_DELIVERY_BASE_DELAY_S": "1",
         "TENANTCTL_DELIVERY_MAX_DELAY_S": "2",
         # The sandbox's Meta sends its status webhooks to the local server (loopback only).
         "TENANTCTL_SANDBOX_WEBHOOK_TARGET": f"http://127.0.0.1:{server_port}",
-    })
+    }
+    os.environ.update(demo_settings)
     print(f"demo: tenants copied to {tenants_dir}; state, SQLite and logs in {STATE}")
+    print_env(list(demo_settings), "every step below runs with these settings (and the rest of your environment):")
     step(["validate"])
     step(["list"])
     base = f"http://127.0.0.1:{server_port}"
@@ -233,6 +268,8 @@ def main() -> None:
             step(["webhooks", "stats"])
             step(["webhooks", "log", "--rejected"])
             metrics_port = free_port()
+            print_env([n for n in demo_settings if "_DELIVERY_" in n],
+                      "the worker's settings (set above for every step; docs/delivery.md, .env.example):")
             with background(["deliver", "--metrics-port", str(metrics_port)],
                             f"http://127.0.0.1:{metrics_port}/metrics"):
                 show_delivery(base, f"http://127.0.0.1:{sandbox_port}", tenants_dir)

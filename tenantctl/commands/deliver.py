@@ -174,9 +174,13 @@ def deliver(
     ctx: typer.Context,
     concurrency: Annotated[int | None, typer.Option("--concurrency", min=1, max=256,
                                                     help="Requests in flight (default: settings).")] = None,
-    metrics_port: Annotated[int | None, typer.Option("--metrics-port", min=0, max=65535,
-                                                     help="Serve Prometheus /metrics here (0: a free port).")] = None,
-    metrics_addr: Annotated[str, typer.Option("--metrics-addr", help="Address of the metrics port.")] = "127.0.0.1",
+    metrics_port: Annotated[int | None, typer.Option(
+        "--metrics-port", min=0, max=65535, show_default=False,
+        help="Serve Prometheus /metrics here (0: a free port). Default: TENANTCTL_DELIVER_METRICS_PORT, else "
+             "none.")] = None,
+    metrics_addr: Annotated[str | None, typer.Option(
+        "--metrics-addr", show_default=False,
+        help="Address of the metrics port. Default: TENANTCTL_DELIVER_METRICS_ADDR, else 127.0.0.1.")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="SQLite: wait for the running worker to stop.")] = False,
     until_idle: Annotated[bool, typer.Option("--until-idle",
                                              help="Exit once nothing is due (1 if an attempt failed).")] = False,
@@ -233,9 +237,18 @@ def deliver(
             worker = Worker(engine, destinations, config, sender, metrics=metrics, worker_id=default_worker_id())
             given = os.getpriority(os.PRIO_PROCESS, 0)
             nice = _lower_priority(s.delivery_nice)
-            if metrics_port is not None:
-                port = metrics.serve(metrics_port, metrics_addr)
-                c.err.print(f"deliver: metrics on http://{metrics_addr}:{port}/metrics", markup=False)
+            port_wanted = s.deliver_metrics_port if metrics_port is None else metrics_port
+            addr = metrics_addr or s.deliver_metrics_addr
+            if port_wanted is not None:
+                try:
+                    port = metrics.serve(port_wanted, addr)
+                except OSError as e:  # taken (another worker on this host), or an address not of this host
+                    worker.close()
+                    raise _fail(c, printable(
+                        f"cannot serve metrics on {addr}:{port_wanted}: {e.strerror or e} (--metrics-port/"
+                        "--metrics-addr, TENANTCTL_DELIVER_METRICS_PORT/_ADDR; each worker on a host needs a "
+                        "port of its own)")) from None
+                c.err.print(f"deliver: metrics on http://{addr}:{port}/metrics", markup=False)
             session = autogroup_nice()
             c.err.print(f"deliver: worker {worker.worker_id} delivering {', '.join(destinations.providers())} "
                         f"({config.concurrency} at a time, nice {nice}; database thread nice {given}"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
 import time
 import uuid
 from datetime import UTC, datetime
@@ -21,11 +22,32 @@ from typing import Annotated, Any
 import httpx
 import typer
 
+from tenancy.escape import printable
 from tenancy.model import Tenant
 from tenancy.redact import REDACTOR
 from tenantctl.context import Context
 
 DEFAULT_SERVER = "http://127.0.0.1:8000"  # `tenantctl serve`'s default bind
+
+
+def server_from_bind(bind: str | None) -> str | None:
+    """The base URL a client on this machine reaches `tenantctl serve` at, from the address it binds
+    (TENANTCTL_BIND, gunicorn's HOST:PORT): a wildcard address (0.0.0.0, [::], none) becomes loopback, a
+    missing port gunicorn's 8000. DEFAULT_SERVER when unset; None for a bind no URL reaches (unix:, fd://)."""
+    bind = (bind or "").split(",")[0].strip().removeprefix("tcp://")
+    if not bind:
+        return DEFAULT_SERVER
+    if bind.startswith(("unix:", "fd://")):
+        return None
+    if bind.startswith("["):
+        host, _, rest = bind[1:].partition("]")
+        port = rest.removeprefix(":") or "8000"
+        host = "[::1]" if host in ("::", "") else f"[{host}]"
+    else:
+        host, _, port = bind.partition(":")
+        port = port or "8000"
+        host = "127.0.0.1" if host in ("0.0.0.0", "") else host  # noqa: S104  # the wildcard, not a bind
+    return f"http://{host}:{port}"
 
 simulate_app = typer.Typer(help="Rehearse what providers send, against a running webhook server.",
                            no_args_is_help=True)
@@ -74,11 +96,21 @@ def booking(
     ctx: typer.Context,
     slug: Annotated[str, typer.Argument(help="The tenant.")],
     *,
-    server: Annotated[str, typer.Option("--server", help="The webhook server's base URL.")] = DEFAULT_SERVER,
+    server: Annotated[str | None, typer.Option(
+        "--server", show_default=False,
+        help="The webhook server's base URL. Default: where `tenantctl serve` binds, TENANTCTL_BIND from the "
+             f"environment or .env (0.0.0.0 and [::] as loopback), else {DEFAULT_SERVER}.")] = None,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds per request.")] = 10.0,
 ) -> None:
     """Send a signed Hospitable booking and a signed WhatsApp message; confirm both were accepted."""
     c: Context = ctx.obj
+    if server is None:
+        server = server_from_bind(os.environ.get("TENANTCTL_BIND"))
+        if server is None:
+            bind = printable(os.environ.get("TENANTCTL_BIND", ""))
+            c.err.print(f"error: TENANTCTL_BIND={bind} is no TCP address: pass --server URL where the webhook "
+                        "server listens", markup=False)
+            raise typer.Exit(2)
     result = c.load()
     tenant = next((lt.tenant for lt in result.tenants if lt.tenant.slug == slug), None)
     if tenant is None:

@@ -160,7 +160,11 @@ def stats_cmd(
     window: Annotated[str, typer.Option("--window", help="Counting window, e.g. 24h.")] = "24h",
     fmt: Annotated[Literal["text", "json"], typer.Option("--format", help="Output format.")] = "text",
 ) -> None:
-    """Per tenant and provider: the last accepted event, accepted and rejected counts in the window."""
+    """Per tenant and provider: webhooks accepted and rejected, and the delivery queue (pending, dead, oldest).
+
+    In the window: the last accepted event, accepted, duplicate and rejected counts. The delivery queue now,
+    whatever the events' age: pending and dead events, and how long the oldest pending one has waited.
+    """
     c: Context = ctx.obj
     now = datetime.now(UTC)
     engine = _engine(c)

@@ -9,10 +9,14 @@ metadata service, a link-local, unspecified, multicast or broadcast address, nor
 from __future__ import annotations
 
 import ipaddress
+import re
+from pathlib import Path
 
 import pytest
+import yaml
 
 from tenancy.hosts import check_destination_address, check_destination_host, check_destination_url
+from tenancy.model import Delivery
 
 ALLOWED = [
     "https://platform.example.com/in/hospitable",
@@ -113,3 +117,22 @@ def test_the_host_rule_shares_the_device_syntax_and_allows_loopback(host: str, r
 ])
 def test_the_address_rule(address: str, refused: bool) -> None:
     assert (check_destination_address(ipaddress.ip_address(address)) is not None) is refused
+
+
+def test_the_documented_delivery_examples_pass_and_the_documented_refusals_are_refused() -> None:
+    """docs/tenant-file.md's `delivery:` example and the README's are valid overrides; the forms those docs
+    name as refused are refused."""
+    root = Path(__file__).resolve().parents[2]
+    doc = (root / "docs" / "tenant-file.md").read_text(encoding="utf-8")
+    section = doc.split("## Delivery overrides (`delivery:`)", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```yaml\n(.*?)```", section, re.S)
+    assert block is not None
+    Delivery.model_validate(yaml.safe_load(block.group(1))["delivery"])
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    line = re.search(r"^delivery: +(\{.*?\})", readme, re.M)
+    assert line is not None
+    Delivery.model_validate(yaml.safe_load(line.group(1)))
+    for url in ("http://platform.example.com/in", "https://user:pass@platform.example.com/in",
+                "https://169.254.169.254/in", "https://metadata.google.internal/in", "https://0.0.0.0/in",
+                "https://[::]/in", "https://0x7f000001/in", "https://127.1/in", "https://[::ffff:127.0.0.1]/in"):
+        assert check_destination_url(url) is not None, url
