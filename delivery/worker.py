@@ -349,8 +349,8 @@ class Worker:
             return self._failed(item, started_at, None, None, f"blocked: {exc}")
         except SendTimeout:
             return self._failed(item, started_at, None, _ms(began), "timeout")
-        except SendFailed as exc:
-            return self._failed(item, started_at, None, _ms(began), f"connection: {exc}")
+        except SendFailed as exc:  # what failed and where, in the sender's words (never the platform's)
+            return self._failed(item, started_at, None, _ms(began), str(exc))
         latency = round(answer.elapsed_s * 1000, 3)
         self.metrics.latency.labels(item.provider).observe(answer.elapsed_s)
         if is_success(answer.status):
