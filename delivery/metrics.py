@@ -20,6 +20,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from store.delivery import QueueStats
+from store.errors import short_error
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ class _QueueCollector(Collector):
         try:
             q = self._read()
         except Exception as exc:  # a scrape reports the failure; it never raises
-            log.warning("delivery metrics: queue not readable: %s", type(exc).__name__)
+            log.warning("delivery metrics: queue not readable: %s", short_error(exc))
             up.add_metric([], 0)
             yield up
             return

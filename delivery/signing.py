@@ -15,20 +15,32 @@ import hmac
 PREFIX = "whsec_"
 
 
+MIN_KEY_BYTES, MAX_KEY_BYTES = 24, 64  # the Standard Webhooks range for a secret's key (docs/delivery.md)
+_HOW = f"use {PREFIX} + base64 of {MIN_KEY_BYTES} to {MAX_KEY_BYTES} random bytes"
+
+
 class BadSecret(ValueError):
-    """A delivery secret that is not ``whsec_`` followed by base64 of at least 24 bytes."""
+    """A delivery secret that is not ``whsec_`` followed by base64 of 24 to 64 bytes."""
 
 
 def secret_key(secret: str) -> bytes:
-    """The HMAC key of a ``whsec_...`` secret. Raises BadSecret (without echoing the secret)."""
+    """The HMAC key of a ``whsec_...`` secret (a bare base64 key of the right size is taken too). Raises
+    BadSecret saying what is wrong (without echoing the secret)."""
     text = secret.strip()
+    prefixed = text.startswith(PREFIX)
     text = text.removeprefix(PREFIX)
     try:
         key = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
-        raise BadSecret("a delivery secret is not base64 after its whsec_ prefix") from None
-    if len(key) < 24:
-        raise BadSecret("a delivery secret is shorter than 24 bytes; use whsec_ + base64 of 24 to 64 random bytes")
+        key = None
+    if not prefixed and (key is None or not MIN_KEY_BYTES <= len(key) <= MAX_KEY_BYTES):
+        raise BadSecret(f"a delivery secret does not start with {PREFIX}; {_HOW}")
+    if key is None:
+        raise BadSecret(f"a delivery secret is not base64 after its {PREFIX} prefix; {_HOW}")
+    if len(key) < MIN_KEY_BYTES:
+        raise BadSecret(f"a delivery secret's key is shorter than {MIN_KEY_BYTES} bytes (it has {len(key)}); {_HOW}")
+    if len(key) > MAX_KEY_BYTES:
+        raise BadSecret(f"a delivery secret's key is longer than {MAX_KEY_BYTES} bytes (it has {len(key)}); {_HOW}")
     return key
 
 

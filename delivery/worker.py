@@ -49,6 +49,7 @@ from outbound.retry_after import parse_retry_after
 from outbound.sender import PostSender, SendFailed, SendTimeout
 from store.delivery import AttemptOutcome, Claimed, Finished, cycle
 from store.engine import is_sqlite
+from store.errors import short_error
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +188,7 @@ class Worker:
         recording: list[Finished] = []  # the outcomes the round in progress records
         alone = 0  # the next this many outcomes are recorded one a round (a round failed on what it wrote)
         pause = cfg.poll_s
+        failed_rounds = 0  # rounds failed in a row on the database (not on what they wrote), for the recovery line
         claim_after = 0.0  # monotonic: an empty or failed claim waits for the next poll (or pause)
         last_round = 0.0
         stuck_reported = 0.0  # monotonic: when a stuck round was last reported
@@ -285,16 +287,20 @@ class Worker:
                 done = recording + done
                 if stopping and not in_flight and (stop_seen is None or time.monotonic() - stop_seen >= STOP_RETRY_S):
                     log.error("delivery: database error while stopping (%s); %d outcome(s) unrecorded: "
-                              "their events are delivered again after their lease", type(exc).__name__, len(done))
+                              "their events are delivered again after their lease", short_error(exc), len(done))
                     return
                 if stop_seen is not None:  # stopping: retry only within the stop's bound
                     pause = max(0.0, min(pause, stop_seen + STOP_RETRY_S - time.monotonic()))
-                log.error("delivery: database error, retrying in %.1fs: %s", pause, type(exc).__name__)
+                failed_rounds += 1
+                log.error("delivery: database error, retrying in %.1fs: %s", pause, short_error(exc))
                 claim_after = time.monotonic() + pause
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 10.0)
                 continue
             pause = cfg.poll_s
+            if failed_rounds:
+                log.info("delivery: database reachable again after %d failed round(s)", failed_rounds)
+                failed_rounds = 0
             if alone and recording:
                 alone -= 1
             for r in recording:
@@ -349,8 +355,8 @@ class Worker:
             return self._failed(item, started_at, None, None, f"blocked: {exc}")
         except SendTimeout:
             return self._failed(item, started_at, None, _ms(began), "timeout")
-        except SendFailed as exc:
-            return self._failed(item, started_at, None, _ms(began), f"connection: {exc}")
+        except SendFailed as exc:  # what failed and where, in the sender's words (never the platform's)
+            return self._failed(item, started_at, None, _ms(began), str(exc))
         latency = round(answer.elapsed_s * 1000, 3)
         self.metrics.latency.labels(item.provider).observe(answer.elapsed_s)
         if is_success(answer.status):

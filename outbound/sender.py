@@ -31,8 +31,11 @@ may not have reached the peer; delivery is at least once, so both mean "try agai
 
 from __future__ import annotations
 
+import errno
 import functools
 import ipaddress
+import os
+import re
 import socket
 import time
 from collections.abc import Mapping
@@ -59,7 +62,9 @@ class SendTimeout(SendError):
 
 
 class SendFailed(SendError):
-    """The connection failed (refused, reset, a malformed answer); the message is the error's class name."""
+    """The connection failed (refused, reset, a malformed answer). The message says what failed in plain words
+    and where (``connection refused (127.0.0.1:8080)``, ``DNS lookup failed (platform.example.com)``), from
+    the local error only: never the peer's own text (an answer, a parser's quote of it)."""
 
 
 class PostSender(Protocol):
@@ -122,12 +127,70 @@ class Sender:
         except TimeoutError as exc:  # aiohttp's timeouts are asyncio's (ServerTimeoutError included)
             raise SendTimeout("timeout") from exc
         except aiohttp.ClientError as exc:
-            raise SendFailed(type(exc).__name__) from exc
+            raise SendFailed(describe_failure(exc, target)) from exc
 
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+# errno → plain words, for the failures a platform's operator meets (the rest: os.strerror, the local C library's).
+_ERRNO_WORDS = {
+    errno.ECONNREFUSED: "connection refused",
+    errno.ECONNRESET: "connection reset",
+    errno.ECONNABORTED: "connection aborted",
+    errno.ETIMEDOUT: "connect timed out",
+    errno.EHOSTUNREACH: "no route to host",
+    errno.ENETUNREACH: "network unreachable",
+    errno.EPIPE: "connection closed while sending",
+}
+_SSL_REASON = re.compile(r"^[A-Z0-9_]{1,64}$")  # OpenSSL's reason codes (WRONG_VERSION_NUMBER): local, fixed words
+MAX_WHERE = 120  # of the host shown: the error column holds 255 characters
+
+
+def describe_failure(exc: BaseException, target: yarl.URL) -> str:
+    """What failed, in plain words, and where (host:port): ``connection refused (127.0.0.1:18791)``.
+
+    Built from the error's class and errno and the URL we sent to, never from its message: aiohttp's messages
+    of a malformed answer quote the answer, which the platform controls. Runs on the error path only."""
+    host = printable(target.raw_host or "?")[:MAX_WHERE]
+    where = f"{host}:{target.port}" if target.port is not None else host
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        own = exc.os_error
+        if isinstance(own, OSError) and not isinstance(own, socket.gaierror) and own.args and \
+                "resolves to no address a destination may have" in str(own.args[0]):
+            return f"DNS: {host} resolves to no address a destination may have"
+        return f"DNS lookup failed ({host})"
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        cert = exc.certificate_error
+        detail = getattr(cert, "verify_message", None)
+        why = f": {printable(str(detail))[:60]}" if detail else ""
+        return f"TLS certificate not accepted ({where}){why}"
+    if isinstance(exc, aiohttp.ClientConnectorSSLError):
+        reason = getattr(exc.os_error, "reason", None)
+        why = f": {reason}" if isinstance(reason, str) and _SSL_REASON.match(reason) else ""
+        return f"TLS handshake failed ({where}){why}"
+    if isinstance(exc, aiohttp.ServerFingerprintMismatch):
+        return f"TLS certificate fingerprint mismatch ({where})"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return f"the platform closed the connection without an answer ({where})"
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return f"the answer's body broke off ({where})"
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return f"malformed answer ({where})"
+    if isinstance(exc, aiohttp.ClientConnectionResetError):
+        return f"connection reset ({where})"
+    if isinstance(exc, OSError):  # ClientConnectorError and ClientOSError: the socket's own error
+        own = exc.os_error if isinstance(exc, aiohttp.ClientConnectorError) else exc
+        code = own.errno
+        if code is None and isinstance(own.__cause__, OSError):
+            code = own.__cause__.errno
+        if code is not None:
+            words = _ERRNO_WORDS.get(code) or os.strerror(code).lower()
+            return f"{words} ({where})"
+        return f"connection failed ({where})"
+    return f"connection failed: {type(exc).__name__} ({where})"
 
 
 @functools.lru_cache(maxsize=4096)

@@ -423,6 +423,33 @@ def replay(engine: Engine, *, now: datetime, ids: Sequence[int] = (), tenant: st
         return Replayed(queued, int(conn.execute(busy).scalar_one()))
 
 
+@dataclass(frozen=True)
+class LogEntry:
+    """What :func:`replay` selects an event by, read back to say why it did not queue one."""
+
+    id: int
+    tenant: str | None
+    provider: str
+    received_at: datetime
+    delivery_state: str | None  # None: a rejected or duplicate row, never queued
+
+
+def log_entries(engine: Engine, ids: Sequence[int]) -> dict[int, LogEntry]:
+    """The rows of ``ids`` that exist (any outcome), by ID: one indexed read of at most ``len(ids)`` rows."""
+    c = webhook_log.c
+    stmt = select(c.id, c.tenant, c.provider, c.received_at, c.delivery_state).where(c.id.in_(list(set(ids))))
+    with engine.connect() as conn:
+        return {int(r[0]): LogEntry(int(r[0]), r[1], r[2], _read_time(r[3]), r[4]) for r in conn.execute(stmt)}
+
+
+def has_events(engine: Engine, *, tenant: str) -> bool:
+    """Whether ``tenant`` has any event that was queued for delivery (in any state)."""
+    c = webhook_log.c
+    stmt = select(c.id).where(c.tenant == tenant, c.delivery_state.is_not(None)).limit(1)
+    with engine.connect() as conn:
+        return conn.execute(stmt).first() is not None
+
+
 def queue_stats(engine: Engine) -> QueueStats:
     c = webhook_log.c
     stmt = (
@@ -507,12 +534,15 @@ __all__ = [
     "Claimed",
     "Finished",
     "GroupQueue",
+    "LogEntry",
     "QueueStats",
     "Replayed",
     "attempts_of",
     "claim_due",
     "cycle",
     "finish",
+    "has_events",
+    "log_entries",
     "queue_by_group",
     "queue_stats",
     "replay",

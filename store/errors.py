@@ -14,6 +14,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from tenancy.escape import printable
+from tenancy.redact import REDACTOR
+
+MAX_DRIVER_MESSAGE = 160
+
 
 class StoreError(Exception):
     """Root of every error raised by the store package."""
@@ -51,3 +56,22 @@ class LockHeld(StoreError):
             since = f" since {acquired_at.isoformat()}" if acquired_at else ""
             msg = f"tenant {tenant!r} is locked by {holder}{since}"
         super().__init__(msg)
+
+
+def short_error(exc: BaseException) -> str:
+    """``OperationalError: database is locked``: the error's class and the first line of the driver's own message
+    (not SQLAlchemy's, whose further lines carry the SQL and its parameters), scrubbed of every known secret,
+    escaped and cut to :data:`MAX_DRIVER_MESSAGE` characters; the class alone when the driver said nothing. For a
+    log line on the error path."""
+    orig = getattr(exc, "orig", None)
+    try:
+        text = str(orig if orig is not None else exc).strip()
+    except Exception:  # a driver's __str__ failing must not hide the error it reports
+        text = ""
+    first = text.splitlines()[0].strip() if text else ""
+    if not first:
+        return type(exc).__name__
+    words = printable(REDACTOR.scrub(first))
+    if len(words) > MAX_DRIVER_MESSAGE:
+        words = words[:MAX_DRIVER_MESSAGE - 3] + "..."
+    return f"{type(exc).__name__}: {words}"

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated
 
 from dotenv import dotenv_values
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MIN_ADMIN_TOKEN = 16
@@ -118,6 +118,14 @@ class Settings(BaseSettings):
         # `TENANTCTL_DELIVER_METRICS_PORT=` (an env file's empty line) means no metrics port, not an error.
         return None if isinstance(v, str) and not v.strip() else v
 
+    @model_validator(mode="after")
+    def _delays_in_order(self) -> Settings:
+        if self.delivery_max_delay_s < self.delivery_base_delay_s:
+            raise ValueError(f"TENANTCTL_DELIVERY_MAX_DELAY_S ({self.delivery_max_delay_s:g}) is below "
+                             f"TENANTCTL_DELIVERY_BASE_DELAY_S ({self.delivery_base_delay_s:g}): the largest pause "
+                             "between tries cannot be shorter than the first; raise the one or lower the other")
+        return self
+
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.state_dir / 'tenantctl.db'}"
@@ -186,3 +194,64 @@ def reload_dotenv(path: Path = Path(".env"), environ: MutableMapping[str, str] |
 
 def load_settings(**overrides: object) -> Settings:
     return Settings(**overrides)  # type: ignore[arg-type]
+
+
+# pydantic's error types → plain words ({…} from the error's context).
+_PLAIN = {
+    "greater_than_equal": "must be at least {ge}",
+    "greater_than": "must be more than {gt}",
+    "less_than_equal": "must be at most {le}",
+    "less_than": "must be less than {lt}",
+    "int_parsing": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "float_parsing": "must be a number",
+    "finite_number": "must be a finite number",
+    "bool_parsing": "must be true or false (1/0, yes/no, on/off)",
+    "string_pattern_mismatch": "must match {pattern}",
+    "missing": "is required",
+}
+
+
+def env_names(field: str) -> tuple[str, ...]:
+    """The environment variables a Settings field is read from (DATABASE_URL has two)."""
+    f = Settings.model_fields.get(field)
+    choices = getattr(f.validation_alias, "choices", None) if f is not None else None
+    return tuple(str(c) for c in choices) if choices else (f"TENANTCTL_{field.upper()}",)
+
+
+def _is_secret(field: str) -> bool:
+    f = Settings.model_fields.get(field)
+    return f is None or "SecretStr" in repr(f.annotation) or field == "database_url"  # a URL carries its password
+
+
+def describe_error(err: ValidationError, environ: MutableMapping[str, str] | None = None) -> str:
+    """A Settings ValidationError as an operator reads it: per problem, the environment variable, what is wrong
+    in plain words and where the value came from (the .env file or the environment); no pydantic URL, and the
+    value only of a setting that is not a secret."""
+    env = os.environ if environ is None else environ
+    from_dotenv = _from_dotenv(env)
+    lines = []
+    for e in err.errors(include_url=False, include_input=False):
+        field = str(e["loc"][0]) if e["loc"] else ""
+        if not field:  # a rule across settings: its message names them
+            lines.append(str(e.get("ctx", {}).get("error", e["msg"])))
+            continue
+        names = env_names(field)
+        name = next((n for n in names if n in env), names[0])
+        ctx = e.get("ctx") or {}
+        if e["type"] == "value_error" and "error" in ctx:
+            words = str(ctx["error"]).removeprefix(f"{name} ")
+        else:
+            template = _PLAIN.get(e["type"])
+            words = template.format(**ctx) if template else str(e["msg"]).lower()
+            if e["type"] == "string_pattern_mismatch" and field == "log_format":
+                words = "must be text or json"
+        if name in from_dotenv:
+            where = " (set in the .env file)"
+        elif name in env:
+            where = " (set in the environment)"
+        else:
+            where = ""
+        value = "" if _is_secret(field) or name not in env else f", not {env[name].strip()[:60]!r}"
+        lines.append(f"{name}{where} {words}{value}")
+    return "bad setting: " + "; ".join(lines) + ". Fix it where it is set (see .env.example for every setting)."

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
@@ -67,6 +68,10 @@ def explain(exc: BaseException, database_url: str | None) -> str | None:
     """The teaching message for `exc`, or None when it is not one we can explain."""
     if isinstance(exc, Taught):
         return REDACTOR.scrub(str(exc))
+    if isinstance(exc, ValidationError) and exc.title == "Settings":
+        from tenancy.settings import describe_error
+
+        return REDACTOR.scrub(describe_error(exc))
     if isinstance(exc, DBAPIError) and database_url is not None and exc.connection_invalidated is False \
             and _is_connect_failure(exc):
         return REDACTOR.scrub(str(database_unreachable(database_url, exc)))

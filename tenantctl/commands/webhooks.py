@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 from sqlalchemy import Engine
 
-from store.delivery import attempts_of, queue_by_group, replay
+from store.delivery import LogEntry, attempts_of, has_events, log_entries, queue_by_group, replay
 from store.engine import make_engine, redact_url
 from store.errors import DatabaseNotMigrated
 from store.migrate import require_up_to_date
@@ -269,18 +269,77 @@ def replay_cmd(
     now = datetime.now(UTC)
     since_at = parse_since(since, now) if since else None
     until_at = parse_since(until, now, "--until") if until else None
+    if since_at is not None and until_at is not None and since_at >= until_at:
+        raise typer.BadParameter(
+            f"--since ({since_at:%Y-%m-%d %H:%M:%S} UTC) is not before --until ({until_at:%Y-%m-%d %H:%M:%S} UTC): "
+            "the range holds no time. A duration counts back from now, so the larger one goes to --since "
+            "(--since 2h --until 1h)", param_hint="--since/--until")
     engine = _engine(c)
     try:
         done = replay(engine, now=now, ids=ids or (), tenant=tenant, provider=provider,
                       since=since_at, until=until_at, dead_only=dead)
+        # Why fewer than asked: read only on that path (the IDs given, or one indexed look-up of the tenant).
+        why = _not_replayed(engine, ids or [], tenant, provider, since_at, until_at, dead) \
+            if (done.queued + done.in_flight < len(set(ids or ())) or done.queued + done.in_flight == 0) else []
     finally:
         engine.dispose()
     c.echo(f"queued {done.queued} event(s) for delivery again")
     if done.in_flight:
         c.echo(f"{done.in_flight} in flight (a worker's attempt may be under way), not replayed: "
                "replay them again after their attempt ends")
+    for line in why:
+        c.echo(printable(line))  # tenant slugs come from outside (the request path, the command line)
     if done.queued == 0:
         raise typer.Exit(1)
+
+
+def _ids_text(ids: list[int]) -> str:
+    shown = ", ".join(map(str, ids[:20]))
+    return shown + (f" and {len(ids) - 20} more" if len(ids) > 20 else "")
+
+
+def _not_replayed(engine: Engine, ids: list[int], tenant: str | None, provider: str | None,
+                  since: datetime | None, until: datetime | None, dead: bool) -> list[str]:
+    """Why `replay` queued fewer events than asked: IDs that do not exist or were never events to deliver, an
+    ID the other options exclude, a tenant without events. Empty when nothing cheap explains it."""
+    lines = []
+    if ids:
+        found = log_entries(engine, ids)
+        missing = sorted(set(ids) - found.keys())
+        if missing:
+            lines.append(f"no webhook-log record with ID {_ids_text(missing)} (`tenantctl webhooks log` lists them)")
+        never = sorted(i for i, e in found.items() if e.delivery_state is None)
+        if never:
+            lines.append(f"ID {_ids_text(never)}: a rejected or duplicate request, never an event to deliver "
+                         "(only accepted events are replayed)")
+        for e in sorted((e for e in found.values() if e.delivery_state is not None), key=lambda e: e.id):
+            misfit = _misfits(e, tenant, provider, since, until, dead)
+            if misfit:
+                lines.append(f"event {e.id} is not selected by the options given: {'; '.join(misfit)}")
+        return lines
+    if tenant is not None and not has_events(engine, tenant=tenant):
+        lines.append(f"no event of tenant '{tenant}' in the webhook log (check the slug: `tenantctl webhooks log` "
+                     "or `tenantctl list`)")
+    elif not lines:
+        lines.append("no accepted event matches the options given")
+    return lines
+
+
+def _misfits(e: LogEntry, tenant: str | None, provider: str | None, since: datetime | None,
+             until: datetime | None, dead: bool) -> list[str]:
+    out = []
+    if tenant is not None and e.tenant != tenant:
+        out.append(f"--tenant '{tenant}', but its tenant is '{e.tenant or '(unknown)'}'")
+    if provider is not None and e.provider != provider:
+        out.append(f"--provider {provider}, but its provider is {e.provider}")
+    received = f"{e.received_at:%Y-%m-%d %H:%M:%S} UTC"
+    if since is not None and e.received_at < since:
+        out.append(f"--since {since:%Y-%m-%d %H:%M:%S} UTC, but it was received at {received}")
+    if until is not None and e.received_at >= until:
+        out.append(f"--until {until:%Y-%m-%d %H:%M:%S} UTC, but it was received at {received}")
+    if dead and e.delivery_state != "dead":
+        out.append(f"--dead, but it is {e.delivery_state}")
+    return out
 
 
 @webhooks_app.command("attempts")
@@ -293,8 +352,17 @@ def attempts_cmd(
     engine = _engine(c)
     try:
         rows = attempts_of(engine, log_id)
+        entry = log_entries(engine, [log_id]).get(log_id) if not rows else None
     finally:
         engine.dispose()
+    if not rows and entry is None:
+        c.err.print(f"error: no webhook-log record with ID {log_id}: no such event (`tenantctl webhooks log` "
+                    "lists the IDs)")
+        raise typer.Exit(1)
+    if not rows and entry is not None and entry.delivery_state is None:
+        c.echo(f"no delivery attempts recorded for event {log_id}: a rejected or duplicate request, never queued "
+               "for delivery")
+        return
     c.echo(f"{'#':>3}  {'started (UTC)':<23}  {'outcome':<9} {'st':>3}  {'ms':>8}  worker / error")
     for a in rows:
         ms = f"{a.latency_ms:.1f}" if a.latency_ms is not None else "-"

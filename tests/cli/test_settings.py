@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from store.migrate import upgrade
 from tenancy.settings import ENV_ONLY, Settings
@@ -21,7 +22,7 @@ CODE_DIRS = ("tenantctl", "tenancy", "store", "reconciler", "webhook_server", "s
 
 
 def _settings_model_names() -> set[str]:
-    names = set()
+    names: set[str] = set()
     for name, f in Settings.model_fields.items():
         alias = f.validation_alias
         choices = getattr(alias, "choices", None)
@@ -89,3 +90,41 @@ def test_serve_binds_where_dot_env_says(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGTERM)
         proc.wait(20)
         log.close()
+
+
+# -- a bad setting: named as the operator sets it, for every command --------------------------------------------
+
+@pytest.mark.parametrize(("command", "env", "says"), [
+    (["deliver"], {"TENANTCTL_DELIVERY_MAX_ATTEMPTS": "0"},
+     "TENANTCTL_DELIVERY_MAX_ATTEMPTS (set in the environment) must be at least 1, not '0'"),
+    (["webhooks", "log"], {"TENANTCTL_DELIVERY_NICE": "25"},
+     "TENANTCTL_DELIVERY_NICE (set in the environment) must be at most 19, not '25'"),
+    (["list"], {"TENANTCTL_MAX_BODY_BYTES": "1mb"},
+     "TENANTCTL_MAX_BODY_BYTES (set in the environment) must be a whole number, not '1mb'"),
+    (["webhooks", "log"], {"TENANTCTL_LOG_FORMAT": "xml"}, "TENANTCTL_LOG_FORMAT (set in the environment) must be "
+                                                            "text or json"),
+    (["webhooks", "log"], {"TENANTCTL_DELIVERY_MAX_DELAY_S": "1", "TENANTCTL_DELIVERY_BASE_DELAY_S": "5"},
+     "TENANTCTL_DELIVERY_MAX_DELAY_S (1) is below TENANTCTL_DELIVERY_BASE_DELAY_S (5)"),
+], ids=lambda v: " ".join(v) if isinstance(v, list) else None)
+def test_a_bad_setting_names_its_variable_in_plain_words(cli: RunCli, command: list[str], env: dict[str, str],
+                                                          says: str) -> None:
+    r = cli(*command, env=env)
+    assert r.code == 1, r.all
+    assert r.err.startswith("error: bad setting: ") and says in r.err, r.err
+    assert "pydantic" not in r.err and "ValidationError" not in r.err and "type=" not in r.err
+
+
+def test_a_bad_setting_from_dot_env_says_so(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("TENANTCTL_DELIVERY_MAX_ATTEMPTS=0\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TENANTCTL_")}
+    p = subprocess.run([sys.executable, "-m", "tenantctl", "webhooks", "log"], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=60, check=False)
+    assert p.returncode == 1, p.stderr
+    assert "TENANTCTL_DELIVERY_MAX_ATTEMPTS (set in the .env file) must be at least 1" in p.stderr
+
+
+def test_a_bad_secret_setting_is_named_but_its_value_never_shown(cli: RunCli) -> None:
+    r = cli("webhooks", "log", env={"TENANTCTL_ADMIN_TOKEN": "hunter2-short"})
+    assert r.code == 1, r.all
+    assert "TENANTCTL_ADMIN_TOKEN (set in the environment) must be at least 16 characters (it has 13)" in r.err
+    assert "hunter2" not in r.all

@@ -114,3 +114,76 @@ def test_the_longest_age_allowed_works(cli: Engine) -> None:
     insert(cli, accepted(1))
     assert run("webhooks", "prune", "--older-than", "36500d", "--include-undelivered")[0] == 0
     assert run("webhooks", "replay", "--since", "5214w")[0] == 0
+
+
+def _rejected(engine: Engine) -> int:
+    """A refused request's row (bad signature): in the log, never an event to deliver."""
+    from store.webhook_log import WebhookRecord, query_log
+
+    insert(engine, [WebhookRecord(received_at=datetime.now(UTC), tenant="acme", provider="hospitable",
+                                  outcome="rejected", status_code=401, reason="bad signature")])
+    rows, _ = query_log(engine, outcome="rejected")
+    return rows[0].id
+
+
+def test_replay_of_ids_that_do_not_exist_or_were_never_events_says_so(cli: Engine) -> None:
+    insert(cli, accepted(1))
+    bad = _rejected(cli)
+    code, out = run("webhooks", "replay", "999", str(bad))
+    assert code == 1
+    assert "queued 0 event(s) for delivery again" in out
+    assert "no webhook-log record with ID 999" in out
+    assert f"ID {bad}: a rejected or duplicate request, never an event to deliver" in out
+
+
+def test_replay_of_an_id_the_other_options_exclude_names_the_option_and_the_events_value(cli: Engine) -> None:
+    insert(cli, accepted(1))
+    code, out = run("webhooks", "replay", "1", "--tenant", "blue-harbor")
+    assert code == 1
+    assert "event 1 is not selected by the options given: --tenant 'blue-harbor', but its tenant is 'acme'" in out
+    code, out = run("webhooks", "replay", "1", "--dead")
+    assert code == 1 and "--dead, but it is pending" in out
+
+
+def test_replay_some_ids_queued_still_names_those_that_were_not(cli: Engine) -> None:
+    insert(cli, accepted(1))
+    code, out = run("webhooks", "replay", "1", "999")
+    assert code == 0 and "queued 1 event(s)" in out and "no webhook-log record with ID 999" in out
+
+
+def test_replay_of_a_tenant_without_events_says_so_escaped(cli: Engine) -> None:
+    insert(cli, accepted(1))
+    code, out = run("webhooks", "replay", "--tenant", "nosuch\x1b[2J")
+    assert code == 1
+    assert "no event of tenant 'nosuch\\x1b[2J' in the webhook log" in out and "\x1b" not in out
+
+
+def test_replay_of_an_empty_time_range_is_a_usage_error_before_the_database(
+        cli: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql+psycopg://nobody@127.0.0.1:1/none")  # never reached
+    code, out = run("webhooks", "replay", "--since", "1h", "--until", "2h")
+    assert code == 2, out
+    assert "--since" in out and "is not before --until" in out and "--since 2h --until 1h" in out
+
+
+def test_replay_that_matches_nothing_else_says_no_event_matches(cli: Engine) -> None:
+    insert(cli, accepted(1))
+    code, out = run("webhooks", "replay", "--dead")
+    assert code == 1 and "no accepted event matches the options given" in out
+
+
+def test_attempts_of_an_event_that_does_not_exist_is_an_error(cli: Engine) -> None:
+    insert(cli, accepted(1))
+    code, out = run("webhooks", "attempts", "7")
+    assert code == 1
+    assert "no webhook-log record with ID 7: no such event" in out
+    assert "no delivery attempts recorded" not in out
+
+
+def test_attempts_of_an_event_not_attempted_yet_or_never_queued_is_not_an_error(cli: Engine) -> None:
+    insert(cli, accepted(1))
+    code, out = run("webhooks", "attempts", "1")
+    assert code == 0 and "no delivery attempts recorded for event 1" in out
+    bad = _rejected(cli)
+    code, out = run("webhooks", "attempts", str(bad))
+    assert code == 0 and f"no delivery attempts recorded for event {bad}: a rejected or duplicate request" in out

@@ -41,3 +41,22 @@ def test_a_bad_secret_is_refused_without_echoing_it(secret: str) -> None:
     with pytest.raises(BadSecret) as info:
         secret_key(secret)
     assert secret.removeprefix("whsec_") not in str(info.value) or not secret.removeprefix("whsec_")
+
+
+@pytest.mark.parametrize(("secret", "says"), [
+    ("abc", "does not start with whsec_"),
+    ("whsec_not*base64", "not base64 after its whsec_ prefix"),
+    ("whsec_" + base64.b64encode(b"k" * 23).decode(), "shorter than 24 bytes (it has 23)"),
+    ("whsec_" + base64.b64encode(b"k" * 100).decode(), "longer than 64 bytes (it has 100)"),
+])
+def test_a_bad_secret_is_refused_saying_what_is_wrong(secret: str, says: str) -> None:
+    """The key range is the Standard Webhooks one docs/delivery.md gives: 24 to 64 bytes."""
+    with pytest.raises(BadSecret, match=r"use whsec_ \+ base64 of 24 to 64 random bytes") as info:
+        secret_key(secret)
+    assert says in str(info.value)
+
+
+def test_a_key_of_24_or_64_bytes_is_taken_with_or_without_the_prefix() -> None:
+    for n in (24, 64):
+        key = base64.b64encode(b"k" * n).decode()
+        assert secret_key("whsec_" + key) == secret_key(key) == b"k" * n

@@ -4,6 +4,7 @@ Retry-After, redirects, lost claims, and the ordering it promises (none: a faili
 from __future__ import annotations
 
 import base64
+import logging
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import replace
@@ -194,6 +195,44 @@ def test_a_database_error_is_reported_and_the_round_retried(db: Engine, monkeypa
     worker.close()
     assert "database error, retrying" in caplog.text and caplog.text.count("OperationalError") == 2
     assert all(s == ("delivered", 1, 204) for s in _state(db).values())
+
+
+def test_a_database_error_names_the_drivers_reason_and_the_recovery_is_logged(
+        db: Engine, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """The operator reads why (the driver's first line: no SQL, no parameters, no secret, no control
+    character), and a line when the rounds succeed again, with how many failed."""
+    from sqlalchemy.exc import OperationalError
+
+    import delivery.worker as worker_module
+    from store.delivery import cycle as real
+    from tenancy.redact import REDACTOR
+
+    REDACTOR.add("s3cret-db-password")
+    failures = [2]
+
+    def flaky(*args: object, **kwargs: object) -> object:
+        if failures[0]:
+            failures[0] -= 1
+            raise OperationalError("UPDATE webhook_log SET x = ?", {"x": "a-parameter"}, Exception(
+                "connection to server at \"db.internal\" (10.0.0.5), port 5432 failed: Connection refused "
+                "(password s3cret-db-password)\x1b[2J\n\tIs the server running on that host?"))
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(worker_module, "cycle", flaky)
+    caplog.set_level(logging.INFO, logger="delivery.worker")
+    insert(db, accepted(1))
+    worker = _worker(db, lambda request: httpx.Response(204), Clock())
+    worker.run(threading.Event(), until_idle=True)
+    worker.close()
+    errors = [r.getMessage() for r in caplog.records if "database error" in r.getMessage()]
+    assert len(errors) == 2
+    assert "retrying in" in errors[0] and "OperationalError: connection to server at \"db.internal\" (10.0.0.5), " \
+        "port 5432 failed: Connection refused" in errors[0]
+    text = caplog.text
+    assert "s3cret-db-password" not in text and "\x1b" not in text and "a-parameter" not in text
+    assert "UPDATE" not in text and "Is the server running" not in text
+    assert "delivery: database reachable again after 2 failed round(s)" in text
+    assert text.count("reachable again") == 1
 
 
 def test_a_claim_reads_the_due_index_not_the_whole_log(db: Engine) -> None:
@@ -441,3 +480,18 @@ def test_an_outcome_that_fails_its_round_on_every_retry_is_dropped_and_the_other
     assert "the outcome of event 1 attempt 1 cannot be recorded (IntegrityError), dropped" in caplog.text
     assert "database error, retrying" not in caplog.text
     assert worker.delivered == 5  # its attempt was made, and counted
+
+
+def test_an_unreadable_queue_on_a_scrape_names_the_drivers_reason(caplog: pytest.LogCaptureFixture) -> None:
+    from prometheus_client import generate_latest
+    from sqlalchemy.exc import OperationalError
+
+    from delivery.metrics import DeliveryMetrics
+
+    def unreadable() -> Any:
+        raise OperationalError("SELECT delivery_state FROM webhook_log", {}, Exception("database is locked"))
+
+    metrics = DeliveryMetrics(unreadable, lambda: datetime.now(UTC))
+    assert b"tenantctl_delivery_queue_up 0.0" in generate_latest(metrics.registry)
+    assert "delivery metrics: queue not readable: OperationalError: database is locked" in caplog.text
+    assert "SELECT" not in caplog.text

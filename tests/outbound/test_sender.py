@@ -450,3 +450,91 @@ def test_of_a_names_addresses_only_those_a_destination_may_have_are_kept() -> No
     names = _Names({"platform.test": ["169.254.169.254", "10.1.2.3", "::ffff:169.254.169.254", "127.0.0.1"]})
     kept = asyncio.run(_CheckedResolver(names).resolve("platform.test", 443))
     assert [r["host"] for r in kept] == ["10.1.2.3", "127.0.0.1"]
+
+
+class _NoDns(AbstractResolver):
+    """A DNS that knows no name."""
+
+    async def resolve(self, host: str, port: int = 0,
+                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    async def close(self) -> None:
+        pass
+
+
+def _failure(url: str, resolver: AbstractResolver | None = None) -> str:
+    """The message of the SendFailed a POST to ``url`` ends in."""
+    policy = OutboundPolicy(allowed_hosts=allow_list([url]), allow_loopback_http=True, timeout_s=2,
+                            connect_timeout_s=2)
+    sender = Sender(policy, resolver=resolver)
+
+    async def post() -> None:
+        try:
+            await sender.post(url, content=b"{}", headers={})
+        finally:
+            await sender.close()
+
+    with pytest.raises(SendFailed) as caught:
+        asyncio.run(post())
+    return str(caught.value)
+
+
+def test_a_failed_connection_says_what_failed_and_where() -> None:
+    """An operator reading `webhooks attempts` learns the cause and the address, not an aiohttp class name."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    assert _failure(f"http://127.0.0.1:{port}/in") == f"connection refused (127.0.0.1:{port})"
+    assert _failure("https://platform.test/in", _NoDns()) == "DNS lookup failed (platform.test)"
+    assert _failure("https://platform.test/in", _Names({"platform.test": ["169.254.169.254"]})) \
+        == "DNS: platform.test resolves to no address a destination may have"
+
+
+def test_a_tls_handshake_with_a_plain_http_server_says_tls_failed() -> None:
+    """https:// to a server that speaks plain HTTP (it answers the ClientHello with an HTTP error)."""
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+
+    def plain_http() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(4096)
+            conn.sendall(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+
+    thread = threading.Thread(target=plain_http, daemon=True)
+    thread.start()
+    try:
+        assert _failure(f"https://127.0.0.1:{port}/in").startswith(f"TLS handshake failed (127.0.0.1:{port})")
+    finally:
+        thread.join(5)
+        server.close()
+
+
+def test_a_malformed_answer_is_named_without_quoting_it(platform: Callable[[Answerer], Platform]) -> None:
+    """The platform's own words are attacker-controlled: they never reach the error column or the logs."""
+    async def answerer(n: int, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"\x1b[2JEVIL-TEXT not http at all\r\n\r\n")
+        await writer.drain()
+        return False
+
+    peer = platform(answerer)
+    message = _failure(peer.url)
+    assert message == f"malformed answer ({peer.url.split('/')[2]})"
+    assert "EVIL" not in message
+
+
+def test_the_worker_records_where_a_connection_was_refused(db: Engine) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/in"
+    insert(db, accepted(1))
+    policy = _policy(url)
+    config = WorkerConfig(policy=policy, retry=RetryPolicy(max_attempts=1), keys=[KEY], concurrency=1, poll_s=0.02)
+    worker = Worker(db, Destinations({"hospitable": url}), config, Sender(policy), worker_id="w1")
+    worker.run(threading.Event(), until_idle=True)
+    worker.close()
+    with db.connect() as conn:
+        assert conn.execute(select(webhook_log.c.last_error)).scalar_one() == f"connection refused (127.0.0.1:{port})"
+        assert conn.execute(select(delivery_attempts.c.error)).scalar_one() == f"connection refused (127.0.0.1:{port})"
