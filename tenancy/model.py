@@ -8,7 +8,7 @@ the model (`secret_field_names`) and must equal the `.sops.yaml` `encrypted_rege
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date, time
 from enum import StrEnum
 from typing import Annotated, Any
@@ -50,18 +50,23 @@ Name = Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME_CHARS)
 Username = Annotated[str, StringConstraints(min_length=1, max_length=MAX_USERNAME_CHARS)]
 
 
-def _device_host(v: str) -> str:
-    why = check_device_host(v)
-    if why is not None:
-        raise ValueError(f"not a device host: {why} (see tenancy/hosts.py for the rule)")
-    return v
+def _by_rule(check: Callable[[str], str | None], what: str, rule: str) -> AfterValidator:
+    """A field validator refusing what CHECK (a tenancy.hosts rule) gives a reason for: "not WHAT: why (RULE)"."""
+
+    def validate(v: str) -> str:
+        why = check(v)
+        if why is not None:
+            raise ValueError(f"not {what}: {why} ({rule})")
+        return v
+
+    return AfterValidator(validate)
 
 
 # The text pattern is for editors; the rule is tenancy.hosts (no loopback, metadata, provider hosts...).
 DeviceHost = Annotated[
     str,
     StringConstraints(pattern=r"^(?:\[[0-9A-Fa-f:.]{2,45}\]|[A-Za-z0-9.-]{1,253})(?::[0-9]{1,5})?$"),
-    AfterValidator(_device_host),
+    _by_rule(check_device_host, "a device host", "see tenancy/hosts.py for the rule"),
 ]
 
 
@@ -248,20 +253,13 @@ class Teammate(_Strict):
     access: Access | None = None
 
 
-def _delivery_url(v: str) -> str:
-    why = check_destination_url(v)
-    if why is not None:
-        raise ValueError(f"not a delivery destination: {why} (rule: docs/delivery.md)")
-    return v
-
-
 # The text pattern is for editors (printable ASCII only: RFC 3986's characters, no userinfo, no fragment);
 # the rule is tenancy.hosts.check_destination_url (no metadata, link-local, unspecified, disguised address...).
 DeliveryUrl = Annotated[
     str,
     StringConstraints(pattern=r"^https?://[A-Za-z0-9.:\[\]-]+(?:/[A-Za-z0-9._~!$&'()*+,;=:@/?%-]*)?$",
                       max_length=2048),
-    AfterValidator(_delivery_url),
+    _by_rule(check_destination_url, "a delivery destination", "rule: docs/delivery.md"),
 ]
 
 

@@ -118,6 +118,29 @@ async def _post(sender: Sender, url: str) -> Answer | Exception:
         return exc
 
 
+async def _late_204(n: int, writer: asyncio.StreamWriter) -> bool:
+    """The attacker's platform: 500 to every request, then, 50 ms later, a 204 on the idle connection."""
+    writer.write(_answer(500))
+    await writer.drain()
+    await asyncio.sleep(0.05)
+    writer.write(_answer(204, reason="Smuggled"))
+    await writer.drain()
+    return True
+
+
+def _post_in_turn(url: str, times: int) -> list[Answer | Exception]:
+    """TIMES posts to URL one after the other through one sender (one pool)."""
+
+    async def go() -> list[Answer | Exception]:
+        sender = Sender(_policy(url))
+        try:
+            return [await _post(sender, url) for _ in range(times)]
+        finally:
+            await sender.close()
+
+    return asyncio.run(go())
+
+
 def _statuses(results: list[Answer | Exception]) -> list[int | str]:
     return [r.status if isinstance(r, Answer) else type(r).__name__ for r in results]
 
@@ -178,24 +201,8 @@ def test_a_late_answer_after_an_error_is_not_the_answer_to_the_request_sent_next
     """The attacker's late 204: every request is answered 500, and 50 ms later a 204 follows on the connection.
     The next request goes out at once, before the 204 arrives: it must still get its own 500."""
 
-    async def answerer(n: int, writer: asyncio.StreamWriter) -> bool:
-        writer.write(_answer(500))
-        await writer.drain()
-        await asyncio.sleep(0.05)
-        writer.write(_answer(204, reason="Smuggled"))
-        await writer.drain()
-        return True
-
-    peer = platform(answerer)
-
-    async def go() -> list[Answer | Exception]:
-        sender = Sender(_policy(peer.url))
-        try:
-            return [await _post(sender, peer.url) for _ in range(4)]
-        finally:
-            await sender.close()
-
-    results = asyncio.run(go())
+    peer = platform(_late_204)
+    results = _post_in_turn(peer.url, 4)
     assert _statuses(results) == [500] * 4
     assert len(peer.requests) == 4
 
@@ -208,15 +215,7 @@ def test_a_2xx_answer_keeps_its_connection_alive(platform: Callable[[Answerer], 
         return True
 
     peer = platform(answerer)
-
-    async def go() -> list[Answer | Exception]:
-        sender = Sender(_policy(peer.url))
-        try:
-            return [await _post(sender, peer.url) for _ in range(6)]
-        finally:
-            await sender.close()
-
-    results = asyncio.run(go())
+    results = _post_in_turn(peer.url, 6)
     assert _statuses(results) == [204, 200] * 3
     assert peer.requests == [1] * 6
 
@@ -255,15 +254,7 @@ def test_the_worker_counts_no_late_answer_as_a_delivery(platform: Callable[[Answ
     """The attack itself, through the worker and the real sender: each event's only attempt is answered 500
     (then a 204 follows on the idle connection); none may end delivered."""
 
-    async def answerer(n: int, writer: asyncio.StreamWriter) -> bool:
-        writer.write(_answer(500))
-        await writer.drain()
-        await asyncio.sleep(0.05)
-        writer.write(_answer(204, reason="Smuggled"))
-        await writer.drain()
-        return True
-
-    peer = platform(answerer)
+    peer = platform(_late_204)
     insert(db, accepted(3))
     policy = _policy(peer.url)
     config = WorkerConfig(policy=policy, retry=RetryPolicy(max_attempts=1), keys=[KEY], concurrency=1,

@@ -247,7 +247,7 @@ def test_an_admin_token_shorter_than_16_characters_is_refused_at_start() -> None
 
 def test_the_cli_refuses_a_short_admin_token_without_showing_it(cli: RunCli) -> None:
     out = cli("webhooks", "stats", env={"TENANTCTL_ADMIN_TOKEN": "short-secret"})
-    assert out.code == 1 and "TENANTCTL_ADMIN_TOKEN must be at least 16 characters" in out.err
+    assert out.code == 1 and "TENANTCTL_ADMIN_TOKEN (set in the environment) must be at least 16 characters" in out.err
     assert "short-secret" not in out.all
 
 
