@@ -164,6 +164,7 @@ def test_a_second_sqlite_worker_naming_the_database_through_a_symbolic_link_is_r
     alias.parent.mkdir()
     alias.symlink_to(database)
     second = spawn(["deliver"], stack.root / "second.log", stack.env(DATABASE_URL=f"sqlite:///{alias}"), stack.root)
+    stack.procs.append(second)  # stopped with the stack should it run (the bug this guards against)
     assert second.proc.wait(60) == 1
     assert f"another delivery worker (pid {first.proc.pid})" in second.logs()
 
