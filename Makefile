@@ -25,8 +25,10 @@ PACKAGES := tenantctl tenancy store reconciler webhook_server sandbox delivery o
 bytecode: install
 	$(BIN)/python -m compileall -q $(PACKAGES)
 
+# Three workers on two cores: a third of a worker's time is spent waiting on the processes its tests start
+# (servers, workers, `tenantctl`), so two left the cores idle (9 min 46 s with 2, 7 min 55 s with 3 here).
 test: install browser bytecode
-	$(BIN)/pytest -n 2 -q -m "not fault" $(PYTEST_ARGS)
+	$(BIN)/pytest -n 3 -q -m "not fault" $(PYTEST_ARGS)
 
 lint: install imports types actionlint zizmor
 	$(BIN)/ruff check .

@@ -5,11 +5,14 @@ from __future__ import annotations
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Column, Engine, Integer, MetaData, inspect, text
 
 from store.engine import make_engine
+from store.errors import StoreError
 from store.migrate import (
     DatabaseNotMigrated,
+    alembic_config,
     current_revision,
     downgrade,
     head_revision,
@@ -52,6 +55,25 @@ def test_upgrade_from_empty_reaches_head_and_is_idempotent(empty_url: str) -> No
         }
     finally:
         engine.dispose()
+
+
+def test_the_scripts_names_give_alembics_own_revisions_in_the_order_they_apply() -> None:
+    scripts = ScriptDirectory.from_config(alembic_config())
+    in_order = [s.revision for s in reversed(list(scripts.walk_revisions()))]
+    assert in_order == sorted(in_order)  # one line, numbered as it applies
+    assert head_revision() == scripts.get_current_head() == in_order[-1]
+
+
+def test_the_recorded_revision_reads_as_alembic_reads_it(engine: Engine) -> None:
+    with engine.connect() as conn:
+        assert current_revision(engine) == MigrationContext.configure(conn).get_current_revision() == "0010"
+
+
+def test_a_database_with_two_revisions_is_refused_not_guessed(engine: Engine) -> None:
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO alembic_version (version_num) VALUES ('9999')"))
+    with pytest.raises(StoreError, match="2 schema revisions"):
+        require_up_to_date(engine)
 
 
 def test_models_and_migrations_agree(engine: Engine) -> None:

@@ -1,0 +1,67 @@
+"""`tenantctl COMMAND` imports only the module of that command; help, completion and typos still see all."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import typer
+
+from tenantctl import cli
+
+
+def _top_level_names(t: typer.Typer) -> set[str]:
+    names = {c.name or (c.callback.__name__ if c.callback else "") for c in t.registered_commands}
+    return names | {g.name or (g.typer_instance.info.name if g.typer_instance else "") or ""
+                    for g in t.registered_groups}
+
+
+@pytest.mark.parametrize("module", cli.MODULES)
+def test_the_index_names_exactly_the_commands_each_module_registers(module: str) -> None:
+    registered = typer.Typer()
+    __import__(f"tenantctl.commands.{module}", fromlist=["register"]).register(registered)
+    assert _top_level_names(registered) == {name for name, m in cli.COMMAND_MODULES.items() if m == module}
+
+
+def test_every_command_of_the_full_app_is_indexed() -> None:
+    assert _top_level_names(cli.app) == set(cli.COMMAND_MODULES)
+
+
+@pytest.mark.parametrize(("argv", "module"), [
+    (["plan", "--tenants", "x"], "reconcile"),
+    (["--tenants", "x", "--debug", "-v", "webhooks", "log"], "webhooks"),
+    (["--no-color", "import", "a.b"], "adopt"),
+    (["provider-state", "list"], "provider_state"),
+    (["--help"], None),
+    ([], None),
+    (["plna"], None),  # a typo: click's "No such command" needs every name for its suggestion
+])
+def test_the_command_is_found_after_the_root_options(argv: list[str], module: str | None) -> None:
+    assert cli.invoked_module(argv) == module
+
+
+def _commands_imported(*argv: str, env: dict[str, str] | None = None) -> set[str]:
+    code = (f"import sys; sys.argv = ['tenantctl', {', '.join(repr(a) for a in argv)}]\n"
+            "import tenantctl.cli\n"
+            "print(' '.join(m for m in sys.modules if m.startswith('tenantctl.commands.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    return set(out.stdout.split())
+
+
+def test_a_command_imports_its_own_module_only() -> None:
+    assert _commands_imported("--tenants", "t", "validate") == {"tenantctl.commands.tenants"}
+    assert _commands_imported("webhooks", "stats") == {"tenantctl.commands.webhooks"}
+
+
+def test_root_help_and_shell_completion_import_every_command() -> None:
+    every = {f"tenantctl.commands.{m}" for m in cli.MODULES}
+    assert _commands_imported("--help") == every
+    assert _commands_imported("plan", env={**os.environ, "_TENANTCTL_COMPLETE": "bash_complete"}) == every
+
+
+def test_a_mistyped_command_is_still_answered_with_a_suggestion() -> None:
+    p = subprocess.run([sys.executable, "-m", "tenantctl", "plna"], capture_output=True, text=True, check=False)
+    assert p.returncode == 1
+    assert "No such command" in p.stderr and "plan" in p.stderr
