@@ -59,7 +59,8 @@ def all_slugs(engine: Engine, routed: Sequence[str]) -> list[str]:
 
 
 def tenants(engine: Engine, names: Sequence[str], *, now: datetime) -> list[TenantView]:
-    """Views of the tenants `names` (a page of them): a fixed number of queries, each restricted to them."""
+    """Views of the tenants `names` (a page of them): a fixed number of queries, each restricted to them but the
+    delivery queue's, which reads the queue whole from its indexes (store/queue_depth.py says why)."""
     results = store_health.latest(engine, tenants=names)
     counts = store_health.window_counts(engine, names, now=now)
     last = store_health.last_accepted(engine, [(t, p) for t in names for p in INBOUND])
@@ -75,7 +76,7 @@ def tenants(engine: Engine, names: Sequence[str], *, now: datetime) -> list[Tena
             waiting = None if queue is None or p not in INBOUND else queue.get((slug, p), QueueDepth())
             if not rows and (slug, p) not in counts and (slug, p) not in last and waiting in (None, QueueDepth()):
                 continue
-            oldest = waiting.oldest_pending_at if waiting else None
+            oldest = None if waiting is None else waiting.oldest_pending_at
             cards.append(Card(p, _worst(rows), max((r.checked_at for r in rows), default=None), rows,
                               last.get((slug, p)), accepted, rejected, waiting,
                               None if oldest is None else max(0.0, (now - oldest).total_seconds())))
