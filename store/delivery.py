@@ -44,6 +44,7 @@ from sqlalchemy import (
 
 from store.engine import begin_write, is_sqlite, make_engine, sqlite_sidecar
 from store.errors import StoreError
+from store.queue_depth import depth_by_provider, depth_by_tenant
 from store.schema import DUE_PREDICATE, delivery_attempts, webhook_log
 from store.webhook_log import in_flight, not_in_flight, row_time
 
@@ -451,40 +452,17 @@ def has_events(engine: Engine, *, tenant: str) -> bool:
 
 
 def queue_stats(engine: Engine) -> QueueStats:
-    c = webhook_log.c
-    stmt = (
-        select(c.delivery_state, func.count(), func.min(c.received_at))
-        .where(c.delivery_state.in_(("pending", "retrying", "dead")))
-        .group_by(c.delivery_state)
-    )
-    with engine.connect() as conn:
-        rows = {r[0]: (int(r[1]), r[2]) for r in conn.execute(stmt)}
-    oldest = [rows[s][1] for s in DUE_STATES if s in rows and rows[s][1] is not None]
-    return QueueStats(
-        pending=rows.get("pending", (0, None))[0], retrying=rows.get("retrying", (0, None))[0],
-        dead=rows.get("dead", (0, None))[0], oldest_due_at=min(oldest) if oldest else None,
-    )
+    """The whole queue (store/queue_depth.py: read through its indexes, never the log)."""
+    depths = list(depth_by_provider(engine).values())
+    oldest = [d.oldest_pending_at for d in depths if d.oldest_pending_at is not None]
+    return QueueStats(pending=sum(d.pending for d in depths), retrying=sum(d.retrying for d in depths),
+                      dead=sum(d.dead for d in depths), oldest_due_at=min(oldest) if oldest else None)
 
 
 def queue_by_group(engine: Engine) -> list[GroupQueue]:
     """Undelivered counts per (tenant, provider): pending (and retrying), dead, oldest pending receive time."""
-    c = webhook_log.c
-    stmt = (
-        select(c.tenant, c.provider, c.delivery_state, func.count(), func.min(c.received_at))
-        .where(c.delivery_state.in_(("pending", "retrying", "dead")))
-        .group_by(c.tenant, c.provider, c.delivery_state)
-    )
-    groups: dict[tuple[str | None, str], list[Any]] = {}
-    with engine.connect() as conn:
-        for tenant, provider, state, count, oldest in conn.execute(stmt):
-            g = groups.setdefault((tenant, provider), [0, 0, None])
-            if state == "dead":
-                g[1] += int(count)
-            else:
-                g[0] += int(count)
-                when = oldest
-                g[2] = when if g[2] is None or (when is not None and when < g[2]) else g[2]
-    return [GroupQueue(t, p, g[0], g[1], g[2]) for (t, p), g in groups.items()]
+    return [GroupQueue(t, p, d.pending + d.retrying, d.dead, d.oldest_pending_at)
+            for (t, p), d in depth_by_tenant(engine).items()]
 
 
 def attempts_of(engine: Engine, log_id: int) -> list[Attempt]:

@@ -44,6 +44,7 @@ CHANGE_OUTCOMES = ("planned", "applied", "confirmed", "not_applied", "unknown", 
 # Delivery to the platform (the outbox): only accepted rows carry a state; NULL means never queued.
 DELIVERY_STATES = ("pending", "retrying", "delivered", "dead")
 DUE_PREDICATE = "delivery_state IN ('pending', 'retrying')"
+DEAD_PREDICATE = "delivery_state = 'dead'"
 ATTEMPT_OUTCOMES = ("delivered", "failed", "error")
 HEALTH_STATUSES = ("healthy", "progressing", "degraded", "missing", "unknown", "suspended")
 
@@ -145,6 +146,16 @@ webhook_log = Table(
         "id",
         sqlite_where=text(DUE_PREDICATE),
         postgresql_where=text(DUE_PREDICATE),
+    ),
+    # The dead letters, for the queue's counts on each metrics scrape and page (store/queue_depth.py): with the due
+    # index, the whole queue is read from indexes, never the log. Partial, so it costs an insert nothing: an event
+    # enters it only when it dies (migration 0011).
+    Index(
+        "ix_webhook_log_dead",
+        "provider",
+        "tenant",
+        sqlite_where=text(DEAD_PREDICATE),
+        postgresql_where=text(DEAD_PREDICATE),
     ),
     # An id is never given twice, even after the newest rows were pruned: it is the event's `webhook-id`, on
     # which the platform de-duplicates. PostgreSQL's sequence never goes back; SQLite's rowid would be max + 1

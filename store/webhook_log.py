@@ -886,12 +886,14 @@ def query_log(
     outcome: Outcome | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
+    states: Sequence[str] = (),
     limit: int = 100,
     cursor: int | None = None,
 ) -> tuple[list[LogRow], int | None]:
     """Newest first. Pass the returned cursor back to get the next page; ``None`` means no more pages.
 
-    ``since`` is inclusive, ``until`` exclusive.
+    ``since`` is inclusive, ``until`` exclusive. ``states``: only events in one of these delivery states (rows
+    never queued, whose state is NULL, match none).
     """
     if limit < 1:
         raise ValueError("limit must be at least 1")
@@ -906,6 +908,8 @@ def query_log(
         stmt = stmt.where(webhook_log.c.received_at >= since)
     if until is not None:
         stmt = stmt.where(webhook_log.c.received_at < until)
+    if states:
+        stmt = stmt.where(webhook_log.c.delivery_state.in_(list(states)))
     if cursor is not None:
         stmt = stmt.where(webhook_log.c.id < cursor)
     with engine.connect() as conn:

@@ -24,10 +24,11 @@ from delivery.destinations import PROVIDERS, Destinations, from_settings
 from delivery.retry import RetryPolicy
 from delivery.signing import BadSecret
 from outbound.policy import OutboundBlocked, OutboundPolicy, allow_list, check_url
-from store.delivery import AnotherWorkerRunning, queue_stats, single_worker, worker_engine
+from store.delivery import AnotherWorkerRunning, single_worker, worker_engine
 from store.engine import redact_url
 from store.errors import DatabaseNotMigrated
 from store.migrate import require_up_to_date
+from store.queue_depth import depth_by_provider
 from tenancy.escape import printable
 from tenancy.loader import LoadedTenant, load_tenants
 from tenancy.redact import REDACTOR, RedactingFilter
@@ -229,7 +230,7 @@ def deliver(
     signal.signal(signal.SIGHUP, lambda *_: hup.set())
     try:
         with single_worker(engine, wait=wait):
-            metrics = DeliveryMetrics(lambda: queue_stats(engine), lambda: datetime.now(UTC))
+            metrics = DeliveryMetrics(lambda: depth_by_provider(engine), lambda: datetime.now(UTC))
             sender = Sender(policy, max_connections=config.concurrency)
             # The worker's database thread starts here, with the priority the process was given: on SQLite it
             # holds the write lock the webhook server's commits wait for, and a lock holder set aside by the

@@ -10,8 +10,10 @@ Rehearse a change safely:
 `serve` generates a per-run admin token and writes it to `<state dir>/sandbox-admin-token` (mode 0600;
 `platform` to `<state dir>/platform-admin-token`);
 `seed` reads it from there (same TENANTCTL_STATE_DIR); so must clients of the fake platform's /_platform/*
-admin. `serve` checks the port is free before it writes a token, so a second `serve` on a busy port fails
-without locking the running sandbox's clients out; gunicorn's control socket is off (its default path is
+admin. A second `serve` (or `platform`) on the same state dir, on another port, takes the token of the one
+already running rather than writing a new one over it (tenantctl/run_token.py), so the file opens both.
+`serve` checks the port is free before it takes a token, so a second `serve` on a busy port fails
+without touching the running sandbox's; gunicorn's control socket is off (its default path is
 shared by every gunicorn of the user). The served sandbox refuses admin calls without the token, any path
 with an empty, '.' or '..' segment, and any request whose Host header is not its own loopback address.
 
@@ -27,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import secrets
 import socket
 import sys
 from collections.abc import Iterator
@@ -39,6 +40,7 @@ import httpx
 import typer
 
 from tenantctl.context import Context
+from tenantctl.run_token import RunToken, take
 
 INPROCESS_ENV = "TENANTCTL_SANDBOX_INPROCESS"
 FAULTS_ENV = "TENANTCTL_SANDBOX_FAULTS"
@@ -55,13 +57,11 @@ def token_path(c: Context) -> Path:
     return c.settings.state_dir / ADMIN_KEY_FILE
 
 
-def _write_token(path: Path) -> None:
-    """A fresh token for this run, readable by this user only (0600 even if the file existed)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)
-    with os.fdopen(fd, "w", encoding="ascii") as f:
-        f.write(secrets.token_urlsafe(32))
+def _token_said(token: RunToken, kind: str) -> str:
+    if token.reused:
+        return f"{kind} admin token: another {kind} runs on this state dir; sharing its token in {token.path}"
+    return f"{kind} admin token written to {token.path}"
+
 
 sandbox_app = typer.Typer(help="Local emulators of every provider API, for rehearsals and tests.",
                           no_args_is_help=True)
@@ -151,11 +151,10 @@ def serve(
         c.err.print(f"error: cannot listen on {bind} ({busy}): another sandbox or program uses it; pick "
                     "another --port", markup=False)
         raise typer.Exit(1)
-    token = token_path(c).resolve()
-    _write_token(token)
-    env["TENANTCTL_SANDBOX_TOKEN_FILE"] = str(token)
+    token = take(token_path(c).resolve())  # its lock is inherited by gunicorn, held while the sandbox runs
+    env["TENANTCTL_SANDBOX_TOKEN_FILE"] = str(token.path)
     env["TENANTCTL_SANDBOX_BIND"] = bind
-    c.err.print(f"sandbox admin token (for `tenantctl sandbox seed`) written to {token}", markup=False)
+    c.err.print(f"{_token_said(token, 'sandbox')} (for `tenantctl sandbox seed`)", markup=False)
     c.err.print(f"sandbox listening on http://{bind} (Ctrl-C to stop); use --sandbox or TENANTCTL_SANDBOX=1")
     cmd = [sys.executable, "-m", "gunicorn", "sandbox.app:get_app()", "--bind", bind, "--workers", "1",
            "--worker-class", worker_class, "--no-control-socket",  # its default (~/.gunicorn) is per user
@@ -192,12 +191,11 @@ def platform(
     if (busy := _port_busy(host, port)) is not None:
         c.err.print(f"error: cannot listen on {host}:{port} ({busy}): pick another --port", markup=False)
         raise typer.Exit(1)
-    token = (c.settings.state_dir / PLATFORM_KEY_FILE).resolve()
-    _write_token(token)
-    c.err.print(f"platform admin token written to {token}", markup=False)
+    token = take((c.settings.state_dir / PLATFORM_KEY_FILE).resolve())  # held until this process ends
+    c.err.print(_token_said(token, "platform"), markup=False)
     netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"  # IPv6: a URL that can be pasted
     c.err.print(f"fake platform listening on http://{netloc}/platform/{{name}} (Ctrl-C to stop)", markup=False)
-    run(Platform(os.environ.get(SECRETS_ENV, "")), host=host, port=port, admin_token=token.read_text().strip(),
+    run(Platform(os.environ.get(SECRETS_ENV, "")), host=host, port=port, admin_token=token.value,
         access_log=access_log)
 
 

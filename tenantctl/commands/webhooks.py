@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import Annotated, Literal
 
 import typer
@@ -30,6 +31,15 @@ PROVIDERS = ("hospitable", "whatsapp", "nuki", "beds24")
 MAX_DURATION = timedelta(days=36500)  # an age or window; 100 years covers any log, and stays inside datetime's range
 # A webhook-log ID: a positive 64-bit integer (BIGINT on PostgreSQL, SQLite's rowid).
 MAX_ID = 2**63 - 1
+
+
+class DeliveryState(StrEnum):
+    """An event's delivery state (store.schema.DELIVERY_STATES): typer lists and checks the choices."""
+
+    pending = "pending"
+    retrying = "retrying"
+    delivered = "delivered"
+    dead = "dead"
 
 
 def register(app: typer.Typer) -> None:
@@ -121,6 +131,9 @@ def log_cmd(
     provider: Annotated[str | None, typer.Option("--provider", help=", ".join(PROVIDERS))] = None,
     since: Annotated[str | None, typer.Option("--since", help="24h, 7d, or an ISO 8601 time.")] = None,
     rejected: Annotated[bool, typer.Option("--rejected", help="Only refused requests.")] = False,
+    state: Annotated[list[DeliveryState] | None, typer.Option(
+        "--state", metavar="<pending|retrying|delivered|dead>",
+        help="Only events in this delivery state (repeatable: --state pending --state retrying).")] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, max=10_000)] = 50,
     fmt: Annotated[Literal["text", "json"], typer.Option("--format", help="Output format.")] = "text",
 ) -> None:
@@ -128,12 +141,16 @@ def log_cmd(
     c: Context = ctx.obj
     if fmt not in ("text", "json"):
         raise typer.BadParameter("use text or json", param_hint="--format")
+    if rejected and state:
+        # Refused requests are never queued: the two together could only ever list nothing.
+        raise typer.BadParameter("a refused request has no delivery state: use --rejected or --state, not both",
+                                 param_hint="--rejected/--state")
     outcome: Outcome | None = "rejected" if rejected else None
     since_at = parse_since(since, datetime.now(UTC)) if since else None
     engine = _engine(c)
     try:
         rows, _ = query_log(engine, tenant=tenant, provider=provider, outcome=outcome, since=since_at,
-                            limit=limit)
+                            states=[s.value for s in state or ()], limit=limit)
     finally:
         engine.dispose()
     if fmt == "json":

@@ -187,3 +187,46 @@ def test_attempts_of_an_event_not_attempted_yet_or_never_queued_is_not_an_error(
     bad = _rejected(cli)
     code, out = run("webhooks", "attempts", str(bad))
     assert code == 0 and f"no delivery attempts recorded for event {bad}: a rejected or duplicate request" in out
+
+
+def _set_states(engine: Engine, states: dict[int, str]) -> None:
+    from sqlalchemy import update
+
+    from store.schema import webhook_log
+
+    with engine.begin() as conn:
+        for log_id, state in states.items():
+            conn.execute(update(webhook_log).where(webhook_log.c.id == log_id).values(delivery_state=state))
+
+
+def test_log_by_state_lists_only_the_events_in_the_states_asked_for(cli: Engine) -> None:
+    """`--state` is one state or several (repeated); it is part of the query, so `--limit` counts matching events
+    only: the one dead event is found behind the newer pending ones, and refused requests (never queued) match
+    no state."""
+    insert(cli, accepted(6))
+    _rejected(cli)
+    _set_states(cli, {1: "dead", 2: "delivered", 3: "retrying"})  # 4, 5, 6 stay pending
+    code, out = run("webhooks", "log", "--state", "dead", "--limit", "1", "--format", "json")
+    assert code == 0, out
+    assert [(r["id"], r["delivery_state"]) for r in json.loads(out)] == [(1, "dead")]
+    code, out = run("webhooks", "log", "--state", "pending", "--state", "retrying", "--format", "json")
+    assert [(r["id"], r["delivery_state"]) for r in json.loads(out)] == [
+        (6, "pending"), (5, "pending"), (4, "pending"), (3, "retrying")]
+    code, out = run("webhooks", "log", "--state", "delivered", "--tenant", "acme")
+    assert code == 0 and " delivered 0x " in out and "pending" not in out and "rejected" not in out
+    code, out = run("webhooks", "log", "--state", "dead", "--tenant", "blue-harbor")
+    assert code == 0 and "no webhook requests match" in out
+
+
+def test_log_by_an_unknown_state_is_a_usage_error_naming_the_states(cli: Engine) -> None:
+    code, out = run("webhooks", "log", "--state", "stuck")
+    assert code == 2, out
+    assert "Invalid value for '--state'" in out and "'stuck' is not one of 'pending', 'retrying', 'delivered', " \
+        "'dead'" in out
+
+
+def test_log_by_state_of_refused_requests_is_a_usage_error(cli: Engine) -> None:
+    """Refused requests are never queued for delivery: together the two options could only list nothing."""
+    code, out = run("webhooks", "log", "--rejected", "--state", "dead")
+    assert code == 2, out
+    assert "a refused request has no delivery state: use --rejected or --state, not both" in out

@@ -92,7 +92,7 @@ def test_dead_letters_are_kept_counted_shown_and_replayable(sqlite_stack: Stack)
     port = re.search(r"metrics on http://127\.0\.0\.1:(\d+)/metrics", worker.logs())
     assert port is not None
     metrics = httpx.get(f"http://127.0.0.1:{port.group(1)}/metrics", timeout=5).text
-    assert 'tenantctl_delivery_queue_depth{state="dead"} 3.0' in metrics
+    assert 'tenantctl_delivery_queue_depth{provider="hospitable",state="dead"} 3.0' in metrics
     assert 'tenantctl_delivery_attempts_total{outcome="failed",provider="hospitable"} 9.0' in metrics
     assert 'tenantctl_delivery_dead_lettered_total{provider="hospitable"} 3.0' in metrics
     assert "tenantctl_delivery_queue_up 1.0" in metrics

@@ -130,3 +130,58 @@ def test_a_tenant_page_shows_the_last_health_run_and_the_onboarding_checklist(en
     assert "✔ done: Nuki locks listed and teammates&#39; codes in sync" in page
     assert "☐ to do: Hospitable API key answers and its webhook delivers" in page
     assert c.simulate_get("/admin/tenants/nobody", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 404
+
+
+def _queued(engine: Engine, tenant: str, provider: str, n: int, *, age: timedelta, state: str = "pending") -> None:
+    """n accepted events received `age` ago, in delivery state `state` (the worker's doing, set directly here)."""
+    from sqlalchemy import update
+
+    from store.schema import webhook_log
+
+    store = DirectEventStore(engine)
+    for i in range(n):
+        store.record(WebhookRecord(datetime.now(UTC) - age, tenant, provider, "accepted", 200,
+                                   event_id=f"{provider}-{state}-{age.total_seconds()}-{i}", body="{}", body_size=2))
+    with engine.begin() as conn:
+        conn.execute(update(webhook_log).where(webhook_log.c.event_id.like(f"{provider}-{state}-%"))
+                     .values(delivery_state=state))
+
+
+def _card(page: str, tenant: str, provider: str) -> str:
+    section = page.split(f'aria-labelledby="t-{tenant}"', 1)[1].split("</section>", 1)[0]
+    return " ".join(section.split(f'aria-label="{provider}"', 1)[1].split("</article>", 1)[0].split())
+
+
+def test_each_integration_card_shows_its_delivery_queue_and_how_long_the_oldest_event_waits(engine: Engine) -> None:
+    """Per tenant and provider, from the webhook log: pending, retrying and dead counts, and the wait of the oldest
+    event not yet delivered; a provider with nothing queued says 0, and one whose events are all old still gets
+    its card (its events wait, whatever their age)."""
+    _queued(engine, "acme", "hospitable", 3, age=timedelta(minutes=20))
+    _queued(engine, "acme", "hospitable", 1, age=timedelta(minutes=50), state="retrying")
+    _queued(engine, "acme", "hospitable", 2, age=timedelta(hours=3), state="dead")
+    _queued(engine, "acme", "whatsapp", 1, age=timedelta(seconds=30), state="delivered")
+    _queued(engine, "acme", "beds24", 1, age=timedelta(days=3))
+    page = _client(engine).simulate_get("/admin/", headers={"Authorization": f"Bearer {TOKEN}"}).text
+    hospitable = _card(page, "acme", "hospitable")
+    assert ('Delivery queue: <strong class="pending">3</strong> pending, <strong class="retrying">1</strong> '
+            'retrying, <strong class="dead">2</strong> dead') in hospitable
+    assert 'oldest pending: <span class="oldest">50 min</span>' in hospitable
+    whatsapp = _card(page, "acme", "whatsapp")
+    assert ('<strong class="pending">0</strong> pending, <strong class="retrying">0</strong> retrying, '
+            '<strong class="dead">0</strong> dead') in whatsapp and "oldest pending" not in whatsapp
+    assert 'oldest pending: <span class="oldest">3.0 d</span>' in _card(page, "acme", "beds24")
+
+
+def test_an_unreadable_delivery_queue_is_said_on_the_page_not_shown_as_zero(engine: Engine,
+                                                                            caplog: pytest.LogCaptureFixture) -> None:
+    """The queue's read fails (here its dead-letter index is gone, so SQLite cannot run it) while the rest of the
+    page can be read: each card says the queue could not be read, and shows no count for it."""
+    _queued(engine, "acme", "hospitable", 2, age=timedelta(minutes=5))
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP INDEX ix_webhook_log_dead")
+    r = _client(engine).simulate_get("/admin/", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert r.status_code == 200
+    card = _card(r.text, "acme", "hospitable")
+    assert "Delivery queue: could not be read from the database (see the server log)" in card
+    assert "pending" not in card and "24 h: 2 accepted, 0 rejected" in card  # the rest of the card is there
+    assert "Integrations page: delivery queue not readable: OperationalError: no such index" in caplog.text

@@ -131,3 +131,42 @@ def test_log_in_filter_the_log_open_a_tenant_and_no_secret_anywhere(rehearsal: R
     until_heading("Log in")
     d.get(f"{base}/admin/")
     assert d.current_url.endswith("/admin/login")
+
+
+def test_each_card_shows_its_delivery_queue_in_the_served_page(rehearsal: Rehearsal, server: str,
+                                                                 browser: object) -> None:
+    """No worker runs here, so what the server accepted waits: each integration card of the served page says how
+    many of its events are pending, retrying and dead, and how long the oldest has waited."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.remote.webdriver import WebDriver
+    from selenium.webdriver.support.ui import WebDriverWait
+    from sqlalchemy import update
+
+    from store.engine import make_engine
+    from store.schema import webhook_log
+
+    d: WebDriver = browser  # type: ignore[assignment]
+    env = {"TENANTCTL_META_APP_SECRETS": APP_SECRET, "TENANTCTL_ADMIN_TOKEN": ADMIN}
+    assert rehearsal.run("simulate", "booking", "acme", "--server", server, env=env).code == 0
+    engine = make_engine(rehearsal.db_url)
+    try:  # the WhatsApp message used up its attempts (the worker's doing, set directly here)
+        with engine.begin() as conn:
+            conn.execute(update(webhook_log).where(webhook_log.c.provider == "whatsapp")
+                         .values(delivery_state="dead"))
+    finally:
+        engine.dispose()
+    SHOTS.mkdir(exist_ok=True)
+    base = server.replace("127.0.0.1", "localhost")  # a secure context: the Secure cookie is kept over http
+    d.get(f"{base}/admin/login")
+    d.switch_to.active_element.send_keys(ADMIN, Keys.ENTER)
+    WebDriverWait(d, 15).until(lambda drv: drv.find_elements(By.CSS_SELECTOR, "section.tenant"))
+    acme = d.find_element(By.CSS_SELECTOR, 'section[aria-labelledby="t-acme"]')
+    queues = {c.get_attribute("aria-label"): c.find_element(By.CSS_SELECTOR, "p.delivery").text
+              for c in acme.find_elements(By.CSS_SELECTOR, "article.card")
+              if c.find_elements(By.CSS_SELECTOR, "p.delivery")}
+    assert queues["hospitable"].startswith("Delivery queue: 1 pending, 0 retrying, 0 dead\noldest pending: ")
+    assert queues["whatsapp"] == "Delivery queue: 0 pending, 0 retrying, 1 dead"
+    assert set(queues) <= {"hospitable", "whatsapp", "nuki", "beds24"}  # 2N and SMTP deliver nothing
+    d.save_screenshot(str(SHOTS / "05-delivery-queue.png"))
+    _no_secret(d.page_source, [*rehearsal.secrets, ADMIN, APP_SECRET])

@@ -69,7 +69,7 @@ def served(tmp_path: pathlib.Path, command: str = "serve", *args: str,
            log: pathlib.Path | None = None) -> Iterator[Served]:
     """`tenantctl sandbox <command>` on a free port until it answers; its output to ``log`` (else dropped)."""
     port, home = _free_port(), tmp_path / "home"
-    home.mkdir()
+    home.mkdir(exist_ok=True)  # a test may serve twice from one tmp_path (one state dir)
     s = Served(port, tmp_path / "state", home, None, command)  # type: ignore[arg-type]
     extra = ["--threads", "2"] if command == "serve" else []
     with (log.open("wb") if log is not None else open(os.devnull, "wb")) as out:
@@ -286,3 +286,29 @@ def test_serve_and_the_platform_alone_on_one_state_dir_keep_tokens_of_their_own(
         finally:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(timeout=10)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["serve", "platform"])
+def test_a_second_one_on_the_same_state_dir_shares_the_running_ones_token(tmp_path: pathlib.Path,
+                                                                         command: str) -> None:
+    """Started again on another port with the same state dir, it used to write a fresh token over the first one's:
+    the first kept answering to its own, and every client reading the file was locked out of it. Now the second
+    takes the token of the one running, so the file opens both; once none runs, the next start writes a fresh
+    one (a token never outlives the runs that share it)."""
+    with served(tmp_path, command) as first:
+        token = first.token
+        log = tmp_path / "second.log"
+        with served(tmp_path, command, log=log) as second:
+            assert first.token == second.token == token  # the file was not rewritten
+            for port in (first.port, second.port):
+                assert request(port, "GET", "/_platform/mode", token)[0] == 200, port
+            kind = "sandbox" if command == "serve" else "platform"
+            said = log.read_text()
+            assert f"another {kind} runs on this state dir; sharing its token in {first.state_dir}" in said
+            assert token not in said
+        # The second stopped: the first still answers to the token in the file.
+        assert request(first.port, "GET", "/_platform/mode", first.token)[0] == 200
+    with served(tmp_path, command) as again:
+        assert again.token != token
+        assert request(again.port, "GET", "/_platform/mode", again.token)[0] == 200

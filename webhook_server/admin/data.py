@@ -3,17 +3,24 @@ read here (the tenant files are not opened; the log's headers and bodies are nev
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from store import health as store_health
+from store.errors import short_error
+from store.queue_depth import QueueDepth, depth_by_tenant
 from webhook_server.admin.chart import Bar, bars
+
+log = logging.getLogger(__name__)
 
 # The webhook log's provider names; health rows use the same (2N and SMTP never send webhooks).
 PROVIDERS = ("hospitable", "whatsapp", "nuki", "beds24", "twon", "smtp")
+INBOUND = PROVIDERS[:4]  # those that send webhooks, and so have events to deliver
 SEVERITY = {"degraded": 0, "missing": 1, "unknown": 2, "progressing": 3, "suspended": 4, "healthy": 5}
 
 
@@ -26,6 +33,9 @@ class Card:
     last_event: datetime | None
     accepted: int
     rejected: int
+    # Its events' delivery to the platform; None when the queue could not be read (the page says so, never 0).
+    queue: QueueDepth | None = None
+    oldest_pending_s: float | None = None  # how long the oldest pending or retrying event has waited
 
 
 @dataclass(frozen=True)
@@ -49,11 +59,13 @@ def all_slugs(engine: Engine, routed: Sequence[str]) -> list[str]:
 
 
 def tenants(engine: Engine, names: Sequence[str], *, now: datetime) -> list[TenantView]:
-    """Views of the tenants `names` (a page of them): a fixed number of queries, each restricted to them."""
+    """Views of the tenants `names` (a page of them): a fixed number of queries, each restricted to them but the
+    delivery queue's, which reads the queue whole from its indexes (store/queue_depth.py says why)."""
     results = store_health.latest(engine, tenants=names)
     counts = store_health.window_counts(engine, names, now=now)
-    last = store_health.last_accepted(engine, [(t, p) for t in names for p in PROVIDERS[:4]])
+    last = store_health.last_accepted(engine, [(t, p) for t in names for p in INBOUND])
     hourly = store_health.hourly_accepted(engine, names, now=now)
+    queue = _queue(engine)
     out = []
     for slug in names:
         mine = [r for r in results if r.tenant == slug]
@@ -61,10 +73,13 @@ def tenants(engine: Engine, names: Sequence[str], *, now: datetime) -> list[Tena
         for p in PROVIDERS:
             rows = [r for r in mine if r.provider == p]
             accepted, rejected = counts.get((slug, p), (0, 0))
-            if not rows and (slug, p) not in counts and (slug, p) not in last:
+            waiting = None if queue is None or p not in INBOUND else queue.get((slug, p), QueueDepth())
+            if not rows and (slug, p) not in counts and (slug, p) not in last and waiting in (None, QueueDepth()):
                 continue
+            oldest = None if waiting is None else waiting.oldest_pending_at
             cards.append(Card(p, _worst(rows), max((r.checked_at for r in rows), default=None), rows,
-                              last.get((slug, p)), accepted, rejected))
+                              last.get((slug, p)), accepted, rejected, waiting,
+                              None if oldest is None else max(0.0, (now - oldest).total_seconds())))
         status = next((r.tenant_status for r in mine if r.tenant_status), None)
         start = now - timedelta(hours=24)
         chart = bars(hourly[slug], (start.hour + 1) % 24)
@@ -74,6 +89,16 @@ def tenants(engine: Engine, names: Sequence[str], *, now: datetime) -> list[Tena
             view = TenantView(**{**view.__dict__, "checklist": checklist(cards)})
         out.append(view)
     return out
+
+
+def _queue(engine: Engine) -> Mapping[tuple[str | None, str], QueueDepth] | None:
+    """Every tenant's delivery queue, or None when the database would not give it: the page then says it could
+    not be read, rather than showing counts of zero."""
+    try:
+        return depth_by_tenant(engine)
+    except SQLAlchemyError as exc:
+        log.warning("Integrations page: delivery queue not readable: %s", short_error(exc))
+        return None
 
 
 def checklist(cards: Sequence[Card]) -> list[tuple[str, bool]]:

@@ -45,6 +45,20 @@ def _fmt(value: datetime | None) -> str:
 _env.filters["when"] = _fmt
 
 
+def _age(seconds: float) -> str:
+    """How long something has waited, in the largest unit that keeps it readable: 45 s, 12 min, 3.5 h, 2.1 d."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} d"
+
+
+_env.filters["age"] = _age
+
+
 def render(resp: falcon.Response, template: str, **context: Any) -> None:
     resp.content_type = "text/html; charset=utf-8"
     resp.set_header("Cache-Control", "no-store")
