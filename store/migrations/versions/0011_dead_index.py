@@ -2,7 +2,7 @@
 
 Revision ID: 0011
 Revises: 0010
-Create Date: 2026-12-02
+Create Date: 2026-12-01
 
 The delivery worker's metrics (each scrape) and the Integrations page count the queue per provider and state:
 pending and retrying rows are found through ``ix_webhook_log_due``, but nothing indexed the dead ones, so the
