@@ -91,6 +91,8 @@ def default_worker_id() -> str:
 
 def header_safe(value: str) -> str:
     """Outside text (a provider's event ID) made safe for a header: printable ASCII, the rest %-encoded."""
+    if value.isascii() and value.isprintable() and " " not in value and "%" not in value:
+        return value[:512]  # the usual ID, kept as is without a pass per character
     return "".join(ch if 0x20 < ord(ch) < 0x7F and ch != "%" else quote(ch, safe="") for ch in value)[:512]
 
 

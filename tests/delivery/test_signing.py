@@ -8,6 +8,7 @@ import pytest
 import standardwebhooks
 
 from delivery.signing import BadSecret, secret_key, sign, verify
+from delivery.worker import header_safe
 
 NEW = "whsec_" + base64.b64encode(b"n" * 32).decode()
 OLD = "whsec_" + base64.b64encode(b"o" * 32).decode()
@@ -60,3 +61,16 @@ def test_a_key_of_24_or_64_bytes_is_taken_with_or_without_the_prefix() -> None:
     for n in (24, 64):
         key = base64.b64encode(b"k" * n).decode()
         assert secret_key("whsec_" + key) == secret_key(key) == b"k" * n
+
+
+@pytest.mark.parametrize(("event_id", "sent"), [
+    ("evt_01HQ-abc.123:x/y", "evt_01HQ-abc.123:x/y"),  # the usual ID, as it is
+    ("a b", "a%20b"),
+    ("100%", "100%25"),
+    ("caf\u00e9", "caf%C3%A9"),
+    ("a\r\nX-Evil: 1", "a%0D%0AX-Evil:%201"),
+    ("a\x7fb", "a%7Fb"),
+    ("x" * 600, "x" * 512),
+])
+def test_the_event_id_header_carries_printable_ascii_and_percent_encodes_the_rest(event_id: str, sent: str) -> None:
+    assert header_safe(event_id) == sent
