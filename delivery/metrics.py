@@ -16,13 +16,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from delivery.destinations import PROVIDERS
+from store.delivery import AttemptOutcome
 from store.errors import short_error
 from store.queue_depth import QueueDepth
 
@@ -82,6 +83,12 @@ class DeliveryMetrics:
         self.lag = Histogram("tenantctl_delivery_lag_seconds",
                              "From the event's receipt to the platform's 2xx.", ["provider"],
                              buckets=LAG_BUCKETS, registry=self.registry)
+        # Every provider's counters from zero at start: `increase()` over a counter that appears with its first
+        # event reads nothing for that event, so the first dead letter after a restart would page nobody.
+        for provider in providers:
+            self.dead.labels(provider)
+            for outcome in get_args(AttemptOutcome):
+                self.attempts.labels(provider, outcome)
         if read_queue is not None and now is not None:
             self.registry.register(_QueueCollector(read_queue, now, providers))
 

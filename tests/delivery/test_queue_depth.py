@@ -141,3 +141,11 @@ def test_the_queue_is_read_from_its_indexes_never_by_scanning_the_log_on_postgre
         assert (depths["whatsapp"].pending, depths["nuki"]) == (20, QueueDepth(dead=10))
     finally:
         engine.dispose()
+
+
+def test_every_providers_attempt_and_dead_letter_counters_start_at_zero_so_the_first_one_counts() -> None:
+    exposed = generate_latest(DeliveryMetrics().registry).decode()
+    for provider in ("hospitable", "whatsapp", "nuki", "beds24"):
+        assert f'tenantctl_delivery_dead_lettered_total{{provider="{provider}"}} 0.0' in exposed
+        for outcome in ("delivered", "failed", "error"):
+            assert f'tenantctl_delivery_attempts_total{{outcome="{outcome}",provider="{provider}"}} 0.0' in exposed
