@@ -29,15 +29,23 @@ class DatabaseUnavailable(StoreError):
 
 
 class DatabaseNotMigrated(StoreError):
-    """The database schema is older (or newer) than this code expects."""
+    """The database schema is older (or newer) than this code expects. ``unrecorded``: tables are there but no
+    revision is recorded (the version table was emptied or dropped): not an empty database."""
 
-    def __init__(self, current: str | None, head: str) -> None:
+    def __init__(self, current: str | None, head: str, *, unrecorded: bool = False) -> None:
         self.current = current
         self.head = head
-        at = f"revision {current}" if current else "no revision (empty database)"
-        super().__init__(
-            f"database schema is at {at}, this tenantctl needs revision {head}: run `tenantctl db upgrade`"
-        )
+        if current is not None and current > head:  # revisions are numbered in the order they apply
+            msg = (f"database schema is at revision {current}, newer than this tenantctl (it knows up to {head}): "
+                   "run the tenantctl that migrated it, or point DATABASE_URL at this version's database")
+        elif unrecorded:
+            msg = ("the database has tenantctl's tables but no recorded schema revision (its alembic_version table "
+                   f"is missing or empty), so it cannot be migrated safely; this tenantctl needs revision {head}: "
+                   "restore the database from a backup, or start from an empty one")
+        else:
+            at = f"revision {current}" if current else "no revision (empty database)"
+            msg = f"database schema is at {at}, this tenantctl needs revision {head}: run `tenantctl db upgrade`"
+        super().__init__(msg)
 
 
 class LockHeld(StoreError):

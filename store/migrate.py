@@ -53,7 +53,22 @@ def upgrade(url_or_engine: str | Engine, revision: str = "head") -> None:
     """Migrate the database to ``revision`` (idempotent: nothing happens when already there)."""
     from alembic import command
 
-    _migrate(url_or_engine, lambda cfg: command.upgrade(cfg, revision))
+    def run(cfg: Config) -> None:
+        conn: Connection = cfg.attributes["connection"]
+        _refuse_unknown_schema(conn)
+        command.upgrade(cfg, revision)
+
+    _migrate(url_or_engine, run)
+
+
+def _refuse_unknown_schema(conn: Connection) -> None:
+    """Raise DatabaseNotMigrated for a schema no script can start from: one newer than this code's, or tables
+    with no recorded revision (the first script would fail on them half-way, "table already exists")."""
+    current, head = _read_revision(conn), head_revision()
+    if current is not None and current > head:
+        raise DatabaseNotMigrated(current, head)
+    if current is None and inspect(conn).has_table("webhook_log"):
+        raise DatabaseNotMigrated(None, head, unrecorded=True)
 
 
 def downgrade(url_or_engine: str | Engine, revision: str) -> None:
@@ -116,9 +131,13 @@ def head_revision() -> str:
 def current_revision(engine: Engine) -> str | None:
     """The revision in Alembic's version table; None for a database never migrated."""
     with engine.connect() as conn:
-        if not inspect(conn).has_table(_VERSION_TABLE):
-            return None
-        rows = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+        return _read_revision(conn)
+
+
+def _read_revision(conn: Connection) -> str | None:
+    if not inspect(conn).has_table(_VERSION_TABLE):
+        return None
+    rows = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
     if len(rows) > 1:  # the scripts form one line: several heads mean someone else's migrations
         raise StoreError(f"the database has {len(rows)} schema revisions ({', '.join(sorted(rows))}), "
                          "expected one")
@@ -131,6 +150,8 @@ def is_up_to_date(engine: Engine) -> bool:
 
 def require_up_to_date(engine: Engine) -> None:
     """Raise :class:`DatabaseNotMigrated` unless the schema is at the head revision."""
-    current, head = current_revision(engine), head_revision()
-    if current != head:
-        raise DatabaseNotMigrated(current, head)
+    with engine.connect() as conn:
+        current, head = _read_revision(conn), head_revision()
+        if current != head:
+            raise DatabaseNotMigrated(current, head,
+                                      unrecorded=current is None and inspect(conn).has_table("webhook_log"))

@@ -45,6 +45,8 @@ def _root(
         handler.addFilter(RedactingFilter())  # every line scrubbed of every known secret value
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, handlers=[handler])
+        # Alembic, imported only when a command migrates, lists its plugins at INFO as it loads: noise.
+        logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     settings = load_settings()
     ctx.obj = Context(settings=settings, tenants_dir=tenants or settings.tenants, debug=debug,
                       out=console(no_color=no_color), err=console(stderr=True, no_color=no_color),

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
+from store.errors import short_error
 from tenancy.redact import REDACTOR
 
 
@@ -39,9 +40,9 @@ _REASONS = (
 )
 
 
-def _reason(exc: BaseException) -> str:
+def _reason(exc: BaseException) -> str | None:
     text = str(getattr(exc, "orig", None) or exc).lower()
-    return next((why for needle, why in _REASONS if needle in text), "the connection failed")
+    return next((why for needle, why in _REASONS if needle in text), None)
 
 
 def database_unreachable(url: str, exc: BaseException) -> Taught:
@@ -54,13 +55,16 @@ def database_unreachable(url: str, exc: BaseException) -> Taught:
     why = _reason(exc)
     if u.get_backend_name() == "sqlite":
         where = u.database or "(in memory)"
+        if why is None:  # the file opened and a statement failed: a schema this tenantctl does not expect
+            return Taught(f"the SQLite database {where} refused a statement ({short_error(exc)}); "
+                          "`tenantctl db current` shows its schema revision")
         return Taught(f"cannot open the SQLite database {where}: {why}. Check that its directory exists and "
                       "is writable (TENANTCTL_STATE_DIR), or set DATABASE_URL.")
     host, port = u.host or "localhost", u.port or 5432
     return Taught(
         f"cannot reach the database at {host}:{port} (database {u.database or '(default)'!s}, "
-        f"user {u.username or '(none)'}): {why}. Check that the server runs there and accepts TCP "
-        "connections, and that DATABASE_URL (or TENANTCTL_DATABASE_URL) names the right host, port, "
+        f"user {u.username or '(none)'}): {why or 'the connection failed'}. Check that the server runs there and "
+        "accepts TCP connections, and that DATABASE_URL (or TENANTCTL_DATABASE_URL) names the right host, port, "
         "database and user; `tenantctl db current` tests the connection.")
 
 

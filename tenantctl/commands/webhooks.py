@@ -145,6 +145,8 @@ def log_cmd(
         # Refused requests are never queued: the two together could only ever list nothing.
         raise typer.BadParameter("a refused request has no delivery state: use --rejected or --state, not both",
                                  param_hint="--rejected/--state")
+    if provider is not None and provider not in PROVIDERS:  # a typo would list nothing and look like "none came"
+        raise typer.BadParameter(f"one of {', '.join(PROVIDERS)}", param_hint="--provider")
     outcome: Outcome | None = "rejected" if rejected else None
     since_at = parse_since(since, datetime.now(UTC)) if since else None
     engine = _engine(c)

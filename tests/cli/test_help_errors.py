@@ -45,3 +45,19 @@ def test_a_missing_tenants_directory_says_so_and_names_the_option_and_variable(
     by_env = cli(*command, env={"TENANTCTL_TENANTS": str(missing)})
     assert by_env.code == 1 and f"the tenants directory {missing} does not exist" in by_env.err
     assert ":1:1:" not in by_option.all + by_env.all
+
+
+def test_a_sqlite_database_that_opens_but_refuses_a_statement_is_not_called_unopenable(cli: RunCli,
+                                                                                          tmp_path: Path) -> None:
+    import sqlite3
+
+    from store.migrate import upgrade
+
+    db = tmp_path / "t.db"
+    upgrade(f"sqlite:///{db}")
+    with sqlite3.connect(db) as conn:
+        conn.execute("DROP INDEX ix_webhook_log_dead")
+    r = cli("webhooks", "stats", env={"DATABASE_URL": f"sqlite:///{db}"})
+    assert r.code == 1
+    assert f"the SQLite database {db} refused a statement (OperationalError: no such index" in r.err
+    assert "cannot open" not in r.err and "Traceback" not in r.err

@@ -65,3 +65,11 @@ def test_a_mistyped_command_is_still_answered_with_a_suggestion() -> None:
     p = subprocess.run([sys.executable, "-m", "tenantctl", "plna"], capture_output=True, text=True, check=False)
     assert p.returncode == 1
     assert "No such command" in p.stderr and "plan" in p.stderr
+
+
+def test_verbose_migrating_does_not_list_alembics_plugins_as_it_loads_them(tmp_path: object) -> None:
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path}/t.db", "TENANTCTL_STATE_DIR": f"{tmp_path}/state"}
+    p = subprocess.run([sys.executable, "-m", "tenantctl", "-v", "db", "upgrade"], capture_output=True, text=True,
+                       check=False, env=env)
+    assert p.returncode == 0, p.stderr
+    assert "setup plugin" not in p.stderr

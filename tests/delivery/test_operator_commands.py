@@ -230,3 +230,9 @@ def test_log_by_state_of_refused_requests_is_a_usage_error(cli: Engine) -> None:
     code, out = run("webhooks", "log", "--rejected", "--state", "dead")
     assert code == 2, out
     assert "a refused request has no delivery state: use --rejected or --state, not both" in out
+
+
+def test_log_of_an_unknown_provider_is_a_usage_error_not_an_empty_list(cli: Engine) -> None:
+    code, out = run("webhooks", "log", "--provider", "hospitible")
+    assert code == 2, out
+    assert "--provider" in out and "one of hospitable, whatsapp, nuki, beds24" in out

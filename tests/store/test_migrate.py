@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -27,6 +29,15 @@ def _diff(engine: Engine, target: MetaData) -> list[object]:
     with engine.connect() as conn:
         ctx = MigrationContext.configure(conn, opts={"compare_type": True})
         return list(compare_metadata(ctx, target))
+
+
+@pytest.fixture
+def migrated_alone(empty_url: str) -> Iterator[Engine]:
+    """A migrated database of the test's own, whose version table it may change (db_url's is shared)."""
+    upgrade(empty_url)
+    engine = make_engine(empty_url)
+    yield engine
+    engine.dispose()
 
 
 def test_an_empty_database_is_not_migrated_and_says_how_to_fix_it(empty_url: str) -> None:
@@ -69,11 +80,34 @@ def test_the_recorded_revision_reads_as_alembic_reads_it(engine: Engine) -> None
         assert current_revision(engine) == MigrationContext.configure(conn).get_current_revision() == head_revision()
 
 
-def test_a_database_with_two_revisions_is_refused_not_guessed(engine: Engine) -> None:
-    with engine.begin() as conn:
+def test_a_database_with_two_revisions_is_refused_not_guessed(migrated_alone: Engine) -> None:
+    with migrated_alone.begin() as conn:
         conn.execute(text("INSERT INTO alembic_version (version_num) VALUES ('9999')"))
     with pytest.raises(StoreError, match="2 schema revisions"):
+        require_up_to_date(migrated_alone)
+
+
+def test_a_database_newer_than_this_code_says_so_and_is_not_migrated(migrated_alone: Engine) -> None:
+    engine = migrated_alone
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '9000'"))
+    with pytest.raises(DatabaseNotMigrated, match="revision 9000, newer than this tenantctl"):
         require_up_to_date(engine)
+    with pytest.raises(DatabaseNotMigrated, match="newer than this tenantctl"):
+        upgrade(engine)
+    assert current_revision(engine) == "9000"
+
+
+def test_tables_without_a_recorded_revision_are_not_called_empty_nor_migrated_half_way(
+        migrated_alone: Engine) -> None:
+    engine = migrated_alone
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM alembic_version"))
+    with pytest.raises(DatabaseNotMigrated, match="tables but no recorded schema revision"):
+        require_up_to_date(engine)
+    with pytest.raises(DatabaseNotMigrated, match="tables but no recorded schema revision"):
+        upgrade(engine)
+    assert current_revision(engine) is None and inspect(engine).has_table("webhook_log")
 
 
 def test_models_and_migrations_agree(engine: Engine) -> None:
