@@ -36,6 +36,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine
 
 from store import health as store_health
+from store.bounded import SCRAPE_DEADLINE_S, read_within
 from webhook_server import reload_status
 from webhook_server.server_config import MULTIPROC_ENV
 
@@ -112,12 +113,15 @@ class StoreCollector:
                 return
             self._at = now
             try:
+                latest, accepted = read_within(self.engine, lambda: (store_health.latest(self.engine),
+                                                                    store_health.last_accepted(self.engine)),
+                                               SCRAPE_DEADLINE_S)
                 worst: dict[tuple[str, str], str] = {}
-                for r in store_health.latest(self.engine):
+                for r in latest:
                     key = (r.tenant, r.provider)
                     if key not in worst or _SEVERITY.get(r.health, 9) < _SEVERITY.get(worst[key], 9):
                         worst[key] = r.health
-                last = {k: v.timestamp() for k, v in store_health.last_accepted(self.engine).items()}
+                last = {k: v.timestamp() for k, v in accepted.items()}
             except Exception:  # a scrape must answer whatever the database does
                 self._ok = False
                 return

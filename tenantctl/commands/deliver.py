@@ -24,6 +24,7 @@ from delivery.destinations import PROVIDERS, Destinations, from_settings
 from delivery.retry import RetryPolicy
 from delivery.signing import BadSecret
 from outbound.policy import OutboundBlocked, OutboundPolicy, allow_list, check_url
+from store.bounded import SCRAPE_DEADLINE_S, read_within
 from store.delivery import AnotherWorkerRunning, single_worker, worker_engine
 from store.engine import redact_url
 from store.errors import DatabaseNotMigrated
@@ -230,7 +231,9 @@ def deliver(
     signal.signal(signal.SIGHUP, lambda *_: hup.set())
     try:
         with single_worker(engine, wait=wait):
-            metrics = DeliveryMetrics(lambda: depth_by_provider(engine), lambda: datetime.now(UTC))
+            metrics = DeliveryMetrics(
+                lambda: read_within(engine, lambda: depth_by_provider(engine), SCRAPE_DEADLINE_S),
+                lambda: datetime.now(UTC))
             sender = Sender(policy, max_connections=config.concurrency)
             # The worker's database thread starts here, with the priority the process was given: on SQLite it
             # holds the write lock the webhook server's commits wait for, and a lock holder set aside by the
