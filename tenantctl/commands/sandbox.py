@@ -40,7 +40,7 @@ import httpx
 import typer
 
 from tenantctl.context import Context
-from tenantctl.run_token import RunToken, take
+from tenantctl.run_token import RunToken, RunTokenError, take
 
 INPROCESS_ENV = "TENANTCTL_SANDBOX_INPROCESS"
 FAULTS_ENV = "TENANTCTL_SANDBOX_FAULTS"
@@ -55,6 +55,16 @@ SHUTDOWN_TIMEOUT_S = 5  # how long a stopping sandbox waits for its answers in p
 
 def token_path(c: Context) -> Path:
     return c.settings.state_dir / ADMIN_KEY_FILE
+
+
+def _take_token(c: Context, path: Path) -> RunToken:
+    """`take` the token at ``path``, or exit 1 saying why not. Only the state dir is resolved, never the file's own
+    name: a symlink planted there is refused by `take`, not followed to its target."""
+    try:
+        return take(path.parent.resolve() / path.name)
+    except RunTokenError as e:
+        c.err.print(f"error: {e}", markup=False)
+        raise typer.Exit(1) from None
 
 
 def _token_said(token: RunToken, kind: str) -> str:
@@ -151,7 +161,7 @@ def serve(
         c.err.print(f"error: cannot listen on {bind} ({busy}): another sandbox or program uses it; pick "
                     "another --port", markup=False)
         raise typer.Exit(1)
-    token = take(token_path(c).resolve())  # its lock is inherited by gunicorn, held while the sandbox runs
+    token = _take_token(c, token_path(c))  # its lock is inherited by gunicorn, held while the sandbox runs
     env["TENANTCTL_SANDBOX_TOKEN_FILE"] = str(token.path)
     env["TENANTCTL_SANDBOX_BIND"] = bind
     c.err.print(f"{_token_said(token, 'sandbox')} (for `tenantctl sandbox seed`)", markup=False)
@@ -191,7 +201,7 @@ def platform(
     if (busy := _port_busy(host, port)) is not None:
         c.err.print(f"error: cannot listen on {host}:{port} ({busy}): pick another --port", markup=False)
         raise typer.Exit(1)
-    token = take((c.settings.state_dir / PLATFORM_KEY_FILE).resolve())  # held until this process ends
+    token = _take_token(c, c.settings.state_dir / PLATFORM_KEY_FILE)  # held until this process ends
     c.err.print(_token_said(token, "platform"), markup=False)
     netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"  # IPv6: a URL that can be pasted
     c.err.print(f"fake platform listening on http://{netloc}/platform/{{name}} (Ctrl-C to stop)", markup=False)
