@@ -11,7 +11,8 @@ Rehearse a change safely:
 `platform` to `<state dir>/platform-admin-token`);
 `seed` reads it from there (same TENANTCTL_STATE_DIR); so must clients of the fake platform's /_platform/*
 admin. A second `serve` (or `platform`) on the same state dir, on another port, takes the token of the one
-already running rather than writing a new one over it (tenantctl/run_token.py), so the file opens both.
+already running rather than writing a new one over it (tenantctl/run_token.py), so the file opens both; a
+second `serve` starts no SMTP server either, and the running one's `sandbox-smtp.port` and `.pem` stay.
 `serve` checks the port is free before it takes a token, so a second `serve` on a busy port fails
 without touching the running sandbox's; gunicorn's control socket is off (its default path is
 shared by every gunicorn of the user). The served sandbox refuses admin calls without the token, any path
@@ -50,6 +51,7 @@ ADMIN_KEY_FILE = "sandbox-admin-token"  # a file name, not a secret
 # The fake platform alone has a file of its own: beside a `serve` on the same state dir, it must not replace the
 # token that `serve`'s own clients (`sandbox seed`) read.
 PLATFORM_KEY_FILE = "platform-admin-token"
+SMTP_PORT_FILE = "sandbox-smtp.port"  # sandbox/smtp.py's PORT_FILE (the sandbox is not imported by ordinary runs)
 SHUTDOWN_TIMEOUT_S = 5  # how long a stopping sandbox waits for its answers in progress (as `sandbox platform`)
 
 
@@ -164,7 +166,12 @@ def serve(
     token = _take_token(c, token_path(c))  # its lock is inherited by gunicorn, held while the sandbox runs
     env["TENANTCTL_SANDBOX_TOKEN_FILE"] = str(token.path)
     env["TENANTCTL_SANDBOX_BIND"] = bind
+    # As the token: the SMTP port and certificate files are the running sandbox's while it runs (sandbox/app.py).
+    env["TENANTCTL_SANDBOX_SMTP"] = "0" if token.reused else "1"
     c.err.print(f"{_token_said(token, 'sandbox')} (for `tenantctl sandbox seed`)", markup=False)
+    if token.reused:
+        c.err.print(f"sandbox SMTP: the running sandbox's (its port in {token.path.parent / SMTP_PORT_FILE}); this "
+                    "one starts none", markup=False)
     c.err.print(f"sandbox listening on http://{bind} (Ctrl-C to stop); use --sandbox or TENANTCTL_SANDBOX=1")
     cmd = [sys.executable, "-m", "gunicorn", "sandbox.app:get_app()", "--bind", bind, "--workers", "1",
            "--worker-class", worker_class, "--no-control-socket",  # its default (~/.gunicorn) is per user

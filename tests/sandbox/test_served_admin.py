@@ -9,7 +9,9 @@ import http.client
 import os
 import pathlib
 import signal
+import smtplib
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -369,3 +371,23 @@ def test_a_symlinked_token_file_is_refused_naming_it_and_its_target_is_left_alon
     assert victim.read_text() == "precious\n" and victim.stat().st_mode & 0o777 == 0o644
     assert sorted(p.name for p in elsewhere.iterdir()) == ["victim"]
     assert [p.name for p in state.iterdir()] == [name]
+
+
+@pytest.mark.slow
+def test_a_second_serve_on_the_same_state_dir_leaves_the_running_ones_smtp_to_health_checks(
+        tmp_path: pathlib.Path) -> None:
+    """The second wrote its own SMTP port and certificate over the first one's and left them when it stopped:
+    `health --sandbox -p smtp` then went to a dead port. The files stay the first one's, and reach its SMTP over
+    STARTTLS with that certificate, as `health` does."""
+    port_file, pem_file = tmp_path / "state" / "sandbox-smtp.port", tmp_path / "state" / "sandbox-smtp.pem"
+    with served(tmp_path) as first:
+        port, pem = port_file.read_text(), pem_file.read_bytes()
+        log = tmp_path / "second.log"
+        with served(tmp_path, log=log):
+            assert (port_file.read_text(), pem_file.read_bytes()) == (port, pem)
+            assert f"sandbox SMTP: the running sandbox's (its port in {first.state_dir / 'sandbox-smtp.port'})" \
+                in log.read_text()
+        assert (port_file.read_text(), pem_file.read_bytes()) == (port, pem)
+        tls = ssl.create_default_context(cafile=str(pem_file))
+        with smtplib.SMTP("127.0.0.1", int(port), timeout=10) as smtp:
+            assert smtp.starttls(context=tls)[0] == 220
