@@ -41,6 +41,7 @@ from sandbox.world import World
 STATE_ENV = "TENANTCTL_SANDBOX_STATE"
 TOKEN_FILE_ENV = "TENANTCTL_SANDBOX_TOKEN_FILE"
 BIND_ENV = "TENANTCTL_SANDBOX_BIND"
+SMTP_ENV = "TENANTCTL_SANDBOX_SMTP"  # "0": start no SMTP server (`sandbox serve` beside a running one: its is used)
 FAULT_HEADER = "x-sandbox-fault"  # set by the in-process transport for a "lost-response" call
 _PREFIXES = {"meta": "meta", "nuki": "nuki", "hospitable": "hospitable", "beds24": "beds24", "2n": "2n"}
 
@@ -240,11 +241,14 @@ def create_app(world: World, *, admin_token: str | None = None, check_host: bool
 def get_app() -> falcon.App[falcon.Request, falcon.Response]:
     """gunicorn entry point: an empty world, or the one saved in $TENANTCTL_SANDBOX_STATE; the admin
     token from $TENANTCTL_SANDBOX_TOKEN_FILE (else a random one nobody knows), the port from
-    $TENANTCTL_SANDBOX_BIND (host:port)."""
+    $TENANTCTL_SANDBOX_BIND (host:port); an SMTP server unless $TENANTCTL_SANDBOX_SMTP is 0."""
     path = os.environ.get(STATE_ENV)
     world = World.from_json(pathlib.Path(path).read_text()) if path else World()
-    # The SMTP emulator lives as long as the worker; `tenantctl health --sandbox` finds it via the state dir.
-    SandboxSmtp(world, pathlib.Path(os.environ.get("TENANTCTL_STATE_DIR", ".state"))).start()
+    # The SMTP emulator lives as long as the worker; `tenantctl health --sandbox` finds it via the state dir. A second
+    # sandbox on that state dir starts none: its port and certificate files would replace the running one's (and
+    # name a dead server once it stopped), as a fresh token would have replaced the running one's token.
+    if os.environ.get(SMTP_ENV) != "0":
+        SandboxSmtp(world, pathlib.Path(os.environ.get("TENANTCTL_STATE_DIR", ".state"))).start()
     token_file = os.environ.get(TOKEN_FILE_ENV)
     token = pathlib.Path(token_file).read_text().strip() if token_file else ""
     bind = os.environ.get(BIND_ENV, "")

@@ -11,7 +11,8 @@ Rehearse a change safely:
 `platform` to `<state dir>/platform-admin-token`);
 `seed` reads it from there (same TENANTCTL_STATE_DIR); so must clients of the fake platform's /_platform/*
 admin. A second `serve` (or `platform`) on the same state dir, on another port, takes the token of the one
-already running rather than writing a new one over it (tenantctl/run_token.py), so the file opens both.
+already running rather than writing a new one over it (tenantctl/run_token.py), so the file opens both; a
+second `serve` starts no SMTP server either, and the running one's `sandbox-smtp.port` and `.pem` stay.
 `serve` checks the port is free before it takes a token, so a second `serve` on a busy port fails
 without touching the running sandbox's; gunicorn's control socket is off (its default path is
 shared by every gunicorn of the user). The served sandbox refuses admin calls without the token, any path
@@ -40,7 +41,7 @@ import httpx
 import typer
 
 from tenantctl.context import Context
-from tenantctl.run_token import RunToken, take
+from tenantctl.run_token import RunToken, RunTokenError, take
 
 INPROCESS_ENV = "TENANTCTL_SANDBOX_INPROCESS"
 FAULTS_ENV = "TENANTCTL_SANDBOX_FAULTS"
@@ -50,11 +51,22 @@ ADMIN_KEY_FILE = "sandbox-admin-token"  # a file name, not a secret
 # The fake platform alone has a file of its own: beside a `serve` on the same state dir, it must not replace the
 # token that `serve`'s own clients (`sandbox seed`) read.
 PLATFORM_KEY_FILE = "platform-admin-token"
+SMTP_PORT_FILE = "sandbox-smtp.port"  # sandbox/smtp.py's PORT_FILE (the sandbox is not imported by ordinary runs)
 SHUTDOWN_TIMEOUT_S = 5  # how long a stopping sandbox waits for its answers in progress (as `sandbox platform`)
 
 
 def token_path(c: Context) -> Path:
     return c.settings.state_dir / ADMIN_KEY_FILE
+
+
+def _take_token(c: Context, path: Path) -> RunToken:
+    """`take` the token at ``path``, or exit 1 saying why not. Only the state dir is resolved, never the file's own
+    name: a symlink planted there is refused by `take`, not followed to its target."""
+    try:
+        return take(path.parent.resolve() / path.name)
+    except RunTokenError as e:
+        c.err.print(f"error: {e}", markup=False)
+        raise typer.Exit(1) from None
 
 
 def _token_said(token: RunToken, kind: str) -> str:
@@ -151,10 +163,15 @@ def serve(
         c.err.print(f"error: cannot listen on {bind} ({busy}): another sandbox or program uses it; pick "
                     "another --port", markup=False)
         raise typer.Exit(1)
-    token = take(token_path(c).resolve())  # its lock is inherited by gunicorn, held while the sandbox runs
+    token = _take_token(c, token_path(c))  # its lock is inherited by gunicorn, held while the sandbox runs
     env["TENANTCTL_SANDBOX_TOKEN_FILE"] = str(token.path)
     env["TENANTCTL_SANDBOX_BIND"] = bind
+    # As the token: the SMTP port and certificate files are the running sandbox's while it runs (sandbox/app.py).
+    env["TENANTCTL_SANDBOX_SMTP"] = "0" if token.reused else "1"
     c.err.print(f"{_token_said(token, 'sandbox')} (for `tenantctl sandbox seed`)", markup=False)
+    if token.reused:
+        c.err.print(f"sandbox SMTP: the running sandbox's (its port in {token.path.parent / SMTP_PORT_FILE}); this "
+                    "one starts none", markup=False)
     c.err.print(f"sandbox listening on http://{bind} (Ctrl-C to stop); use --sandbox or TENANTCTL_SANDBOX=1")
     cmd = [sys.executable, "-m", "gunicorn", "sandbox.app:get_app()", "--bind", bind, "--workers", "1",
            "--worker-class", worker_class, "--no-control-socket",  # its default (~/.gunicorn) is per user
@@ -191,7 +208,7 @@ def platform(
     if (busy := _port_busy(host, port)) is not None:
         c.err.print(f"error: cannot listen on {host}:{port} ({busy}): pick another --port", markup=False)
         raise typer.Exit(1)
-    token = take((c.settings.state_dir / PLATFORM_KEY_FILE).resolve())  # held until this process ends
+    token = _take_token(c, c.settings.state_dir / PLATFORM_KEY_FILE)  # held until this process ends
     c.err.print(_token_said(token, "platform"), markup=False)
     netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"  # IPv6: a URL that can be pasted
     c.err.print(f"fake platform listening on http://{netloc}/platform/{{name}} (Ctrl-C to stop)", markup=False)

@@ -9,7 +9,9 @@ import http.client
 import os
 import pathlib
 import signal
+import smtplib
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -17,6 +19,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+
+from tenantctl.run_token import LOCK_WAIT_S
+from tests.sandbox.test_run_token import held_lock
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 ADMIN_READS = ["/_sandbox/state", "/_sandbox/faults", "/_sandbox/calls", "/_platform/received",
@@ -312,3 +317,77 @@ def test_a_second_one_on_the_same_state_dir_shares_the_running_ones_token(tmp_pa
     with served(tmp_path, command) as again:
         assert again.token != token
         assert request(again.port, "GET", "/_platform/mode", again.token)[0] == 200
+
+
+def _sandbox(command: str, state_dir: pathlib.Path, home: pathlib.Path, *args: str) -> tuple[int, str]:
+    """`tenantctl sandbox <command> --port <a free one>` expected to stop on its own (refused) within 30 s: its exit
+    status and output. One that serves instead is stopped, with everything it started, and the test fails."""
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("TENANTCTL_")},
+           "TENANTCTL_STATE_DIR": str(state_dir), "HOME": str(home)}
+    proc = subprocess.Popen([sys.executable, "-m", "tenantctl", "sandbox", command, "--port", str(_free_port()),
+                             *args], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"`sandbox {command}` did not stop on its own")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+    return proc.returncode, out
+
+
+@pytest.mark.slow
+def test_a_start_behind_a_lock_held_by_something_else_fails_in_bounded_time_naming_the_lock_and_holder(
+        tmp_path: pathlib.Path) -> None:
+    """`flock -x <state>/platform-admin-token.lock` by another program: `sandbox platform` hung silently for ever."""
+    lock = tmp_path / "state" / "platform-admin-token.lock"
+    with held_lock(lock, "EX") as holder:
+        began = time.monotonic()
+        status, out = _sandbox("platform", tmp_path / "state", tmp_path)
+        took = time.monotonic() - began
+    assert status == 1, out
+    assert f"{lock} stayed locked for {LOCK_WAIT_S:g} s" in out and f"pid {holder.pid} (" in out
+    assert LOCK_WAIT_S <= took < LOCK_WAIT_S + 20
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("command", "name"), [("serve", "sandbox-admin-token"), ("platform", "platform-admin-token")])
+def test_a_symlinked_token_file_is_refused_naming_it_and_its_target_is_left_alone(
+        tmp_path: pathlib.Path, command: str, name: str) -> None:
+    """`ln -s /elsewhere/victim <state>/platform-admin-token`: the start wrote the token over `victim` (made 0600)
+    and created `victim.lock` beside it."""
+    state, elsewhere = tmp_path / "state", tmp_path / "elsewhere"
+    state.mkdir()
+    elsewhere.mkdir()
+    victim = elsewhere / "victim"
+    victim.write_text("precious\n")
+    victim.chmod(0o644)
+    (state / name).symlink_to(victim)
+    status, out = _sandbox(command, state, tmp_path)
+    assert status == 1, out
+    assert f"error: refusing {state / name}: it is a symlink" in out
+    assert victim.read_text() == "precious\n" and victim.stat().st_mode & 0o777 == 0o644
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["victim"]
+    assert [p.name for p in state.iterdir()] == [name]
+
+
+@pytest.mark.slow
+def test_a_second_serve_on_the_same_state_dir_leaves_the_running_ones_smtp_to_health_checks(
+        tmp_path: pathlib.Path) -> None:
+    """The second wrote its own SMTP port and certificate over the first one's and left them when it stopped:
+    `health --sandbox -p smtp` then went to a dead port. The files stay the first one's, and reach its SMTP over
+    STARTTLS with that certificate, as `health` does."""
+    port_file, pem_file = tmp_path / "state" / "sandbox-smtp.port", tmp_path / "state" / "sandbox-smtp.pem"
+    with served(tmp_path) as first:
+        port, pem = port_file.read_text(), pem_file.read_bytes()
+        log = tmp_path / "second.log"
+        with served(tmp_path, log=log):
+            assert (port_file.read_text(), pem_file.read_bytes()) == (port, pem)
+            assert f"sandbox SMTP: the running sandbox's (its port in {first.state_dir / 'sandbox-smtp.port'})" \
+                in log.read_text()
+        assert (port_file.read_text(), pem_file.read_bytes()) == (port, pem)
+        tls = ssl.create_default_context(cafile=str(pem_file))
+        with smtplib.SMTP("127.0.0.1", int(port), timeout=10) as smtp:
+            assert smtp.starttls(context=tls)[0] == 220
