@@ -151,11 +151,12 @@ class IntegrationsResource(_Page):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         engine = self._guard(req)
         now = datetime.now(UTC)
-        names = data.all_slugs(engine, list(self.slugs()))
+        routed = list(self.slugs())
+        names = data.all_slugs(engine, routed)
         pages = max(1, -(-len(names) // TENANTS_PER_PAGE))
         page = min(req.get_param_as_int("page", min_value=1, default=1) or 1, pages)
         shown = names[(page - 1) * TENANTS_PER_PAGE:page * TENANTS_PER_PAGE]
-        views = data.tenants(engine, shown, now=now)
+        views = data.tenants(engine, shown, now=now, routed=set(routed))
         render(resp, "index.html", tenants=views, now=now, title="Integrations", page=page, pages=pages,
                total=len(names))
 
@@ -163,10 +164,12 @@ class IntegrationsResource(_Page):
 class TenantResource(_Page):
     def on_get(self, req: falcon.Request, resp: falcon.Response, slug: str) -> None:
         engine = self._guard(req)
-        if slug not in set(self.slugs()) and not store_health.latest(engine, slug):
+        routed = set(self.slugs())
+        # A tenant no file routes any more still has its page while it has health results or queued events.
+        if slug not in routed and not store_health.latest(engine, slug) and not data.has_queue(engine, slug):
             raise falcon.HTTPNotFound()
         now = datetime.now(UTC)
-        [view] = data.tenants(engine, [slug], now=now)
+        [view] = data.tenants(engine, [slug], now=now, routed=routed)
         render(resp, "tenant.html", t=view, now=now, title=f"Tenant {slug}")
 
 
