@@ -234,3 +234,18 @@ def test_a_tenant_no_file_routes_any_more_is_shown_with_its_queue_marked_not_in_
     own = c.simulate_get("/admin/tenants/old-name", headers=auth)
     assert own.status_code == 200 and "not in the tenant files" in own.text
     assert c.simulate_get("/admin/tenants/never-was", headers=auth).status_code == 404
+
+
+def test_the_log_page_filters_by_delivery_state_and_shows_it(engine: Engine) -> None:
+    """The Webhook Logs page has the delivery-state filter `webhooks log --state` and the JSON API have; an unknown
+    state is a 400 that names the states, the page still shown."""
+    _queued(engine, "acme", "hospitable", 2, age=timedelta(minutes=5), state="dead")
+    _queued(engine, "acme", "hospitable", 3, age=timedelta(minutes=1))
+    c = _client(engine)
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    page = c.simulate_get("/admin/logs", params={"state": "dead"}, headers=auth)
+    assert page.status_code == 200 and '<option value="dead" selected>dead</option>' in page.text
+    assert page.text.count('<td class="delivery">dead</td>') == 2 and '<td class="delivery">pending' not in page.text
+    bad = c.simulate_get("/admin/logs", params={"state": "stuck"}, headers=auth)
+    assert bad.status_code == 400 and "delivery state: one of pending, retrying, delivered, dead" in bad.text
+    assert bad.text.count('<td class="delivery">') == 5  # the filter dropped, the log shown

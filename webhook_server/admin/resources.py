@@ -20,7 +20,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy import Engine
 
 from store import health as store_health
-from store.schema import OUTCOMES
+from store.schema import DELIVERY_STATES, OUTCOMES
 from tenancy.escape import printable
 from webhook_server.admin import data, reasons, session
 from webhook_server.admin.login_limit import LoginLimiter
@@ -207,23 +207,26 @@ class LogsResource(_Page):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         engine = self._guard(req)
         errors: list[str] = []
-        f = {k: (req.get_param(k) or "").strip() for k in ("tenant", "provider", "outcome", "reason", "since",
-                                                           "until")}
+        f = {k: (req.get_param(k) or "").strip() for k in ("tenant", "provider", "outcome", "state", "reason",
+                                                           "since", "until")}
         if f["outcome"] and f["outcome"] not in OUTCOMES:
             errors.append(f"outcome: one of {', '.join(OUTCOMES)}")
             f["outcome"] = ""
+        if f["state"] and f["state"] not in DELIVERY_STATES:
+            errors.append(f"delivery state: one of {', '.join(DELIVERY_STATES)}")
+            f["state"] = ""
         since, until = _time_param(req, "since", errors), _time_param(req, "until", errors)
         cursor = _cursor_param(req, errors)
         if errors:
             resp.status = falcon.HTTP_400  # the page still renders, naming what to fix
         rows, next_cursor = store_health.log_page(
             engine, tenant=f["tenant"] or None, provider=f["provider"] or None, outcome=f["outcome"] or None,
-            reason=f["reason"] or None, since=since, until=until, limit=PAGE, cursor=cursor)
+            reason=f["reason"] or None, since=since, until=until, limit=PAGE, cursor=cursor, state=f["state"] or None)
         kept = {k: v for k, v in f.items() if v}
         next_url = None if next_cursor is None else "/admin/logs?" + urlencode({**kept, "cursor": next_cursor})
         render(resp, "logs.html", rows=rows, f=f, errors=errors, next_url=next_url, first=cursor is None,
                first_url="/admin/logs?" + urlencode(kept),
-               outcomes=OUTCOMES, providers=data.PROVIDERS[:4], slugs=sorted(self.slugs()),
+               outcomes=OUTCOMES, states=DELIVERY_STATES, providers=data.PROVIDERS[:4], slugs=sorted(self.slugs()),
                reasons=reasons.KNOWN, title="Webhook Logs")
 
 
