@@ -54,8 +54,8 @@ class _QueueCollector(Collector):
         depth = GaugeMetricFamily("tenantctl_delivery_queue_depth",
                                   "Events by provider and delivery state (undelivered).", labels=["provider", "state"])
         age = GaugeMetricFamily("tenantctl_delivery_oldest_pending_age_seconds",
-                                "Age of the provider's oldest event not yet delivered (pending or retrying); 0 when "
-                                "none.", labels=["provider"])
+                                "How long the provider's oldest waiting event (pending or retrying) has waited, "
+                                "since its receipt or last replay; 0 when none waits.", labels=["provider"])
         now = self._now()
         # The known providers always, so that a rule on one has its series before its first event; any other the
         # database holds as well (accepted rows only, so the label stays bounded).

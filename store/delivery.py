@@ -95,7 +95,8 @@ class Finished:
 
 @dataclass(frozen=True)
 class QueueStats:
-    """Over the whole log (not a time window). ``oldest_due_at``: receive time of the oldest undelivered."""
+    """Over the whole log (not a time window). ``oldest_due_at``: when the oldest pending or retrying event
+    started waiting (its last replay, else its receipt; store/queue_depth.py)."""
 
     pending: int
     retrying: int
@@ -107,9 +108,10 @@ class QueueStats:
 class GroupQueue:
     tenant: str | None
     provider: str
-    pending: int  # pending and retrying
+    pending: int
+    retrying: int
     dead: int
-    oldest_pending_at: datetime | None
+    oldest_pending_at: datetime | None  # the oldest pending or retrying event's last replay, else its receipt
 
 
 @dataclass(frozen=True)
@@ -460,8 +462,9 @@ def queue_stats(engine: Engine) -> QueueStats:
 
 
 def queue_by_group(engine: Engine) -> list[GroupQueue]:
-    """Undelivered counts per (tenant, provider): pending (and retrying), dead, oldest pending receive time."""
-    return [GroupQueue(t, p, d.pending + d.retrying, d.dead, d.oldest_pending_at)
+    """Undelivered counts per (tenant, provider): pending, retrying, dead, and when the oldest waiting one
+    (pending or retrying) started waiting."""
+    return [GroupQueue(t, p, d.pending, d.retrying, d.dead, d.oldest_pending_at)
             for (t, p), d in depth_by_tenant(engine).items()]
 
 

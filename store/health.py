@@ -202,18 +202,19 @@ class LogEntry:
     reason: str | None
     event_id: str | None
     latency_ms: float | None
+    delivery_state: str | None = None  # None: a refused or duplicate request, never queued
 
 
 def log_page(engine: Engine, *, tenant: str | None = None, provider: str | None = None,
              outcome: str | None = None, reason: str | None = None, since: datetime | None = None,
-             until: datetime | None = None, limit: int = 50, cursor: int | None = None) -> tuple[
-        list[LogEntry], int | None]:
+             until: datetime | None = None, limit: int = 50, cursor: int | None = None,
+             state: str | None = None) -> tuple[list[LogEntry], int | None]:
     """The Webhook Logs view: newest first, keyset-paged by id (`cursor`: the last id shown), filters ANDed;
-    `reason` matches as a prefix ("cross-tenant" finds every "cross-tenant:<owner>"). Never reads bodies
-    or headers."""
+    `reason` matches as a prefix ("cross-tenant" finds every "cross-tenant:<owner>"); `state`: a delivery state.
+    Never reads bodies or headers."""
     c = webhook_log.c
     stmt = select(c.id, c.received_at, c.tenant, c.provider, c.outcome, c.status_code, c.reason, c.event_id,
-                  c.latency_ms).order_by(c.id.desc()).limit(limit + 1)
+                  c.latency_ms, c.delivery_state).order_by(c.id.desc()).limit(limit + 1)
     if tenant:
         stmt = stmt.where(c.tenant == tenant)
     if provider:
@@ -222,6 +223,8 @@ def log_page(engine: Engine, *, tenant: str | None = None, provider: str | None 
         stmt = stmt.where(c.outcome == outcome)
     if reason:
         stmt = stmt.where(c.reason.startswith(reason, autoescape=True))
+    if state:
+        stmt = stmt.where(c.delivery_state == state)
     if since is not None:
         stmt = stmt.where(c.received_at >= since)
     if until is not None:
@@ -229,7 +232,7 @@ def log_page(engine: Engine, *, tenant: str | None = None, provider: str | None 
     if cursor is not None:
         stmt = stmt.where(c.id < cursor)
     with engine.connect() as conn:
-        rows = [LogEntry(*r) for r in conn.execute(stmt)]
+        rows = [LogEntry(**r._mapping) for r in conn.execute(stmt)]  # by name: the columns are its fields
     if len(rows) > limit:
         return rows[:limit], rows[limit - 1].id
     return rows, None

@@ -45,6 +45,8 @@ CHANGE_OUTCOMES = ("planned", "applied", "confirmed", "not_applied", "unknown", 
 DELIVERY_STATES = ("pending", "retrying", "delivered", "dead")
 DUE_PREDICATE = "delivery_state IN ('pending', 'retrying')"
 DEAD_PREDICATE = "delivery_state = 'dead'"
+# Every event still to deliver or dead: what the queue's counts read (ix_webhook_log_queue).
+QUEUED_PREDICATE = "delivery_state IN ('pending', 'retrying', 'dead')"
 ATTEMPT_OUTCOMES = ("delivered", "failed", "error")
 HEALTH_STATUSES = ("healthy", "progressing", "degraded", "missing", "unknown", "suspended")
 
@@ -147,15 +149,19 @@ webhook_log = Table(
         sqlite_where=text(DUE_PREDICATE),
         postgresql_where=text(DUE_PREDICATE),
     ),
-    # The dead letters, for the queue's counts on each metrics scrape and page (store/queue_depth.py): with the due
-    # index, the whole queue is read from indexes, never the log. Partial, so it costs an insert nothing: an event
-    # enters it only when it dies (migration 0011).
+    # The queue's counts (store/queue_depth.py: metrics, `webhooks stats`, the Integrations page), per tenant:
+    # every pending, retrying and dead row with what the counts and the oldest waiting age read, so a read is
+    # index-only and costs what the queue (of the tenants asked for) holds, never what the log holds. Led by
+    # the tenant, so the page reads only its tenants' range (migration 0012; it replaced 0011's dead-only index).
     Index(
-        "ix_webhook_log_dead",
-        "provider",
+        "ix_webhook_log_queue",
         "tenant",
-        sqlite_where=text(DEAD_PREDICATE),
-        postgresql_where=text(DEAD_PREDICATE),
+        "provider",
+        "delivery_state",
+        "received_at",
+        "replayed_at",
+        sqlite_where=text(QUEUED_PREDICATE),
+        postgresql_where=text(QUEUED_PREDICATE),
     ),
     # An id is never given twice, even after the newest rows were pruned: it is the event's `webhook-id`, on
     # which the platform de-duplicates. PostgreSQL's sequence never goes back; SQLite's rowid would be max + 1

@@ -12,6 +12,7 @@ from typing import Any, get_args
 import falcon
 
 from store.errors import DatabaseUnavailable
+from store.schema import DELIVERY_STATES
 from store.webhook_log import EventStore, LogRow, Outcome
 from webhook_server.client_address import TrustedProxies, addresses
 from webhook_server.metrics import Metrics
@@ -205,10 +206,15 @@ def _row_json(r: LogRow) -> dict[str, Any]:
     }
 
 
+_LOG_PARAMS = frozenset({"tenant", "provider", "outcome", "state", "since", "until", "limit", "cursor"})
+
+
 class AdminLogResource:
     """`GET /admin/webhook-logs`: the webhook log as JSON, newest first, paged by an opaque cursor.
 
-    Filters: tenant, provider, outcome, since (inclusive), until (exclusive), limit (≤ 1000), cursor.
+    Filters: tenant, provider, outcome, state (a delivery state, repeatable: ``state=pending&state=retrying``),
+    since (inclusive), until (exclusive), limit (≤ 1000), cursor. An unknown parameter or value is a 400 naming
+    it: a misspelt filter (``?stat=dead``) answered with the unfiltered log reads as if it had matched.
     Needs `Authorization: Bearer <TENANTCTL_ADMIN_TOKEN>`; when no token is configured the endpoint does
     not exist (404), so an unconfigured server exposes nothing.
     """
@@ -231,9 +237,17 @@ class AdminLogResource:
             given_bytes = b""
         if scheme.lower() != "bearer" or not hmac.compare_digest(given_bytes, self._token):
             raise falcon.HTTPUnauthorized(challenges=["Bearer"])
+        unknown = sorted(set(req.params) - _LOG_PARAMS)
+        if unknown:
+            named = ", ".join(repr(k[:40]) for k in unknown)
+            raise falcon.HTTPBadRequest(description=f"unknown parameter {named}: the parameters are "
+                                                    f"{', '.join(sorted(_LOG_PARAMS))}")
         outcome = req.get_param("outcome")
         if outcome is not None and outcome not in OUTCOMES:
             raise falcon.HTTPBadRequest(description=f"outcome: one of {', '.join(OUTCOMES)}")
+        states = req.get_param_as_list("state") or []
+        if any(s not in DELIVERY_STATES for s in states):
+            raise falcon.HTTPBadRequest(description=f"state: one of {', '.join(DELIVERY_STATES)} (repeatable)")
         limit = req.get_param_as_int("limit", min_value=1, max_value=MAX_PAGE, default=100)
         cursor = req.get_param_as_int("cursor", min_value=1, max_value=2**63 - 1)  # ids are BIGINT
         try:
@@ -241,6 +255,7 @@ class AdminLogResource:
                 tenant=req.get_param("tenant"), provider=req.get_param("provider"),
                 outcome=outcome,  # type: ignore[arg-type]  # checked against OUTCOMES above
                 since=_when(req, "since"), until=_when(req, "until"), limit=limit or 100, cursor=cursor,
+                states=states,
             )
         except DatabaseUnavailable:
             raise falcon.HTTPServiceUnavailable(description="database unreachable") from None

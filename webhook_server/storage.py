@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -20,7 +21,7 @@ class LogReader(Protocol):
 
     def query(self, *, tenant: str | None, provider: str | None, outcome: Outcome | None,
               since: datetime | None, until: datetime | None, limit: int,
-              cursor: int | None) -> tuple[list[LogRow], int | None]: ...
+              cursor: int | None, states: Sequence[str] = ()) -> tuple[list[LogRow], int | None]: ...
 
 
 class EngineLogReader:
@@ -36,9 +37,9 @@ class EngineLogReader:
 
     def query(self, *, tenant: str | None, provider: str | None, outcome: Outcome | None,
               since: datetime | None, until: datetime | None, limit: int,
-              cursor: int | None) -> tuple[list[LogRow], int | None]:
+              cursor: int | None, states: Sequence[str] = ()) -> tuple[list[LogRow], int | None]:
         try:
             return query_log(self.engine, tenant=tenant, provider=provider, outcome=outcome, since=since,
-                             until=until, limit=limit, cursor=cursor)
+                             until=until, limit=limit, cursor=cursor, states=states)
         except SQLAlchemyError as e:
             raise DatabaseUnavailable(f"database unreachable: {type(e).__name__}") from None

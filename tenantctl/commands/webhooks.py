@@ -179,10 +179,11 @@ def stats_cmd(
     window: Annotated[str, typer.Option("--window", help="Counting window, e.g. 24h.")] = "24h",
     fmt: Annotated[Literal["text", "json"], typer.Option("--format", help="Output format.")] = "text",
 ) -> None:
-    """Per tenant and provider: webhooks accepted and rejected, and the delivery queue (pending, dead, oldest).
+    """Per tenant and provider: webhooks accepted and rejected, and the delivery queue (pending, retrying, dead).
 
     In the window: the last accepted event, accepted, duplicate and rejected counts. The delivery queue now,
-    whatever the events' age: pending and dead events, and how long the oldest pending one has waited.
+    whatever the events' age: pending, retrying and dead events, and how long the oldest waiting one (pending
+    or retrying) has waited since its receipt or last replay.
     """
     c: Context = ctx.obj
     now = datetime.now(UTC)
@@ -212,13 +213,13 @@ def stats_cmd(
                         "last_accepted_at": t.isoformat() if t else None,
                         "accepted": s.accepted if s else 0, "duplicate": s.duplicate if s else 0,
                         "rejected": s.rejected if s else 0, "pending": g.pending if g else 0,
-                        "dead": g.dead if g else 0,
+                        "retrying": g.retrying if g else 0, "dead": g.dead if g else 0,
                         "oldest_pending_age_s": round(age, 3) if age is not None else None})
         c.echo(json.dumps(out, indent=2))
         return
     table = Table(title=f"Webhooks in the last {window}; delivery queue now")
-    cols = ("tenant", "provider", "last accepted (UTC)", "accepted", "duplicate", "rejected", "pending", "dead",
-            "oldest pending")
+    cols = ("tenant", "provider", "last accepted (UTC)", "accepted", "duplicate", "rejected", "pending", "retrying",
+            "dead", "oldest waiting")
     for col in cols:
         table.add_column(col, justify="left" if col in cols[:3] else "right")
     for key in keys:
@@ -227,7 +228,7 @@ def stats_cmd(
         age = pending_age(key)
         table.add_row(markup(key[0] or "(unknown tenant)"), markup(key[1]), when, str(s.accepted if s else 0),
                       str(s.duplicate if s else 0), str(s.rejected if s else 0), str(g.pending if g else 0),
-                      str(g.dead if g else 0), "-" if age is None else _age(age))
+                      str(g.retrying if g else 0), str(g.dead if g else 0), "-" if age is None else _age(age))
     c.out.print(table)
     if not keys:
         c.echo(f"no webhook requests in the last {window}")

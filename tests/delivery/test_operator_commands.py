@@ -236,3 +236,21 @@ def test_log_of_an_unknown_provider_is_a_usage_error_not_an_empty_list(cli: Engi
     code, out = run("webhooks", "log", "--provider", "hospitible")
     assert code == 2, out
     assert "--provider" in out and "one of hospitable, whatsapp, nuki, beds24" in out
+
+
+def test_stats_counts_pending_and_retrying_apart_as_the_page_metrics_and_log_do(cli: Engine) -> None:
+    """`webhooks stats` has a `retrying` column beside `pending` (it counted both as pending), in text and JSON;
+    the oldest waiting age covers both."""
+    insert(cli, accepted(4, at=datetime.now(UTC) - timedelta(minutes=5)))
+    _set_states(cli, {1: "retrying", 2: "retrying", 3: "dead"})  # 4 stays pending
+    code, out = run("webhooks", "stats", "--format", "json")
+    assert code == 0, out
+    [row] = json.loads(out)
+    assert (row["tenant"], row["pending"], row["retrying"], row["dead"]) == ("acme", 1, 2, 1)
+    assert 290 <= row["oldest_pending_age_s"] < 400
+    code, out = run("webhooks", "stats")
+    assert code == 0, out
+    header = next(line for line in out.splitlines() if "tenant" in line and "provider" in line)
+    assert "pending" in header and "retrying" in header and "oldest" in header
+    assert [c.strip() for c in next(line for line in out.splitlines() if "acme" in line).split("│")][7:10] == [
+        "1", "2", "1"]

@@ -13,7 +13,14 @@ from sqlalchemy import Engine, event, update
 from delivery.metrics import DeliveryMetrics
 from store.delivery import queue_by_group, queue_stats
 from store.migrate import upgrade
-from store.queue_depth import QueueDepth, depth_by_provider, depth_by_tenant, statement
+from store.queue_depth import (
+    QueueDepth,
+    depth_by_provider,
+    depth_by_tenant,
+    queued_statement,
+    queued_tenants,
+    statement,
+)
 from store.schema import webhook_log
 
 from ..conftest import PgSchemas
@@ -45,10 +52,47 @@ def test_the_queue_is_counted_per_provider_and_per_tenant_with_its_oldest_waitin
         ("acme", "whatsapp"): QueueDepth(pending=2, oldest_pending_at=NOW - timedelta(minutes=3)),
         ("blue-harbor", "whatsapp"): QueueDepth(pending=1, oldest_pending_at=NOW - timedelta(minutes=1))}
     # `webhooks stats` and the demo read the same statement.
-    assert sorted((g.tenant, g.provider, g.pending, g.dead) for g in queue_by_group(db)) == [
-        ("acme", "hospitable", 2, 2), ("acme", "whatsapp", 2, 0), ("blue-harbor", "whatsapp", 1, 0)]
+    assert sorted((g.tenant, g.provider, g.pending, g.retrying, g.dead) for g in queue_by_group(db)) == [
+        ("acme", "hospitable", 1, 1, 2), ("acme", "whatsapp", 2, 0, 0), ("blue-harbor", "whatsapp", 1, 0, 0)]
     q = queue_stats(db)
     assert (q.pending, q.retrying, q.dead, q.oldest_due_at) == (4, 1, 2, NOW - timedelta(minutes=20))
+
+
+def test_a_page_reads_only_its_tenants_queue_and_finds_the_tenants_with_one(db: Engine) -> None:
+    """The Integrations page asks for the queue of the tenants it shows, not every tenant's; and for the tenants
+    that have one at all (a removed tenant's dead letters are still to act on), the unknown tenant left out."""
+    _queue(db)
+    insert(db, accepted(1, start=10, tenant=None, provider="nuki"))  # type: ignore[arg-type]  # an unknown tenant
+    assert depth_by_tenant(db, ["blue-harbor", "nobody"]) == {
+        ("blue-harbor", "whatsapp"): QueueDepth(pending=1, oldest_pending_at=NOW - timedelta(minutes=1))}
+    assert depth_by_tenant(db, []) == {}
+    assert queued_tenants(db) == ["acme", "blue-harbor"]
+    with db.begin() as conn:  # delivered: no longer queued
+        conn.execute(update(webhook_log).where(webhook_log.c.tenant == "blue-harbor")
+                     .values(delivery_state="delivered"))
+    assert queued_tenants(db) == ["acme"]
+
+
+def test_the_oldest_waiting_age_counts_from_the_last_replay_not_from_receipt(db: Engine) -> None:
+    """The age limit's clock (delivery/worker.py): an event received ten days ago and replayed a minute ago has
+    waited a minute, so the "stuck > 15 min" alert does not fire the moment it is replayed."""
+    insert(db, accepted(1, at=NOW - timedelta(days=10)))
+    insert(db, accepted(1, start=1, at=NOW - timedelta(minutes=5)))
+    with db.begin() as conn:
+        conn.execute(update(webhook_log).where(webhook_log.c.event_id == "evt-0")
+                     .values(replayed_at=NOW - timedelta(minutes=1)))
+    assert depth_by_provider(db)["hospitable"].oldest_pending_at == NOW - timedelta(minutes=5)
+    assert depth_by_tenant(db, ["acme"])[("acme", "hospitable")].oldest_pending_at == NOW - timedelta(minutes=5)
+    assert queue_stats(db).oldest_due_at == NOW - timedelta(minutes=5)
+    with db.begin() as conn:  # replayed longer ago than the other was received: the replay is the oldest wait
+        conn.execute(update(webhook_log).where(webhook_log.c.event_id == "evt-0")
+                     .values(replayed_at=NOW - timedelta(minutes=30)))
+    assert depth_by_provider(db)["hospitable"].oldest_pending_at == NOW - timedelta(minutes=30)
+    # A dead letter's times are no wait: it is not delivered until someone replays it.
+    with db.begin() as conn:
+        conn.execute(update(webhook_log).where(webhook_log.c.event_id == "evt-0").values(delivery_state="dead"))
+    assert depth_by_provider(db)["hospitable"] == QueueDepth(
+        pending=1, dead=1, oldest_pending_at=NOW - timedelta(minutes=5))
 
 
 def _scrape(engine: Engine) -> tuple[str, list[str]]:
@@ -92,30 +136,47 @@ def test_the_queue_gauges_carry_the_provider_and_are_read_in_one_statement_per_s
     assert "tenantctl_delivery_queue_up 1.0" in text
 
 
-def test_the_queue_is_read_from_its_indexes_never_by_scanning_the_log_on_sqlite(tmp_path: object) -> None:
-    """SQLite's plan: the due rows through ix_webhook_log_due, the dead ones through ix_webhook_log_dead (before
-    0011 nothing indexed them, and every scrape scanned the whole log)."""
+def _statements(engine: Engine) -> dict[str, str]:
+    """Each read of the queue as the SQL sent (a page's tenants as literals, as a plan needs them)."""
+    out = {}
+    for name, stmt in (("per provider", statement(engine.dialect.name, per_tenant=False)),
+                       ("per tenant", statement(engine.dialect.name, per_tenant=True)),
+                       ("a page's tenants", statement(engine.dialect.name, per_tenant=True, some_tenants=True)
+                        .bindparams(tenants=["acme", "blue-harbor"])),
+                       ("tenants with a queue", queued_statement(engine.dialect.name))):
+        out[name] = str(stmt.compile(dialect=engine.dialect, compile_kwargs={"literal_binds": True}))
+    return out
+
+
+def test_the_queue_is_read_from_its_index_never_by_scanning_the_log_on_sqlite(tmp_path: object) -> None:
+    """SQLite's plan: every read of the queue from ix_webhook_log_queue alone (a covering index: no table row is
+    read), a page's tenants by their ranges of it, the tenants with a queue by one seek each."""
     from store.engine import make_engine
 
     url = f"sqlite:///{tmp_path}/plan.db"
     upgrade(url)
     engine = make_engine(url)
     try:
-        for per_tenant in (False, True):
-            sql = str(statement(engine.dialect.name, per_tenant=per_tenant))
+        plans = {}
+        for name, sql in _statements(engine).items():
             with engine.connect() as conn:
                 plan = [str(r[-1]) for r in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}")]
-            reads = [step for step in plan if "webhook_log" in step]
-            assert reads == ["SCAN webhook_log USING INDEX ix_webhook_log_due",
-                             "SCAN webhook_log USING INDEX ix_webhook_log_dead"], plan
+            plans[name] = [step for step in plan if "webhook_log" in step or step.startswith("SEARCH w ")]
+        assert plans == {
+            "per provider": ["SCAN webhook_log USING COVERING INDEX ix_webhook_log_queue"],
+            "per tenant": ["SCAN webhook_log USING COVERING INDEX ix_webhook_log_queue"],
+            "a page's tenants": ["SEARCH webhook_log USING COVERING INDEX ix_webhook_log_queue (tenant=?)"],
+            "tenants with a queue": ["SEARCH webhook_log USING COVERING INDEX ix_webhook_log_queue",
+                                     "SEARCH w USING COVERING INDEX ix_webhook_log_queue (tenant>?)"],
+        }, plans
     finally:
         engine.dispose()
 
 
 @pytest.mark.postgres
-def test_the_queue_is_read_from_its_indexes_never_by_scanning_the_log_on_postgresql(pg_schemas: PgSchemas) -> None:
+def test_the_queue_is_read_from_its_index_never_by_scanning_the_log_on_postgresql(pg_schemas: PgSchemas) -> None:
     """A log of 20,000 delivered events and a queue of 30: the planner, with the log's statistics, reads the queue
-    through the two partial indexes and no row of the delivered log."""
+    through its partial index (a page's tenants by their ranges of it) and no row of the delivered log."""
     from store.engine import make_engine
 
     url = pg_schemas.new()
@@ -131,14 +192,16 @@ def test_the_queue_is_read_from_its_indexes_never_by_scanning_the_log_on_postgre
         with engine.begin() as conn:
             conn.execute(update(webhook_log).where(webhook_log.c.provider == "nuki").values(delivery_state="dead"))
             conn.exec_driver_sql("ANALYZE webhook_log")
-        for per_tenant in (False, True):
-            sql = str(statement(engine.dialect.name, per_tenant=per_tenant))
+        for name, sql in _statements(engine).items():
             with engine.connect() as conn:
                 plan = "\n".join(str(r[0]) for r in conn.exec_driver_sql(f"EXPLAIN {sql}"))
-            assert "ix_webhook_log_due" in plan and "ix_webhook_log_dead" in plan, plan
-            assert "Seq Scan" not in plan, plan
+            assert "ix_webhook_log_queue" in plan, (name, plan)
+            assert "Seq Scan" not in plan, (name, plan)
+            if name == "a page's tenants":  # their ranges of the index, not the whole queue filtered
+                assert re.search(r"Index Cond: \(+tenant\b.* = ANY \(", plan), plan
         depths = depth_by_provider(engine)
         assert (depths["whatsapp"].pending, depths["nuki"]) == (20, QueueDepth(dead=10))
+        assert queued_tenants(engine) == ["acme"]
     finally:
         engine.dispose()
 

@@ -218,4 +218,4 @@ def test_stats_count_what_waits_and_how_long_the_oldest_has_waited(sqlite_stack:
     assert rows["blue-harbor"]["pending"] == 1 and rows["blue-harbor"]["oldest_pending_age_s"] < 60
     code, out = _cli(stack, "webhooks", "stats")
     acme = next(line for line in out.splitlines() if "acme" in line)
-    assert re.search(r"│\s+2 │\s+0 │\s+(9\d|1[01]\d)s │$", acme), out
+    assert re.search(r"│\s+2 │\s+0 │\s+0 │\s+(9\d|1[01]\d)s │$", acme), out  # pending, retrying, dead, oldest

@@ -165,23 +165,87 @@ def test_each_integration_card_shows_its_delivery_queue_and_how_long_the_oldest_
     hospitable = _card(page, "acme", "hospitable")
     assert ('Delivery queue: <strong class="pending">3</strong> pending, <strong class="retrying">1</strong> '
             'retrying, <strong class="dead">2</strong> dead') in hospitable
-    assert 'oldest pending: <span class="oldest">50 min</span>' in hospitable
+    assert 'oldest waiting: <span class="oldest">50 min</span>' in hospitable
     whatsapp = _card(page, "acme", "whatsapp")
     assert ('<strong class="pending">0</strong> pending, <strong class="retrying">0</strong> retrying, '
-            '<strong class="dead">0</strong> dead') in whatsapp and "oldest pending" not in whatsapp
-    assert 'oldest pending: <span class="oldest">3.0 d</span>' in _card(page, "acme", "beds24")
+            '<strong class="dead">0</strong> dead') in whatsapp and "oldest waiting" not in whatsapp
+    assert 'oldest waiting: <span class="oldest">3.0 d</span>' in _card(page, "acme", "beds24")
 
 
 def test_an_unreadable_delivery_queue_is_said_on_the_page_not_shown_as_zero(engine: Engine,
                                                                             caplog: pytest.LogCaptureFixture) -> None:
-    """The queue's read fails (here its dead-letter index is gone, so SQLite cannot run it) while the rest of the
+    """The queue's read fails (here its index is gone, so SQLite cannot run it) while the rest of the
     page can be read: each card says the queue could not be read, and shows no count for it."""
     _queued(engine, "acme", "hospitable", 2, age=timedelta(minutes=5))
     with engine.begin() as conn:
-        conn.exec_driver_sql("DROP INDEX ix_webhook_log_dead")
+        conn.exec_driver_sql("DROP INDEX ix_webhook_log_queue")
     r = _client(engine).simulate_get("/admin/", headers={"Authorization": f"Bearer {TOKEN}"})
     assert r.status_code == 200
     card = _card(r.text, "acme", "hospitable")
     assert "Delivery queue: could not be read from the database (see the server log)" in card
     assert "pending" not in card and "24 h: 2 accepted, 0 rejected" in card  # the rest of the card is there
     assert "Integrations page: delivery queue not readable: OperationalError: no such index" in caplog.text
+
+
+def test_the_page_reads_the_delivery_queue_of_only_the_tenants_it_shows(engine: Engine,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A page of tenants reads their queue, from their ranges of the queue's index, not every tenant's queue: on a
+    large queue that read held the gevent worker (and /healthz, and webhooks on it) for half a second."""
+    from sqlalchemy import event
+
+    from webhook_server.admin import resources
+
+    monkeypatch.setattr(resources, "TENANTS_PER_PAGE", 1)
+    _queued(engine, "acme", "hospitable", 2, age=timedelta(minutes=5))
+    _queued(engine, "blue-harbor", "whatsapp", 3, age=timedelta(minutes=5))
+    reads: list[tuple[str, object]] = []
+
+    def seen(_conn: object, _cursor: object, sql: str, params: object, *_: object) -> None:
+        if "GROUP BY tenant, provider" in sql:  # the queue's counts (store/queue_depth.py)
+            reads.append((sql, params))
+
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        page = _client(engine).simulate_get("/admin/", headers={"Authorization": f"Bearer {TOKEN}"}).text
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert "Page 1 of" in page and '<strong class="pending">2</strong> pending' in _card(page, "acme", "hospitable")
+    [(sql, params)] = reads
+    assert "tenant IN (?)" in sql and params == ("acme",)
+
+
+def test_a_tenant_no_file_routes_any_more_is_shown_with_its_queue_marked_not_in_the_tenant_files(
+        engine: Engine) -> None:
+    """A removed or renamed tenant whose events still wait or died in the queue (the dead-letter alert counts
+    them) has its cards on the overview and its own page, marked as not in the tenant files; a tenant without
+    queue, health results or routing is still not found."""
+    _queued(engine, "old-name", "hospitable", 1, age=timedelta(hours=2), state="dead")
+    _queued(engine, "old-name", "whatsapp", 1, age=timedelta(minutes=10), state="retrying")
+    c = _client(engine)
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    page = c.simulate_get("/admin/", headers=auth).text
+    section = page.split('aria-labelledby="t-old-name"', 1)[1].split("</section>", 1)[0]
+    assert "not in the tenant files" in section and 'href="/admin/logs?tenant=old-name"' in section
+    assert ('<strong class="pending">0</strong> pending, <strong class="retrying">0</strong> retrying, '
+            '<strong class="dead">1</strong> dead') in _card(page, "old-name", "hospitable")
+    assert 'oldest waiting: <span class="oldest">10 min</span>' in _card(page, "old-name", "whatsapp")
+    acme = page.split('aria-labelledby="t-acme"', 1)[1].split("</section>", 1)[0]
+    assert "not in the tenant files" not in acme  # routed tenants are not marked
+    own = c.simulate_get("/admin/tenants/old-name", headers=auth)
+    assert own.status_code == 200 and "not in the tenant files" in own.text
+    assert c.simulate_get("/admin/tenants/never-was", headers=auth).status_code == 404
+
+
+def test_the_log_page_filters_by_delivery_state_and_shows_it(engine: Engine) -> None:
+    """The Webhook Logs page has the delivery-state filter `webhooks log --state` and the JSON API have; an unknown
+    state is a 400 that names the states, the page still shown."""
+    _queued(engine, "acme", "hospitable", 2, age=timedelta(minutes=5), state="dead")
+    _queued(engine, "acme", "hospitable", 3, age=timedelta(minutes=1))
+    c = _client(engine)
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    page = c.simulate_get("/admin/logs", params={"state": "dead"}, headers=auth)
+    assert page.status_code == 200 and '<option value="dead" selected>dead</option>' in page.text
+    assert page.text.count('<td class="delivery">dead</td>') == 2 and '<td class="delivery">pending' not in page.text
+    bad = c.simulate_get("/admin/logs", params={"state": "stuck"}, headers=auth)
+    assert bad.status_code == 400 and "delivery state: one of pending, retrying, delivered, dead" in bad.text
+    assert bad.text.count('<td class="delivery">') == 5  # the filter dropped, the log shown

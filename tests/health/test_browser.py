@@ -165,7 +165,7 @@ def test_each_card_shows_its_delivery_queue_in_the_served_page(rehearsal: Rehear
     queues = {c.get_attribute("aria-label"): c.find_element(By.CSS_SELECTOR, "p.delivery").text
               for c in acme.find_elements(By.CSS_SELECTOR, "article.card")
               if c.find_elements(By.CSS_SELECTOR, "p.delivery")}
-    assert queues["hospitable"].startswith("Delivery queue: 1 pending, 0 retrying, 0 dead\noldest pending: ")
+    assert queues["hospitable"].startswith("Delivery queue: 1 pending, 0 retrying, 0 dead\noldest waiting: ")
     assert queues["whatsapp"] == "Delivery queue: 0 pending, 0 retrying, 1 dead"
     assert set(queues) <= {"hospitable", "whatsapp", "nuki", "beds24"}  # 2N and SMTP deliver nothing
     d.save_screenshot(str(SHOTS / "05-delivery-queue.png"))

@@ -114,3 +114,46 @@ def test_the_view_shows_the_start_of_a_body_the_store_keeps_whole(tmp_path: Any)
 
         assert conn.execute(text("SELECT length(body) FROM webhook_log")).scalar_one() == len(body)
     engine.dispose()
+
+
+def test_the_log_api_filters_by_delivery_state_in_the_query_and_refuses_unknown_states_and_parameters(
+        tmp_path: Any) -> None:
+    """`state` takes the values of `webhooks log --state`, repeatable; filtered in SQL, so `limit` counts only the
+    matching events (the dead one is found behind newer ones). An unknown state, or an unknown parameter (a
+    misspelt filter), is a 400 naming it, never the unfiltered log."""
+    from sqlalchemy import update
+
+    from store.schema import webhook_log
+
+    url = f"sqlite:///{tmp_path}/s.db"
+    upgrade(url)
+    engine = make_engine(url)
+    try:
+        store = DirectEventStore(engine)
+        for i in range(4):
+            store.record(WebhookRecord(received_at=T0 + timedelta(minutes=i), tenant="acme", provider="hospitable",
+                                       outcome="accepted", status_code=200, event_id=f"s{i}", body_size=2, body="{}"))
+        with engine.begin() as conn:
+            for event_id, state in (("s0", "dead"), ("s1", "retrying"), ("s2", "delivered")):  # s3 stays pending
+                conn.execute(update(webhook_log).where(webhook_log.c.event_id == event_id)
+                             .values(delivery_state=state))
+        c = falcon.testing.TestClient(create_app(build_routing(tenants()), store, make_settings(), FixedClock(),
+                                                 reader=EngineLogReader(engine)))
+
+        def ids(query: str) -> list[str]:
+            r = c.simulate_get("/admin/webhook-logs", query_string=query, headers=AUTH)
+            assert r.status_code == 200, r.text
+            return [i["event_id"] for i in r.json["items"]]
+
+        assert ids("state=dead&limit=1") == ["s0"]
+        assert ids("state=pending&state=retrying") == ["s3", "s1"]
+        assert ids("state=delivered&tenant=acme") == ["s2"]
+        for query, named in (("state=stuck", "state: one of pending, retrying, delivered, dead"),
+                             ("stat=dead", "unknown parameter 'stat'"),
+                             ("state=dead&Tenant=acme", "unknown parameter 'Tenant'")):
+            r = c.simulate_get("/admin/webhook-logs", query_string=query, headers=AUTH)
+            assert r.status_code == 400 and named in r.json["description"], (query, r.text)
+        # Only with the token: an unknown parameter tells nobody anything before it.
+        assert c.simulate_get("/admin/webhook-logs", query_string="stat=dead").status_code == 401
+    finally:
+        engine.dispose()

@@ -4,7 +4,7 @@ read here (the tenant files are not opened; the log's headers and bodies are nev
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -13,7 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from store import health as store_health
 from store.errors import short_error
-from store.queue_depth import QueueDepth, depth_by_tenant
+from store.queue_depth import QueueDepth, depth_by_tenant, queued_tenants
 from webhook_server.admin.chart import Bar, bars
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ class Card:
     rejected: int
     # Its events' delivery to the platform; None when the queue could not be read (the page says so, never 0).
     queue: QueueDepth | None = None
-    oldest_pending_s: float | None = None  # how long the oldest pending or retrying event has waited
+    oldest_pending_s: float | None = None  # how long the oldest waiting (pending or retrying) event has waited
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,8 @@ class TenantView:
     accepted: int
     rejected: int
     checklist: Sequence[tuple[str, bool]] = field(default_factory=tuple)
+    # False: no tenant file routes it any more (removed or renamed), but it has health results or queued events.
+    in_files: bool = True
 
 
 def _worst(rows: Sequence[store_health.HealthResult]) -> str | None:
@@ -54,18 +56,37 @@ def _worst(rows: Sequence[store_health.HealthResult]) -> str | None:
 
 
 def all_slugs(engine: Engine, routed: Sequence[str]) -> list[str]:
-    """The routing's tenants and any tenant with stored health results."""
-    return sorted({*routed, *store_health.tenants_with_results(engine)})
+    """The routing's tenants, any tenant with stored health results, and any tenant with events in the delivery
+    queue (pending, retrying or dead): a removed or renamed tenant's queue is still the operators' to act on, and
+    the dead-letter alert counts it. The last is one index seek per queued tenant (store/queue_depth.py)."""
+    return sorted({*routed, *store_health.tenants_with_results(engine), *_queued_tenants(engine)})
 
 
-def tenants(engine: Engine, names: Sequence[str], *, now: datetime) -> list[TenantView]:
-    """Views of the tenants `names` (a page of them): a fixed number of queries, each restricted to them but the
-    delivery queue's, which reads the queue whole from its indexes (store/queue_depth.py says why)."""
+def _queued_tenants(engine: Engine) -> list[str]:
+    """Tenants with a queue, or none when it cannot be read: the page still lists the others (their cards say
+    the queue could not be read)."""
+    try:
+        return queued_tenants(engine)
+    except SQLAlchemyError as exc:
+        log.warning("Integrations page: queued tenants not readable: %s", short_error(exc))
+        return []
+
+
+def has_queue(engine: Engine, slug: str) -> bool:
+    """Whether `slug` has events in the delivery queue (its page exists though no tenant file routes it)."""
+    return bool(_queue(engine, [slug]))
+
+
+def tenants(engine: Engine, names: Sequence[str], *, now: datetime,
+            routed: Collection[str] | None = None) -> list[TenantView]:
+    """Views of the tenants `names` (a page of them): a fixed number of queries, each restricted to them, the
+    delivery queue's too (their ranges of its index: store/queue_depth.py). ``routed``: the tenant files' slugs,
+    to mark the others; None marks none."""
     results = store_health.latest(engine, tenants=names)
     counts = store_health.window_counts(engine, names, now=now)
     last = store_health.last_accepted(engine, [(t, p) for t in names for p in INBOUND])
     hourly = store_health.hourly_accepted(engine, names, now=now)
-    queue = _queue(engine)
+    queue = _queue(engine, names)
     out = []
     for slug in names:
         mine = [r for r in results if r.tenant == slug]
@@ -84,18 +105,18 @@ def tenants(engine: Engine, names: Sequence[str], *, now: datetime) -> list[Tena
         start = now - timedelta(hours=24)
         chart = bars(hourly[slug], (start.hour + 1) % 24)
         view = TenantView(slug, status, cards, chart, sum(c.accepted for c in cards),
-                          sum(c.rejected for c in cards))
+                          sum(c.rejected for c in cards), in_files=routed is None or slug in routed)
         if status == "onboarding":
             view = TenantView(**{**view.__dict__, "checklist": checklist(cards)})
         out.append(view)
     return out
 
 
-def _queue(engine: Engine) -> Mapping[tuple[str | None, str], QueueDepth] | None:
-    """Every tenant's delivery queue, or None when the database would not give it: the page then says it could
-    not be read, rather than showing counts of zero."""
+def _queue(engine: Engine, names: Sequence[str]) -> Mapping[tuple[str | None, str], QueueDepth] | None:
+    """The delivery queue of the tenants `names`, or None when the database would not give it: the page then says
+    it could not be read, rather than showing counts of zero."""
     try:
-        return depth_by_tenant(engine)
+        return depth_by_tenant(engine, names)
     except SQLAlchemyError as exc:
         log.warning("Integrations page: delivery queue not readable: %s", short_error(exc))
         return None

@@ -20,7 +20,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy import Engine
 
 from store import health as store_health
-from store.schema import OUTCOMES
+from store.schema import DELIVERY_STATES, OUTCOMES
 from tenancy.escape import printable
 from webhook_server.admin import data, reasons, session
 from webhook_server.admin.login_limit import LoginLimiter
@@ -151,11 +151,12 @@ class IntegrationsResource(_Page):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         engine = self._guard(req)
         now = datetime.now(UTC)
-        names = data.all_slugs(engine, list(self.slugs()))
+        routed = list(self.slugs())
+        names = data.all_slugs(engine, routed)
         pages = max(1, -(-len(names) // TENANTS_PER_PAGE))
         page = min(req.get_param_as_int("page", min_value=1, default=1) or 1, pages)
         shown = names[(page - 1) * TENANTS_PER_PAGE:page * TENANTS_PER_PAGE]
-        views = data.tenants(engine, shown, now=now)
+        views = data.tenants(engine, shown, now=now, routed=set(routed))
         render(resp, "index.html", tenants=views, now=now, title="Integrations", page=page, pages=pages,
                total=len(names))
 
@@ -163,10 +164,12 @@ class IntegrationsResource(_Page):
 class TenantResource(_Page):
     def on_get(self, req: falcon.Request, resp: falcon.Response, slug: str) -> None:
         engine = self._guard(req)
-        if slug not in set(self.slugs()) and not store_health.latest(engine, slug):
+        routed = set(self.slugs())
+        # A tenant no file routes any more still has its page while it has health results or queued events.
+        if slug not in routed and not store_health.latest(engine, slug) and not data.has_queue(engine, slug):
             raise falcon.HTTPNotFound()
         now = datetime.now(UTC)
-        [view] = data.tenants(engine, [slug], now=now)
+        [view] = data.tenants(engine, [slug], now=now, routed=routed)
         render(resp, "tenant.html", t=view, now=now, title=f"Tenant {slug}")
 
 
@@ -204,23 +207,26 @@ class LogsResource(_Page):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         engine = self._guard(req)
         errors: list[str] = []
-        f = {k: (req.get_param(k) or "").strip() for k in ("tenant", "provider", "outcome", "reason", "since",
-                                                           "until")}
+        f = {k: (req.get_param(k) or "").strip() for k in ("tenant", "provider", "outcome", "state", "reason",
+                                                           "since", "until")}
         if f["outcome"] and f["outcome"] not in OUTCOMES:
             errors.append(f"outcome: one of {', '.join(OUTCOMES)}")
             f["outcome"] = ""
+        if f["state"] and f["state"] not in DELIVERY_STATES:
+            errors.append(f"delivery state: one of {', '.join(DELIVERY_STATES)}")
+            f["state"] = ""
         since, until = _time_param(req, "since", errors), _time_param(req, "until", errors)
         cursor = _cursor_param(req, errors)
         if errors:
             resp.status = falcon.HTTP_400  # the page still renders, naming what to fix
         rows, next_cursor = store_health.log_page(
             engine, tenant=f["tenant"] or None, provider=f["provider"] or None, outcome=f["outcome"] or None,
-            reason=f["reason"] or None, since=since, until=until, limit=PAGE, cursor=cursor)
+            reason=f["reason"] or None, since=since, until=until, limit=PAGE, cursor=cursor, state=f["state"] or None)
         kept = {k: v for k, v in f.items() if v}
         next_url = None if next_cursor is None else "/admin/logs?" + urlencode({**kept, "cursor": next_cursor})
         render(resp, "logs.html", rows=rows, f=f, errors=errors, next_url=next_url, first=cursor is None,
                first_url="/admin/logs?" + urlencode(kept),
-               outcomes=OUTCOMES, providers=data.PROVIDERS[:4], slugs=sorted(self.slugs()),
+               outcomes=OUTCOMES, states=DELIVERY_STATES, providers=data.PROVIDERS[:4], slugs=sorted(self.slugs()),
                reasons=reasons.KNOWN, title="Webhook Logs")
 
 
