@@ -1,7 +1,7 @@
 """How much the delivery queue holds: pending, retrying and dead events, and the oldest waiting one, per provider
 (the worker's metrics) or per tenant and provider (the Integrations page, `webhooks stats`).
 
-One grouped statement, read from ``ix_webhook_log_queue`` alone (migration 0012): it holds every pending,
+One grouped statement, read from ``ix_webhook_log_queue`` alone (migration 0011): it holds every pending,
 retrying and dead row with the columns the counts and the oldest waiting time need, so the read is index-only
 and costs what the queue holds, never what the log holds. It is led by the tenant, so a read of some tenants
 (a page of the Integrations page) costs only their queue. The statement names the index's predicate as literal

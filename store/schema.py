@@ -152,7 +152,7 @@ webhook_log = Table(
     # The queue's counts (store/queue_depth.py: metrics, `webhooks stats`, the Integrations page), per tenant:
     # every pending, retrying and dead row with what the counts and the oldest waiting age read, so a read is
     # index-only and costs what the queue (of the tenants asked for) holds, never what the log holds. Led by
-    # the tenant, so the page reads only its tenants' range (migration 0012; it replaced 0011's dead-only index).
+    # the tenant, so the page reads only its tenants' range (migration 0011).
     Index(
         "ix_webhook_log_queue",
         "tenant",

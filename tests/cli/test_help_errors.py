@@ -56,7 +56,7 @@ def test_a_sqlite_database_that_opens_but_refuses_a_statement_is_not_called_unop
     db = tmp_path / "t.db"
     upgrade(f"sqlite:///{db}")
     with sqlite3.connect(db) as conn:
-        conn.execute("DROP INDEX ix_webhook_log_dead")
+        conn.execute("DROP INDEX ix_webhook_log_queue")
     r = cli("webhooks", "stats", env={"DATABASE_URL": f"sqlite:///{db}"})
     assert r.code == 1
     assert f"the SQLite database {db} refused a statement (OperationalError: no such index" in r.err
