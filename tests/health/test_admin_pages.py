@@ -3,6 +3,7 @@ token is configured; a refusal's reason explained in words; outside text escaped
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,13 +12,17 @@ import falcon.testing
 import pytest
 from pydantic import SecretStr
 from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
 
 from store import health as store_health
 from store import migrate
 from store.engine import make_engine
 from store.webhook_log import DirectEventStore, WebhookRecord
 from tenancy.settings import Settings
+from tests.conftest import PgSchemas
 from tests.webhook_server.helpers import FakeStore, FixedClock, tenants
+from tests.webhook_server.tcp_proxy import TcpProxy
+from webhook_server.admin import resources as admin_resources
 from webhook_server.app import create_app
 from webhook_server.routing import build_routing
 from webhook_server.storage import EngineLogReader
@@ -249,3 +254,39 @@ def test_the_log_page_filters_by_delivery_state_and_shows_it(engine: Engine) -> 
     bad = c.simulate_get("/admin/logs", params={"state": "stuck"}, headers=auth)
     assert bad.status_code == 400 and "delivery state: one of pending, retrying, delivered, dead" in bad.text
     assert bad.text.count('<td class="delivery">') == 5  # the filter dropped, the log shown
+
+
+def test_a_database_that_stops_answering_gives_each_page_a_503_at_its_deadline_and_the_pages_come_back(
+        pg_schemas: PgSchemas, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = pg_schemas.new()
+    migrate.upgrade(url)
+    parsed = make_url(url)
+    proxy = TcpProxy(parsed.host or "127.0.0.1", parsed.port or 5432)
+    engine = make_engine(parsed.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False))
+    try:
+        c = _client(engine)
+        cookies = {"tenantctl_admin": _login(c)}
+        assert c.simulate_get("/admin/", cookies=cookies).status_code == 200
+        monkeypatch.setattr(admin_resources, "READ_DEADLINE_S", 1.0)
+        proxy.hang()  # a partition: the open connections stay open and nothing answers
+        for path in ("/admin/", "/admin/tenants/acme", "/admin/logs"):
+            started = time.monotonic()
+            r = c.simulate_get(path, cookies=cookies)
+            assert (r.status_code, "Database unavailable" in r.text) == (503, True), (path, r.status_code)
+            assert time.monotonic() - started < 2.5, path
+        proxy.heal()
+        assert c.simulate_get("/admin/", cookies=cookies).status_code == 200
+    finally:
+        proxy.heal()
+        engine.dispose()
+        proxy.close()
+
+
+def test_a_database_that_fails_a_pages_read_gives_a_503_saying_so_not_a_500(engine: Engine) -> None:
+    c = _client(engine)
+    cookies = {"tenantctl_admin": _login(c)}
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE health_results")
+    r = c.simulate_get("/admin/", cookies=cookies)
+    assert r.status_code == 503 and "The database could not be read" in r.text
+    assert "health_results" not in r.text  # the reason is for the server's log

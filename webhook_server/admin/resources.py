@@ -12,14 +12,17 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlencode
 
 import falcon
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from store import health as store_health
+from store.bounded import SCRAPE_DEADLINE_S, read_within
+from store.errors import DatabaseUnavailable, short_error
 from store.schema import DELIVERY_STATES, OUTCOMES
 from tenancy.escape import printable
 from webhook_server.admin import data, reasons, session
@@ -27,6 +30,21 @@ from webhook_server.admin.login_limit import LoginLimiter
 from webhook_server.client_address import TrustedProxies, addresses
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+READ_DEADLINE_S = SCRAPE_DEADLINE_S  # a page's reads, all together (store/bounded.py)
+
+
+def _read(engine: Engine, read: Callable[[], T]) -> T:
+    """What a page shows, read within READ_DEADLINE_S: a database that fails or does not answer is a 503 saying
+    so (the reason in the server's log), never a page that hangs or a 500."""
+    try:
+        return read_within(engine, read, READ_DEADLINE_S)
+    except (DatabaseUnavailable, SQLAlchemyError) as exc:
+        log.warning("admin page: the database could not be read: %s", short_error(exc))
+        raise falcon.HTTPServiceUnavailable(
+            title="Database unavailable",
+            description="The database could not be read (the server's log says why); the page works again as "
+                        "soon as it answers.", retry_after=5) from None
 _FORWARDED = ("x-forwarded-for", "x-real-ip")
 
 PAGE = 50
@@ -152,11 +170,16 @@ class IntegrationsResource(_Page):
         engine = self._guard(req)
         now = datetime.now(UTC)
         routed = list(self.slugs())
-        names = data.all_slugs(engine, routed)
-        pages = max(1, -(-len(names) // TENANTS_PER_PAGE))
-        page = min(req.get_param_as_int("page", min_value=1, default=1) or 1, pages)
-        shown = names[(page - 1) * TENANTS_PER_PAGE:page * TENANTS_PER_PAGE]
-        views = data.tenants(engine, shown, now=now, routed=set(routed))
+        asked = req.get_param_as_int("page", min_value=1, default=1) or 1
+
+        def read() -> tuple[list[str], int, int, list[data.TenantView]]:
+            names = data.all_slugs(engine, routed)
+            pages = max(1, -(-len(names) // TENANTS_PER_PAGE))
+            page = min(asked, pages)
+            shown = names[(page - 1) * TENANTS_PER_PAGE:page * TENANTS_PER_PAGE]
+            return names, pages, page, data.tenants(engine, shown, now=now, routed=set(routed))
+
+        names, pages, page, views = _read(engine, read)
         render(resp, "index.html", tenants=views, now=now, title="Integrations", page=page, pages=pages,
                total=len(names))
 
@@ -166,10 +189,17 @@ class TenantResource(_Page):
         engine = self._guard(req)
         routed = set(self.slugs())
         # A tenant no file routes any more still has its page while it has health results or queued events.
-        if slug not in routed and not store_health.latest(engine, slug) and not data.has_queue(engine, slug):
-            raise falcon.HTTPNotFound()
         now = datetime.now(UTC)
-        [view] = data.tenants(engine, [slug], now=now, routed=routed)
+
+        def read() -> data.TenantView | None:
+            if slug not in routed and not store_health.latest(engine, slug) and not data.has_queue(engine, slug):
+                return None
+            [view] = data.tenants(engine, [slug], now=now, routed=routed)
+            return view
+
+        view = _read(engine, read)
+        if view is None:
+            raise falcon.HTTPNotFound()
         render(resp, "tenant.html", t=view, now=now, title=f"Tenant {slug}")
 
 
@@ -219,9 +249,9 @@ class LogsResource(_Page):
         cursor = _cursor_param(req, errors)
         if errors:
             resp.status = falcon.HTTP_400  # the page still renders, naming what to fix
-        rows, next_cursor = store_health.log_page(
+        rows, next_cursor = _read(engine, lambda: store_health.log_page(
             engine, tenant=f["tenant"] or None, provider=f["provider"] or None, outcome=f["outcome"] or None,
-            reason=f["reason"] or None, since=since, until=until, limit=PAGE, cursor=cursor, state=f["state"] or None)
+            reason=f["reason"] or None, since=since, until=until, limit=PAGE, cursor=cursor, state=f["state"] or None))
         kept = {k: v for k, v in f.items() if v}
         next_url = None if next_cursor is None else "/admin/logs?" + urlencode({**kept, "cursor": next_cursor})
         render(resp, "logs.html", rows=rows, f=f, errors=errors, next_url=next_url, first=cursor is None,
