@@ -12,7 +12,6 @@ import falcon.testing
 import pytest
 from pydantic import SecretStr
 from sqlalchemy import Engine
-from sqlalchemy.engine import make_url
 
 from store import health as store_health
 from store import migrate
@@ -21,7 +20,7 @@ from store.webhook_log import DirectEventStore, WebhookRecord
 from tenancy.settings import Settings
 from tests.conftest import PgSchemas
 from tests.webhook_server.helpers import FakeStore, FixedClock, tenants
-from tests.webhook_server.tcp_proxy import TcpProxy
+from tests.webhook_server.tcp_proxy import TcpProxy, behind_proxy
 from webhook_server.admin import resources as admin_resources
 from webhook_server.app import create_app
 from webhook_server.routing import build_routing
@@ -260,9 +259,11 @@ def test_a_database_that_stops_answering_gives_each_page_a_503_at_its_deadline_a
         pg_schemas: PgSchemas, monkeypatch: pytest.MonkeyPatch) -> None:
     url = pg_schemas.new()
     migrate.upgrade(url)
-    parsed = make_url(url)
-    proxy = TcpProxy(parsed.host or "127.0.0.1", parsed.port or 5432)
-    engine = make_engine(parsed.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False))
+    with behind_proxy(url) as (proxy, proxied_url):
+        _pages_through_a_partition(proxy, make_engine(proxied_url), monkeypatch)
+
+
+def _pages_through_a_partition(proxy: TcpProxy, engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     try:
         c = _client(engine)
         cookies = {"tenantctl_admin": _login(c)}
@@ -279,7 +280,6 @@ def test_a_database_that_stops_answering_gives_each_page_a_503_at_its_deadline_a
     finally:
         proxy.heal()
         engine.dispose()
-        proxy.close()
 
 
 def test_a_database_that_fails_a_pages_read_gives_a_503_saying_so_not_a_500(engine: Engine) -> None:

@@ -16,6 +16,7 @@ import pytest
 
 from tenantctl import run_token
 from tenantctl.run_token import RunTokenError, take
+from tests.sandbox.planted import planted_link, untouched
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -116,16 +117,9 @@ def test_a_lock_held_shared_by_something_else_reads_as_a_server_running(tmp_path
 def test_a_symlinked_token_or_lock_file_is_refused_naming_it_and_nothing_changes(tmp_path: Path, name: str) -> None:
     """A link planted in the state dir had the token written over its target (made 0600), and its lock created
     beside the target, outside the state dir."""
-    state, elsewhere = tmp_path / "state", tmp_path / "elsewhere"
-    state.mkdir()
-    elsewhere.mkdir()
-    victim = elsewhere / "victim"
-    victim.write_text("precious\n")
-    victim.chmod(0o644)
-    (state / name).symlink_to(victim)
+    state, victim = planted_link(tmp_path, name)
     with pytest.raises(RunTokenError) as refused:
         take(state / "platform-admin-token")
     assert f"refusing {state / name}: it is a symlink" in str(refused.value)
-    assert victim.read_text() == "precious\n" and victim.stat().st_mode & 0o777 == 0o644
-    assert sorted(p.name for p in elsewhere.iterdir()) == ["victim"]
+    assert untouched(victim)
     assert [p.name for p in state.iterdir()] == [name]  # the other file not created either

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import pytest
 
 from tenantctl.run_token import LOCK_WAIT_S
+from tests.sandbox.planted import planted_link, untouched
 from tests.sandbox.test_run_token import held_lock
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -358,18 +359,11 @@ def test_a_symlinked_token_file_is_refused_naming_it_and_its_target_is_left_alon
         tmp_path: pathlib.Path, command: str, name: str) -> None:
     """`ln -s /elsewhere/victim <state>/platform-admin-token`: the start wrote the token over `victim` (made 0600)
     and created `victim.lock` beside it."""
-    state, elsewhere = tmp_path / "state", tmp_path / "elsewhere"
-    state.mkdir()
-    elsewhere.mkdir()
-    victim = elsewhere / "victim"
-    victim.write_text("precious\n")
-    victim.chmod(0o644)
-    (state / name).symlink_to(victim)
+    state, victim = planted_link(tmp_path, name)
     status, out = _sandbox(command, state, tmp_path)
     assert status == 1, out
     assert f"error: refusing {state / name}: it is a symlink" in out
-    assert victim.read_text() == "precious\n" and victim.stat().st_mode & 0o777 == 0o644
-    assert sorted(p.name for p in elsewhere.iterdir()) == ["victim"]
+    assert untouched(victim)
     assert [p.name for p in state.iterdir()] == [name]
 
 

@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 import pytest
 from prometheus_client import generate_latest
 from sqlalchemy import Engine, text
-from sqlalchemy.engine import make_url
 
 from delivery.metrics import DeliveryMetrics
 from store.bounded import read_within
@@ -20,20 +19,18 @@ from store.errors import DatabaseUnavailable
 from store.migrate import upgrade
 from store.queue_depth import depth_by_provider
 from tests.conftest import PgSchemas
-from tests.webhook_server.tcp_proxy import TcpProxy
+from tests.webhook_server.tcp_proxy import TcpProxy, behind_proxy
 
 
 @pytest.fixture
 def proxied(pg_schemas: PgSchemas) -> Iterator[tuple[TcpProxy, Engine]]:
     url = pg_schemas.new()
     upgrade(url)
-    parsed = make_url(url)
-    proxy = TcpProxy(parsed.host or "127.0.0.1", parsed.port or 5432)
-    engine = make_engine(parsed.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False))
-    yield proxy, engine
-    proxy.heal()
-    engine.dispose()
-    proxy.close()
+    with behind_proxy(url) as (proxy, proxied_url):
+        engine = make_engine(proxied_url)
+        yield proxy, engine
+        proxy.heal()
+        engine.dispose()
 
 
 def _select(engine: Engine, sql: str = "SELECT 1") -> int:

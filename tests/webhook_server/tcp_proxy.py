@@ -16,7 +16,10 @@ import select
 import socket
 import struct
 import threading
+from collections.abc import Iterator
 from typing import Literal
+
+from sqlalchemy.engine import make_url
 
 Mode = Literal["pass", "hang", "refuse"]
 
@@ -102,3 +105,14 @@ def _reset(s: socket.socket) -> None:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     with contextlib.suppress(OSError):
         s.close()
+
+
+@contextlib.contextmanager
+def behind_proxy(url: str) -> Iterator[tuple[TcpProxy, str]]:
+    """A proxy in front of the database of URL, and URL pointed at it (the password kept)."""
+    parsed = make_url(url)
+    proxy = TcpProxy(parsed.host or "127.0.0.1", parsed.port or 5432)
+    try:
+        yield proxy, parsed.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    finally:
+        proxy.close()

@@ -18,7 +18,7 @@ from tests.conftest import PgSchemas
 
 from .helpers import tenant_dicts
 from .server_harness import Server, hosp, make_tenants_dir, start_server
-from .tcp_proxy import TcpProxy
+from .tcp_proxy import TcpProxy, behind_proxy
 
 # A fault drill (a stuck or refusing database): run by `make faults` and CI, apart from `make test`.
 pytestmark = pytest.mark.fault
@@ -30,10 +30,8 @@ COMMIT_DEADLINE_S = 2
 def pg_behind_proxy(pg_schemas: PgSchemas) -> Iterator[tuple[TcpProxy, str]]:
     url = pg_schemas.new()
     upgrade(url)
-    parsed = make_url(url)
-    proxy = TcpProxy(parsed.host or "127.0.0.1", parsed.port or 5432)
-    yield proxy, parsed.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
-    proxy.close()
+    with behind_proxy(url) as proxied:
+        yield proxied
 
 
 @pytest.fixture
