@@ -13,7 +13,9 @@ import dataclasses
 import datetime as dt
 import email
 import email.policy
+import errno
 import ipaddress
+import os
 import socket
 import ssl
 import tempfile
@@ -129,6 +131,9 @@ class SandboxSmtp:
     def start(self) -> SandboxSmtp:
         controller = _controller_class()
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        for name in (CA_FILE, PORT_FILE):  # before anything starts (written with O_NOFOLLOW after, in case)
+            if (self.state_dir / name).is_symlink():
+                raise OSError(errno.ELOOP, f"refusing {self.state_dir / name}: it is a symlink")
         cert_pem, key_pem = _certificate()
         tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         with tempfile.TemporaryDirectory() as tmp:  # ssl loads keys from files only
@@ -141,8 +146,8 @@ class SandboxSmtp:
                                       tls_context=tls, require_starttls=True, auth_require_tls=True,
                                       authenticator=self._authenticate, ready_timeout=10)
         self._controller.start()
-        (self.state_dir / CA_FILE).write_bytes(cert_pem)
-        (self.state_dir / PORT_FILE).write_text(f"{self.port}\n")
+        _write_own(self.state_dir / CA_FILE, cert_pem)
+        _write_own(self.state_dir / PORT_FILE, f"{self.port}\n".encode())
         return self
 
     def stop(self) -> None:
@@ -156,3 +161,16 @@ class SandboxSmtp:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _write_own(path: Path, data: bytes) -> None:
+    """Write DATA as PATH, never through a symlink planted there (it would be written over the link's target):
+    OSError naming PATH instead, and nothing written."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise OSError(errno.ELOOP, f"refusing {path}: it is a symlink") from None
+        raise
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)

@@ -24,7 +24,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=True,  # --install-completion / --show-completion
     rich_markup_mode=None,  # help text is plain: examples keep their quotes and brackets
-    context_settings={"max_content_width": 120},
+    context_settings={"max_content_width": 120, "help_option_names": ["--help", "-h"]},
 )
 
 
@@ -132,6 +132,15 @@ def _explain(e: BaseException) -> str | None:
     return explain(e, url)
 
 
+_ROOT_OPTIONS = ("--tenants", "--debug", "--verbose", "-v", "--no-color")
+
+
+def _root_option(e: BaseException) -> str | None:
+    """The root option a usage error's unknown option is, when it was given after the command."""
+    name = getattr(e, "option_name", None)
+    return name if type(e).__name__ == "NoSuchOption" and name in _ROOT_OPTIONS else None
+
+
 def main() -> None:
     load_dotenv()  # .env for every command and every process it starts; the environment wins
     debug = "--debug" in sys.argv or bool(os.environ.get("TENANTCTL_DEBUG"))
@@ -157,6 +166,9 @@ def main() -> None:
             # A usage error (mistyped flag or command): click's usage text and hint. Exit 1, never
             # click's 2: for plan, 2 means "changes" and a script must not read a typo as a plan.
             e.show()  # type: ignore[attr-defined]
+            if (root := _root_option(e)) is not None:
+                sys.stderr.write(f"hint: {root} is an option of tenantctl itself: put it before the command "
+                                 f"(tenantctl {root}{' DIR' if root == '--tenants' else ''} COMMAND ...)\n")
             code = e.exit_code  # type: ignore[attr-defined]
             sys.exit(1 if code == 2 else code)
         taught = _explain(e)

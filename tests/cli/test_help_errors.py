@@ -61,3 +61,17 @@ def test_a_sqlite_database_that_opens_but_refuses_a_statement_is_not_called_unop
     assert r.code == 1
     assert f"the SQLite database {db} refused a statement (OperationalError: no such index" in r.err
     assert "cannot open" not in r.err and "Traceback" not in r.err
+
+
+def test_a_root_option_given_after_the_command_is_refused_with_where_it_goes(cli: RunCli) -> None:
+    r = cli("list", "--tenants", str(EXAMPLES))
+    assert r.code == 1
+    assert "No such option: --tenants" in r.err
+    assert "hint: --tenants is an option of tenantctl itself: put it before the command" in r.err
+    assert "hint" not in cli("list", "--bogus").err  # only for the root's own options
+
+
+def test_dash_h_is_help_everywhere(cli: RunCli) -> None:
+    for args in (["-h"], ["webhooks", "log", "-h"]):
+        r = cli(*args)
+        assert r.code == 0 and r.out.startswith("Usage: tenantctl"), args

@@ -123,3 +123,17 @@ def test_a_symlinked_token_or_lock_file_is_refused_naming_it_and_nothing_changes
     assert f"refusing {state / name}: it is a symlink" in str(refused.value)
     assert untouched(victim)
     assert [p.name for p in state.iterdir()] == [name]  # the other file not created either
+
+
+@pytest.mark.parametrize("name", ["sandbox-smtp.port", "sandbox-smtp.pem"])
+def test_the_sandbox_smtp_refuses_a_symlinked_port_or_certificate_file_before_it_starts(tmp_path: Path,
+                                                                                       name: str) -> None:
+    """A link planted where the sandbox's SMTP writes its port or certificate had them written over its target."""
+    from sandbox.smtp import SandboxSmtp
+    from sandbox.world import World
+
+    state, victim = planted_link(tmp_path, name)
+    smtp = SandboxSmtp(World(), state)
+    with pytest.raises(OSError, match=f"refusing {state / name}: it is a symlink"):
+        smtp.start()
+    assert untouched(victim) and smtp.port == 0  # refused before it took a port
