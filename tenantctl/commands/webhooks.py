@@ -28,6 +28,16 @@ _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 _UNIT_SECONDS = {"seconds": 1, "minutes": 60, "hours": 3600, "days": 86400, "weeks": 604800}
 PROVIDERS = ("hospitable", "whatsapp", "nuki", "beds24")
+
+
+def _known_provider(value: str | None) -> str | None:
+    """--provider's check: a typo would select nothing and read as "none came"."""
+    if value is not None and value not in PROVIDERS:
+        raise typer.BadParameter(f"one of {', '.join(PROVIDERS)}", param_hint="--provider")
+    return value
+
+
+ProviderOption = Annotated[str | None, typer.Option("--provider", help=", ".join(PROVIDERS), callback=_known_provider)]
 MAX_DURATION = timedelta(days=36500)  # an age or window; 100 years covers any log, and stays inside datetime's range
 # A webhook-log ID: a positive 64-bit integer (BIGINT on PostgreSQL, SQLite's rowid).
 MAX_ID = 2**63 - 1
@@ -128,7 +138,7 @@ def log_cmd(
     ctx: typer.Context,
     *,
     tenant: Annotated[str | None, typer.Option("--tenant", help="Only this tenant's requests.")] = None,
-    provider: Annotated[str | None, typer.Option("--provider", help=", ".join(PROVIDERS))] = None,
+    provider: ProviderOption = None,
     since: Annotated[str | None, typer.Option("--since", help="24h, 7d, or an ISO 8601 time.")] = None,
     rejected: Annotated[bool, typer.Option("--rejected", help="Only refused requests.")] = False,
     state: Annotated[list[DeliveryState] | None, typer.Option(
@@ -145,8 +155,6 @@ def log_cmd(
         # Refused requests are never queued: the two together could only ever list nothing.
         raise typer.BadParameter("a refused request has no delivery state: use --rejected or --state, not both",
                                  param_hint="--rejected/--state")
-    if provider is not None and provider not in PROVIDERS:  # a typo would list nothing and look like "none came"
-        raise typer.BadParameter(f"one of {', '.join(PROVIDERS)}", param_hint="--provider")
     outcome: Outcome | None = "rejected" if rejected else None
     since_at = parse_since(since, datetime.now(UTC)) if since else None
     engine = _engine(c)
@@ -272,7 +280,7 @@ def replay_cmd(
     ids: Annotated[list[int] | None, typer.Argument(help="Webhook-log IDs (from `webhooks log`).",
                                                     callback=_log_ids)] = None,
     tenant: Annotated[str | None, typer.Option("--tenant", help="Every event of this tenant.")] = None,
-    provider: Annotated[str | None, typer.Option("--provider", help=", ".join(PROVIDERS))] = None,
+    provider: ProviderOption = None,
     since: Annotated[str | None, typer.Option("--since", help="Received at or after: 24h, 7d or ISO 8601.")] = None,
     until: Annotated[str | None, typer.Option("--until", help="Received before: a duration back or ISO 8601.")] = None,
     dead: Annotated[bool, typer.Option("--dead", help="Only dead-lettered events.")] = False,
@@ -284,8 +292,6 @@ def replay_cmd(
     c: Context = ctx.obj
     if not (ids or tenant or provider or since or until or dead):
         raise typer.BadParameter("name IDs, or select with --tenant, --provider, --since, --until or --dead")
-    if provider is not None and provider not in PROVIDERS:
-        raise typer.BadParameter(f"one of {', '.join(PROVIDERS)}", param_hint="--provider")
     now = datetime.now(UTC)
     since_at = parse_since(since, now) if since else None
     until_at = parse_since(until, now, "--until") if until else None
