@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, Integer, String, TextualSelect, bindparam, column, text
+from sqlalchemy import ColumnElement, Engine, Integer, Select, String, TextualSelect, bindparam, column, select, text
 
-from store.schema import QUEUED_PREDICATE, UTCDateTime
+from store.schema import QUEUED_PREDICATE, QUEUED_STATES, UTCDateTime
 
 _INDEX = "ix_webhook_log_queue"
 
@@ -105,4 +105,33 @@ def queued_tenants(engine: Engine) -> list[str]:
         return [str(r[0]) for r in conn.execute(queued_statement(engine.dialect.name))]
 
 
-__all__ = ["QueueDepth", "depth_by_provider", "depth_by_tenant", "queued_statement", "queued_tenants", "statement"]
+def queued_ids(dialect: str, states: Sequence[str], *, tenant: str | None = None, provider: str | None = None,
+               since: datetime | None = None, until: datetime | None = None, before_id: int | None = None,
+               limit: int | None = None) -> Select[int]:
+    """The IDs of the events in ``states`` (a subset of the queue's: pending, retrying, dead), newest first, read
+    from the queue's index alone: a filter on the delivery state costs what the queue holds, never what the log
+    holds (`webhooks log --state dead`, `replay --dead`, the log page's filter). ``since`` inclusive, ``until``
+    and ``before_id`` exclusive; every filter given must match.
+
+    Raises ValueError for a state outside the queue (``delivered`` is most of the log: no index serves it)."""
+    if not states or not set(states) <= set(QUEUED_STATES):
+        raise ValueError(f"states must be some of {', '.join(QUEUED_STATES)}, got {', '.join(states) or 'none'}")
+    # Lightweight columns, unqualified, so that the FROM is the hinted source alone.
+    rowid = column("id", Integer())
+    where: list[ColumnElement[bool]] = [column("delivery_state", String()).in_(list(states))]
+    if tenant is not None:
+        where.append(column("tenant", String()) == tenant)
+    if provider is not None:
+        where.append(column("provider", String()) == provider)
+    if since is not None:
+        where.append(column("received_at", UTCDateTime()) >= since)
+    if until is not None:
+        where.append(column("received_at", UTCDateTime()) < until)
+    if before_id is not None:
+        where.append(rowid < before_id)
+    stmt = select(rowid).select_from(text(_source(dialect))).where(text(QUEUED_PREDICATE), *where)
+    return stmt.order_by(rowid.desc()).limit(limit) if limit is not None else stmt
+
+
+__all__ = ["QueueDepth", "depth_by_provider", "depth_by_tenant", "queued_ids", "queued_statement", "queued_tenants",
+           "statement"]

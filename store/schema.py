@@ -44,8 +44,9 @@ CHANGE_OUTCOMES = ("planned", "applied", "confirmed", "not_applied", "unknown", 
 # Delivery to the platform (the outbox): only accepted rows carry a state; NULL means never queued.
 DELIVERY_STATES = ("pending", "retrying", "delivered", "dead")
 DUE_PREDICATE = "delivery_state IN ('pending', 'retrying')"
-DEAD_PREDICATE = "delivery_state = 'dead'"
-# Every event still to deliver or dead: what the queue's counts read (ix_webhook_log_queue).
+# Every event still to deliver or dead: what the queue's counts read (ix_webhook_log_queue). The predicate is
+# literal SQL, as written in migration 0011: a planner uses a partial index only for a query that names it.
+QUEUED_STATES = ("pending", "retrying", "dead")
 QUEUED_PREDICATE = "delivery_state IN ('pending', 'retrying', 'dead')"
 ATTEMPT_OUTCOMES = ("delivered", "failed", "error")
 HEALTH_STATUSES = ("healthy", "progressing", "degraded", "missing", "unknown", "suspended")

@@ -38,8 +38,9 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlch
 
 from store.engine import begin_write, writer_lock
 from store.errors import DatabaseUnavailable
+from store.queue_depth import queued_ids
 from store.refusals import RefusalFolder
-from store.schema import ACCEPTED_EVENT_PREDICATE, webhook_event_keys, webhook_log
+from store.schema import ACCEPTED_EVENT_PREDICATE, QUEUED_STATES, webhook_event_keys, webhook_log
 from tenancy.escape import storable
 
 log = logging.getLogger(__name__)
@@ -893,11 +894,16 @@ def query_log(
     """Newest first. Pass the returned cursor back to get the next page; ``None`` means no more pages.
 
     ``since`` is inclusive, ``until`` exclusive. ``states``: only events in one of these delivery states (rows
-    never queued, whose state is NULL, match none).
+    never queued, whose state is NULL, match none); states of the queue alone (pending, retrying, dead) are read
+    from its index (store/queue_depth.py), so finding the few dead events costs what the queue holds.
     """
     if limit < 1:
         raise ValueError("limit must be at least 1")
     stmt = select(*_LOG_COLUMNS).order_by(webhook_log.c.id.desc()).limit(limit + 1)
+    if states and set(states) <= set(QUEUED_STATES):
+        stmt = stmt.where(webhook_log.c.id.in_(queued_ids(
+            engine.dialect.name, states, tenant=tenant, provider=provider, since=since, until=until,
+            before_id=cursor, limit=limit + 1)))
     if tenant is not None:
         stmt = stmt.where(webhook_log.c.tenant == tenant)
     if provider is not None:
@@ -968,9 +974,6 @@ def stats(engine: Engine, *, now: datetime, window: timedelta = timedelta(hours=
     return sorted(rows, key=lambda s: (s.tenant is None, s.tenant or "", s.provider))
 
 
-UNDELIVERED_STATES = ("pending", "retrying", "dead")
-
-
 def in_flight(now: datetime) -> ColumnElement[bool]:
     """Events a delivery worker holds at ``now``: claimed, their lease still running, so their attempt may be
     under way (the platform may be receiving them)."""
@@ -996,7 +999,7 @@ def prune(engine: Engine, older_than: datetime, *, include_undelivered: bool = F
     c = webhook_log.c
     stmt = delete(webhook_log).where(c.received_at < older_than)
     if not include_undelivered:
-        stmt = stmt.where(or_(c.delivery_state.is_(None), c.delivery_state.not_in(UNDELIVERED_STATES)))
+        stmt = stmt.where(or_(c.delivery_state.is_(None), c.delivery_state.not_in(QUEUED_STATES)))
     else:
         stmt = stmt.where(not_in_flight(now or datetime.now(UTC)))
     with begin_write(engine) as conn:

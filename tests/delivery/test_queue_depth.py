@@ -4,14 +4,16 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from prometheus_client import generate_latest
 from sqlalchemy import Engine, event, update
 
 from delivery.metrics import DeliveryMetrics
-from store.delivery import queue_by_group, queue_stats
+from store.delivery import queue_by_group, queue_stats, replay
 from store.migrate import upgrade
 from store.queue_depth import (
     QueueDepth,
@@ -22,6 +24,7 @@ from store.queue_depth import (
     statement,
 )
 from store.schema import webhook_log
+from store.webhook_log import query_log
 
 from ..conftest import PgSchemas
 from .harness import accepted, insert
@@ -212,3 +215,47 @@ def test_every_providers_attempt_and_dead_letter_counters_start_at_zero_so_the_f
         assert f'tenantctl_delivery_dead_lettered_total{{provider="{provider}"}} 0.0' in exposed
         for outcome in ("delivered", "failed", "error"):
             assert f'tenantctl_delivery_attempts_total{{outcome="{outcome}",provider="{provider}"}} 0.0' in exposed
+
+
+def _plans_of(engine: Engine, run: Callable[[], object]) -> list[str]:
+    """The plan of every query and update ``run`` sends, as the database plans it with the parameters sent."""
+    sent: list[tuple[str, Any]] = []
+
+    def keep(*args: Any) -> None:
+        if str(args[2]).lstrip().upper().startswith(("SELECT", "UPDATE")):
+            sent.append((str(args[2]), args[3]))
+
+    event.listen(engine, "before_cursor_execute", keep)
+    try:
+        run()
+    finally:
+        event.remove(engine, "before_cursor_execute", keep)
+    explain = "EXPLAIN QUERY PLAN" if engine.dialect.name == "sqlite" else "EXPLAIN"
+    plans = []
+    with engine.connect() as conn:
+        for sql, params in sent:
+            rows = conn.exec_driver_sql(f"{explain} {sql}", params)
+            plans.append("\n".join(str(r[-1] if engine.dialect.name == "sqlite" else r[0]) for r in rows))
+    return plans
+
+
+def test_the_dead_are_listed_and_replayed_through_the_queues_index_not_by_reading_the_log(db: Engine) -> None:
+    """`webhooks log --state dead` and `webhooks replay --dead` in a log of 20,000 delivered events and 3 dead
+    ones: each statement reads the queue's index and fetches rows by ID, never every row of the log (SQLite
+    without statistics, as a log left to grow has none; PostgreSQL with its own)."""
+    for start in range(0, 20_000, 5000):
+        insert(db, accepted(5000, start=start, at=NOW - timedelta(days=1)))
+    insert(db, accepted(3, start=30_000, provider="nuki", at=NOW - timedelta(hours=1)))
+    with db.begin() as conn:
+        conn.execute(update(webhook_log).values(delivery_state="delivered"))
+        conn.execute(update(webhook_log).where(webhook_log.c.provider == "nuki").values(delivery_state="dead"))
+        if db.dialect.name == "postgresql":
+            conn.exec_driver_sql("ANALYZE webhook_log")
+
+    listed: list[list[int]] = []
+    plans = _plans_of(db, lambda: listed.append([r.id for r in query_log(db, states=["dead"], limit=2)[0]]))
+    plans += _plans_of(db, lambda: listed.append([replay(db, now=NOW, dead_only=True, provider="nuki").queued]))
+    assert listed == [[20_003, 20_002], [3]]
+    for plan in plans:
+        assert "ix_webhook_log_queue" in plan, plan
+        assert not re.search(r"^SCAN webhook_log$|Seq Scan on webhook_log", plan, re.M), plan
