@@ -14,6 +14,7 @@ from sqlalchemy import Engine, String, and_, case, column, delete, func, insert,
 
 from store.engine import begin_write
 from store.schema import health_results, webhook_event_keys, webhook_log
+from store.webhook_log import newest_first
 
 KEEP = timedelta(days=30)  # older results are pruned when a run is recorded
 
@@ -213,24 +214,11 @@ def log_page(engine: Engine, *, tenant: str | None = None, provider: str | None 
     `reason` matches as a prefix ("cross-tenant" finds every "cross-tenant:<owner>"); `state`: a delivery state.
     Never reads bodies or headers."""
     c = webhook_log.c
-    stmt = select(c.id, c.received_at, c.tenant, c.provider, c.outcome, c.status_code, c.reason, c.event_id,
-                  c.latency_ms, c.delivery_state).order_by(c.id.desc()).limit(limit + 1)
-    if tenant:
-        stmt = stmt.where(c.tenant == tenant)
-    if provider:
-        stmt = stmt.where(c.provider == provider)
-    if outcome:
-        stmt = stmt.where(c.outcome == outcome)
-    if reason:
-        stmt = stmt.where(c.reason.startswith(reason, autoescape=True))
-    if state:
-        stmt = stmt.where(c.delivery_state == state)
-    if since is not None:
-        stmt = stmt.where(c.received_at >= since)
-    if until is not None:
-        stmt = stmt.where(c.received_at < until)
-    if cursor is not None:
-        stmt = stmt.where(c.id < cursor)
+    stmt = newest_first(engine.dialect.name, (c.id, c.received_at, c.tenant, c.provider, c.outcome, c.status_code,
+                                              c.reason, c.event_id, c.latency_ms, c.delivery_state),
+                        tenant=tenant or None, provider=provider or None, outcome=outcome or None,
+                        reason=reason or None, since=since, until=until, states=[state] if state else [],
+                        limit=limit, cursor=cursor)
     with engine.connect() as conn:
         rows = [LogEntry(**r._mapping) for r in conn.execute(stmt)]  # by name: the columns are its fields
     if len(rows) > limit:

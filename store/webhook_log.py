@@ -32,7 +32,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Literal, Protocol
 
-from sqlalchemy import ColumnElement, Connection, Engine, and_, case, delete, func, or_, select
+from sqlalchemy import ColumnElement, Connection, Engine, Select, and_, case, delete, func, or_, select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 
@@ -879,6 +879,41 @@ def _row_to_log(row: Any) -> LogRow:
     return LogRow(**{name: getattr(row, name) for name in (*_RECORD_FIELDS, "id", *_DELIVERY_FIELDS)})
 
 
+def newest_first(dialect: str, columns: Sequence[Any], *, tenant: str | None = None, provider: str | None = None,
+                 outcome: str | None = None, reason: str | None = None, since: datetime | None = None,
+                 until: datetime | None = None, states: Sequence[str] = (), limit: int = 100,
+                 cursor: int | None = None) -> Select[Any]:
+    """A page of the log (``limit`` + 1 rows, to tell whether another follows), newest first, keyset-paged by ID
+    (``cursor``: the last ID shown). Filters are ANDed; ``reason`` matches as a prefix ("cross-tenant" finds every
+    "cross-tenant:<owner>"); ``since`` is inclusive, ``until`` exclusive. ``states``:
+    only events in one of these delivery states (rows never queued, whose state is NULL, match none); states of
+    the queue alone (pending, retrying, dead) are read from its index (store/queue_depth.py), so finding the few
+    dead events costs what the queue holds, not what the log holds.
+
+    Raises ValueError when ``limit`` < 1."""
+    if limit < 1:
+        raise ValueError("limit must be at least 1")
+    c = webhook_log.c
+    stmt = select(*columns).order_by(c.id.desc()).limit(limit + 1)
+    if states and set(states) <= set(QUEUED_STATES) and reason is None:  # the index holds every other filter
+        stmt = stmt.where(c.id.in_(queued_ids(dialect, states, tenant=tenant, provider=provider, since=since,
+                                              until=until, before_id=cursor, limit=limit + 1)))
+    elif states:
+        stmt = stmt.where(c.delivery_state.in_(list(states)))
+    for value, col in ((tenant, c.tenant), (provider, c.provider), (outcome, c.outcome)):
+        if value is not None:
+            stmt = stmt.where(col == value)
+    if reason is not None:
+        stmt = stmt.where(c.reason.startswith(reason, autoescape=True))
+    if since is not None:
+        stmt = stmt.where(c.received_at >= since)
+    if until is not None:
+        stmt = stmt.where(c.received_at < until)
+    if cursor is not None:
+        stmt = stmt.where(c.id < cursor)
+    return stmt
+
+
 def query_log(
     engine: Engine,
     *,
@@ -891,33 +926,10 @@ def query_log(
     limit: int = 100,
     cursor: int | None = None,
 ) -> tuple[list[LogRow], int | None]:
-    """Newest first. Pass the returned cursor back to get the next page; ``None`` means no more pages.
-
-    ``since`` is inclusive, ``until`` exclusive. ``states``: only events in one of these delivery states (rows
-    never queued, whose state is NULL, match none); states of the queue alone (pending, retrying, dead) are read
-    from its index (store/queue_depth.py), so finding the few dead events costs what the queue holds.
-    """
-    if limit < 1:
-        raise ValueError("limit must be at least 1")
-    stmt = select(*_LOG_COLUMNS).order_by(webhook_log.c.id.desc()).limit(limit + 1)
-    if states and set(states) <= set(QUEUED_STATES):
-        stmt = stmt.where(webhook_log.c.id.in_(queued_ids(
-            engine.dialect.name, states, tenant=tenant, provider=provider, since=since, until=until,
-            before_id=cursor, limit=limit + 1)))
-    if tenant is not None:
-        stmt = stmt.where(webhook_log.c.tenant == tenant)
-    if provider is not None:
-        stmt = stmt.where(webhook_log.c.provider == provider)
-    if outcome is not None:
-        stmt = stmt.where(webhook_log.c.outcome == outcome)
-    if since is not None:
-        stmt = stmt.where(webhook_log.c.received_at >= since)
-    if until is not None:
-        stmt = stmt.where(webhook_log.c.received_at < until)
-    if states:
-        stmt = stmt.where(webhook_log.c.delivery_state.in_(list(states)))
-    if cursor is not None:
-        stmt = stmt.where(webhook_log.c.id < cursor)
+    """A page of the log, newest first (see :func:`newest_first`). Pass the returned cursor back to get the next
+    page; ``None`` means no more pages."""
+    stmt = newest_first(engine.dialect.name, _LOG_COLUMNS, tenant=tenant, provider=provider, outcome=outcome,
+                        since=since, until=until, states=states, limit=limit, cursor=cursor)
     with engine.connect() as conn:
         rows = [_row_to_log(r) for r in conn.execute(stmt)]
     if len(rows) > limit:

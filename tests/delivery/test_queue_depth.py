@@ -14,6 +14,7 @@ from sqlalchemy import Engine, event, update
 
 from delivery.metrics import DeliveryMetrics
 from store.delivery import queue_by_group, queue_stats, replay
+from store.health import log_page
 from store.migrate import upgrade
 from store.queue_depth import (
     QueueDepth,
@@ -240,9 +241,9 @@ def _plans_of(engine: Engine, run: Callable[[], object]) -> list[str]:
 
 
 def test_the_dead_are_listed_and_replayed_through_the_queues_index_not_by_reading_the_log(db: Engine) -> None:
-    """`webhooks log --state dead` and `webhooks replay --dead` in a log of 20,000 delivered events and 3 dead
-    ones: each statement reads the queue's index and fetches rows by ID, never every row of the log (SQLite
-    without statistics, as a log left to grow has none; PostgreSQL with its own)."""
+    """`webhooks log --state dead`, the log page's "dead" filter and `webhooks replay --dead` in a log of 20,000
+    delivered events and 3 dead ones: each statement reads the queue's index and fetches rows by ID, never every
+    row of the log (SQLite without statistics, as a log left to grow has none; PostgreSQL with its own)."""
     for start in range(0, 20_000, 5000):
         insert(db, accepted(5000, start=start, at=NOW - timedelta(days=1)))
     insert(db, accepted(3, start=30_000, provider="nuki", at=NOW - timedelta(hours=1)))
@@ -254,8 +255,9 @@ def test_the_dead_are_listed_and_replayed_through_the_queues_index_not_by_readin
 
     listed: list[list[int]] = []
     plans = _plans_of(db, lambda: listed.append([r.id for r in query_log(db, states=["dead"], limit=2)[0]]))
+    plans += _plans_of(db, lambda: listed.append([r.id for r in log_page(db, state="dead", cursor=20_003)[0]]))
     plans += _plans_of(db, lambda: listed.append([replay(db, now=NOW, dead_only=True, provider="nuki").queued]))
-    assert listed == [[20_003, 20_002], [3]]
+    assert listed == [[20_003, 20_002], [20_002, 20_001], [3]]
     for plan in plans:
         assert "ix_webhook_log_queue" in plan, plan
         assert not re.search(r"^SCAN webhook_log$|Seq Scan on webhook_log", plan, re.M), plan
