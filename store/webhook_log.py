@@ -41,7 +41,7 @@ from store.errors import DatabaseUnavailable
 from store.queue_depth import queued_ids
 from store.refusals import RefusalFolder
 from store.schema import ACCEPTED_EVENT_PREDICATE, QUEUED_STATES, webhook_event_keys, webhook_log
-from tenancy.escape import storable
+from tenancy.escape import storable, storable_key
 
 log = logging.getLogger(__name__)
 
@@ -127,9 +127,11 @@ def _fit(text: str | None, length: int) -> str | None:
 
 def storable_record(rec: WebhookRecord) -> WebhookRecord:
     """REC with every sender-controlled text made storable: NUL and lone surrogates escaped (PostgreSQL
-    refuses NUL in text, neither driver can encode a surrogate), then cut to its column's length. A
-    content problem must never fail the write (and so answer 503 forever): the request is recorded.
-    Deterministic, so a redelivery maps to the same de-duplication key."""
+    refuses NUL in text, neither driver can encode a surrogate), then cut to its column's length; the keys
+    compared for de-duplication (event ID, item keys) instead kept by their digest when they cannot be stored
+    as sent, since an escape or a cut would give two events one key. A content problem must never fail the
+    write (and so answer 503 forever): the request is recorded. Deterministic, so a redelivery maps to the same
+    de-duplication key."""
     texts = (rec.event_id or "", rec.reason or "", rec.body or "", *rec.item_keys,
              *(rec.headers.values() if rec.headers else ()))
     if (all(t.isascii() and "\x00" not in t for t in texts) and len(rec.event_id or "") <= _EVENT_ID_LENGTH
@@ -140,9 +142,9 @@ def storable_record(rec: WebhookRecord) -> WebhookRecord:
     if headers is not None and not all(v.isascii() and "\x00" not in v for v in headers.values()):
         headers = {k: storable(v) for k, v in headers.items()}
     fitted = replace(
-        rec, event_id=_fit(rec.event_id, _EVENT_ID_LENGTH), reason=_fit(rec.reason, _REASON_LENGTH),
-        body=None if rec.body is None else storable(rec.body), headers=headers,
-        item_keys=tuple(storable(k)[:_EVENT_ID_LENGTH] for k in rec.item_keys),
+        rec, event_id=None if rec.event_id is None else storable_key(rec.event_id, _EVENT_ID_LENGTH),
+        reason=_fit(rec.reason, _REASON_LENGTH), body=None if rec.body is None else storable(rec.body),
+        headers=headers, item_keys=tuple(storable_key(k, _EVENT_ID_LENGTH) for k in rec.item_keys),
         body_size=min(max(rec.body_size, 0), MAX_BODY_SIZE),
     )
     return rec if fitted == rec else fitted

@@ -11,10 +11,14 @@ Three uses, one rule each:
 - :func:`storable` before a database: only what a database cannot hold is escaped (NUL, which
   PostgreSQL refuses in text; lone surrogates, which neither UTF-8 driver can encode). Deterministic, so a
   re-delivered event maps to the same stored key.
+- :func:`storable_key` for a key compared in the database (an event ID): the text as sent when a database
+  holds it whole, else its digest. Unlike an escape, one-to-one: ``"a\x00"`` and the six characters
+  ``a\\x00`` are different events and must never share a key (the second would be answered "duplicate").
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 # C0 controls, DEL, C1 controls, line/paragraph separators, every format character (Unicode category Cf:
@@ -59,4 +63,13 @@ def storable(text: str) -> str:
     return _UNSTORABLE.sub(_escape_char, text)
 
 
-__all__ = ["markup", "printable", "storable"]
+def storable_key(text: str, max_length: int) -> str:
+    """TEXT itself when a database can hold it whole (no NUL, no lone surrogate, at most ``max_length``
+    characters), else ``sha256:<hex digest of its UTF-8>`` (71 characters; surrogates encoded as they are, so
+    the digest exists for any str). One-to-one, up to a sender choosing a digest as its own ID."""
+    if len(text) <= max_length and ((text.isascii() and "\x00" not in text) or not _UNSTORABLE.search(text)):
+        return text
+    return "sha256:" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+__all__ = ["markup", "printable", "storable", "storable_key"]

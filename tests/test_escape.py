@@ -7,7 +7,7 @@ import unicodedata
 
 from rich.console import Console
 
-from tenancy.escape import markup, printable, storable
+from tenancy.escape import markup, printable, storable, storable_key
 
 
 def test_printable_leaves_ordinary_text_alone() -> None:
@@ -34,6 +34,14 @@ def test_storable_escapes_only_what_a_database_refuses() -> None:
     assert storable("a\nb é") == "a\nb é"
     assert storable("evt-\x00-\ud800") == "evt-\\x00-\\ud800"
     assert storable("evt-\x00") == storable("evt-\x00")  # deterministic: de-duplication still works
+
+
+def test_a_key_is_kept_as_sent_when_storable_and_else_by_its_digest_so_no_two_keys_meet() -> None:
+    assert storable_key("evt-é\n", 255) == "evt-é\n"
+    keys = {storable_key(k, 12) for k in ("a\x00", "a\\x00", "a\udcff", "a\\udcff", "a" * 13, "a" * 12 + "b")}
+    assert len(keys) == 6
+    assert storable_key("a\x00", 12) == storable_key("a\x00", 12)  # deterministic: a redelivery is a duplicate
+    assert all(storable_key(k, 12).startswith("sha256:") for k in ("a\x00", "a\udcff", "a" * 13))
 
 
 def test_every_format_character_is_escaped_bidi_marks_included() -> None:

@@ -18,7 +18,8 @@ Event IDs, per provider:
   gets the same key; the same event happening again later has a new trigger time, so a new key.
 - Nuki and Beds24 document no event ID; and any payload without one: ``sha256:`` + digest of the raw
   body, so an identical redelivery is still stored once.
-IDs longer than the log column allows are replaced by their digest.
+IDs the log column cannot hold as sent (longer than it, or with a NUL or a lone surrogate) are replaced by their
+digest (tenancy.escape.storable_key): one-to-one, where an escape or a cut would give two events one key.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ import re
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from tenancy.escape import storable_key
 
 MAX_EVENT_ID = 255
 # Outside text in an item key (it is shown by `tenantctl webhooks log`): Meta's field and event names
@@ -42,8 +45,8 @@ def _digest(text: bytes) -> str:
 
 
 def _fit(event_id: str) -> str:
-    # surrogatepass: a lone surrogate from the JSON must not make the id unhashable (a 500)
-    return event_id if len(event_id) <= MAX_EVENT_ID else "sha256:" + _digest(event_id.encode("utf-8", "surrogatepass"))
+    # An ID the log cannot hold as sent (too long, a NUL, a lone surrogate) is kept by its digest: one-to-one.
+    return storable_key(event_id, MAX_EVENT_ID)
 
 
 def body_digest_id(body: bytes) -> str:

@@ -20,6 +20,7 @@ from store.migrate import upgrade
 from store.refusals import RefusalFolder
 from store.schema import webhook_log
 from store.webhook_log import GroupCommitEventStore, RecordResult, query_log, stats
+from tenancy.escape import storable_key
 from tests.store.helpers import T0, rec
 
 
@@ -28,15 +29,17 @@ def _refusal(i: int, reason: str = "bad-signature", minute: int = 0) -> object:
                received_at=T0 + timedelta(minutes=minute, seconds=i % 50))
 
 
-def test_poison_text_is_stored_escaped_and_deduplicated(engine: Engine) -> None:
+def test_poison_text_is_stored_escaped_its_key_by_digest_and_deduplicated(engine: Engine) -> None:
     with GroupCommitEventStore(engine) as store:
         poison = rec(event_id="evt-\ud800\x00", headers={"user-agent": "ua\x00\udfff"})
         assert store.record(poison) is RecordResult.STORED
         assert store.record(poison) is RecordResult.DUPLICATE
+        assert store.record(rec(event_id="evt-\\ud800\\x00")) is RecordResult.STORED  # its escape: another event
     rows, _ = query_log(engine)
-    assert [(r.outcome, r.event_id) for r in rows] == [("duplicate", "evt-\\ud800\\x00"),
-                                                        ("accepted", "evt-\\ud800\\x00")]
-    assert rows[1].headers == {"user-agent": "ua\\x00\\udfff"}
+    key = storable_key("evt-\ud800\x00", 255)
+    assert [(r.outcome, r.event_id) for r in rows] == [("accepted", "evt-\\ud800\\x00"), ("duplicate", key),
+                                                        ("accepted", key)]
+    assert rows[2].headers == {"user-agent": "ua\\x00\\udfff"}
 
 
 def test_the_folder_keeps_a_sample_and_counts_the_rest_per_kind_and_minute() -> None:

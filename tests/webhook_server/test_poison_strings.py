@@ -1,9 +1,11 @@
 """Content is never a 503: an event id no database can hold as sent (a lone UTF-16 surrogate, a NUL, an
-over-long id made of them) is stored escaped and answered 200, on SQLite and on PostgreSQL, through the
-real server; a redelivery is then a duplicate like any other."""
+over-long id made of them) is stored under its digest and answered 200, on SQLite and on PostgreSQL, through
+the real server; a redelivery is then a duplicate like any other, and an id that merely reads like its escape
+is another event."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,11 +19,16 @@ from tests.conftest import PgSchemas
 from .helpers import SECRETS, sign_hex, tenant_dicts
 from .server_harness import Server, make_tenants_dir, start_server
 
-# As they arrive on the wire: JSON escapes the sender chose.
+
+def _digest(event_id: str) -> str:
+    return "sha256:" + hashlib.sha256(event_id.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+# As they arrive on the wire (JSON escapes the sender chose), and as stored.
 POISON_IDS = {
-    "lone-surrogate": (r"evt-\ud800-x", "evt-\\ud800-x"),
-    "nul": (r"evt-\u0000-x", "evt-\\x00-x"),
-    "escape-and-newline": (r"evt-\u001b[2J\nforged", "evt-\x1b[2J\nforged"),
+    "lone-surrogate": (r"evt-\ud800-x", _digest("evt-\ud800-x")),
+    "nul": (r"evt-\u0000-x", _digest("evt-\x00-x")),
+    "escape-and-newline": (r"evt-\u001b[2J\nforged", "evt-\x1b[2J\nforged"),  # storable: kept as sent
 }
 
 
@@ -57,7 +64,7 @@ def server_and_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[t
 
 
 @pytest.mark.parametrize("case", sorted(POISON_IDS))
-def test_a_poison_event_id_is_recorded_escaped_and_answered_200(server_and_url: tuple[Server, str],
+def test_a_poison_event_id_is_recorded_and_answered_200(server_and_url: tuple[Server, str],
                                                                  case: str) -> None:
     server, url = server_and_url
     raw, stored = POISON_IDS[case]
@@ -74,3 +81,17 @@ def test_an_overlong_id_of_surrogates_is_stored_under_its_digest(server_and_url:
         assert _post_raw_id(c, r"\udfff" * 300).status_code == 200
     [(outcome, event_id)] = _ids(url)
     assert outcome == "accepted" and event_id.startswith("sha256:")
+
+
+@pytest.mark.parametrize(("poison", "lookalike"), [
+    (r"evt-\u0000", r"evt-\\x00"),  # a NUL, and the four characters of its escape
+    (r"evt-\udcff", r"evt-\\udcff"),  # a lone surrogate, and its escape
+    ("a" * 252 + r"\u0000AB", "a" * 252 + r"\u0000CD"),  # equal up to where an escape would be cut
+])
+def test_two_events_never_share_a_key_however_alike_their_stored_forms(server_and_url: tuple[Server, str],
+                                                                        poison: str, lookalike: str) -> None:
+    server, url = server_and_url
+    with httpx.Client(base_url=server.url, timeout=20) as c:
+        answers = [_post_raw_id(c, raw).json() for raw in (poison, lookalike)]
+    assert answers == [{"status": "ok"}, {"status": "ok"}]  # the second is an event of its own, delivered
+    assert [outcome for outcome, _ in _ids(url)] == ["accepted", "accepted"]
