@@ -17,6 +17,7 @@ import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, get_args
+from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
@@ -91,8 +92,19 @@ class DeliveryMetrics:
                 self.attempts.labels(provider, outcome)
         if read_queue is not None and now is not None:
             self.registry.register(_QueueCollector(read_queue, now, providers))
+        self._server: WSGIServer | None = None
 
     def serve(self, port: int, addr: str = "127.0.0.1") -> int:
-        """Serve /metrics on ``addr:port`` (0: any free port) in a daemon thread; returns the port."""
-        server, _thread = start_http_server(port, addr=addr, registry=self.registry)
-        return int(server.server_port)
+        """Serve /metrics on ``addr:port`` (0: any free port) in a daemon thread; returns the port.
+
+        Raises OSError when the address cannot be bound (taken, or not this host's)."""
+        self._server, _thread = start_http_server(port, addr=addr, registry=self.registry)
+        return int(self._server.server_port)
+
+    def close(self) -> None:
+        """Stop serving and free the port: before the SQLite worker slot is released, so that a worker taking
+        over (`deliver --wait`) finds the port free."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()

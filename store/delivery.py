@@ -23,8 +23,10 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import functools
+import itertools
 import json
 import os
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -59,6 +61,10 @@ NewState = Literal["delivered", "retrying", "dead"]
 
 class AnotherWorkerRunning(StoreError):
     """A delivery worker already runs on this SQLite database (SQLite allows one; PostgreSQL any number)."""
+
+
+class StoppedWaiting(StoreError):
+    """Told to stop while waiting for the delivery worker that holds this SQLite database's slot."""
 
 
 @dataclass(frozen=True)
@@ -478,12 +484,20 @@ def attempts_of(engine: Engine, log_id: int) -> list[Attempt]:
         return [Attempt(*r) for r in conn.execute(stmt)]
 
 
+# How often a waiting worker tries the slot again, and looks whether it was told to stop.
+SLOT_POLL_S = 0.2
+
+
 @contextlib.contextmanager
-def single_worker(engine: Engine, *, wait: bool = False) -> Iterator[None]:
+def single_worker(engine: Engine, *, wait: bool = False, stopped: Callable[[], bool] = lambda: False,
+                  waiting: Callable[[str], None] = lambda _: None) -> Iterator[None]:
     """On SQLite, hold the one delivery-worker slot of the database file for the block; on PostgreSQL a no-op.
 
     The slot is a ``flock`` next to the database: the kernel frees it when its holder dies, even by
     ``kill -9``. Raises :class:`AnotherWorkerRunning` (naming the holder's pid) when taken and not ``wait``.
+    With ``wait``, says so once through ``waiting`` and tries again every ``SLOT_POLL_S`` seconds until the slot is
+    free, or until ``stopped()`` (a SIGTERM or Ctrl-C): then raises :class:`StoppedWaiting`, since a blocking
+    ``flock`` would outlive every signal (PEP 475 restarts it).
     """
     database = engine.url.database if is_sqlite(engine) else None
     if not database or database == ":memory:":
@@ -492,14 +506,23 @@ def single_worker(engine: Engine, *, wait: bool = False) -> Iterator[None]:
     path = sqlite_sidecar(database, ".deliver-lock")
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
-            raise AnotherWorkerRunning(
-                f"another delivery worker (pid {holder}) already runs on {database}: SQLite allows one "
-                "worker; stop it, pass --wait to take over when it stops, or use PostgreSQL to run several"
-            ) from None
+        for tries in itertools.count():
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+                if not wait:
+                    raise AnotherWorkerRunning(
+                        f"another delivery worker (pid {holder}) already runs on {database}: SQLite allows one "
+                        "worker; stop it, pass --wait to take over when it stops, or use PostgreSQL to run several"
+                    ) from None
+                if stopped():
+                    raise StoppedWaiting(f"stopped while waiting for the delivery worker (pid {holder}) on "
+                                         f"{database}") from None
+                if tries == 0:
+                    waiting(f"waiting for the delivery worker (pid {holder}) on {database} to stop")
+                time.sleep(SLOT_POLL_S)
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         try:
@@ -519,6 +542,7 @@ __all__ = [
     "LogEntry",
     "QueueStats",
     "Replayed",
+    "StoppedWaiting",
     "attempts_of",
     "claim_due",
     "cycle",

@@ -25,7 +25,7 @@ from delivery.retry import RetryPolicy
 from delivery.signing import BadSecret
 from outbound.policy import OutboundBlocked, OutboundPolicy, allow_list, check_url
 from store.bounded import SCRAPE_DEADLINE_S, read_within
-from store.delivery import AnotherWorkerRunning, single_worker, worker_engine
+from store.delivery import AnotherWorkerRunning, StoppedWaiting, single_worker, worker_engine
 from store.engine import redact_url
 from store.errors import DatabaseNotMigrated
 from store.migrate import require_up_to_date
@@ -230,7 +230,8 @@ def deliver(
         signal.signal(sig, lambda *_: stop.set())
     signal.signal(signal.SIGHUP, lambda *_: hup.set())
     try:
-        with single_worker(engine, wait=wait):
+        with single_worker(engine, wait=wait, stopped=stop.is_set,
+                           waiting=lambda why: c.err.print(printable(f"deliver: {why}"), markup=False)):
             metrics = DeliveryMetrics(
                 lambda: read_within(engine, lambda: depth_by_provider(engine), SCRAPE_DEADLINE_S),
                 lambda: datetime.now(UTC))
@@ -248,6 +249,7 @@ def deliver(
                     port = metrics.serve(port_wanted, addr)
                 except OSError as e:  # taken (another worker on this host), or an address not of this host
                     worker.close()
+                    metrics.close()
                     raise _fail(c, printable(
                         f"cannot serve metrics on {addr}:{port_wanted}: {e.strerror or e} (--metrics-port/"
                         "--metrics-addr, TENANTCTL_DELIVER_METRICS_PORT/_ADDR; each worker on a host needs a "
@@ -265,6 +267,7 @@ def deliver(
             finally:
                 stop.set()
                 worker.close()
+                metrics.close()  # the port is free before the slot is: a worker waiting for both takes over
             c.err.print(f"deliver: stopped ({worker.delivered} delivered, {worker.failed} failed attempts, "
                         f"{worker.rounds} database rounds)", markup=False)
             if until_idle and worker.failed:
@@ -277,5 +280,7 @@ def deliver(
                                "(see `tenantctl webhooks log`)")
     except AnotherWorkerRunning as e:
         raise _fail(c, str(e)) from None
+    except StoppedWaiting as e:
+        c.err.print(printable(f"deliver: {e}"), markup=False)  # nothing was claimed: a clean stop
     finally:
         engine.dispose()

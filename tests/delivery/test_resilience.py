@@ -18,7 +18,7 @@ from sqlalchemy.engine import make_url
 
 from store.schema import delivery_attempts, webhook_log
 
-from .harness import Stack, accepted, insert, spawn, wait_until
+from .harness import Stack, accepted, free_port, insert, spawn, wait_until
 
 # A fault drill (a failing, slow and down platform, kill -9, dead letters): `make faults` and CI run it,
 # apart from `make test`.
@@ -139,20 +139,39 @@ def test_a_worker_killed_mid_batch_loses_nothing(sqlite_stack: Stack) -> None:
 
 def test_sqlite_runs_one_worker_and_a_second_refuses_or_waits(sqlite_stack: Stack) -> None:
     stack = sqlite_stack
-    first = stack.deliver("first")
+    port = str(free_port())  # both on one metrics port, as two workers of one host's settings are
+    first = stack.deliver("first", TENANTCTL_DELIVER_METRICS_PORT=port)
     second = spawn(["deliver"], stack.root / "second.log", stack.env(), stack.root)
     assert second.proc.wait(60) == 1
     assert f"another delivery worker (pid {first.proc.pid})" in second.logs()
     assert "use PostgreSQL to run several" in second.logs()
 
-    waiting = spawn(["deliver", "--wait"], stack.root / "waiting.log", stack.env(), stack.root)
+    waiting = spawn(["deliver", "--wait"], stack.root / "waiting.log", stack.env(TENANTCTL_DELIVER_METRICS_PORT=port),
+                    stack.root)
     stack.procs.append(waiting)
-    time.sleep(2)
+    wait_until(lambda: f"waiting for the delivery worker (pid {first.proc.pid})" in waiting.logs(), 20,
+               waiting.logs)
     assert waiting.proc.poll() is None and "deliver: worker" not in waiting.logs()
     assert first.stop() == 0
+    # It takes over the slot and the metrics port, freed before the slot.
     wait_until(lambda: "deliver: worker" in waiting.logs(), 20, waiting.logs)
+    assert f"metrics on http://127.0.0.1:{port}/metrics" in waiting.logs()
     insert(stack.engine, accepted(2))
     wait_until(lambda: _states(stack).get("delivered", 0) == 2, 20, waiting.logs)
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
+def test_a_worker_waiting_for_the_sqlite_slot_stops_at_once_when_told(sqlite_stack: Stack,
+                                                                       stop_signal: signal.Signals) -> None:
+    stack = sqlite_stack
+    first = stack.deliver("first")
+    waiting = spawn(["deliver", "--wait"], stack.root / "waiting.log", stack.env(), stack.root)
+    stack.procs.append(waiting)
+    wait_until(lambda: "waiting for the delivery worker" in waiting.logs(), 20, waiting.logs)
+    waiting.proc.send_signal(stop_signal)
+    assert waiting.proc.wait(5) == 0, waiting.logs()  # nothing claimed, nothing to finish: a clean stop
+    assert f"stopped while waiting for the delivery worker (pid {first.proc.pid})" in waiting.logs()
+    assert first.proc.poll() is None  # the running worker is not disturbed
 
 
 def test_a_second_sqlite_worker_naming_the_database_through_a_symbolic_link_is_refused_too(
