@@ -158,11 +158,9 @@ def main() -> None:
         sys.stderr.write("aborted\n")
         sys.exit(1)
     except Exception as e:  # the last line of defence: scrub, never dump locals
-        import click
-
-        # typer vendors its own click: its usage errors are not `click.ClickException`s, but show alike.
-        if isinstance(e, click.ClickException) or (callable(getattr(e, "show", None))
-                                                   and isinstance(getattr(e, "exit_code", None), int)):
+        # A usage error of click's kind, recognised by its shape: typer vendors its own click (typer._click), and
+        # click itself is no dependency of a plain install (importing it here failed there, traceback and all).
+        if callable(getattr(e, "show", None)) and isinstance(getattr(e, "exit_code", None), int):
             # A usage error (mistyped flag or command): click's usage text and hint. Exit 1, never
             # click's 2: for plan, 2 means "changes" and a script must not read a typo as a plan.
             e.show()  # type: ignore[attr-defined]
