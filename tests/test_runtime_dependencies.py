@@ -97,7 +97,7 @@ def test_no_import_anywhere_in_the_code_needs_more_than_a_plain_install() -> Non
     """Imports the probe above cannot run, written inside functions (an error path's, say), read from the source."""
     allowed = runtime_closure()
     provides = metadata.packages_distributions()
-    missing = {}
+    missing: dict[str, list[str]] = {}
     for package in PACKAGES:
         for source in sorted((ROOT / package).rglob("*.py")):
             module = ".".join(source.relative_to(ROOT).with_suffix("").parts)
