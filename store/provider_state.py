@@ -40,6 +40,7 @@ from sqlalchemy import Connection, Engine, func, insert, select, update
 
 from store.engine import begin_write, utcnow
 from store.schema import provider_state
+from tenancy.escape import printable
 from tenancy.model import Tenant
 from tenancy.sops_age import SopsError, parse_identities
 from tenancy.sops_config import SOPS_CONFIG_NAME
@@ -107,7 +108,8 @@ def identities_from_env(environ: Mapping[str, str] | None = None) -> list[Any]:
         try:
             text += "\n" + Path(key_file).read_text(encoding="utf-8")
         except OSError as e:
-            raise StateCryptoError(f"cannot read SOPS_AGE_KEY_FILE: {type(e).__name__}") from None
+            raise StateCryptoError(printable(f"cannot read SOPS_AGE_KEY_FILE={key_file}: "
+                                             f"{e.strerror or type(e).__name__}")) from None
     try:
         return parse_identities(text) if text.strip() else []
     except SopsError as e:

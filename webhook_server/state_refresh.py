@@ -6,7 +6,9 @@ the table's version (one indexed MAX) at most every `interval_s` seconds, and at
 `MISS_GAP_S` when the tenant has no Nuki route yet (its first webhook may follow the creation at once);
 values are decrypted only when the version moved. Only a request for such a provider (Nuki) triggers the
 early check. A failing database or key keeps the last good routing
-(logged once per version), so the state store can never take webhook routing down.
+(logged once per version), so the state store can never take webhook routing down; nor hold a request: each
+read has REFRESH_DEADLINE_S (store/bounded.py), past which a stuck database's connection is shut down and the
+request goes on with the last routing, its commit then bounded by the event store's own deadline.
 """
 
 from __future__ import annotations
@@ -21,12 +23,15 @@ from typing import Any
 from sqlalchemy import Engine
 
 from store import provider_state
+from store.bounded import read_within
 from tenancy.redact import REDACTOR
 from webhook_server.routing import Routing, TenantRoute, with_provider_state
 
 log = logging.getLogger("webhook_server.state")
 
 MISS_GAP_S = 0.25
+# How long the request that found a check due waits for it: the usual read takes a millisecond.
+REFRESH_DEADLINE_S = 1.0
 PROVIDER_OF_PATH = {"nuki.webhook_secret": "nuki"}  # state paths that are webhook secrets
 STATE_PROVIDERS = frozenset(PROVIDER_OF_PATH.values())  # providers whose secrets the state store issues
 
@@ -56,15 +61,21 @@ class StateRefresher:
         return self.merged
 
     def _refresh(self) -> None:
+        engine = self._engine
         try:
-            version = provider_state.version(self._engine)
+            version = read_within(engine, lambda: provider_state.version(engine), REFRESH_DEADLINE_S)
             if version == self._version:
                 return
-            self._version = version  # a failure below is logged once per version, not per request
-            values = provider_state.decrypt_all(self._engine, self._identities)
-        except Exception as e:
+            values = read_within(engine, lambda: provider_state.decrypt_all(engine, self._identities),
+                                 REFRESH_DEADLINE_S)
+        except provider_state.StateCryptoError as e:
+            self._version = version  # a key that cannot open this version will not later: logged once per version
+            log.error("provider state not read (keeping the last routing): %s", e)
+            return
+        except Exception as e:  # the database: tried again at the next check
             log.error("provider state not read (keeping the last routing): %s", type(e).__name__)
             return
+        self._version = version
         secrets: dict[tuple[str, str], list[str]] = {}
         for (slug, path), (current, previous) in values.items():
             provider = PROVIDER_OF_PATH.get(path)

@@ -15,6 +15,7 @@ from sqlalchemy.engine import make_url
 
 from store.migrate import upgrade
 from tests.conftest import PgSchemas
+from webhook_server.state_refresh import REFRESH_DEADLINE_S
 
 from .helpers import tenant_dicts
 from .server_harness import Server, hosp, make_tenants_dir, start_server
@@ -24,6 +25,7 @@ from .tcp_proxy import TcpProxy, behind_proxy
 pytestmark = pytest.mark.fault
 
 COMMIT_DEADLINE_S = 2
+STATE_REFRESH_S = 2.0  # TENANTCTL_STATE_REFRESH_S's default
 
 
 @pytest.fixture
@@ -104,3 +106,20 @@ def test_a_partition_gives_503_promptly_readyz_tells_and_the_server_heals_withou
     # A 503 acknowledges nothing; a commit that finished after its deadline may have stored some of them,
     # once each (the provider's retries would be recorded as duplicates).
     assert len(stored) == len(set(stored))
+
+
+def test_a_request_that_finds_the_provider_state_check_due_waits_for_it_no_longer_than_its_deadline(
+        server: Server, pg_behind_proxy: tuple[TcpProxy, str]) -> None:
+    """The check of the provider state store (a new Nuki secret) is made by the request that finds it due: on a
+    stuck database that request goes on with the last routing after REFRESH_DEADLINE_S, its commit then bounded
+    by its own deadline; it once waited for as long as the database was stuck."""
+    proxy, _ = pg_behind_proxy
+    with httpx.Client(base_url=server.url, timeout=15) as c:
+        assert hosp(c, "before").status_code == 200
+        time.sleep(STATE_REFRESH_S + 0.5)  # every worker's check is due: the next request makes it
+        proxy.hang()
+        try:
+            took, status = _timed(lambda: hosp(c, "due").status_code)
+        finally:
+            proxy.heal()
+    assert status in (200, 503) and took < REFRESH_DEADLINE_S + COMMIT_DEADLINE_S + 3, (took, status)
