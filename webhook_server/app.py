@@ -26,7 +26,6 @@ from webhook_server.client_address import TrustedProxies
 from webhook_server.metrics import Metrics
 from webhook_server.pipeline import Clock, Limits, Pipeline, SystemClock
 from webhook_server.resources import (
-    AdminLogResource,
     HealthResource,
     MetricsResource,
     ReadyResource,
@@ -77,8 +76,7 @@ def create_app(
     app.add_route("/readyz", ReadyResource(routing, reader, store, settings.ready_timeout_s))
     app.add_route("/metrics", MetricsResource(metrics))
     token = settings.admin_token.get_secret_value().encode("utf-8") if settings.admin_token else None
-    app.add_route("/admin/webhook-logs", AdminLogResource(token, reader))
-    admin.register(app, token, getattr(reader, "engine", None), lambda: sorted(routing.tenants), trusted)
+    admin.register(app, token, reader, lambda: sorted(routing.tenants), trusted)
     return app
 
 

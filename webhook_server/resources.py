@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import hmac
-import json
 import threading
 import time
-from datetime import UTC, datetime
-from typing import Any, get_args
+from typing import get_args
 
 import falcon
 
 from store.errors import DatabaseUnavailable
-from store.schema import DELIVERY_STATES
-from store.webhook_log import EventStore, LogRow, Outcome
+from store.webhook_log import EventStore, Outcome
 from webhook_server.client_address import TrustedProxies, addresses
 from webhook_server.metrics import Metrics
 from webhook_server.pipeline import Inbound, Pipeline, Reply
@@ -174,90 +170,3 @@ class MetricsResource:
         resp.data = self.metrics.render()
 
 
-def _when(req: falcon.Request, name: str) -> datetime | None:
-    raw = req.get_param(name)
-    if raw is None:
-        return None
-    try:
-        value = datetime.fromisoformat(raw)
-    except ValueError:
-        raise falcon.HTTPBadRequest(description=f"{name}: use an ISO 8601 time") from None
-    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value
-    try:
-        return value.astimezone(UTC)  # 0001-01-01T00:00+23:59 is before the first representable UTC time
-    except OverflowError:
-        raise falcon.HTTPBadRequest(description=f"{name}: out of range (years 0001-9999 in UTC)") from None
-
-
-# The store keeps accepted bodies whole (they are delivered on); a page of the log view shows their start.
-VIEW_BODY_CHARS = 65_536
-
-
-def _row_json(r: LogRow) -> dict[str, Any]:
-    body = r.body
-    return {
-        "id": r.id, "received_at": r.received_at.isoformat(), "tenant": r.tenant, "provider": r.provider,
-        "outcome": r.outcome, "status_code": r.status_code, "reason": r.reason, "event_id": r.event_id,
-        "headers": r.headers, "body_size": r.body_size, "latency_ms": r.latency_ms,
-        "body": body[:VIEW_BODY_CHARS] if body is not None else None,
-        "body_truncated": body is not None and len(body) > VIEW_BODY_CHARS,
-        "delivery_state": r.delivery_state, "delivery_attempts": r.attempts, "delivery_last_status": r.last_status,
-        "repeats": r.repeats,
-    }
-
-
-_LOG_PARAMS = frozenset({"tenant", "provider", "outcome", "state", "since", "until", "limit", "cursor"})
-
-
-class AdminLogResource:
-    """`GET /admin/webhook-logs`: the webhook log as JSON, newest first, paged by an opaque cursor.
-
-    Filters: tenant, provider, outcome, state (a delivery state, repeatable: ``state=pending&state=retrying``),
-    since (inclusive), until (exclusive), limit (≤ 1000), cursor. An unknown parameter or value is a 400 naming
-    it: a misspelt filter (``?stat=dead``) answered with the unfiltered log reads as if it had matched.
-    Needs `Authorization: Bearer <TENANTCTL_ADMIN_TOKEN>`; when no token is configured the endpoint does
-    not exist (404), so an unconfigured server exposes nothing.
-    """
-
-    def __init__(self, token: bytes | None, reader: LogReader | None) -> None:
-        self._token = token
-        self.reader = reader
-
-    def __repr__(self) -> str:
-        return "AdminLogResource(token=(sensitive))"
-
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        if self._token is None or self.reader is None:
-            raise falcon.HTTPNotFound()
-        auth = req.get_header("Authorization") or ""
-        scheme, _, given = auth.partition(" ")
-        try:
-            given_bytes = given.strip().encode("ascii")
-        except UnicodeEncodeError:
-            given_bytes = b""
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given_bytes, self._token):
-            raise falcon.HTTPUnauthorized(challenges=["Bearer"])
-        unknown = sorted(set(req.params) - _LOG_PARAMS)
-        if unknown:
-            named = ", ".join(repr(k[:40]) for k in unknown)
-            raise falcon.HTTPBadRequest(description=f"unknown parameter {named}: the parameters are "
-                                                    f"{', '.join(sorted(_LOG_PARAMS))}")
-        outcome = req.get_param("outcome")
-        if outcome is not None and outcome not in OUTCOMES:
-            raise falcon.HTTPBadRequest(description=f"outcome: one of {', '.join(OUTCOMES)}")
-        states = req.get_param_as_list("state") or []
-        if any(s not in DELIVERY_STATES for s in states):
-            raise falcon.HTTPBadRequest(description=f"state: one of {', '.join(DELIVERY_STATES)} (repeatable)")
-        limit = req.get_param_as_int("limit", min_value=1, max_value=MAX_PAGE, default=100)
-        cursor = req.get_param_as_int("cursor", min_value=1, max_value=2**63 - 1)  # ids are BIGINT
-        try:
-            rows, next_cursor = self.reader.query(
-                tenant=req.get_param("tenant"), provider=req.get_param("provider"),
-                outcome=outcome,  # type: ignore[arg-type]  # checked against OUTCOMES above
-                since=_when(req, "since"), until=_when(req, "until"), limit=limit or 100, cursor=cursor,
-                states=states,
-            )
-        except DatabaseUnavailable:
-            raise falcon.HTTPServiceUnavailable(description="database unreachable") from None
-        resp.content_type = "application/json"
-        resp.text = json.dumps({"items": [_row_json(r) for r in rows], "next_cursor": next_cursor})

@@ -89,6 +89,18 @@ def test_bad_filters_are_400(admin: Callable[..., falcon.testing.TestClient], pa
     assert admin().simulate_get("/admin/webhook-logs", params=params, headers=AUTH).status_code == 400
 
 
+def test_wrong_tokens_to_the_api_are_counted_with_the_pages_and_refused_past_the_limit(
+        admin: Callable[..., falcon.testing.TestClient]) -> None:
+    c = admin()
+    wrong = {"Authorization": "Bearer not-the-admin-token-0000"}
+    answers = [c.simulate_get("/admin/webhook-logs", headers=wrong).status_code for _ in range(10)]
+    assert answers == [401] * 10
+    limited = c.simulate_get("/admin/webhook-logs", headers=wrong)
+    assert limited.status_code == 429 and int(limited.headers["retry-after"]) > 0
+    assert c.simulate_get("/admin/logs", headers=wrong).status_code == 429  # one count for the API and the pages
+    assert c.simulate_get("/admin/webhook-logs", headers=AUTH).status_code == 429  # until the window ends
+
+
 def test_readyz_with_a_database(admin: Callable[..., falcon.testing.TestClient]) -> None:
     r = admin().simulate_get("/readyz")
     assert r.status_code == 200

@@ -7,6 +7,7 @@ Outside text (slugs, reasons, event IDs from the log) reaches the page only thro
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -24,10 +25,13 @@ from store import health as store_health
 from store.bounded import SCRAPE_DEADLINE_S, read_within
 from store.errors import DatabaseUnavailable, short_error
 from store.schema import DELIVERY_STATES, OUTCOMES
+from store.webhook_log import LogRow
 from tenancy.escape import printable
+from webhook_server import log_filters
 from webhook_server.admin import data, reasons, session
 from webhook_server.admin.login_limit import LoginLimiter
 from webhook_server.client_address import TrustedProxies, addresses
+from webhook_server.storage import LogReader
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -107,25 +111,32 @@ class _Page:
                          self.trusted)["client"]
 
     def _guard(self, req: falcon.Request) -> Engine:
+        """The engine, for a request with the admin token as a Bearer header or a session cookie; else a redirect
+        to the login form (404 when the pages are off, 401 or 429 for a wrong Bearer token)."""
         if self._token is None or self.engine is None:
             raise falcon.HTTPNotFound()
         scheme, _, given = (req.get_header("Authorization") or "").partition(" ")
         if scheme.lower() == "bearer":
-            address = self._address(req)
-            wait = self.limiter.retry_after(address, self.clock())
-            if wait is not None:
-                raise falcon.HTTPTooManyRequests(
-                    description=f"Too many wrong admin tokens from this address: try again in {wait} s.",
-                    retry_after=wait)
-            if session.token_matches(self._token, given):
-                return self.engine
-            failures = self.limiter.failed(address, self.clock())
-            log.warning("admin Bearer token refused from %s (%d in this window)", printable(address), failures)
-            raise falcon.HTTPUnauthorized(description="That is not the admin token.",
-                                          challenges=['Bearer realm="tenantctl admin"'])
+            self._bearer(req, self._token, given)
+            return self.engine
         if session.valid(self._token, req.cookies.get(session.COOKIE), self.clock()):
             return self.engine
         raise falcon.HTTPSeeOther("/admin/login")
+
+    def _bearer(self, req: falcon.Request, token: bytes, given: str) -> None:
+        """Raises 429 (Retry-After) while the client address is refused, else 401 for a wrong token (counted)."""
+        address = self._address(req)
+        wait = self.limiter.retry_after(address, self.clock())
+        if wait is not None:
+            raise falcon.HTTPTooManyRequests(
+                description=f"Too many wrong admin tokens from this address: try again in {wait} s.",
+                retry_after=wait)
+        if session.token_matches(token, given):
+            return
+        failures = self.limiter.failed(address, self.clock())
+        log.warning("admin Bearer token refused from %s (%d in this window)", printable(address), failures)
+        raise falcon.HTTPUnauthorized(description="That is not the admin token.",
+                                      challenges=['Bearer realm="tenantctl admin"'])
 
 
 class LoginResource(_Page):
@@ -187,6 +198,8 @@ class IntegrationsResource(_Page):
 class TenantResource(_Page):
     def on_get(self, req: falcon.Request, resp: falcon.Response, slug: str) -> None:
         engine = self._guard(req)
+        if not log_filters.is_slug(slug):  # no tenant has it; and a NUL must not reach PostgreSQL (a 503)
+            raise falcon.HTTPNotFound()
         routed = set(self.slugs())
         # A tenant no file routes any more still has its page while it has health results or queued events.
         now = datetime.now(UTC)
@@ -203,68 +216,102 @@ class TenantResource(_Page):
         render(resp, "tenant.html", t=view, now=now, title=f"Tenant {slug}")
 
 
-def _time_param(req: falcon.Request, name: str, errors: list[str]) -> datetime | None:
-    raw = (req.get_param(name) or "").strip()
-    if not raw:
-        return None
-    try:
-        value = datetime.fromisoformat(raw)
-    except ValueError:
-        errors.append(f"{name}: use a date and time like 2026-12-01T08:00")
-        return None
-    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value
-    try:
-        return value.astimezone(UTC)  # 0001-01-01T00:00+23:59 is before the first representable UTC time
-    except OverflowError:
-        errors.append(f"{name}: out of range (years 0001-9999 in UTC)")
-        return None
-
-
-MAX_CURSOR = 2**63 - 1  # log ids are BIGINT
-
-
-def _cursor_param(req: falcon.Request, errors: list[str]) -> int | None:
-    raw = (req.get_param("cursor") or "").strip()
-    if not raw:
-        return None
-    if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= MAX_CURSOR:
-        errors.append("cursor: use the link of the page (a row id from 1 to 2^63-1)")
-        return None
-    return int(raw)
+_PAGE_PARAMS = ("tenant", "provider", "outcome", "state", "reason", "since", "until", "cursor")
+_LOG_PARAMS = ("tenant", "provider", "outcome", "state", "since", "until", "limit", "cursor")
 
 
 class LogsResource(_Page):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         engine = self._guard(req)
-        errors: list[str] = []
-        f = {k: (req.get_param(k) or "").strip() for k in ("tenant", "provider", "outcome", "state", "reason",
-                                                           "since", "until")}
-        if f["outcome"] and f["outcome"] not in OUTCOMES:
-            errors.append(f"outcome: one of {', '.join(OUTCOMES)}")
-            f["outcome"] = ""
-        if f["state"] and f["state"] not in DELIVERY_STATES:
-            errors.append(f"delivery state: one of {', '.join(DELIVERY_STATES)}")
-            f["state"] = ""
-        since, until = _time_param(req, "since", errors), _time_param(req, "until", errors)
-        cursor = _cursor_param(req, errors)
+        filters, errors = log_filters.parse(req.params, _PAGE_PARAMS)
         if errors:
-            resp.status = falcon.HTTP_400  # the page still renders, naming what to fix
+            resp.status = falcon.HTTP_400  # the page still renders, naming what to fix, with the filters that hold
         rows, next_cursor = _read(engine, lambda: store_health.log_page(
-            engine, tenant=f["tenant"] or None, provider=f["provider"] or None, outcome=f["outcome"] or None,
-            reason=f["reason"] or None, since=since, until=until, limit=PAGE, cursor=cursor, state=f["state"] or None))
-        kept = {k: v for k, v in f.items() if v}
+            engine, tenant=filters.tenant, provider=filters.provider, outcome=filters.outcome, reason=filters.reason,
+            since=filters.since, until=filters.until, limit=PAGE, cursor=filters.cursor,
+            state=filters.states[0] if filters.states else None))
+        # The form shows what was asked (escaped by the template); the links carry only the filters that hold.
+        f = {k: str(req.get_param(k) or "").strip() for k in _PAGE_PARAMS if k != "cursor"}
+        kept = {k: v for k, v in {"tenant": filters.tenant, "provider": filters.provider, "outcome": filters.outcome,
+                                  "state": filters.states[0] if filters.states else None, "reason": filters.reason,
+                                  "since": f["since"] if filters.since else None,
+                                  "until": f["until"] if filters.until else None}.items() if v}
         next_url = None if next_cursor is None else "/admin/logs?" + urlencode({**kept, "cursor": next_cursor})
-        render(resp, "logs.html", rows=rows, f=f, errors=errors, next_url=next_url, first=cursor is None,
+        render(resp, "logs.html", rows=rows, f=f, errors=errors, next_url=next_url, first=filters.cursor is None,
                first_url="/admin/logs?" + urlencode(kept),
-               outcomes=OUTCOMES, states=DELIVERY_STATES, providers=data.PROVIDERS[:4], slugs=sorted(self.slugs()),
+               outcomes=OUTCOMES, states=DELIVERY_STATES, providers=log_filters.PROVIDERS, slugs=sorted(self.slugs()),
                reasons=reasons.KNOWN, title="Webhook Logs")
 
 
-def register(app: falcon.App[falcon.Request, falcon.Response], token: bytes | None, engine: Engine | None,
+# The store keeps accepted bodies whole (they are delivered on); a page of the log view shows their start.
+VIEW_BODY_CHARS = 65_536
+
+
+def _row_json(r: LogRow) -> dict[str, Any]:
+    body = r.body
+    return {
+        "id": r.id, "received_at": r.received_at.isoformat(), "tenant": r.tenant, "provider": r.provider,
+        "outcome": r.outcome, "status_code": r.status_code, "reason": r.reason, "event_id": r.event_id,
+        "headers": r.headers, "body_size": r.body_size, "latency_ms": r.latency_ms,
+        "body": body[:VIEW_BODY_CHARS] if body is not None else None,
+        "body_truncated": body is not None and len(body) > VIEW_BODY_CHARS,
+        "delivery_state": r.delivery_state, "delivery_attempts": r.attempts, "delivery_last_status": r.last_status,
+        "repeats": r.repeats,
+    }
+
+
+_LOG_PARAMS = ("tenant", "provider", "outcome", "state", "since", "until", "limit", "cursor")
+
+
+# The most rows one page of the JSON log returns.
+MAX_PAGE = 1000
+
+
+class LogApiResource(_Page):
+    """`GET /admin/webhook-logs`: the webhook log as JSON, newest first, paged by an opaque cursor; each row with
+    its headers (the safe ones) and body (the first VIEW_BODY_CHARS), unlike the pages.
+
+    Filters (webhook_server/log_filters.py): tenant, provider, outcome, state (a delivery state, repeatable:
+    ``state=pending&state=retrying``), since (inclusive), until (exclusive), limit (≤ 1000), cursor. An unknown
+    parameter or a bad value is a 400 naming it. Needs `Authorization: Bearer <TENANTCTL_ADMIN_TOKEN>` (no
+    cookie: it is for scripts), wrong tokens counted with the pages' (429 past the limit); when no token is
+    configured the endpoint does not exist (404), so an unconfigured server exposes nothing.
+    """
+
+    def __init__(self, *args: Any, reader: LogReader | None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.reader = reader
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if self._token is None or self.reader is None:
+            raise falcon.HTTPNotFound()
+        scheme, _, given = (req.get_header("Authorization") or "").partition(" ")
+        if scheme.lower() != "bearer":
+            raise falcon.HTTPUnauthorized(challenges=['Bearer realm="tenantctl admin"'])
+        self._bearer(req, self._token, given)
+        f, errors = log_filters.parse(req.params, _LOG_PARAMS, MAX_PAGE)
+        if errors:
+            raise falcon.HTTPBadRequest(description="; ".join(errors))
+        try:
+            rows, next_cursor = self.reader.query(
+                tenant=f.tenant, provider=f.provider,
+                outcome=f.outcome,  # type: ignore[arg-type]  # one of OUTCOMES (log_filters.parse)
+                since=f.since, until=f.until, limit=f.limit or 100, cursor=f.cursor, states=f.states,
+            )
+        except DatabaseUnavailable:
+            raise falcon.HTTPServiceUnavailable(description="database unreachable") from None
+        resp.content_type = "application/json"
+        resp.text = json.dumps({"items": [_row_json(r) for r in rows], "next_cursor": next_cursor})
+
+
+def register(app: falcon.App[falcon.Request, falcon.Response], token: bytes | None, reader: LogReader | None,
              slugs: Callable[[], Sequence[str]], trusted: TrustedProxies | None = None) -> None:
-    """Mount the pages under /admin/ (the JSON /admin/webhook-logs stays where it is)."""
+    """Mount the pages under /admin/ and the log's JSON at /admin/webhook-logs."""
+    engine = getattr(reader, "engine", None)
     args = (token, engine, slugs)
-    guard: dict[str, Any] = {"trusted": trusted, "limiter": LoginLimiter()}  # one count for form and header
+    # One count of wrong tokens for the form, the pages' Bearer header and the JSON API (per worker process).
+    guard: dict[str, Any] = {"trusted": trusted, "limiter": LoginLimiter()}
+    app.add_route("/admin/webhook-logs", LogApiResource(*args, reader=reader, **guard))
     app.add_route("/admin", IntegrationsResource(*args, **guard))
     app.add_route("/admin/login", LoginResource(*args, **guard))
     app.add_route("/admin/logout", LogoutResource(*args, **guard))
