@@ -303,6 +303,9 @@ class Worker:
             if failed_rounds:
                 log.info("delivery: database reachable again after %d failed round(s)", failed_rounds)
                 failed_rounds = 0
+            if stuck_reported >= last_round:  # this round was reported stuck: say that it ended
+                log.info("delivery: the database answered again: a round took %.0fs",
+                         time.monotonic() - last_round)
             if alone and recording:
                 alone -= 1
             for r in recording:

@@ -345,8 +345,10 @@ class Pipeline:
         try:
             result = self.store.record(rec)
         except DatabaseUnavailable as e:
-            log.error("webhook not recorded (%s/%s, would be %d): %s", ctx.provider, ctx.tenant or "-",
-                      status, e)
+            # Answered 503, so the provider sends it again; a commit past its deadline may still land, and then
+            # that retry is recorded as a duplicate: the event is kept once either way.
+            log.error("webhook answered 503, not known to be recorded (%s/%s, would be %d; the provider's retry "
+                      "is kept or de-duplicated): %s", ctx.provider, ctx.tenant or "-", status, e)
             self._observe(ctx, "error")
             return None
         self._observe(ctx, "duplicate" if result is RecordResult.DUPLICATE else outcome, reason)

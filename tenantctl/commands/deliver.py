@@ -201,7 +201,9 @@ def deliver(
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         logging.basicConfig(level=logging.INFO, handlers=[handler])
         logging.getLogger("alembic").setLevel(logging.WARNING)  # the schema check's "Context impl" lines
-    REDACTOR.add(*s.delivery_secrets)  # every log line and message is scrubbed of them
+    # Every log line and message is scrubbed of them; a bare "whsec_" (an empty entry) is no secret, and masking it
+    # would hide the very advice on how to write one.
+    REDACTOR.add(*(x for x in s.delivery_secrets if x.get_secret_value().removeprefix("whsec_")))
     if not s.delivery_secrets:
         raise _fail(c, "no delivery secret: set TENANTCTL_DELIVERY_SECRETS (whsec_..., see .env.example)")
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import signal
@@ -128,3 +129,11 @@ def test_a_bad_secret_setting_is_named_but_its_value_never_shown(cli: RunCli) ->
     assert r.code == 1, r.all
     assert "TENANTCTL_ADMIN_TOKEN (set in the environment) must be at least 16 characters (it has 13)" in r.err
     assert "hunter2" not in r.all
+
+
+def test_an_empty_delivery_secret_is_refused_with_advice_that_is_not_masked(cli: RunCli) -> None:
+    good = "whsec_" + base64.b64encode(b"a-real-delivery-key-0123456789").decode()
+    r = cli("deliver", "--until-idle", env={"TENANTCTL_DELIVERY_SECRETS": f"{good},whsec_"})
+    assert r.code == 1, r.all
+    assert "shorter than 24 bytes (it has 0); use whsec_ + base64" in r.err, r.err
+    assert good not in r.all and good.removeprefix("whsec_") not in r.all
