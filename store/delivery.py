@@ -390,15 +390,17 @@ def _record(conn: Connection, attempts: list[tuple[Any, ...]], outcomes: list[tu
 
 @dataclass(frozen=True)
 class Replayed:
-    """What :func:`replay` did: ``queued`` events queued again; ``in_flight`` selected but left alone."""
+    """What :func:`replay` did (or, dry, would do): ``queued`` events queued again, ``delivered`` of them delivered
+    already (sent again); ``in_flight`` selected but left alone."""
 
     queued: int
     in_flight: int
+    delivered: int = 0
 
 
 def replay(engine: Engine, *, now: datetime, ids: Sequence[int] = (), tenant: str | None = None,
            provider: str | None = None, since: datetime | None = None, until: datetime | None = None,
-           dead_only: bool = False) -> Replayed:
+           dead_only: bool = False, dry_run: bool = False) -> Replayed:
     """Queue accepted events again (due now, attempts from zero, the age limit from now, the last attempt's
     status, error and delivery time cleared: they describe the queueing that ended); returns how many, and how
     many were left in flight.
@@ -407,7 +409,7 @@ def replay(engine: Engine, *, now: datetime, ids: Sequence[int] = (), tenant: st
     exclusive). Rejected and duplicate rows were never events to deliver and are never queued. An event whose
     attempt may be under way (claimed, its lease running at ``now``) is not queued: a second attempt would start
     beside the first, the same ``webhook-id`` twice at once; replay it after its attempt ends. A replayed
-    event keeps its ``webhook-id``, so the platform can tell it has seen it.
+    event keeps its ``webhook-id``, so the platform can tell it has seen it. ``dry_run``: count, change nothing.
     """
     c = webhook_log.c
     conditions: list[ColumnElement[bool]] = [c.delivery_state.is_not(None)]
@@ -428,9 +430,13 @@ def replay(engine: Engine, *, now: datetime, ids: Sequence[int] = (), tenant: st
         delivery_state="pending", attempts=0, next_attempt_at=now, claimed_by=None, last_status=None,
         last_error=None, delivered_at=None, replayed_at=now)
     busy = select(func.count()).select_from(webhook_log).where(*conditions, in_flight(now))
+    counts = select(func.count(), func.count().filter(c.delivery_state == "delivered")).select_from(
+        webhook_log).where(*conditions, not_in_flight(now))
     with begin_write(engine) as conn:
-        queued = int(conn.execute(stmt).rowcount)
-        return Replayed(queued, int(conn.execute(busy).scalar_one()))
+        queued, delivered = conn.execute(counts).one()
+        if not dry_run:
+            queued = conn.execute(stmt).rowcount
+        return Replayed(int(queued), int(conn.execute(busy).scalar_one()), int(delivered))
 
 
 @dataclass(frozen=True)

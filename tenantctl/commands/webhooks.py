@@ -284,11 +284,13 @@ def replay_cmd(
     since: Annotated[str | None, typer.Option("--since", help="Received at or after: 24h, 7d or ISO 8601.")] = None,
     until: Annotated[str | None, typer.Option("--until", help="Received before: a duration back or ISO 8601.")] = None,
     dead: Annotated[bool, typer.Option("--dead", help="Only dead-lettered events.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Count what would be queued; change nothing.")] = False,
 ) -> None:
     """Queue accepted events for delivery again (same webhook-id): by ID, or by tenant/provider/time/--dead.
 
-    An event whose attempt is in flight (claimed by a worker, its lease running) is left alone and counted:
-    replay it again after its attempt ends."""
+    Every selected event is sent again, those delivered already included (the platform sees a webhook-id it
+    knows); --dead selects only the dead-lettered, --dry-run counts first. An event whose attempt is in flight
+    (claimed by a worker, its lease running) is left alone and counted: replay it again after its attempt ends."""
     c: Context = ctx.obj
     if not (ids or tenant or provider or since or until or dead):
         raise typer.BadParameter("name IDs, or select with --tenant, --provider, --since, --until or --dead")
@@ -303,13 +305,15 @@ def replay_cmd(
     engine = _engine(c)
     try:
         done = replay(engine, now=now, ids=ids or (), tenant=tenant, provider=provider,
-                      since=since_at, until=until_at, dead_only=dead)
+                      since=since_at, until=until_at, dead_only=dead, dry_run=dry_run)
         # Why fewer than asked: read only on that path (the IDs given, or one indexed look-up of the tenant).
         why = _not_replayed(engine, ids or [], tenant, provider, since_at, until_at, dead) \
             if (done.queued + done.in_flight < len(set(ids or ())) or done.queued + done.in_flight == 0) else []
     finally:
         engine.dispose()
-    c.echo(f"queued {done.queued} event(s) for delivery again")
+    again = f" ({done.delivered} of them delivered already, sent again)" if done.delivered else ""
+    c.echo(f"{'would queue' if dry_run else 'queued'} {done.queued} event(s) for delivery again{again}"
+           f"{' (dry run: nothing changed)' if dry_run else ''}")
     if done.in_flight:
         c.echo(f"{done.in_flight} in flight (a worker's attempt may be under way), not replayed: "
                "replay them again after their attempt ends")
@@ -390,7 +394,9 @@ def attempts_cmd(
                "for delivery")
         return
     c.echo(f"{'#':>3}  {'started (UTC)':<23}  {'outcome':<9} {'st':>3}  {'ms':>8}  worker / error")
-    for a in rows:
+    for before, a in zip([None, *rows], rows, strict=False):
+        if before is not None and a.attempt <= before.attempt:  # a replay counts its attempts from 1 again
+            c.echo(f"  -- replayed: attempts counted from 1 again {'-' * 40}")
         ms = f"{a.latency_ms:.1f}" if a.latency_ms is not None else "-"
         st = str(a.status_code) if a.status_code is not None else "-"
         c.echo(f"{a.attempt:>3}  {a.started_at:%Y-%m-%d %H:%M:%S.%f}"[:-3] + f"  {a.outcome:<9} {st:>3}  {ms:>8}  "

@@ -74,6 +74,26 @@ def test_a_replayed_delivered_event_shows_plainly_as_pending(cli: Engine) -> Non
     assert code == 0 and "delivered 204" in out  # the attempts made before the replay are all kept
 
 
+def test_a_bulk_replay_says_how_many_were_delivered_already_and_a_dry_run_changes_nothing(cli: Engine) -> None:
+    """`replay --tenant` sends every event of the tenant again, delivered ones included: it says how many, and
+    --dry-run tells the same before anything is queued."""
+    from store.delivery import Finished, finish
+
+    insert(cli, accepted(3))
+    now = datetime.now(UTC)
+    [item] = claim_due(cli, claim="w1:a", now=now, lease=timedelta(minutes=1), limit=1, providers=["hospitable"])
+    finish(cli, [Finished(item, now, "w1", "delivered", 204, 3.0, None, "delivered", None, now)])
+    before = run("webhooks", "log", "--format", "json")[1]
+    code, out = run("webhooks", "replay", "--tenant", "acme", "--dry-run")
+    assert code == 0 and out.splitlines()[0] == ("would queue 3 event(s) for delivery again (1 of them delivered "
+                                                 "already, sent again) (dry run: nothing changed)")
+    assert run("webhooks", "log", "--format", "json")[1] == before
+    code, out = run("webhooks", "replay", "--tenant", "acme")
+    assert code == 0 and out.splitlines()[0] == ("queued 3 event(s) for delivery again (1 of them delivered "
+                                                 "already, sent again)")
+    assert {r["delivery_state"] for r in json.loads(run("webhooks", "log", "--format", "json")[1])} == {"pending"}
+
+
 def test_prune_of_undelivered_events_keeps_those_in_flight_and_says_so(cli: Engine) -> None:
     """`--include-undelivered` deletes what was never delivered, but not an event a worker is delivering: its
     attempt is under way and its outcome will be recorded; a later prune deletes it."""

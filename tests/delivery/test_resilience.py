@@ -118,6 +118,9 @@ def test_dead_letters_are_kept_counted_shown_and_replayable(sqlite_stack: Stack)
     assert code == 0 and "queued 1 event(s)" in out
     wait_until(lambda: sum(r["webhook_id"] == "msg_1" and r["status"] == 204 for r in platform.received()) == 2,
                30, worker.logs)
+    code, out = _cli(stack, "webhooks", "attempts", "1")  # three failures, then each replay from attempt 1
+    lines = [line.split()[0] if line.split()[0] != "--" else "replay" for line in out.splitlines()[1:]]
+    assert code == 0 and lines == ["1", "2", "3", "replay", "1", "replay", "1"], out
     code, out = _cli(stack, "webhooks", "replay", "--tenant", "nobody")
     assert code == 1 and "queued 0 event(s)" in out
 
