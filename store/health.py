@@ -204,6 +204,9 @@ class LogEntry:
     event_id: str | None
     latency_ms: float | None
     delivery_state: str | None = None  # None: a refused or duplicate request, never queued
+    attempts: int = 0  # delivery attempts since it was last queued
+    last_status: int | None = None  # the platform's last answer
+    last_error: str | None = None  # the last attempt's error (a refused connection, a timeout)
 
 
 def log_page(engine: Engine, *, tenant: str | None = None, provider: str | None = None,
@@ -215,7 +218,8 @@ def log_page(engine: Engine, *, tenant: str | None = None, provider: str | None 
     Never reads bodies or headers."""
     c = webhook_log.c
     stmt = newest_first(engine.dialect.name, (c.id, c.received_at, c.tenant, c.provider, c.outcome, c.status_code,
-                                              c.reason, c.event_id, c.latency_ms, c.delivery_state),
+                                              c.reason, c.event_id, c.latency_ms, c.delivery_state, c.attempts,
+                                              c.last_status, c.last_error),
                         tenant=tenant or None, provider=provider or None, outcome=outcome or None,
                         reason=reason or None, since=since, until=until, states=[state] if state else [],
                         limit=limit, cursor=cursor)

@@ -241,15 +241,25 @@ def test_a_tenant_no_file_routes_any_more_is_shown_with_its_queue_marked_not_in_
 
 
 def test_the_log_page_filters_by_delivery_state_and_shows_it(engine: Engine) -> None:
-    """The Webhook Logs page has the delivery-state filter `webhooks log --state` and the JSON API have; an unknown
+    """The Webhook Logs page has the delivery-state filter `webhooks log --state` and the JSON API have, and shows
+    each event's state as `webhooks log` does: attempts, the platform's last answer and the last error; an unknown
     state is a 400 that names the states, the page still shown."""
+    from sqlalchemy import update
+
+    from store.schema import webhook_log
+
     _queued(engine, "acme", "hospitable", 2, age=timedelta(minutes=5), state="dead")
     _queued(engine, "acme", "hospitable", 3, age=timedelta(minutes=1))
+    with engine.begin() as conn:
+        conn.execute(update(webhook_log).where(webhook_log.c.delivery_state == "dead").values(
+            attempts=25, last_status=503, last_error="connection refused (10.0.0.9:443)\x1b[2J"))
     c = _client(engine)
     auth = {"Authorization": f"Bearer {TOKEN}"}
     page = c.simulate_get("/admin/logs", params={"state": "dead"}, headers=auth)
     assert page.status_code == 200 and '<option value="dead" selected>dead</option>' in page.text
-    assert page.text.count('<td class="delivery">dead</td>') == 2 and '<td class="delivery">pending' not in page.text
+    assert page.text.count('<td class="delivery">dead 25x 503<br><span class="explain">connection refused '
+                           '(10.0.0.9:443)\\x1b[2J</span></td>') == 2
+    assert '<td class="delivery">pending' not in page.text and "\x1b" not in page.text
     bad = c.simulate_get("/admin/logs", params={"state": "stuck"}, headers=auth)
     assert bad.status_code == 400 and "state: one of pending, retrying, delivered, dead" in bad.text
     assert bad.text.count('<td class="delivery">') == 5  # the filter dropped, the log shown
