@@ -192,14 +192,18 @@ def serve(
 def platform(
     ctx: typer.Context,
     *,
-    port: Annotated[int, typer.Option(help="Port on the sandbox's loopback host.")] = 8791,
+    port: Annotated[int, typer.Option(help="Port on the sandbox's loopback host (the host of TENANTCTL_SANDBOX_URL, "
+                                           "127.0.0.1 by default).")] = 8791,
     access_log: Annotated[bool, typer.Option("--access-log/--no-access-log",
                                              help="One line per request on stdout.")] = False,
 ) -> None:
     """Run only the fake platform (where `tenantctl deliver` hands events), on aiohttp: lighter than `serve`.
 
-    The same endpoints, modes and admin token as the platform `serve` mounts (sandbox/platform_server.py);
-    deliveries are checked against TENANTCTL_DELIVERY_SECRETS."""
+    The same endpoints, modes and admin token as the platform `serve` mounts (sandbox/platform_server.py):
+    POST /platform/{name} receives deliveries, checked against TENANTCTL_DELIVERY_SECRETS; PUT /_platform/mode
+    makes it fail, answer slowly or answer 503 for a while; GET /_platform/received lists what arrived. The
+    /_platform/* endpoints need `Authorization: Bearer` with the token in <state dir>/platform-admin-token,
+    written at start (docs/delivery.md, "The sandbox's fake platform")."""
     from sandbox.platform import SECRETS_ENV, Platform
     from sandbox.platform_server import run
 
