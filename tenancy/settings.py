@@ -94,6 +94,16 @@ class Settings(BaseSettings):
                                      "comma-separated; * for any) whose X-Forwarded-For/X-Real-IP are believed.")
     log_format: str = Field(default="text", pattern="^(text|json)$", description="Server logs: text or json lines.")
 
+    @field_validator("database_url")
+    @classmethod
+    def _psycopg(cls, v: str | None) -> str | None:
+        # libpq's and Heroku's spellings (postgres://, postgresql://) name the one driver installed: psycopg 3.
+        if v is not None:
+            scheme, sep, rest = v.strip().partition("://")
+            if sep and scheme.lower() in ("postgres", "postgresql"):
+                return f"postgresql+psycopg://{rest}"
+        return v or None
+
     @field_validator("admin_token")
     @classmethod
     def _long_enough(cls, v: SecretStr | None) -> SecretStr | None:

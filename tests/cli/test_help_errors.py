@@ -6,6 +6,7 @@ import socket
 from pathlib import Path
 
 import pytest
+from sqlalchemy.engine import make_url
 
 from tests.conftest import DEMO_KEY, EXAMPLES, RunCli
 
@@ -31,6 +32,23 @@ def test_an_unreachable_database_names_host_and_port_and_what_to_check(cli: RunC
     assert "DATABASE_URL" in r.err and "tenantctl db current" in r.err
     assert "Traceback" not in r.all and "sqlalche.me" not in r.all and "OperationalError" not in r.all
     assert "s3cretpw" not in r.all
+
+
+@pytest.mark.postgres
+def test_a_database_the_server_does_not_have_is_named_with_how_to_create_it_in_any_spelling_of_the_url(
+        cli: RunCli, pg_url: str) -> None:
+    """The server answered: "cannot reach" would send the operator after the network. `postgres://` (libpq's and
+    Heroku's spelling) and `postgresql://` both mean the one driver installed."""
+    server = make_url(pg_url).set(database="tenantctl_no_such_db")
+    host, port, user = server.host, server.port or 5432, server.username
+    for scheme in ("postgres", "postgresql", "postgresql+psycopg"):
+        url = scheme + "://" + server.render_as_string(hide_password=False).partition("://")[2]
+        r = cli("webhooks", "stats", env={"DATABASE_URL": url})
+        assert r.code == 1, r.all
+        assert (f"error: the PostgreSQL server at {host}:{port} answered, but database tenantctl_no_such_db or role "
+                f"{user} does not exist there: create it (`createdb -h {host} -p {port} tenantctl_no_such_db`)"
+                ) in r.err, r.err
+        assert "cannot reach" not in r.err and "ValueError" not in r.err
 
 
 @pytest.mark.parametrize("command", [["validate"], ["plan"], ["list"], ["state", "list"], ["sandbox", "seed"]])
