@@ -7,6 +7,7 @@ them too, so the bare Falcon baseline runs on exactly the same gunicorn settings
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -32,6 +33,25 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> i
 
 
 WORKER_CLASSES = ("gevent", "gthread")
+
+
+def bind_problem(bind: str) -> str | None:
+    """Why gunicorn could not listen on BIND (``HOST:PORT``, ``[IPv6]:PORT``, ``unix:PATH``, ``fd://N``; a
+    missing port is gunicorn's 8000), or None. Checked before the tenants load: with 10,000 of them that takes
+    seconds, after which gunicorn would retry a bad address for five more."""
+    if bind.startswith(("unix:", "fd://")):
+        return None
+    host, sep, port = bind.rpartition(":")
+    if not sep or (host.count(":") and not host.startswith("[")):  # no port, or a bare IPv6 address
+        host, port = bind, "8000"
+    if not (port.isascii() and port.isdigit() and int(port) <= 65535):
+        return f"the port {port!r} is not a number from 0 to 65535"
+    host = host.removeprefix("[").removesuffix("]")
+    try:
+        socket.getaddrinfo(host or None, int(port), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as e:
+        return f"the host {host!r} does not resolve ({getattr(e, 'strerror', None) or e})"
+    return None
 
 
 def default_workers(worker_class: str) -> int:

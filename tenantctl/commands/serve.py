@@ -15,7 +15,9 @@ import typer
 from store.engine import make_engine, redact_url
 from store.errors import DatabaseNotMigrated
 from store.migrate import require_up_to_date
+from tenancy.escape import printable
 from tenantctl.context import Context
+from webhook_server.server_config import ServerConfig, bind_problem
 
 APP_SPEC = "webhook_server.app:get_app()"
 
@@ -56,6 +58,11 @@ def serve(
 ) -> None:
     """Serve every tenant's webhooks. `kill -HUP <pid>` reloads the tenant files without dropping requests."""
     c: Context = ctx.obj
+    address = bind or os.environ.get("TENANTCTL_BIND", "").strip() or ServerConfig.bind
+    if (problem := bind_problem(address)) is not None:
+        c.err.print(printable(f"error: cannot listen on {address!r} (--bind, TENANTCTL_BIND): {problem}; use "
+                              "HOST:PORT like 127.0.0.1:8000, [::1]:8000 or unix:/run/tenantctl.sock"), markup=False)
+        raise typer.Exit(1)
     forget_cli_logging()  # before the database check too: its alembic lines would come in the CLI's format
     url = c.settings.resolved_database_url
     engine = make_engine(url)

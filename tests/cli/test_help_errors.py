@@ -93,3 +93,15 @@ def test_dash_h_is_help_everywhere(cli: RunCli) -> None:
     for args in (["-h"], ["webhooks", "log", "-h"]):
         r = cli(*args)
         assert r.code == 0 and r.out.startswith("Usage: tenantctl"), args
+
+
+@pytest.mark.parametrize(("bind", "says"), [
+    ("nonsense", "the host 'nonsense' does not resolve"),
+    ("127.0.0.1:99999", "the port '99999' is not a number from 0 to 65535"),
+])
+def test_serve_refuses_an_address_it_cannot_listen_on_before_loading_any_tenant(cli: RunCli, bind: str,
+                                                                                 says: str) -> None:
+    r = cli("--tenants", str(EXAMPLES), "serve", "--bind", bind, env={"SOPS_AGE_KEY_FILE": str(DEMO_KEY)})
+    assert r.code == 1, r.all
+    assert f"error: cannot listen on '{bind}' (--bind, TENANTCTL_BIND): {says}" in r.err and "use HOST:PORT" in r.err
+    assert "tenant files" not in r.all and "Booting worker" not in r.all
