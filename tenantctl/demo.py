@@ -119,7 +119,7 @@ def send_webhooks(base: str, tenants_dir: Path) -> None:
             f"{base}/api/webhooks/beds24/t/blue-harbor", content=b'{"booking": {"id": 1}}',
             headers={"X-Tenantctl-Secret": blue.beds24.webhook_secret.get_secret_value(),
                      "Content-Type": "application/json"}).status_code))
-    print("\n# webhooks delivered to the server:")
+    print("\n# webhooks sent to the server as the providers would send them, and its answers:")
     for what, status in results:
         print(f"  {status}  {what}")
 
@@ -163,18 +163,20 @@ def show_delivery(base: str, sandbox: str, tenants_dir: Path) -> None:
     acme = next(lt.tenant for lt in load_tenants([tenants_dir]).tenants if lt.tenant.slug == "acme")
     if acme.hospitable is None:
         sys.exit("the example tenants changed: acme needs hospitable")
-    event = json.dumps({"id": str(uuid.uuid4()), "action": "reservation.created", "version": "v2",
+    event_id = str(uuid.uuid4())
+    event = json.dumps({"id": event_id, "action": "reservation.created", "version": "v2",
                         "created": "2026-11-27T11:00:00Z", "data": {"id": "res-3"}}).encode()
     sig = hmac.new(acme.hospitable.webhook_secret.get_secret_value().encode(), event, hashlib.sha256).hexdigest()
     status = httpx.post(f"{base}/api/webhooks/hospitable/t/acme", content=event,
                         headers={"Signature": sig, "Content-Type": "application/json"}).status_code
-    print(f"  {status}  Hospitable booking res-3 for acme")
+    print(f"  {status}  Hospitable booking res-3 for acme (event {event_id})")
     _wait_for("a failed attempt", lambda: any(r["status"] == 500 for r in _platform(sandbox)))
     failed = next(r["webhook_id"] for r in _platform(sandbox) if r["status"] == 500)
     time.sleep(3)
     httpx.put(f"{sandbox}/_platform/mode", json={}, headers=_admin(), timeout=5)
     _wait_for("the retry", lambda: any(r["webhook_id"] == failed and r["status"] == 204 for r in _platform(sandbox)))
     _print_received(sandbox)
+    step(["webhooks", "attempts", str(failed).removeprefix("msg_")])  # the failures, the backoff, the success
     step(["webhooks", "log"])
     first = next(r for r in _platform(sandbox) if r["status"] == 204)
     log_id = str(first["webhook_id"]).removeprefix("msg_")
