@@ -121,16 +121,18 @@ def _row_json(r: LogRow) -> dict[str, object]:
 
 
 def _delivery(r: LogRow) -> str:
-    """`delivered 1x 204`, `retrying 3x 503`, `dead 25x (timeout)`, `-` for rows never queued. An error that only
-    repeats the status (`HTTP 503`) is left out: the column stays narrow (`webhooks attempts` has it all)."""
+    """`delivered 1x 204`, `retrying 3x 503`, `dead 25x`, `-` for rows never queued: short enough for its column."""
     if r.delivery_state is None:
         return "-"
-    text = f"{r.delivery_state} {r.attempts}x"
-    if r.last_status is not None:
-        text += f" {r.last_status}"
+    return f"{r.delivery_state} {r.attempts}x" + (f" {r.last_status}" if r.last_status is not None else "")
+
+
+def _last_error(r: LogRow) -> str:
+    """The last attempt's error of an event not delivered, for the end of its line; none when it only repeats the
+    status (`HTTP 503`): `webhooks attempts` has every attempt's."""
     if r.last_error and r.delivery_state != "delivered" and r.last_error != f"HTTP {r.last_status}":
-        text += f" ({r.last_error})"
-    return text
+        return f"; last error: {r.last_error}"
+    return ""
 
 
 @webhooks_app.command("log")
@@ -174,6 +176,7 @@ def log_cmd(
         detail = r.reason or (f"event {r.event_id}" if r.event_id else "")
         if r.repeats:
             detail += f" (and {r.repeats} more like it this minute)"
+        detail += _last_error(r)
         # Sender-controlled text (event ids, slugs in reasons): escaped, so it cannot drive the terminal.
         c.echo(printable(f"{r.id:>8}  {r.received_at:%Y-%m-%d %H:%M:%S}  {r.tenant or '-':<20} {r.provider:<10} "
                          f"{r.outcome:<9} {r.status_code:>3}  {ms:>7}  {_delivery(r):<24}  {detail}"))
