@@ -423,9 +423,9 @@ def replay(engine: Engine, *, now: datetime, ids: Sequence[int] = (), tenant: st
         conditions.append(c.received_at >= since)
     if until is not None:
         conditions.append(c.received_at < until)
-    if dead_only:  # the dead are few in a large log: found through the queue's index
-        conditions.append(c.id.in_(queued_ids(engine.dialect.name, ["dead"], tenant=tenant, provider=provider,
-                                              since=since, until=until)))
+    if dead_only:  # the dead are few in a large log: found through the queue's index (store.webhook_log.newest_first)
+        conditions.append(c.id.in_(queued_ids("sqlite", ["dead"], tenant=tenant, provider=provider, since=since,
+                                              until=until)) if is_sqlite(engine) else c.delivery_state == "dead")
     stmt = update(webhook_log).where(*conditions, not_in_flight(now)).values(
         delivery_state="pending", attempts=0, next_attempt_at=now, claimed_by=None, last_status=None,
         last_error=None, delivered_at=None, replayed_at=now)

@@ -890,14 +890,17 @@ def newest_first(dialect: str, columns: Sequence[Any], *, tenant: str | None = N
     "cross-tenant:<owner>"); ``since`` is inclusive, ``until`` exclusive. ``states``:
     only events in one of these delivery states (rows never queued, whose state is NULL, match none); states of
     the queue alone (pending, retrying, dead) are read from its index (store/queue_depth.py), so finding the few
-    dead events costs what the queue holds, not what the log holds.
+    dead events costs what the queue holds, not what the log holds (on PostgreSQL by its planner's own choice).
 
     Raises ValueError when ``limit`` < 1."""
     if limit < 1:
         raise ValueError("limit must be at least 1")
     c = webhook_log.c
     stmt = select(*columns).order_by(c.id.desc()).limit(limit + 1)
-    if states and set(states) <= set(QUEUED_STATES) and reason is None:  # the index holds every other filter
+    # SQLite, without statistics, scans the log for a state; named, the queue's index serves it (it holds every other
+    # filter but the reason). PostgreSQL finds that index from the plain filter itself, and the sub-select would
+    # only add a join (1.1 → 2.7 ms for 10 dead in 500,000 rows, benchmarks/dead_letters.py).
+    if dialect == "sqlite" and states and set(states) <= set(QUEUED_STATES) and reason is None:
         stmt = stmt.where(c.id.in_(queued_ids(dialect, states, tenant=tenant, provider=provider, since=since,
                                               until=until, before_id=cursor, limit=limit + 1)))
     elif states:
