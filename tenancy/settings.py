@@ -97,11 +97,14 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _psycopg(cls, v: str | None) -> str | None:
+        # An empty DATABASE_URL (`.env.example`'s line, left as it is) is unset, not "SQLite": the settings source
+        # stops at the first alias present, so TENANTCTL_DATABASE_URL (in the environment, `.env` loaded into it by
+        # the CLI) is read here, or the server and the worker would silently run on a local file.
+        v = (v or "").strip() or os.environ.get("TENANTCTL_DATABASE_URL", "").strip()
         # libpq's and Heroku's spellings (postgres://, postgresql://) name the one driver installed: psycopg 3.
-        if v is not None:
-            scheme, sep, rest = v.strip().partition("://")
-            if sep and scheme.lower() in ("postgres", "postgresql"):
-                return f"postgresql+psycopg://{rest}"
+        scheme, sep, rest = v.partition("://")
+        if sep and scheme.lower() in ("postgres", "postgresql"):
+            return f"postgresql+psycopg://{rest}"
         return v or None
 
     @field_validator("admin_token")

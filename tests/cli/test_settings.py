@@ -137,3 +137,16 @@ def test_an_empty_delivery_secret_is_refused_with_advice_that_is_not_masked(cli:
     assert r.code == 1, r.all
     assert "shorter than 24 bytes (it has 0); use whsec_ + base64" in r.err, r.err
     assert good not in r.all and good.removeprefix("whsec_") not in r.all
+
+
+def test_an_empty_database_url_as_env_example_ships_it_leaves_tenantctl_database_url_in_charge(
+        tmp_path: Path) -> None:
+    """`.env.example` has the line `DATABASE_URL=`: left empty, it must not hide TENANTCTL_DATABASE_URL (the server
+    and the worker would run on a local SQLite file beside the shared database, silently)."""
+    shared = tmp_path / "shared.db"
+    (tmp_path / ".env").write_text(f"DATABASE_URL=\nTENANTCTL_DATABASE_URL=sqlite:///{shared}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TENANTCTL_") and k != "DATABASE_URL"}
+    p = subprocess.run([sys.executable, "-m", "tenantctl", "db", "current"], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=60, check=False)
+    assert f"database: sqlite:///{shared}" in p.stdout + p.stderr, p.stdout + p.stderr
+    assert not (tmp_path / ".state").exists()  # no local database made on the side
