@@ -77,7 +77,7 @@ def measure(name: str, engine: Engine, repeat: int) -> None:
     now = datetime.now(UTC)
     reads = {
         "webhooks log --state dead": lambda: query_log(engine, states=["dead"], limit=100),
-        "log page, state=dead": lambda: log_page(engine, state="dead"),
+        "log page, state=dead": lambda: log_page(engine, states=["dead"]),
         "replay --dead --dry-run": lambda: replay(engine, now=now, dead_only=True, dry_run=True),
     }
     base = timed(scan, repeat)

@@ -212,16 +212,16 @@ class LogEntry:
 def log_page(engine: Engine, *, tenant: str | None = None, provider: str | None = None,
              outcome: str | None = None, reason: str | None = None, since: datetime | None = None,
              until: datetime | None = None, limit: int = 50, cursor: int | None = None,
-             state: str | None = None) -> tuple[list[LogEntry], int | None]:
+             states: Sequence[str] = ()) -> tuple[list[LogEntry], int | None]:
     """The Webhook Logs view: newest first, keyset-paged by id (`cursor`: the last id shown), filters ANDed;
-    `reason` matches as a prefix ("cross-tenant" finds every "cross-tenant:<owner>"); `state`: a delivery state.
-    Never reads bodies or headers."""
+    `reason` matches as a prefix ("cross-tenant" finds every "cross-tenant:<owner>"); `states`: any of these
+    delivery states. Never reads bodies or headers."""
     c = webhook_log.c
     stmt = newest_first(engine.dialect.name, (c.id, c.received_at, c.tenant, c.provider, c.outcome, c.status_code,
                                               c.reason, c.event_id, c.latency_ms, c.delivery_state, c.attempts,
                                               c.last_status, c.last_error),
                         tenant=tenant or None, provider=provider or None, outcome=outcome or None,
-                        reason=reason or None, since=since, until=until, states=[state] if state else [],
+                        reason=reason or None, since=since, until=until, states=states,
                         limit=limit, cursor=cursor)
     with engine.connect() as conn:
         rows = [LogEntry(**r._mapping) for r in conn.execute(stmt)]  # by name: the columns are its fields

@@ -908,8 +908,8 @@ def newest_first(dialect: str, columns: Sequence[Any], *, tenant: str | None = N
     for value, col in ((tenant, c.tenant), (provider, c.provider), (outcome, c.outcome)):
         if value is not None:
             stmt = stmt.where(col == value)
-    if reason is not None:
-        stmt = stmt.where(c.reason.startswith(reason, autoescape=True))
+    if reason is not None:  # a prefix, case and all on both databases (SQLite's LIKE ignores ASCII case)
+        stmt = stmt.where(func.substr(c.reason, 1, len(reason)) == reason)
     if since is not None:
         stmt = stmt.where(c.received_at >= since)
     if until is not None:

@@ -61,11 +61,16 @@ def database_unreachable(url: str, exc: BaseException) -> Taught:
         return Taught(f"cannot open the SQLite database {where}: {why}. Check that its directory exists and "
                       "is writable (TENANTCTL_STATE_DIR), or set DATABASE_URL.")
     host, port = u.host or "localhost", u.port or 5432
-    if why is not None and why.startswith("the server answered"):  # reached: the name or the role is wrong
+    if why is not None and why.startswith("the server answered") and "role" in str(getattr(exc, "orig", exc)):
         return Taught(
-            f"the PostgreSQL server at {host}:{port} answered, but database {u.database or '(default)'!s} or role "
-            f"{u.username or '(none)'} does not exist there: create it (`createdb -h {host} -p {port} "
-            f"{u.database or 'NAME'}`) or fix the name in DATABASE_URL (or TENANTCTL_DATABASE_URL)")
+            f"the PostgreSQL server at {host}:{port} answered, but it has no role {u.username or '(none)'}: create it "
+            f"(`createuser -h {host} -p {port} {u.username or 'NAME'}`) or fix the user in DATABASE_URL (or "
+            "TENANTCTL_DATABASE_URL)")
+    if why is not None and why.startswith("the server answered"):  # reached: the database's name is wrong
+        return Taught(
+            f"the PostgreSQL server at {host}:{port} answered, but it has no database {u.database or '(default)'!s}: "
+            f"create it (`createdb -h {host} -p {port} {u.database or 'NAME'}`) or fix the name in DATABASE_URL (or "
+            "TENANTCTL_DATABASE_URL)")
     return Taught(
         f"cannot reach the database at {host}:{port} (database {u.database or '(default)'!s}, "
         f"user {u.username or '(none)'}): {why or 'the connection failed'}. Check that the server runs there and "

@@ -40,15 +40,19 @@ def test_a_database_the_server_does_not_have_is_named_with_how_to_create_it_in_a
     """The server answered: "cannot reach" would send the operator after the network. `postgres://` (libpq's and
     Heroku's spelling) and `postgresql://` both mean the one driver installed."""
     server = make_url(pg_url).set(database="tenantctl_no_such_db")
-    host, port, user = server.host, server.port or 5432, server.username
+    host, port = server.host, server.port or 5432
     for scheme in ("postgres", "postgresql", "postgresql+psycopg"):
         url = scheme + "://" + server.render_as_string(hide_password=False).partition("://")[2]
         r = cli("webhooks", "stats", env={"DATABASE_URL": url})
         assert r.code == 1, r.all
-        assert (f"error: the PostgreSQL server at {host}:{port} answered, but database tenantctl_no_such_db or role "
-                f"{user} does not exist there: create it (`createdb -h {host} -p {port} tenantctl_no_such_db`)"
-                ) in r.err, r.err
+        says = (f"error: the PostgreSQL server at {host}:{port} answered, but it has no database "
+                f"tenantctl_no_such_db: create it (`createdb -h {host} -p {port} tenantctl_no_such_db`)")
+        assert says in r.err, r.err
         assert "cannot reach" not in r.err and "ValueError" not in r.err
+    r = cli("webhooks", "stats", env={"DATABASE_URL": server.set(username="tenantctl_no_such_role", database=(
+        make_url(pg_url).database)).render_as_string(hide_password=False)})
+    assert (f"error: the PostgreSQL server at {host}:{port} answered, but it has no role tenantctl_no_such_role: "
+            f"create it (`createuser -h {host} -p {port} tenantctl_no_such_role`)") in r.err, r.err
 
 
 @pytest.mark.parametrize("command", [["validate"], ["plan"], ["list"], ["state", "list"], ["sandbox", "seed"]])

@@ -255,7 +255,7 @@ def test_the_dead_are_listed_and_replayed_through_the_queues_index_not_by_readin
 
     listed: list[list[int]] = []
     plans = _plans_of(db, lambda: listed.append([r.id for r in query_log(db, states=["dead"], limit=2)[0]]))
-    plans += _plans_of(db, lambda: listed.append([r.id for r in log_page(db, state="dead", cursor=20_003)[0]]))
+    plans += _plans_of(db, lambda: listed.append([r.id for r in log_page(db, states=["dead"], cursor=20_003)[0]]))
     plans += _plans_of(db, lambda: listed.append([replay(db, now=NOW, dead_only=True, provider="nuki").queued]))
     assert listed == [[20_003, 20_002], [20_002, 20_001], [3]]
     for plan in plans:

@@ -260,6 +260,8 @@ def test_the_log_page_filters_by_delivery_state_and_shows_it(engine: Engine) -> 
     assert page.text.count('<td class="delivery">dead 25x 503<br><span class="explain">connection refused '
                            '(10.0.0.9:443)\\x1b[2J</span></td>') == 2
     assert '<td class="delivery">pending' not in page.text and "\x1b" not in page.text
+    both = c.simulate_get("/admin/logs?state=dead&state=pending", headers=auth)  # any of them, as the JSON API
+    assert both.status_code == 200 and both.text.count('<td class="delivery">') == 5
     bad = c.simulate_get("/admin/logs", params={"state": "stuck"}, headers=auth)
     assert bad.status_code == 400 and "state: one of pending, retrying, delivered, dead" in bad.text
     assert bad.text.count('<td class="delivery">') == 5  # the filter dropped, the log shown

@@ -74,6 +74,8 @@ def test_the_logs_evidence(engine: Engine) -> None:
     assert evidence[("blue", "hospitable")] == sh.Evidence(NOW - timedelta(days=30), 0)
     rows, cursor = sh.log_page(engine, tenant="acme", reason="bad-sig")
     assert [(r.outcome, r.reason) for r in rows] == [("rejected", "bad-signature")] and cursor is None
+    assert sh.log_page(engine, reason="BAD-SIG") == ([], None)  # a prefix, case and all, on either database
+    assert sh.log_page(engine, reason="bad_sig") == ([], None)  # `_` is a character, not LIKE's wildcard
     page1, cursor = sh.log_page(engine, limit=3)
     page2, end = sh.log_page(engine, limit=3, cursor=cursor)
     assert len(page1) == 3 and len(page2) == 2 and end is None

@@ -228,17 +228,17 @@ class LogsResource(_Page):
             resp.status = falcon.HTTP_400  # the page still renders, naming what to fix, with the filters that hold
         rows, next_cursor = _read(engine, lambda: store_health.log_page(
             engine, tenant=filters.tenant, provider=filters.provider, outcome=filters.outcome, reason=filters.reason,
-            since=filters.since, until=filters.until, limit=PAGE, cursor=filters.cursor,
-            state=filters.states[0] if filters.states else None))
+            since=filters.since, until=filters.until, limit=PAGE, cursor=filters.cursor, states=filters.states))
         # The form shows what was asked (escaped by the template); the links carry only the filters that hold.
         f = {k: str(req.get_param(k) or "").strip() for k in _PAGE_PARAMS if k != "cursor"}
         kept = {k: v for k, v in {"tenant": filters.tenant, "provider": filters.provider, "outcome": filters.outcome,
-                                  "state": filters.states[0] if filters.states else None, "reason": filters.reason,
+                                  "state": list(filters.states), "reason": filters.reason,
                                   "since": f["since"] if filters.since else None,
                                   "until": f["until"] if filters.until else None}.items() if v}
-        next_url = None if next_cursor is None else "/admin/logs?" + urlencode({**kept, "cursor": next_cursor})
+        next_url = None if next_cursor is None else "/admin/logs?" + urlencode({**kept, "cursor": next_cursor},
+                                                                               doseq=True)
         render(resp, "logs.html", rows=rows, f=f, errors=errors, next_url=next_url, first=filters.cursor is None,
-               first_url="/admin/logs?" + urlencode(kept),
+               first_url="/admin/logs?" + urlencode(kept, doseq=True),
                outcomes=OUTCOMES, states=DELIVERY_STATES, providers=log_filters.PROVIDERS, slugs=sorted(self.slugs()),
                reasons=reasons.KNOWN, title="Webhook Logs")
 
