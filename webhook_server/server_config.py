@@ -10,6 +10,7 @@ import os
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 # Where prometheus_client's multiprocess mode keeps each worker's values; must be set before the first
 # import of prometheus_client in the process (it decides its value class at import time).
@@ -39,11 +40,31 @@ def bind_problem(bind: str) -> str | None:
     """Why gunicorn could not listen on BIND (``HOST:PORT``, ``[IPv6]:PORT``, ``unix:PATH``, ``fd://N``; a
     missing port is gunicorn's 8000), or None. Checked before the tenants load: with 10,000 of them that takes
     seconds, after which gunicorn would retry a bad address for five more."""
-    if bind.startswith(("unix:", "fd://")):
+    if bind.startswith("unix:"):
+        path = bind.removeprefix("unix:")
+        if not path.strip():
+            return "unix: names no socket path"
+        if not Path(path).parent.is_dir():
+            return f"the socket's directory {str(Path(path).parent)!r} does not exist"
+        if Path(path).exists() and not Path(path).is_socket():
+            return f"{path!r} exists and is not a socket"
         return None
+    if bind.startswith("fd://"):
+        fd = bind.removeprefix("fd://")
+        if not (fd.isascii() and fd.isdigit()):
+            return f"{bind!r} names no file descriptor (fd://N)"
+        try:
+            os.fstat(int(fd))
+        except OSError:
+            return f"file descriptor {fd} is not open"
+        return None
+    if bind.startswith("[") and bind.endswith("]"):  # [IPv6] without a port
+        bind += ":8000"
     host, sep, port = bind.rpartition(":")
     if not sep or (host.count(":") and not host.startswith("[")):  # no port, or a bare IPv6 address
         host, port = bind, "8000"
+    if host.startswith("[") != host.endswith("]"):
+        return "a bracket left open: an IPv6 address is written [ADDRESS]:PORT"
     if not (port.isascii() and port.isdigit() and int(port) <= 65535):
         return f"the port {port!r} is not a number from 0 to 65535"
     host = host.removeprefix("[").removesuffix("]")

@@ -102,6 +102,9 @@ def test_dash_h_is_help_everywhere(cli: RunCli) -> None:
 @pytest.mark.parametrize(("bind", "says"), [
     ("nonsense", "the host 'nonsense' does not resolve"),
     ("127.0.0.1:99999", "the port '99999' is not a number from 0 to 65535"),
+    ("unix:/nonexistent-dir/tenantctl.sock", "the socket's directory '/nonexistent-dir' does not exist"),
+    ("fd://987", "file descriptor 987 is not open"),
+    ("[::1:8000", "a bracket left open"),
 ])
 def test_serve_refuses_an_address_it_cannot_listen_on_before_loading_any_tenant(cli: RunCli, bind: str,
                                                                                  says: str) -> None:
