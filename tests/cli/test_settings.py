@@ -150,3 +150,11 @@ def test_an_empty_database_url_as_env_example_ships_it_leaves_tenantctl_database
                        capture_output=True, text=True, timeout=60, check=False)
     assert f"database: sqlite:///{shared}" in p.stdout + p.stderr, p.stdout + p.stderr
     assert not (tmp_path / ".state").exists()  # no local database made on the side
+
+
+@pytest.mark.parametrize("scheme", ["postgres", "postgresql", "POSTGRESQL", "postgresql+psycopg"])
+def test_every_spelling_of_a_postgresql_url_means_psycopg_3(scheme: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tenancy.settings import Settings
+
+    monkeypatch.setenv("DATABASE_URL", f"{scheme}://ops@db.internal:5432/tenantctl")
+    assert Settings(_env_file=None).resolved_database_url == "postgresql+psycopg://ops@db.internal:5432/tenantctl"
