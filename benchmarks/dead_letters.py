@@ -17,7 +17,6 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,11 +25,13 @@ from sqlalchemy import Engine, select, text
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import webhooks as wh  # noqa: E402  # the benchmarks' throw-away databases
 
 from store.delivery import replay  # noqa: E402
 from store.engine import make_engine  # noqa: E402
 from store.health import log_page  # noqa: E402
-from store.migrate import upgrade  # noqa: E402
 from store.schema import webhook_log  # noqa: E402
 from store.webhook_log import _LOG_COLUMNS, _row_to_log, query_log  # noqa: E402
 
@@ -94,30 +95,13 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--postgres", default=DEFAULT_PG)
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory(prefix="tenantctl-dead-") as work:
-        url = f"sqlite:///{work}/log.db"
-        upgrade(url)
-        engine = make_engine(url)
-        fill(engine, args.rows, args.dead)
-        measure(f"sqlite ({args.rows:,} rows, {args.dead} dead)", engine, args.repeat)
-        engine.dispose()
-    schema = f"bench_dead_{uuid.uuid4().hex[:8]}"
-    admin = make_engine(args.postgres)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        sep = "&" if "?" in args.postgres else "?"
-        url = f"{args.postgres}{sep}options=-csearch_path%3D{schema}"
-        upgrade(url)
-        engine = make_engine(url)
-        fill(engine, args.rows, args.dead)
-        measure(f"postgresql ({args.rows:,} rows, {args.dead} dead)", engine, args.repeat)
-        engine.dispose()
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
-
+    for kind in ("sqlite", "postgres"):  # a migrated database each, thrown away after (webhooks.bench_database)
+        with tempfile.TemporaryDirectory(prefix="tenantctl-dead-") as work, \
+                wh.bench_database(kind, Path(work), args.postgres) as url:
+            engine = make_engine(url)
+            fill(engine, args.rows, args.dead)
+            measure(f"{kind} ({args.rows:,} rows, {args.dead} dead)", engine, args.repeat)
+            engine.dispose()
 
 if __name__ == "__main__":
     main()

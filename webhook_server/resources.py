@@ -4,21 +4,16 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import get_args
 
 import falcon
 
 from store.errors import DatabaseUnavailable
-from store.webhook_log import EventStore, Outcome
+from store.webhook_log import EventStore
 from webhook_server.client_address import TrustedProxies, addresses
 from webhook_server.metrics import Metrics
 from webhook_server.pipeline import Inbound, Pipeline, Reply
 from webhook_server.routing import Routing
 from webhook_server.storage import LogReader
-
-MAX_PAGE = 1000
-OUTCOMES: tuple[str, ...] = get_args(Outcome)
-
 
 _FORWARDED = ("x-forwarded-for", "x-real-ip")
 
