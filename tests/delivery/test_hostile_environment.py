@@ -19,9 +19,9 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import Connection, Engine, func, select, text
-from sqlalchemy.engine import make_url
 
 from store.schema import webhook_log
+from tests.webhook_server.tcp_proxy import TcpProxy, behind_proxy
 
 from .harness import Proc, Stack, accepted, insert, wait_until
 
@@ -177,79 +177,35 @@ def _accepted_ids(stack: Stack) -> set[str]:
         return {f"msg_{i}" for i in ids}
 
 
-class _FreezableProxy:
-    """A TCP relay to PostgreSQL that can stop relaying while keeping every connection open: a database server
-    that hangs (SIGSTOP, a stuck pooler, a full disk), whose kernel still acknowledges every packet."""
-
-    def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
-        self.frozen = threading.Event()
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = int(self.listener.getsockname()[1])
-        self.closed = threading.Event()
-        self.sockets: list[socket.socket] = []
-        self.threads = [threading.Thread(target=self._accept, daemon=True)]
-        self.threads[0].start()
-
-    def _accept(self) -> None:
-        while not self.closed.is_set():
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(("127.0.0.1", self.target_port))
-            self.sockets += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                self.threads.append(threading.Thread(target=self._pipe, args=(a, b), daemon=True))
-                self.threads[-1].start()
-
-    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            while data := src.recv(65536):
-                while self.frozen.is_set() and not self.closed.is_set():
-                    time.sleep(0.05)
-                dst.sendall(data)
-
-    def close(self) -> None:
-        """Stop every thread of the relay (a test process that keeps threads cannot fork safely)."""
-        self.closed.set()
-        for s in [self.listener, *self.sockets]:
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)  # wakes a blocked accept() or recv(); close() alone does not
-            s.close()
-        for t in self.threads:
-            t.join(5)
-
-
 @pytest.mark.postgres
 def test_a_hung_database_server_is_reported_delivery_resumes_when_it_heals_and_sigterm_still_stops_the_worker(
         pg_stack: Stack) -> None:
     stack = pg_stack
-    url = make_url(stack.database_url)
-    proxy = _FreezableProxy(url.port or 5432)
+    with behind_proxy(stack.database_url) as (proxy, proxied_url):
+        _a_hung_database_server(stack, proxy, proxied_url)
+
+
+def _a_hung_database_server(stack: Stack, proxy: TcpProxy, proxied_url: str) -> None:
+    worker = stack.deliver(DATABASE_URL=proxied_url)
+    insert(stack.engine, accepted(2))
+    wait_until(lambda: _delivered(stack) == 2, 20, worker.logs)
+    proxy.hang()  # the next poll's query is sent and never answered
+    insert(stack.engine, accepted(2, start=10))
+    time.sleep(12)
+    assert "database" in _after_start(worker.logs()), "12 s of a hung database, not a word in the log"
+    proxy.heal()  # healed: the round gets its answer
+    wait_until(lambda: _delivered(stack) == 4, 30, worker.logs)
+    # Reported stuck (12 s without an answer), then its end, so the log does not leave the alarm standing.
+    assert "no answer for" in worker.logs() and "the database answered again" in worker.logs(), worker.logs()
+    proxy.hang()
+    insert(stack.engine, accepted(2, start=20))
+    time.sleep(1)
+    worker.proc.send_signal(signal.SIGTERM)
     try:
-        worker = stack.deliver(DATABASE_URL=url.set(port=proxy.port).render_as_string(hide_password=False))
-        insert(stack.engine, accepted(2))
-        wait_until(lambda: _delivered(stack) == 2, 20, worker.logs)
-        proxy.frozen.set()  # the next poll's query is sent and never answered
-        insert(stack.engine, accepted(2, start=10))
-        time.sleep(12)
-        assert "database" in _after_start(worker.logs()), "12 s of a hung database, not a word in the log"
-        proxy.frozen.clear()  # healed: the round gets its answer
-        wait_until(lambda: _delivered(stack) == 4, 30, worker.logs)
-        # Reported stuck (12 s without an answer), then its end, so the log does not leave the alarm standing.
-        assert "no answer for" in worker.logs() and "the database answered again" in worker.logs(), worker.logs()
-        proxy.frozen.set()
-        insert(stack.engine, accepted(2, start=20))
-        time.sleep(1)
-        worker.proc.send_signal(signal.SIGTERM)
-        try:
-            code: int | None = worker.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            code = None
-        assert code == 0, f"still running 20 s after SIGTERM while the database hangs\n{worker.logs()[-2000:]}"
-    finally:
-        proxy.close()
+        code: int | None = worker.proc.wait(20)
+    except subprocess.TimeoutExpired:
+        code = None
+    assert code == 0, f"still running 20 s after SIGTERM while the database hangs\n{worker.logs()[-2000:]}"
 
 
 @contextmanager

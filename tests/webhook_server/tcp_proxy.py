@@ -6,7 +6,10 @@
 - ``heal()``: forwarding resumes; held bytes are delivered, as TCP retransmission would after a
   partition.
 
-Threads, loopback only, bounded by the connections its clients open.
+Threads, loopback only, bounded by the connections its clients open. ``close()`` closes every socket it
+opened (a socket left to the garbage collector is a ResourceWarning, which the suite makes an error, in
+whichever later test the collector happens to run) and joins every thread (a process that keeps threads cannot
+fork safely).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import select
 import socket
 import struct
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Literal
 
 from sqlalchemy.engine import make_url
@@ -32,8 +35,9 @@ class TcpProxy:
         self.port: int = self._listener.getsockname()[1]
         self._lock = threading.Lock()
         self._sockets: list[socket.socket] = []
+        self._threads: list[threading.Thread] = []
         self._closed = False
-        threading.Thread(target=self._accept, daemon=True).start()
+        self._start(self._accept)
 
     def hang(self) -> None:
         self.mode = "hang"
@@ -49,11 +53,31 @@ class TcpProxy:
             _reset(s)
 
     def close(self) -> None:
-        self._closed = True
+        with self._lock:
+            self._closed = True  # from here on _track refuses, so no socket opened late escapes the reset below
         self.refuse()
         with contextlib.suppress(OSError):
             self._listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept(); close() alone does not
         self._listener.close()
+        with self._lock:
+            threads = list(self._threads)
+        for t in threads:
+            t.join(5)
+
+    def _start(self, target: Callable[..., None], *args: socket.socket) -> None:
+        thread = threading.Thread(target=target, args=args, daemon=True)
+        with self._lock:
+            self._threads.append(thread)
+        thread.start()
+
+    def _track(self, s: socket.socket) -> bool:
+        """Keep S for the next refuse() or close(); after close(), reset it at once and say False."""
+        with self._lock:
+            if not self._closed:
+                self._sockets.append(s)
+                return True
+        _reset(s)
+        return False
 
     def _accept(self) -> None:
         while not self._closed:
@@ -64,11 +88,11 @@ class TcpProxy:
             if self.mode == "refuse":
                 _reset(client)
                 continue
-            threading.Thread(target=self._connect, args=(client,), daemon=True).start()
+            self._start(self._connect, client)
 
     def _connect(self, client: socket.socket) -> None:
-        with self._lock:
-            self._sockets.append(client)
+        if not self._track(client):
+            return
         while self.mode == "hang" and not self._closed:  # a partition: the handshake gets no answer
             select.select([], [], [], 0.05)
         try:
@@ -76,10 +100,10 @@ class TcpProxy:
         except OSError:
             _reset(client)
             return
-        with self._lock:
-            self._sockets.append(upstream)
+        if not self._track(upstream):
+            return
         for a, b in ((client, upstream), (upstream, client)):
-            threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+            self._start(self._pump, a, b)
 
     def _pump(self, src: socket.socket, dst: socket.socket) -> None:
         try:
