@@ -39,16 +39,16 @@ def test_without_a_terminal_each_finished_tenant_is_a_line_on_stderr_and_stdout_
 
 
 def test_retry_waits_are_explained_as_they_happen(sb: SandboxCli) -> None:
-    faults = {"rate": 0.4, "kinds": ["429"], "providers": ["nuki"], "seed": 3}
-    env = {"TENANTCTL_SANDBOX_FAULTS": json.dumps(faults), "TENANTCTL_RETRY_BASE_S": "0.3"}
+    faults = {"rate": 0.4, "kinds": ["429"], "providers": ["nuki"], "seed": 3, "retry_after_s": 0}
+    env = {"TENANTCTL_SANDBOX_FAULTS": json.dumps(faults), "TENANTCTL_RETRY_BASE_S": "0.1"}
     loud = sb.run("health", "--sandbox", "-p", "nuki", extra_env=env)
-    assert re.search(r"^health: nuki: 429, retrying in \d s$", loud.err, re.M), loud.err
+    assert re.search(r"^health: nuki: 429, retrying in \d+(?:\.\d)? m?s$", loud.err, re.M), loud.err
     assert "health: acme done" in loud.err
     quiet = sb.run("health", "--sandbox", "-p", "nuki", "-q", extra_env=env)
     assert quiet.err.startswith("SANDBOX MODE:") and len(quiet.err.splitlines()) == 1
 
-    def untimed(text: str) -> str:  # health rows carry their measured durations
-        return re.sub(r"\d+(?:\.\d+)? m?s\b", "T", text)
+    def untimed(text: str) -> str:  # health rows carry their measured durations, which set the columns' widths
+        return " ".join(re.sub(r"[\u2500-\u257f]+", " ", re.sub(r"\d+(?:\.\d+)? m?s\b", "T", text)).split())
 
     assert untimed(quiet.out) == untimed(loud.out)
 

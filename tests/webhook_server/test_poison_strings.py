@@ -6,8 +6,7 @@ is another event."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
@@ -38,18 +37,34 @@ def _post_raw_id(c: httpx.Client, raw_id: str) -> httpx.Response:
                   headers={"Signature": sign_hex(SECRETS["acme"]["hospitable"], body)})
 
 
-def _ids(url: str) -> list[tuple[str, str]]:
+Rows = Callable[[], list[tuple[str, str]]]
+
+
+def _rows_after(url: str, after: int) -> list[tuple[str, str]]:
     engine = create_engine(url)
     try:
         with engine.connect() as conn:
             return [(r[0], r[1]) for r in conn.execute(text(
-                "SELECT outcome, event_id FROM webhook_log WHERE provider = 'hospitable' ORDER BY id"))]
+                "SELECT outcome, event_id FROM webhook_log WHERE provider = 'hospitable' AND id > :after ORDER BY id"),
+                {"after": after})]
     finally:
         engine.dispose()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def server_and_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Server, str]]:
+def _last_id(url: str) -> int:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(text("SELECT COALESCE(MAX(id), 0) FROM webhook_log")).scalar_one())
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def _shared_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
+        tuple[Server, str]]:
+    """One server per database for the module: its tests tell their rows apart by the log's id."""
+    tmp_path = tmp_path_factory.mktemp(f"poison-{request.param}")
     tenants = make_tenants_dir(tmp_path, tenant_dicts()[:1])
     if request.param == "sqlite":
         s = start_server(tmp_path, tenants)
@@ -63,23 +78,31 @@ def server_and_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[t
     s.stop()
 
 
+@pytest.fixture
+def server_and_rows(_shared_server: tuple[Server, str]) -> tuple[Server, Rows]:
+    """The shared server, and the log's rows written since this test began, oldest first."""
+    server, url = _shared_server
+    mark = _last_id(url)
+    return server, lambda: _rows_after(url, mark)
+
+
 @pytest.mark.parametrize("case", sorted(POISON_IDS))
-def test_a_poison_event_id_is_recorded_and_answered_200(server_and_url: tuple[Server, str],
+def test_a_poison_event_id_is_recorded_and_answered_200(server_and_rows: tuple[Server, Rows],
                                                                  case: str) -> None:
-    server, url = server_and_url
+    server, rows = server_and_rows
     raw, stored = POISON_IDS[case]
     with httpx.Client(base_url=server.url, timeout=20) as c:
         assert _post_raw_id(c, raw).status_code == 200
         redelivered = _post_raw_id(c, raw)
         assert redelivered.status_code == 200 and redelivered.json() == {"status": "duplicate"}
-    assert _ids(url) == [("accepted", stored), ("duplicate", stored)]
+    assert rows() == [("accepted", stored), ("duplicate", stored)]
 
 
-def test_an_overlong_id_of_surrogates_is_stored_under_its_digest(server_and_url: tuple[Server, str]) -> None:
-    server, url = server_and_url
+def test_an_overlong_id_of_surrogates_is_stored_under_its_digest(server_and_rows: tuple[Server, Rows]) -> None:
+    server, rows = server_and_rows
     with httpx.Client(base_url=server.url, timeout=20) as c:
         assert _post_raw_id(c, r"\udfff" * 300).status_code == 200
-    [(outcome, event_id)] = _ids(url)
+    [(outcome, event_id)] = rows()
     assert outcome == "accepted" and event_id.startswith("sha256:")
 
 
@@ -91,11 +114,11 @@ LOOKALIKES = [
 ]
 
 
-def test_two_events_never_share_a_key_however_alike_their_stored_forms(server_and_url: tuple[Server, str]) -> None:
-    server, url = server_and_url
+def test_two_events_never_share_a_key_however_alike_their_stored_forms(server_and_rows: tuple[Server, Rows]) -> None:
+    server, rows = server_and_rows
     with httpx.Client(base_url=server.url, timeout=20) as c:
         answers = [_post_raw_id(c, raw).json() for pair in LOOKALIKES for raw in pair]
         again = [_post_raw_id(c, raw).json() for raw, _ in LOOKALIKES]
     assert answers == [{"status": "ok"}] * 6  # each an event of its own, delivered
     assert again == [{"status": "duplicate"}] * 3  # and a redelivery is still recognised
-    assert [outcome for outcome, _ in _ids(url)] == ["accepted"] * 6 + ["duplicate"] * 3
+    assert [outcome for outcome, _ in rows()] == ["accepted"] * 6 + ["duplicate"] * 3

@@ -51,7 +51,9 @@ ACCOUNT_FIELDS = ("message_template_status_update", "account_update", "phone_num
 
 @cache
 def _spec() -> dict[str, Any]:
-    loaded: dict[str, Any] = yaml.safe_load(SPEC.read_text(encoding="utf-8"))
+    # libyaml's loader: the pure-Python one took 4 s of every test process's collection for this 1 MB file
+    with SPEC.open("rb") as fh:
+        loaded: dict[str, Any] = yaml.load(fh, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506
     return loaded
 
 
