@@ -28,7 +28,7 @@ bytecode: install
 # Three workers on two cores: a third of a worker's time is spent waiting on the processes its tests start
 # (servers, workers, `tenantctl`), so two left the cores idle (9 min 46 s with 2, 7 min 55 s with 3 here).
 test: install browser bytecode
-	$(BIN)/pytest -n 3 -q -m "not fault" $(PYTEST_ARGS)
+	$(BIN)/pytest -n 3 --dist worksteal -q -m "not fault" $(PYTEST_ARGS)
 
 lint: install imports types actionlint zizmor
 	$(BIN)/ruff check .
@@ -75,7 +75,7 @@ browser:
 # SIGTERM, disk full). Loopback, about 4 minutes; exits 1 if an acknowledged event has no row, an event was
 # stored twice, or a drill's test fails.
 faults: install bytecode
-	$(BIN)/pytest -n 2 -q -m fault $(PYTEST_ARGS)
+	$(BIN)/pytest -n 2 --dist worksteal -q -m fault $(PYTEST_ARGS)
 	$(BIN)/python benchmarks/faults.py
 
 clean:

@@ -42,5 +42,6 @@ control_socket_disable = True  # one fixed socket path would clash between insta
 
 on_starting = server_hooks.on_starting
 on_reload = server_hooks.on_reload
+post_fork = server_hooks.post_fork
 worker_exit = server_hooks.worker_exit
 child_exit = server_hooks.child_exit

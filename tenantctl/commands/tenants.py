@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 from pydantic import BaseModel, SecretStr
 from rich.markup import escape
 from rich.table import Table
 
-from store import provider_state
 from tenancy.findings import Severity
 from tenancy.fingerprint import masked, tenant_key
 from tenancy.loader import LoadResult, tenant_files
@@ -21,11 +20,16 @@ from tenancy.yaml_source import YamlError, parse
 from tenantctl.context import Context
 from tenantctl.options import TextOrJson
 
+if TYPE_CHECKING:
+    from store import provider_state
+
 FORMAT_VERSION = 1
 
 
 def _state_entries(c: Context, slugs: list[str]) -> tuple[list[provider_state.Entry], str | None]:
     """What the provider state store keeps for SLUGS (metadata, no value), or why it could not be read."""
+    # Imported here, as the database is: `validate` without --state, `new` and `list` start without SQLAlchemy.
+    from store import provider_state
     from tenantctl.commands.reconcile import read_db
 
     try:
@@ -156,6 +160,8 @@ def show(
     tenant = lt.tenant
     entries, state_note = _state_entries(c, [slug])
     for e in entries:  # the value exists but is not in the file: show that it is there, masked
+        from store import provider_state
+
         tenant = provider_state.overlay(tenant, {(slug, e.path): (_STATE_MARK, None)})
     data = _masked_dump(tenant, tenant_key(lt.tenant))
     if entries or state_note:
