@@ -3,9 +3,25 @@ any other value before a command runs (exit 1, like every usage error)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
 
 TextOrJson = Annotated[Literal["text", "json"], typer.Option("--format", help="Output format.")]
 TextJsonOrMarkdown = Annotated[Literal["text", "json", "markdown"], typer.Option("--format", help="Output format.")]
+
+
+def complete_slug(ctx: typer.Context, incomplete: str) -> list[str]:
+    """Shell completion of a tenant's slug: the slugs of the tenant files in `--tenants` (or TENANTCTL_TENANTS,
+    or the settings' default) that start with INCOMPLETE, sorted. Only names are listed: no file is read or
+    decrypted, so a TAB costs no key. An unreadable directory completes nothing."""
+    from tenancy.loader import tenant_files  # imported on TAB only: the root callback has not run here
+
+    given = ctx.find_root().params.get("tenants")
+    if given is None:
+        from tenancy.settings import load_settings
+
+        given = load_settings().tenants
+    files, _ = tenant_files([Path(given)])
+    return [f.stem for f in files if f.stem.startswith(incomplete)]

@@ -29,7 +29,7 @@ from tenancy.sops import SopsError, set_value
 from tenancy.sops_config import SOPS_CONFIG_NAME
 from tenantctl.commands.reconcile import SandboxOpt
 from tenantctl.context import Context
-from tenantctl.options import TextJsonOrMarkdown
+from tenantctl.options import TextJsonOrMarkdown, complete_slug
 
 access_app = typer.Typer(name="access", help="Team access: who can open what, codes, QR codes.",
                          no_args_is_help=True)
@@ -69,7 +69,7 @@ def _tenants(c: Context, slug: str | None) -> list[LoadedTenant]:
 @access_app.command("matrix")
 def matrix_cmd(
     ctx: typer.Context,
-    slug: Annotated[str | None, typer.Argument(help="One tenant (default: all).")] = None,
+    slug: Annotated[str | None, typer.Argument(help="One tenant (default: all).", autocompletion=complete_slug)] = None,
     at: Annotated[str | None, typer.Option(
         "--at", help='Only who can open at this local moment, e.g. "2026-12-24 22:00" (each property\'s zone).',
     )] = None,
@@ -156,7 +156,7 @@ def _write_codes(c: Context, lt: LoadedTenant, index: int, kinds: list[str]) -> 
 @access_app.command("rotate")
 def rotate(
     ctx: typer.Context,
-    slug: Annotated[str, typer.Argument(help="The tenant.")],
+    slug: Annotated[str, typer.Argument(help="The tenant.", autocompletion=complete_slug)],
     teammate: Annotated[str, typer.Argument(help="The teammate's key.")],
     keypad: Annotated[bool, typer.Option("--keypad", help="A new Nuki keypad code.")] = False,
     pin: Annotated[bool, typer.Option("--pin", help="A new 2N PIN.")] = False,
@@ -202,7 +202,7 @@ def _show_access_plan(c: Context, before: Tenant, after: Tenant) -> None:
 @access_app.command("maintenance")
 def maintenance(
     ctx: typer.Context,
-    slug: Annotated[str, typer.Argument(help="The tenant.")],
+    slug: Annotated[str, typer.Argument(help="The tenant.", autocompletion=complete_slug)],
     prop_key: Annotated[str, typer.Argument(metavar="PROPERTY", help="The property's key.")],
     span: Annotated[str, typer.Option("--for", help="How long it opens: 2h, 90m, 1d, 1h30m (at most 30 days).")],
     name: Annotated[str, typer.Option("--name", help="Shown on the lock as tc:mnt:NAME.")] = "maintenance",
@@ -278,7 +278,7 @@ def _inside(target: Path, roots: list[Path]) -> Path | None:
 @access_app.command("qr")
 def qr_cmd(
     ctx: typer.Context,
-    slug: Annotated[str, typer.Argument(help="The tenant.")],
+    slug: Annotated[str, typer.Argument(help="The tenant.", autocompletion=complete_slug)],
     teammate: Annotated[str, typer.Argument(help="The teammate's key.")],
     out: Annotated[Path, typer.Option("--out", help="Where to write: NAME.svg or NAME.png, outside the repository.")],
 ) -> None:

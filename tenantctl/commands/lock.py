@@ -13,7 +13,7 @@ from store import locks
 from store.engine import utcnow
 from tenantctl.commands.reconcile import read_db
 from tenantctl.context import Context
-from tenantctl.options import TextOrJson
+from tenantctl.options import TextOrJson, complete_slug
 
 lock_app = typer.Typer(help="Per-tenant apply locks.", no_args_is_help=True)
 
@@ -62,7 +62,7 @@ def list_locks(
 @lock_app.command("release")
 def release(
     ctx: typer.Context,
-    slug: Annotated[str, typer.Argument(help="The tenant whose lock to break.")],
+    slug: Annotated[str, typer.Argument(help="The tenant whose lock to break.", autocompletion=complete_slug)],
 ) -> None:
     """Break a tenant's lock whoever holds it (only when its run is dead: a live apply keeps going)."""
     c: Context = ctx.obj

@@ -18,7 +18,7 @@ from reconciler.engine import actor as eng_actor
 from store import provider_state
 from tenantctl.commands.reconcile import read_db
 from tenantctl.context import Context
-from tenantctl.options import TextOrJson
+from tenantctl.options import TextOrJson, complete_slug
 
 state_app = typer.Typer(help="Values providers issued once (e.g. Nuki's webhook secret), kept encrypted.",
                         no_args_is_help=True)
@@ -64,7 +64,7 @@ def list_state(
 @state_app.command("forget")
 def forget(
     ctx: typer.Context,
-    slug: Annotated[str, typer.Argument(help="The tenant.")],
+    slug: Annotated[str, typer.Argument(help="The tenant.", autocompletion=complete_slug)],
     path: Annotated[str, typer.Argument(help="The value's path, e.g. nuki.webhook_secret.")],
 ) -> None:
     """Remove a value (rotation): the next plan replaces the provider's resource and stores a new one."""

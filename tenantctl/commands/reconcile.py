@@ -58,10 +58,12 @@ from tenantctl.adoptions import with_adoptions
 from tenantctl.changed import ChangedSinceError, changed_tenants
 from tenantctl.commands.sandbox import inprocess_transport
 from tenantctl.context import Context
+from tenantctl.options import complete_slug
 from tenantctl.progress import QuietOpt, showing
 
 TenantOpt = Annotated[list[str] | None,
-                      typer.Option("--tenant", "-t", help="Only this tenant (repeatable).")]
+                      typer.Option("--tenant", "-t", help="Only this tenant (repeatable).",
+                                   autocompletion=complete_slug)]
 ProviderOpt = Annotated[list[str] | None,
                         typer.Option("--provider", "-p",
                                      help=f"Only this provider (repeatable): {', '.join(PROVIDERS)}.")]

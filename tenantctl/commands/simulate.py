@@ -26,6 +26,7 @@ from tenancy.escape import printable
 from tenancy.model import Tenant
 from tenancy.redact import REDACTOR
 from tenantctl.context import Context
+from tenantctl.options import complete_slug
 
 DEFAULT_SERVER = "http://127.0.0.1:8000"  # `tenantctl serve`'s default bind
 
@@ -94,7 +95,7 @@ def whatsapp_message(phone_number_id: str, now: datetime, waba_id: str | None = 
 @simulate_app.command("booking")
 def booking(
     ctx: typer.Context,
-    slug: Annotated[str, typer.Argument(help="The tenant.")],
+    slug: Annotated[str, typer.Argument(help="The tenant.", autocompletion=complete_slug)],
     *,
     server: Annotated[str | None, typer.Option(
         "--server", show_default=False,

@@ -18,7 +18,7 @@ from tenancy.onboarding import OnboardingError, create_tenant
 from tenancy.urls import tenant_domain, webhook_url
 from tenancy.yaml_source import YamlError, parse
 from tenantctl.context import Context
-from tenantctl.options import TextOrJson
+from tenantctl.options import TextOrJson, complete_slug
 
 if TYPE_CHECKING:
     from store import provider_state
@@ -145,7 +145,7 @@ def _require_valid(c: Context, result: LoadResult) -> None:
 
 def show(
     ctx: typer.Context,
-    slug: Annotated[str, typer.Argument()],
+    slug: Annotated[str, typer.Argument(autocompletion=complete_slug)],
     fmt: Annotated[Literal["yaml", "json"], typer.Option("--format", help="Output format.")] = "yaml",
 ) -> None:
     """Print a decrypted tenant with every secret masked: (sensitive) plus a keyed fingerprint."""

@@ -89,3 +89,24 @@ def test_shell_completion_installs_and_completes(cli: RunCli, tmp_path: Path) ->
     assert words.out.split() == ["text", "json", "markdown"]
     cmds = cli(env={"_TENANTCTL_COMPLETE": "complete_bash", "COMP_WORDS": "tenantctl sta", "COMP_CWORD": "1"})
     assert cmds.out.split() == ["state"]
+
+
+def test_tab_completes_tenant_slugs_from_the_tenant_files_names(cli: RunCli, tmp_path: Path) -> None:
+    """`-t` and every slug argument complete from the file names of `--tenants` (or TENANTCTL_TENANTS): nothing
+    is decrypted, so completion needs no key; a directory that does not exist completes nothing, quietly."""
+    tenants = tmp_path / "tenants"
+    tenants.mkdir()
+    for name in ("acme.yaml", "casa-sol.yaml", "casa-mar.yaml", ".sops.yaml", "notes.txt"):
+        (tenants / name).write_text("not read\n")
+
+    def complete(words: str, **env: str) -> list[str]:
+        cword = len(words.split()) - (0 if words.endswith(" ") else 1)
+        r = cli(env={"_TENANTCTL_COMPLETE": "complete_bash", "COMP_WORDS": words, "COMP_CWORD": str(cword),
+                     "SOPS_AGE_KEY_FILE": str(tmp_path / "no-key"), **env})
+        assert r.code == 0 and not r.err, r.all
+        return r.out.split()
+
+    assert complete("tenantctl show ", TENANTCTL_TENANTS=str(tenants)) == ["acme", "casa-mar", "casa-sol"]
+    assert complete(f"tenantctl --tenants {tenants} plan -t casa-") == ["casa-mar", "casa-sol"]
+    assert complete(f"tenantctl --tenants {tenants} lock release a") == ["acme"]
+    assert complete("tenantctl access matrix ", TENANTCTL_TENANTS=str(tmp_path / "none")) == []
