@@ -111,7 +111,7 @@ def booking(
             bind = printable(os.environ.get("TENANTCTL_BIND", ""))
             c.err.print(f"error: TENANTCTL_BIND={bind} is no TCP address: pass --server URL where the webhook "
                         "server listens", markup=False)
-            raise typer.Exit(2)
+            raise typer.Exit(1)
     result = c.load()
     tenant = next((lt.tenant for lt in result.tenants if lt.tenant.slug == slug), None)
     if tenant is None:

@@ -91,3 +91,11 @@ def test_simulate_booking_server_option_wins_over_the_bind(server: _Server, cli:
 def test_simulate_booking_help_names_the_default(cli: RunCli) -> None:
     r = cli("simulate", "booking", "--help")
     assert r.code == 0 and "TENANTCTL_BIND" in " ".join(r.out.split())
+
+
+def test_a_unix_socket_bind_asks_for_server_with_exit_1_like_every_usage_error(cli: RunCli) -> None:
+    """Exit 2 means "the plan has changes" to CI scripts; an error is 1."""
+    r = cli("--tenants", str(EXAMPLES), "simulate", "booking", "acme",
+            env={"SOPS_AGE_KEY_FILE": str(DEMO_KEY), "TENANTCTL_BIND": "unix:/run/tenantctl.sock"})
+    assert r.code == 1, r.all
+    assert "TENANTCTL_BIND=unix:/run/tenantctl.sock is no TCP address: pass --server URL" in " ".join(r.err.split())
