@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import sys
 import traceback
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated
 
@@ -67,11 +69,13 @@ MODULES = tuple(dict.fromkeys(COMMAND_MODULES.values()))
 _ROOT_OPTIONS_WITH_VALUE = ("--tenants",)
 
 
-def invoked_module(argv: list[str]) -> str | None:
+def invoked_module(argv: list[str], environ: Mapping[str, str] = os.environ) -> str | None:
     """The module of the command ARGV names (after the root options), or None: every module is needed
-    (help, completion, no or an unknown command, which click answers with its suggestions)."""
-    if "_TENANTCTL_COMPLETE" in os.environ:  # shell completion lists every command
-        return None
+    (help, no or an unknown command, which click answers with its suggestions). During shell completion
+    (ENVIRON has ``_TENANTCTL_COMPLETE``) the command is read from the words typed so far instead: a TAB after
+    a command typed in full imports that command's module only; completing the command's name needs them all."""
+    if "_TENANTCTL_COMPLETE" in environ:
+        argv = _completed_words(environ)
     args = iter(argv)
     for arg in args:
         if arg in _ROOT_OPTIONS_WITH_VALUE:
@@ -81,6 +85,18 @@ def invoked_module(argv: list[str]) -> str | None:
         elif arg == "--help":
             return None
     return None
+
+
+def _completed_words(environ: Mapping[str, str]) -> list[str]:
+    """The words before the one being completed, without the program's name: bash passes the line and the
+    cursor's word (COMP_WORDS, COMP_CWORD); zsh, fish and PowerShell pass the line in _TYPER_COMPLETE_ARGS,
+    whose last word may still be in progress, so it is left out (the worst case imports every module)."""
+    try:
+        if "COMP_WORDS" in environ:
+            return shlex.split(environ["COMP_WORDS"])[1:int(environ.get("COMP_CWORD", "0"))]
+        return shlex.split(environ.get("_TYPER_COMPLETE_ARGS", ""))[1:-1]
+    except ValueError:  # an open quote, a cursor that is no number: complete with every command
+        return []
 
 
 def _register(modules: tuple[str, ...]) -> None:

@@ -55,10 +55,25 @@ def test_a_command_imports_its_own_module_only() -> None:
     assert _commands_imported("webhooks", "stats") == {"tenantctl.commands.webhooks"}
 
 
-def test_root_help_and_shell_completion_import_every_command() -> None:
+def test_root_help_and_completing_a_command_name_import_every_command() -> None:
     every = {f"tenantctl.commands.{m}" for m in cli.MODULES}
     assert _commands_imported("--help") == every
-    assert _commands_imported("plan", env={**os.environ, "_TENANTCTL_COMPLETE": "bash_complete"}) == every
+    bash = {**os.environ, "_TENANTCTL_COMPLETE": "complete_bash", "COMP_WORDS": "tenantctl --tenants t pl",
+            "COMP_CWORD": "3"}
+    assert _commands_imported(env=bash) == every
+
+
+@pytest.mark.parametrize(("environ", "module"), [
+    ({"COMP_WORDS": "tenantctl plan --format ", "COMP_CWORD": "3"}, "reconcile"),
+    ({"COMP_WORDS": "tenantctl --tenants 'my tenants' access matrix a", "COMP_CWORD": "5"}, "access"),
+    ({"COMP_WORDS": "tenantctl plan", "COMP_CWORD": "1"}, None),  # the name itself is being completed
+    ({"COMP_WORDS": "tenantctl 'plan", "COMP_CWORD": "2"}, None),  # an open quote: every command
+    ({"_TYPER_COMPLETE_ARGS": "tenantctl webhooks lo"}, "webhooks"),  # zsh, fish, PowerShell
+    ({"_TYPER_COMPLETE_ARGS": "tenantctl webhooks"}, None),  # the last word may still be in progress
+])
+def test_a_tab_after_a_command_typed_in_full_needs_that_commands_module_only(environ: dict[str, str],
+                                                                             module: str | None) -> None:
+    assert cli.invoked_module([], {"_TENANTCTL_COMPLETE": "complete_bash", **environ}) == module
 
 
 def test_a_mistyped_command_is_still_answered_with_a_suggestion() -> None:
