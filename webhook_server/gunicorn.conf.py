@@ -19,7 +19,7 @@ if _server.worker_class == "gevent":
     # greenlet waiting on PostgreSQL yields to the others instead of blocking the whole worker.
     os.environ.setdefault("PSYCOPG_WAIT_FUNC", "wait_select")
 
-from webhook_server import server_hooks  # noqa: E402  (after the environment above is set)
+from webhook_server import boot_signals, server_hooks  # noqa: E402  (after the environment above is set)
 
 bind = [_server.bind]
 workers = _server.workers
@@ -42,6 +42,6 @@ control_socket_disable = True  # one fixed socket path would clash between insta
 
 on_starting = server_hooks.on_starting
 on_reload = server_hooks.on_reload
-post_fork = server_hooks.post_fork
+post_fork = boot_signals.post_fork  # a stop during the boot (webhook_server/boot_signals.py)
 worker_exit = server_hooks.worker_exit
 child_exit = server_hooks.child_exit

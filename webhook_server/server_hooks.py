@@ -15,8 +15,6 @@ import gc
 import json
 import logging
 import os
-import queue
-import signal
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -225,42 +223,6 @@ def on_reload(server: Any) -> None:
     routing_holder.install(routing)
     reload_status.note(True, len(routing))
     server.log.info("routing reloaded: %d tenant(s)", len(routing))
-
-
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
-
-
-def post_fork(server: Any, worker: Any) -> None:
-    """First thing in a new worker: a stop signal from here on ends it before its loop starts.
-
-    gunicorn installs a worker's own handlers only in ``init_process``, after gevent's patching and the
-    app's imports. Until then the child runs the master's handler, which queues the signal in the child's
-    copy of the master's queue, where nothing reads it: a SIGTERM sent while the workers boot (a stop
-    right after a start) left the worker serving until the graceful timeout's SIGKILL. A signal that came
-    between the fork and this hook is in that queue, so it is drained here; any other signal in it was the
-    master's to handle, and the master has its own copy.
-    """
-    def stop(signum: int, frame: object) -> None:
-        worker.alive = False  # gunicorn's loops check it; init_signals later installs the full handlers
-
-    for sig in STOP_SIGNALS:
-        signal.signal(sig, stop)
-    if any(sig in STOP_SIGNALS for sig in _drain(server.SIG_QUEUE)):
-        worker.alive = False
-
-
-def _drain(queued: Any) -> list[int]:
-    """Empty gunicorn's signal queue and return what it held: a ``queue.SimpleQueue`` in gunicorn 27, a list
-    in older releases."""
-    if isinstance(queued, list):
-        taken = list(queued)
-        queued.clear()
-        return taken
-    taken = []
-    with contextlib.suppress(queue.Empty):
-        while True:
-            taken.append(queued.get_nowait())
-    return taken
 
 
 def worker_exit(server: Any, worker: Any) -> None:

@@ -173,7 +173,8 @@ def serve(
         c.err.print(f"sandbox SMTP: the running sandbox's (its port in {token.path.parent / SMTP_PORT_FILE}); this "
                     "one starts none", markup=False)
     c.err.print(f"sandbox listening on http://{bind} (Ctrl-C to stop); use --sandbox or TENANTCTL_SANDBOX=1")
-    cmd = [sys.executable, "-m", "gunicorn", "sandbox.app:get_app()", "--bind", bind, "--workers", "1",
+    cmd = [sys.executable, "-m", "gunicorn", "sandbox.app:get_app()", "--config", "python:sandbox.gunicorn_conf",
+           "--bind", bind, "--workers", "1",
            "--worker-class", worker_class, "--no-control-socket",  # its default (~/.gunicorn) is per user
            # SIGTERM waits this long for answers in progress (the fake platform's delay, a lost-response fault),
            # as `sandbox platform` does, not gunicorn's 30 s.
