@@ -33,6 +33,15 @@ SLUG_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"
 KEY_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"
 
 Slug = Annotated[str, StringConstraints(pattern=SLUG_PATTERN)]
+_SLUG = re.compile(SLUG_PATTERN)
+
+
+def is_slug(text: str) -> bool:
+    """Whether TEXT is a tenant's slug (SLUG_PATTERN): what a tenant file's name, a URL's or a filter's tenant
+    must be before it is used anywhere."""
+    return _SLUG.fullmatch(text) is not None
+
+
 Key = Annotated[str, StringConstraints(pattern=KEY_PATTERN)]
 Digits = Annotated[str, StringConstraints(pattern=r"^[0-9]{5,20}$")]
 Hostname = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?$")]

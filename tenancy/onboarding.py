@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tenancy.findings import Severity
-from tenancy.model import SLUG_PATTERN
+from tenancy.model import is_slug
 from tenancy.scaffold import scaffold
 from tenancy.sops import encrypt_text
 from tenancy.sops_config import SOPS_CONFIG_NAME, check_sops_config
@@ -25,9 +25,7 @@ class NewTenant:
 
 
 def create_tenant(tenants_dir: Path, slug: str, domain: str, display_name: str | None = None) -> NewTenant:
-    import re
-
-    if not re.fullmatch(SLUG_PATTERN, slug):
+    if not is_slug(slug):
         raise OnboardingError(f"invalid slug {slug!r}: use lower-case letters, digits and hyphens")
     path = tenants_dir / f"{slug}.yaml"
     if path.exists():

@@ -8,25 +8,17 @@ refuses in text, would read as a database outage (503) rather than as the caller
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from store.schema import DELIVERY_STATES, OUTCOMES
-from tenancy.model import SLUG_PATTERN
+from tenancy.model import is_slug
 from webhook_server.routing import URL_PROVIDERS
 
 PROVIDERS = tuple(dict.fromkeys(URL_PROVIDERS.values()))  # as the log names them
 MAX_CURSOR = 2**63 - 1  # log ids are BIGINT
 MAX_REASON_CHARS = 64  # the reason column's length
-_SLUG = re.compile(SLUG_PATTERN)
-
-
-def is_slug(text: str) -> bool:
-    return _SLUG.fullmatch(text) is not None
-
-
 @dataclass(frozen=True)
 class LogFilters:
     tenant: str | None = None

@@ -93,10 +93,12 @@ def test_shell_completion_installs_and_completes(cli: RunCli, tmp_path: Path) ->
 
 def test_tab_completes_tenant_slugs_from_the_tenant_files_names(cli: RunCli, tmp_path: Path) -> None:
     """`-t` and every slug argument complete from the file names of `--tenants` (or TENANTCTL_TENANTS): nothing
-    is decrypted, so completion needs no key; a directory that does not exist completes nothing, quietly."""
+    is decrypted, so completion needs no key. A name that is no slug (an escape sequence the shell would print,
+    a space it would split on) is not offered; a directory that does not exist completes nothing, quietly."""
     tenants = tmp_path / "tenants"
     tenants.mkdir()
-    for name in ("acme.yaml", "casa-sol.yaml", "casa-mar.yaml", ".sops.yaml", "notes.txt"):
+    for name in ("acme.yaml", "casa-sol.yaml", "casa-mar.yaml", ".sops.yaml", "notes.txt", "casa-\x1b[2J.yaml",
+                 "casa sol.yaml", "Casa-Sol.yaml"):
         (tenants / name).write_text("not read\n")
 
     def complete(words: str, **env: str) -> list[str]:
