@@ -16,6 +16,7 @@ import typer.core
 
 from tenancy.redact import REDACTOR, RedactingFilter
 from tenancy.settings import load_dotenv, load_settings
+from tenantctl.argv import command_word, own_argv
 from tenantctl.context import Context, colour_allowed, colour_opted_out, console
 
 app = typer.Typer(
@@ -66,7 +67,6 @@ COMMAND_MODULES: dict[str, str] = {
     "adopt": "adopt", "import": "adopt", "keygen": "keygen",
 }
 MODULES = tuple(dict.fromkeys(COMMAND_MODULES.values()))
-_ROOT_OPTIONS_WITH_VALUE = ("--tenants",)
 
 
 def invoked_module(argv: list[str], environ: Mapping[str, str] = os.environ) -> str | None:
@@ -76,15 +76,8 @@ def invoked_module(argv: list[str], environ: Mapping[str, str] = os.environ) -> 
     a command typed in full imports that command's module only; completing the command's name needs them all."""
     if "_TENANTCTL_COMPLETE" in environ:
         argv = _completed_words(environ)
-    args = iter(argv)
-    for arg in args:
-        if arg in _ROOT_OPTIONS_WITH_VALUE:
-            next(args, None)
-        elif not arg.startswith("-"):
-            return COMMAND_MODULES.get(arg)
-        elif arg == "--help":
-            return None
-    return None
+    word = command_word(argv)
+    return None if word is None else COMMAND_MODULES.get(word)
 
 
 def _completed_words(environ: Mapping[str, str]) -> list[str]:
@@ -104,16 +97,7 @@ def _register(modules: tuple[str, ...]) -> None:
         __import__(f"tenantctl.commands.{module}", fromlist=["register"]).register(app)
 
 
-def _own_argv() -> list[str] | None:
-    """The arguments when this process is `tenantctl` itself (its script or `python -m tenantctl`); None
-    when the app is imported by other code (tests, `-c`), which gets every command."""
-    prog = Path(sys.argv[0]) if sys.argv else Path()
-    if prog.name == "tenantctl" or (prog.name == "__main__.py" and prog.parent.name == "tenantctl"):
-        return sys.argv[1:]
-    return None
-
-
-_argv = _own_argv()
+_argv = own_argv()
 _only = None if _argv is None else invoked_module(_argv)
 _register(MODULES if _only is None else (_only,))
 

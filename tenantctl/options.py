@@ -14,8 +14,10 @@ TextJsonOrMarkdown = Annotated[Literal["text", "json", "markdown"], typer.Option
 
 def complete_slug(ctx: typer.Context, incomplete: str) -> list[str]:
     """Shell completion of a tenant's slug: the slugs of the tenant files in `--tenants` (or TENANTCTL_TENANTS,
-    or the settings' default) that start with INCOMPLETE, sorted; a file name that is no slug is left out. Only names are listed: no file is read or
-    decrypted, so a TAB costs no key. An unreadable directory completes nothing."""
+    or the settings' default) that start with INCOMPLETE, sorted; a file name that is no slug is left out.
+    Only names are listed: no file is read or decrypted, so a TAB costs no key. A `~` is expanded, as the
+    shell does for the command but not for the words a TAB passes. An unreadable directory completes
+    nothing."""
     from tenancy.loader import tenant_files  # imported on TAB only: the root callback has not run here
     from tenancy.model import is_slug
 
@@ -24,7 +26,7 @@ def complete_slug(ctx: typer.Context, incomplete: str) -> list[str]:
         from tenancy.settings import load_settings
 
         given = load_settings().tenants
-    files, _ = tenant_files([Path(given)])
+    files, _ = tenant_files([Path(given).expanduser()])
     # Slugs only: a file named with an escape sequence or a space is a finding of `validate`, and the shell
     # would print the one and split the other.
     return [f.stem for f in files if is_slug(f.stem) and f.stem.startswith(incomplete)]

@@ -43,5 +43,6 @@ control_socket_disable = True  # one fixed socket path would clash between insta
 on_starting = server_hooks.on_starting
 on_reload = server_hooks.on_reload
 post_fork = boot_signals.post_fork  # a stop during the boot (webhook_server/boot_signals.py)
+when_ready = boot_signals.when_ready  # a SIGHUP held during the start reloads once the master is up
 worker_exit = server_hooks.worker_exit
 child_exit = server_hooks.child_exit

@@ -35,6 +35,7 @@ from tenancy.loader import LoadedTenant, load_tenants
 from tenancy.redact import REDACTOR, RedactingFilter
 from tenancy.settings import Settings
 from tenantctl.context import Context
+from webhook_server.boot_signals import hangup_held
 
 if TYPE_CHECKING:
     from delivery.worker import Worker
@@ -231,6 +232,8 @@ def deliver(
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     signal.signal(signal.SIGHUP, lambda *_: hup.set())
+    if hangup_held():  # one came during the start (tenantctl/__init__.py held it): the reload it asked for
+        hup.set()
     try:
         with single_worker(engine, wait=wait, stopped=stop.is_set,
                            waiting=lambda why: c.err.print(printable(f"deliver: {why}"), markup=False)):

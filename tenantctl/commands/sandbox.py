@@ -42,6 +42,7 @@ import typer
 
 from tenantctl.context import Context
 from tenantctl.run_token import RunToken, RunTokenError, take
+from webhook_server.boot_signals import ignore_hangups_across_exec
 
 INPROCESS_ENV = "TENANTCTL_SANDBOX_INPROCESS"
 FAULTS_ENV = "TENANTCTL_SANDBOX_FAULTS"
@@ -186,6 +187,7 @@ def serve(
     sys.stderr.flush()
     # Become gunicorn (as `tenantctl serve` does): SIGTERM and Ctrl-C reach its master directly, so
     # stopping the command never leaves a server running on the port.
+    ignore_hangups_across_exec()  # held until here; gunicorn installs its own handler once it is up
     os.execve(cmd[0], cmd, env)  # noqa: S606
 
 

@@ -17,6 +17,7 @@ from store.errors import DatabaseNotMigrated
 from store.migrate import require_up_to_date
 from tenancy.escape import printable
 from tenantctl.context import Context
+from webhook_server.boot_signals import ignore_hangups_across_exec
 from webhook_server.server_config import ServerConfig, bind_problem
 
 APP_SPEC = "webhook_server.app:get_app()"
@@ -113,6 +114,7 @@ def become_gunicorn_master() -> NoReturn:
     """
     cmd = server_command()
     if any(name in sys.modules for name in IMPORTED_AFTER_CONFIG):
+        ignore_hangups_across_exec()  # held until here; gunicorn installs its own handler once it is up
         os.execv(cmd[0], cmd)  # noqa: S606
     import gunicorn
     from gunicorn.app.wsgiapp import WSGIApplication

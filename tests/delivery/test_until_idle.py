@@ -4,6 +4,7 @@ plain-http destination names the setting that allows it. Through the CLI in a su
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -126,3 +127,25 @@ def test_a_worker_leading_a_session_it_shares_leaves_the_session_alone(tmp_path:
     while not (beside.exists() and beside.read_text()) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert beside.read_text().split()[-1] == "0"
+
+
+def test_a_sighup_during_the_workers_start_is_held_and_reloads_once_it_runs(tmp_path: Path) -> None:
+    """`systemctl reload` right after a start used to kill the worker (SIGHUP's default action, before the
+    worker had its handler); now it runs, and does the reload it was asked for."""
+    env = _worker_env(tmp_path)
+    log = tmp_path / "deliver.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "tenantctl", "deliver"], env=env, stdout=out,
+                                stderr=subprocess.STDOUT, cwd=tmp_path)
+    try:
+        time.sleep(0.1)  # the CLI's imports: no handler of the worker's yet
+        proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 30
+        while "deliver: reloaded" not in log.read_text():
+            assert proc.poll() is None, f"the SIGHUP ended the worker ({proc.returncode}):\n{log.read_text()}"
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(30)
+    assert code == 0, log.read_text()
