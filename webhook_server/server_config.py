@@ -40,6 +40,7 @@ def bind_problem(bind: str) -> str | None:
     """Why gunicorn could not listen on BIND (``HOST:PORT``, ``[IPv6]:PORT``, ``unix:PATH``, ``fd://N``; a
     missing port is gunicorn's 8000), or None. Checked before the tenants load: with 10,000 of them that takes
     seconds, after which gunicorn would retry a bad address for five more."""
+    bind = bind.removeprefix("tcp://")  # gunicorn's own spelling of HOST:PORT
     if bind.startswith("unix:"):
         path = bind.removeprefix("unix:")
         if not path.strip():
@@ -61,7 +62,9 @@ def bind_problem(bind: str) -> str | None:
     if bind.startswith("[") and bind.endswith("]"):  # [IPv6] without a port
         bind += ":8000"
     host, sep, port = bind.rpartition(":")
-    if not sep or (host.count(":") and not host.startswith("[")):  # no port, or a bare IPv6 address
+    if host.count(":") and not host.startswith("["):  # gunicorn reads its last group as the port, and fails
+        return "an IPv6 address is written in brackets: [ADDRESS]:PORT, like [::1]:8000"
+    if not sep:  # no port: gunicorn's 8000
         host, port = bind, "8000"
     if host.startswith("[") != host.endswith("]"):
         return "a bracket left open: an IPv6 address is written [ADDRESS]:PORT"

@@ -27,6 +27,7 @@ from tenancy.model import Tenant
 from tenancy.redact import REDACTOR
 from tenantctl.context import Context
 from tenantctl.options import complete_slug
+from webhook_server.server_config import bind_problem
 
 DEFAULT_SERVER = "http://127.0.0.1:8000"  # `tenantctl serve`'s default bind
 
@@ -106,11 +107,15 @@ def booking(
     """Send a signed Hospitable booking and a signed WhatsApp message; confirm both were accepted."""
     c: Context = ctx.obj
     if server is None:
-        server = server_from_bind(os.environ.get("TENANTCTL_BIND"))
+        bind = os.environ.get("TENANTCTL_BIND", "")
+        first = bind.split(",")[0].strip()
+        # What serve would refuse is no address of it (a URL made of `127.0.0.1:80@host` would go to host).
+        problem = None if first.startswith(("unix:", "fd://")) or not first else bind_problem(first)
+        server = None if problem else server_from_bind(bind)
         if server is None:
-            bind = printable(os.environ.get("TENANTCTL_BIND", ""))
-            c.err.print(f"error: TENANTCTL_BIND={bind} is no TCP address: pass --server URL where the webhook "
-                        "server listens", markup=False)
+            why = f": {problem};" if problem else " is no TCP address:"
+            c.err.print(printable(f"error: TENANTCTL_BIND={bind}{why} pass --server URL where the webhook server "
+                                  "listens"), markup=False)
             raise typer.Exit(1)
     result = c.load()
     tenant = next((lt.tenant for lt in result.tenants if lt.tenant.slug == slug), None)

@@ -105,6 +105,7 @@ def test_dash_h_is_help_everywhere(cli: RunCli) -> None:
     ("unix:/nonexistent-dir/tenantctl.sock", "the socket's directory '/nonexistent-dir' does not exist"),
     ("fd://987", "file descriptor 987 is not open"),
     ("[::1:8000", "a bracket left open"),
+    ("::1", "an IPv6 address is written in brackets: [ADDRESS]:PORT, like [::1]:8000"),  # gunicorn: "'' is no port"
 ])
 def test_serve_refuses_an_address_it_cannot_listen_on_before_loading_any_tenant(cli: RunCli, bind: str,
                                                                                  says: str) -> None:

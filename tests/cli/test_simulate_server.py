@@ -99,3 +99,16 @@ def test_a_unix_socket_bind_asks_for_server_with_exit_1_like_every_usage_error(c
             env={"SOPS_AGE_KEY_FILE": str(DEMO_KEY), "TENANTCTL_BIND": "unix:/run/tenantctl.sock"})
     assert r.code == 1, r.all
     assert "TENANTCTL_BIND=unix:/run/tenantctl.sock is no TCP address: pass --server URL" in " ".join(r.err.split())
+
+
+@pytest.mark.parametrize(("bind", "why"), [
+    ("127.0.0.1:80@evil.example", "the port '80@evil.example' is not a number"),  # a URL of it would go to evil
+    ("::1", "an IPv6 address is written in brackets"),
+    ("127.0.0.1:99999", "the port '99999' is not a number from 0 to 65535"),
+])
+def test_a_bind_serve_would_refuse_is_refused_and_named_not_turned_into_a_url(cli: RunCli, bind: str,
+                                                                              why: str) -> None:
+    r = cli("--tenants", str(EXAMPLES), "simulate", "booking", "acme",
+            env={"SOPS_AGE_KEY_FILE": str(DEMO_KEY), "TENANTCTL_BIND": bind})
+    assert r.code == 1, r.all
+    assert f"TENANTCTL_BIND={bind}: {why}" in " ".join(r.err.split()) and "hospitable:" not in r.out
