@@ -16,8 +16,8 @@ def complete_slug(ctx: typer.Context, incomplete: str) -> list[str]:
     """Shell completion of a tenant's slug: the slugs of the tenant files in `--tenants` (or TENANTCTL_TENANTS,
     or the settings' default) that start with INCOMPLETE, sorted; a file name that is no slug is left out.
     Only names are listed: no file is read or decrypted, so a TAB costs no key. A `~` is expanded, as the
-    shell does for the command but not for the words a TAB passes. An unreadable directory completes
-    nothing."""
+    shell does for the command but not for the words a TAB passes. An unreadable directory, or settings that
+    do not load, complete nothing."""
     from tenancy.loader import tenant_files  # imported on TAB only: the root callback has not run here
     from tenancy.model import is_slug
 
@@ -25,7 +25,10 @@ def complete_slug(ctx: typer.Context, incomplete: str) -> list[str]:
     if given is None:
         from tenancy.settings import load_settings
 
-        given = load_settings().tenants
+        try:
+            given = load_settings().tenants
+        except Exception:  # a bad setting: the command itself says which; a TAB must not print mid-line
+            return []
     files, _ = tenant_files([Path(given).expanduser()])
     # Slugs only: a file named with an escape sequence or a space is a finding of `validate`, and the shell
     # would print the one and split the other.

@@ -113,3 +113,4 @@ def test_tab_completes_tenant_slugs_from_the_tenant_files_names(cli: RunCli, tmp
     assert complete(f"tenantctl --tenants {tenants} lock release a") == ["acme"]
     assert complete("tenantctl access matrix ", TENANTCTL_TENANTS=str(tmp_path / "none")) == []
     assert complete("tenantctl --tenants ~/tenants show a", HOME=str(tmp_path)) == ["acme"]  # as the shell would
+    assert complete("tenantctl show ", TENANTCTL_DELIVERY_MAX_ATTEMPTS="abc") == []  # no error mid-line
