@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import ssl
 import subprocess
 import sys
 import uuid
@@ -22,6 +23,9 @@ from tenancy.sops import encrypt_text
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
 DEMO_KEY = EXAMPLES / "demo.agekey"
+# For the harnesses' httpx calls to loopback (verify=POLL_TLS): a call without one builds an SSL context with
+# the CA bundle each time, 40 ms of CPU here, and the harnesses poll every 50-100 ms while a server starts.
+POLL_TLS = ssl.create_default_context()
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from sqlalchemy import Engine
 
 from store.engine import begin_write
 from store.webhook_log import WebhookRecord, write_batch
+from tests.conftest import POLL_TLS
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "whsec_" + base64.b64encode(b"delivery-test-secret-0123456789ab").decode()
@@ -85,7 +86,7 @@ class Platform:
         return {"Authorization": f"Bearer {self.token}"}
 
     def received(self) -> list[dict[str, Any]]:
-        return list(httpx.get(f"{self.url}/_platform/received", headers=self.auth, timeout=5).json())
+        return list(httpx.get(f"{self.url}/_platform/received", headers=self.auth, timeout=5, verify=POLL_TLS).json())
 
     def delivered_ids(self) -> set[str]:
         return {r["webhook_id"] for r in self.received() if r["status"] < 300}
@@ -95,7 +96,8 @@ class Platform:
         assert r.status_code == 200, r.text
 
     def body(self, webhook_id: str) -> bytes:
-        return httpx.get(f"{self.url}/_platform/body/{webhook_id}", headers=self.auth, timeout=5).content
+        return httpx.get(f"{self.url}/_platform/body/{webhook_id}", headers=self.auth, timeout=5,
+                         verify=POLL_TLS).content
 
     def destination(self, provider: str) -> str:
         return f"{self.url}/platform/{provider}"
@@ -115,7 +117,7 @@ def start_platform(root: Path, secrets: str = SECRET, *, in_sandbox: bool = Fals
 
 def _up(url: str) -> bool:
     try:
-        return httpx.get(url, timeout=1).status_code == 200
+        return httpx.get(url, timeout=1, verify=POLL_TLS).status_code == 200
     except httpx.TransportError:
         return False
 

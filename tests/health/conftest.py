@@ -24,7 +24,7 @@ from store.engine import make_engine
 from store.webhook_log import DirectEventStore, WebhookRecord
 from tenancy.loader import load_tenants
 from tenancy.redact import secret_values
-from tests.conftest import DEMO_KEY, EXAMPLES, CliResult, RunCli
+from tests.conftest import DEMO_KEY, EXAMPLES, POLL_TLS, CliResult, RunCli
 
 
 @dataclass
@@ -133,7 +133,7 @@ def server(rehearsal: Rehearsal) -> Iterator[str]:
         while True:
             assert proc.poll() is None, (rehearsal.root / "server.log").read_text()
             try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                if httpx.get(f"{url}/readyz", timeout=1, verify=POLL_TLS).status_code == 200:
                     break
             except httpx.TransportError:
                 pass

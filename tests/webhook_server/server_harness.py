@@ -19,6 +19,7 @@ import yaml
 
 from store.migrate import upgrade
 from tenancy.sops import encrypt_text
+from tests.conftest import POLL_TLS
 
 from .helpers import ADMIN_TOKEN, APP_SECRET, OLD_APP_SECRET, SECRETS, dumps, sign_hex
 
@@ -134,7 +135,7 @@ def start_server(root: Path, tenants: Path, *, migrate: bool = True, wait: bool 
         while True:
             assert proc.poll() is None, f"server exited {proc.returncode}:\n{server.logs()}"
             try:
-                if httpx.get(f"{server.url}/readyz", timeout=1).status_code == 200:
+                if httpx.get(f"{server.url}/readyz", timeout=1, verify=POLL_TLS).status_code == 200:
                     break
             except httpx.TransportError:
                 pass
