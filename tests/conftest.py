@@ -28,6 +28,15 @@ DEMO_KEY = EXAMPLES / "demo.agekey"
 POLL_TLS = ssl.create_default_context()
 
 
+def in_tenantctls_imports(pid: int) -> bool:
+    """Whether PID is past the interpreter's own start-up, in tenantctl's imports: over 25 MB resident (Linux:
+    VmRSS in /proc/PID/status; a bare interpreter is ~10 MB, the CLI's imports ~60). Before that no Python
+    code of tenantctl's has run, and nothing can hold a SIGHUP."""
+    with open(f"/proc/{pid}/status") as status:
+        rss_kb = next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+    return rss_kb > 25_000
+
+
 @dataclass(frozen=True)
 class ThrowawayKey:
     secret: str

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import create_engine
 
 from store.migrate import upgrade
-from tests.conftest import RunCli
+from tests.conftest import RunCli, in_tenantctls_imports
 
 from .harness import SECRET, accepted, free_port, insert
 
@@ -138,7 +138,10 @@ def test_a_sighup_during_the_workers_start_is_held_and_reloads_once_it_runs(tmp_
         proc = subprocess.Popen([sys.executable, "-m", "tenantctl", "deliver"], env=env, stdout=out,
                                 stderr=subprocess.STDOUT, cwd=tmp_path)
     try:
-        time.sleep(0.1)  # the CLI's imports: no handler of the worker's yet
+        deadline = time.monotonic() + 30
+        while not in_tenantctls_imports(proc.pid):  # in the CLI's imports: the worker has no handler of its own yet
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.002)
         proc.send_signal(signal.SIGHUP)
         deadline = time.monotonic() + 30
         while "deliver: reloaded" not in log.read_text():

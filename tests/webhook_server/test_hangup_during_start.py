@@ -10,6 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import in_tenantctls_imports
+
 from .helpers import tenant_dicts
 from .server_harness import hosp, make_tenants_dir, start_server
 
@@ -21,10 +23,14 @@ def _ready(url: str) -> bool:
         return False
 
 
-@pytest.mark.parametrize("after_s", [0.05, 0.5, 1.0])  # the CLI's imports, the tenant load, gunicorn's start
+@pytest.mark.parametrize("after_s", [0, 0.5, 1.0])  # the CLI's imports, the tenant load, gunicorn's start
 def test_a_sighup_during_the_start_is_held_and_reloads_once_the_server_is_up(tmp_path: Path, after_s: float) -> None:
     server = start_server(tmp_path, make_tenants_dir(tmp_path, tenant_dicts()[:1]), wait=False)
     try:
+        deadline = time.monotonic() + 30
+        while not in_tenantctls_imports(server.proc.pid):
+            assert server.proc.poll() is None and time.monotonic() < deadline, server.logs()[-3000:]
+            time.sleep(0.002)
         time.sleep(after_s)
         server.hup()
         deadline = time.monotonic() + 60
