@@ -159,10 +159,10 @@ def show(
     lt = result.tenants[0]
     tenant = lt.tenant
     entries, state_note = _state_entries(c, [slug])
-    for e in entries:  # the value exists but is not in the file: show that it is there, masked
+    if entries:  # the values exist but are not in the file: show that they are there, masked
         from store import provider_state
 
-        tenant = provider_state.overlay(tenant, {(slug, e.path): (_STATE_MARK, None)})
+        tenant = provider_state.overlay(tenant, {(slug, e.path): (_STATE_MARK, None) for e in entries})
     data = _masked_dump(tenant, tenant_key(lt.tenant))
     if entries or state_note:
         data["provider_state"] = [_entry_json(e) for e in entries] or state_note

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -40,24 +41,22 @@ def _post_raw_id(c: httpx.Client, raw_id: str) -> httpx.Response:
 Rows = Callable[[], list[tuple[str, str]]]
 
 
-def _rows_after(url: str, after: int) -> list[tuple[str, str]]:
+def _select(url: str, sql: str, **params: object) -> list[tuple[Any, ...]]:
     engine = create_engine(url)
     try:
         with engine.connect() as conn:
-            return [(r[0], r[1]) for r in conn.execute(text(
-                "SELECT outcome, event_id FROM webhook_log WHERE provider = 'hospitable' AND id > :after ORDER BY id"),
-                {"after": after})]
+            return [tuple(r) for r in conn.execute(text(sql), params)]
     finally:
         engine.dispose()
+
+
+def _rows_after(url: str, after: int) -> list[tuple[str, str]]:
+    return [(r[0], r[1]) for r in _select(url, "SELECT outcome, event_id FROM webhook_log WHERE provider = "
+                                                "'hospitable' AND id > :after ORDER BY id", after=after)]
 
 
 def _last_id(url: str) -> int:
-    engine = create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return int(conn.execute(text("SELECT COALESCE(MAX(id), 0) FROM webhook_log")).scalar_one())
-    finally:
-        engine.dispose()
+    return int(_select(url, "SELECT COALESCE(MAX(id), 0) FROM webhook_log")[0][0])
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
