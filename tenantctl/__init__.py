@@ -1,9 +1,34 @@
 """tenantctl: config-as-code for the integrations of a multi-tenant rental platform (README.md)."""
 
+import signal
+import sys
+from types import TracebackType
+
 from tenantctl.argv import command_word, own_argv
 from webhook_server.boot_signals import hold_hangups
 
+
+def _interrupted_quietly(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
+    """A Ctrl-C that no command caught (one during the imports, before a command's own handler) ends the
+    program with one line instead of a traceback. Python still ends the process by SIGINT afterwards, so the
+    shell and systemd see an interrupt (exit status 130), as without this hook."""
+    if issubclass(kind, KeyboardInterrupt):
+        sys.stderr.write("tenantctl: interrupted\n")
+    else:
+        sys.__excepthook__(kind, value, tb)
+
+
 # The process's first line: `serve` and `deliver` reload on SIGHUP, and `sandbox serve` is a gunicorn; none of
 # them has its handler before its imports (and serve's tenant load) are done, and until then a SIGHUP killed it.
-if (_argv := own_argv()) is not None and command_word(_argv) in ("serve", "deliver", "sandbox"):
-    hold_hangups()
+if (_argv := own_argv()) is not None:
+    sys.excepthook = _interrupted_quietly
+    # pyrage runs Python code while it initialises and panics when that is interrupted (a Rust backtrace, then
+    # PanicException): it is loaded here (1 ms) with SIGINT blocked, and a Ctrl-C that came meanwhile is raised
+    # as KeyboardInterrupt once it is in.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        import pyrage  # noqa: F401
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    if command_word(_argv) in ("serve", "deliver", "sandbox"):
+        hold_hangups()

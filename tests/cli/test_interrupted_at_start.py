@@ -1,0 +1,44 @@
+"""Ctrl-C while a command is still starting (its imports, before it has a handler of its own) ends it with one
+line, not a Python traceback, and still as an interrupt: the shell sees the process ended by SIGINT (status 130).
+Through the real program, as an operator's terminal sends it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import in_tenantctls_imports
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _interrupt_while_starting(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TENANTCTL_")}
+    env.update({"TENANTCTL_STATE_DIR": str(tmp_path / "state"), "PYTHONPATH": str(ROOT)})
+    # A shell starts a foreground command with SIGINT at its default, whatever this test runner was given.
+    proc = subprocess.Popen([sys.executable, "-m", "tenantctl", *args], cwd=tmp_path, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # noqa: PLW1509
+    deadline = time.monotonic() + 30
+    while not in_tenantctls_imports(proc.pid):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+@pytest.mark.parametrize("args", [["deliver"], ["serve"], ["validate"]])
+def test_ctrl_c_during_the_start_says_interrupted_in_one_line(args: list[str], tmp_path: Path) -> None:
+    done = _interrupt_while_starting(args, tmp_path)
+    if done.returncode == 130 or (done.returncode == 0 and args != ["validate"]):
+        pytest.skip(f"the command had its own handler before the signal came ({done.returncode}): not the start")
+    assert done.returncode == -signal.SIGINT, done.stderr
+    assert done.stderr == "tenantctl: interrupted\n"
+    assert "Traceback" not in done.stdout + done.stderr
