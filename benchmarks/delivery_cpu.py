@@ -1,6 +1,7 @@
 """CPU per delivered event, of the worker and of the fake platform, draining one backlog.
 
     .venv/bin/python benchmarks/delivery_cpu.py [--seconds 6] [--database sqlite|postgres] [--concurrency 64]
+        [--profile FILE]
 
 The real server takes wrk's signed Hospitable events for ``--seconds`` (as in benchmarks/delivery.py) and is
 stopped; then `tenantctl deliver --until-idle` delivers the backlog to `tenantctl sandbox platform` (answering
@@ -47,12 +48,19 @@ def cpu_s(pid: int) -> float:
     return total
 
 
-def run_worker(env: dict[str, str], log_path: Path, concurrency: int) -> float:
-    """`tenantctl deliver --until-idle` to the end; its CPU seconds. Exits if it failed or left events."""
+def run_worker(env: dict[str, str], log_path: Path, concurrency: int, profile: Path | None = None) -> float:
+    """`tenantctl deliver --until-idle` to the end; its CPU seconds. Exits if it failed or left events.
+    ``profile``: a py-spy recording of the worker (raw folded stacks, all threads, idle left out) to that file."""
     with log_path.open("wb") as log:
         worker = subprocess.Popen([sys.executable, "-m", "tenantctl", "deliver", "--until-idle", "--concurrency",
                                    str(concurrency)], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        spy = None if profile is None else subprocess.Popen(
+            [str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(worker.pid), "--format", "raw",
+             "--output", str(profile), "--threads", "--nonblocking", "--rate", "250"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         _, status, usage = os.wait4(worker.pid, 0)
+        if spy is not None:
+            spy.wait(timeout=30)
     if (left := dl.undelivered(env["DATABASE_URL"])) or status != 0:
         raise SystemExit(f"the worker exited {status} with {left} event(s) undelivered; see {log_path}")
     return usage.ru_utime + usage.ru_stime
@@ -63,6 +71,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=int, default=6, help="how long wrk fills the backlog")
     ap.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite")
     ap.add_argument("--concurrency", type=int, default=64)
+    ap.add_argument("--profile", type=Path, help="record the draining worker with py-spy to this file")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="tenantctl-delivery-cpu-"))
     tenants, script = wh.bench_files(work)
@@ -92,7 +101,7 @@ def main() -> None:
             dl.stop(server)
         backlog = dl.undelivered(db_url)
         platform_before, started = cpu_s(sandbox.pid), time.monotonic()
-        worker_cpu = run_worker(env, work / "deliver.log", args.concurrency) - startup_s
+        worker_cpu = run_worker(env, work / "deliver.log", args.concurrency, args.profile) - startup_s
         wall = time.monotonic() - started
         platform_cpu = cpu_s(sandbox.pid) - platform_before
         print(f"{args.database}: {backlog} events delivered in {wall:.1f} s ({backlog / wall:.0f}/s); CPU per event: "
