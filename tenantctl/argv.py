@@ -32,3 +32,27 @@ def command_word(argv: list[str]) -> str | None:
         elif arg == "--help":
             return None
     return None
+
+
+def join_bash_assignments(words: list[str], cword: int) -> tuple[list[str], int]:
+    """Bash's completion words with each ``--option = value`` it split at ``=`` (COMP_WORDBREAKS) put back as
+    one word, as the command line has it; returns the words and the cursor's index among them. With the cursor
+    on the value, the ``=`` alone is dropped: the value is completed as the option's, and bash replaces only
+    the value. Other words are kept as they are."""
+    out: list[str] = []
+    cursor = cword
+    i = 0
+    while i < len(words):
+        word = words[i]
+        if word == "=" and out and out[-1].startswith("--") and 0 < i < cword:
+            if i + 1 < cword:  # the value is typed in full: one word again
+                out[-1] = f"{out[-1]}={words[i + 1]}"
+                cursor -= 2
+                i += 2
+                continue
+            cursor -= 1  # the cursor is on the value
+            i += 1
+            continue
+        out.append(word)
+        i += 1
+    return out, cursor

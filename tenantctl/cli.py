@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shlex
@@ -16,7 +17,7 @@ import typer.core
 
 from tenancy.redact import REDACTOR, RedactingFilter
 from tenancy.settings import load_dotenv, load_settings
-from tenantctl.argv import command_word, own_argv
+from tenantctl.argv import command_word, join_bash_assignments, own_argv
 from tenantctl.context import Context, colour_allowed, colour_opted_out, console
 
 app = typer.Typer(
@@ -97,6 +98,11 @@ def _register(modules: tuple[str, ...]) -> None:
         __import__(f"tenantctl.commands.{module}", fromlist=["register"]).register(app)
 
 
+if "_TENANTCTL_COMPLETE" in os.environ and "COMP_WORDS" in os.environ:
+    # Before typer reads them: bash split `--tenants=DIR` into three words, and click took "=" for the value.
+    with contextlib.suppress(ValueError):  # an open quote, a cursor that is no number: left to typer as they are
+        _words, _cword = join_bash_assignments(shlex.split(os.environ["COMP_WORDS"]), int(os.environ["COMP_CWORD"]))
+        os.environ["COMP_WORDS"], os.environ["COMP_CWORD"] = shlex.join(_words), str(_cword)
 _argv = own_argv()
 _only = None if _argv is None else invoked_module(_argv)
 _register(MODULES if _only is None else (_only,))

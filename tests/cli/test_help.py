@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import typer
 
+from tenantctl.argv import join_bash_assignments
 from tenantctl.cli import app
 from tenantctl.help_text import EXAMPLES
 from tests.conftest import RunCli
@@ -114,3 +115,16 @@ def test_tab_completes_tenant_slugs_from_the_tenant_files_names(cli: RunCli, tmp
     assert complete("tenantctl access matrix ", TENANTCTL_TENANTS=str(tmp_path / "none")) == []
     assert complete("tenantctl --tenants ~/tenants show a", HOME=str(tmp_path)) == ["acme"]  # as the shell would
     assert complete("tenantctl show ", TENANTCTL_DELIVERY_MAX_ATTEMPTS="abc") == []  # no error mid-line
+    # `--tenants=DIR`: bash splits the words at "=" (COMP_WORDBREAKS), so COMP_WORDS holds "--tenants = DIR".
+    assert complete(f"tenantctl --tenants = {tenants} show casa-") == ["casa-mar", "casa-sol"]
+    assert complete(f"tenantctl --tenants = {tenants} sh") == ["show"]
+
+
+def test_bash_words_split_at_an_equals_sign_are_joined_back() -> None:
+    assert join_bash_assignments(["tenantctl", "--tenants", "=", "d", "show", ""], 5) == (
+        ["tenantctl", "--tenants=d", "show", ""], 3)
+    # The cursor on the value: it is completed as the option's value, and bash replaces the value only.
+    assert join_bash_assignments(["tenantctl", "--tenants", "=", "/tm"], 3) == (["tenantctl", "--tenants", "/tm"], 2)
+    # Left alone: the cursor on the "=" itself, and an "=" that follows no option.
+    assert join_bash_assignments(["tenantctl", "--tenants", "="], 2) == (["tenantctl", "--tenants", "="], 2)
+    assert join_bash_assignments(["tenantctl", "show", "=", "x"], 3) == (["tenantctl", "show", "=", "x"], 3)
