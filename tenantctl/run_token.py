@@ -86,7 +86,7 @@ def take(path: Path) -> RunToken:
         raise
     finally:
         os.close(token_fd)  # and with it the start's lock
-    os.set_inheritable(lock_fd, True)  # `sandbox serve` becomes gunicorn (execve): its master holds it on
+    os.set_inheritable(lock_fd, True)  # `sandbox serve` becomes gunicorn's master (by exec where it must): it keeps it
     return RunToken(path, current, reused, lock_fd)
 
 

@@ -41,8 +41,8 @@ import httpx
 import typer
 
 from tenantctl.context import Context
+from tenantctl.gunicorn_master import run_gunicorn
 from tenantctl.run_token import RunToken, RunTokenError, take
-from webhook_server.boot_signals import ignore_hangups_across_exec
 
 INPROCESS_ENV = "TENANTCTL_SANDBOX_INPROCESS"
 FAULTS_ENV = "TENANTCTL_SANDBOX_FAULTS"
@@ -185,10 +185,10 @@ def serve(
         cmd += ["--access-logfile", "-"]
     sys.stdout.flush()
     sys.stderr.flush()
-    # Become gunicorn (as `tenantctl serve` does): SIGTERM and Ctrl-C reach its master directly, so
-    # stopping the command never leaves a server running on the port.
-    ignore_hangups_across_exec()  # held until here; gunicorn installs its own handler once it is up
-    os.execve(cmd[0], cmd, env)  # noqa: S606
+    # Become gunicorn's master (as `tenantctl serve` does): SIGTERM and Ctrl-C reach it directly, so stopping the
+    # command never leaves a server running on the port.
+    os.environ.update(env)
+    run_gunicorn(cmd)
 
 
 @sandbox_app.command("platform")

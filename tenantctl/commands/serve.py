@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import logging
 import os
 import sys
 from enum import StrEnum
@@ -17,7 +16,7 @@ from store.errors import DatabaseNotMigrated
 from store.migrate import require_up_to_date
 from tenancy.escape import printable
 from tenantctl.context import Context
-from webhook_server.boot_signals import ignore_hangups_across_exec
+from tenantctl.gunicorn_master import forget_cli_logging, run_gunicorn
 from webhook_server.server_config import ServerConfig, bind_problem
 
 APP_SPEC = "webhook_server.app:get_app()"
@@ -83,44 +82,8 @@ def serve(
     become_gunicorn_master()
 
 
-def forget_cli_logging() -> None:
-    """The root logger as a fresh interpreter has it: no handler, level WARNING.
-
-    `tenantctl -v` / `--debug` give the root logger the CLI's handler; left in the master (and inherited by
-    its workers) it would print the lines of any propagating logger in the CLI's format, beside gunicorn's
-    own handlers (and outside JSON lines). The server logs as `python -m gunicorn` would.
-    """
-    root = logging.getLogger()
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-        handler.close()
-    root.setLevel(logging.WARNING)
-
-
-# Modules that read the environment gunicorn.conf.py sets when they are first imported
-# (PROMETHEUS_MULTIPROC_DIR, PSYCOPG_WAIT_FUNC): gunicorn may only run in this process while they are not.
-IMPORTED_AFTER_CONFIG = ("prometheus_client", "psycopg")
-
-
 def become_gunicorn_master() -> NoReturn:
-    """Run gunicorn's master in this process, as `python -m gunicorn -c <conf> <app>` would.
-
-    In this process rather than an exec'd interpreter: the second one imported again most of what the
-    CLI had (~0.9 s of a 10,000-tenant start, benchmarks/serve_scale.py). Signals reach the master
-    directly; a USR2 upgrade re-executes `python -m gunicorn` with the options below and this environment
-    (server_hooks.reexec_as_module).
-    Should the CLI ever have imported a module of IMPORTED_AFTER_CONFIG, a fresh interpreter runs gunicorn
-    instead, as before.
-    """
-    cmd = server_command()
-    if any(name in sys.modules for name in IMPORTED_AFTER_CONFIG):
-        ignore_hangups_across_exec()  # held until here; gunicorn installs its own handler once it is up
-        os.execv(cmd[0], cmd)  # noqa: S606
-    import gunicorn
-    from gunicorn.app.wsgiapp import WSGIApplication
-
-    forget_cli_logging()
-
-    sys.argv = [str(Path(gunicorn.__file__).parent / "__main__.py"), *cmd[3:]]
-    WSGIApplication("%(prog)s [OPTIONS] [APP_MODULE]", prog="gunicorn").run()
-    sys.exit(0)
+    """Run gunicorn's master in this process, as `python -m gunicorn -c <conf> <app>` would
+    (tenantctl/gunicorn_master.py); a USR2 upgrade re-executes `python -m gunicorn` with the options of
+    :func:`server_command` and this environment (server_hooks.reexec_as_module)."""
+    run_gunicorn(server_command())

@@ -34,7 +34,7 @@ def _interrupt_while_starting(args: list[str], tmp_path: Path) -> subprocess.Com
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
-@pytest.mark.parametrize("args", [["deliver"], ["serve"], ["validate"]])
+@pytest.mark.parametrize("args", [["deliver"], ["serve"], ["sandbox", "serve", "--port", "0"], ["validate"]])
 def test_ctrl_c_during_the_start_says_interrupted_in_one_line(args: list[str], tmp_path: Path) -> None:
     done = _interrupt_while_starting(args, tmp_path)
     if done.returncode == 130 or (done.returncode == 0 and args != ["validate"]):

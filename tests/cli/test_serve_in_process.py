@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tenantctl.commands.serve import IMPORTED_AFTER_CONFIG
+from tenantctl.gunicorn_master import IMPORTED_AFTER_CONFIG
 
 
 def test_the_cli_imports_nothing_that_must_see_the_servers_environment_first() -> None:
