@@ -3,7 +3,8 @@
 SIGHUP re-reads the tenant files' delivery destinations (a set that fails to load or check is refused and
 the old one stays). Exit codes: 0 after SIGTERM/SIGINT (the attempts in flight are finished first) or, with
 --until-idle, once nothing is due and no attempt failed (1 when one did); 1 for a configuration error (no
-destination, no or bad secret, unmigrated database, tenant files with errors) or when another worker holds
+destination, no or bad secret, unmigrated database, tenant files with errors or no tenants directory) or
+when another worker holds
 a SQLite database.
 """
 
@@ -23,7 +24,7 @@ import typer
 from delivery.destinations import PROVIDERS, Destinations, from_settings
 from delivery.retry import RetryPolicy
 from delivery.signing import BadSecret
-from outbound.policy import OutboundBlocked, OutboundPolicy, allow_list, check_url
+from outbound.policy import OutboundBlocked, OutboundPolicy, allow_list, check_url, host_of, is_loopback
 from store.bounded import SCRAPE_DEADLINE_S, read_within
 from store.delivery import AnotherWorkerRunning, StoppedWaiting, single_worker, worker_engine
 from store.engine import redact_url
@@ -35,6 +36,7 @@ from tenancy.loader import LoadedTenant, load_tenants
 from tenancy.redact import REDACTOR, RedactingFilter
 from tenancy.settings import Settings
 from tenantctl.context import Context
+from tenantctl.errors import missing_tenants_dir
 from webhook_server.boot_signals import hangup_held
 
 if TYPE_CHECKING:
@@ -59,16 +61,19 @@ class _Refused(Exception):
 
 def _outbound(c: Context, s: Settings) -> tuple[Destinations, OutboundPolicy]:
     """The destinations (settings and tenant files) and the outbound rules they are checked against."""
-    loaded_tenants: list[LoadedTenant] = []
-    if c.tenants_dir.is_dir():
-        # As the webhook server loads them: the files themselves, not the .sops.yaml policy (`validate` checks it).
-        loaded = load_tenants([c.tenants_dir], check_config=False)
-        if not loaded.ok:
-            for f in loaded.errors:
-                c.err.print(f.text(), markup=False)
-            raise _Refused(printable(f"the tenant files in {c.tenants_dir} have errors (their delivery overrides "
-                                     "are needed)"))
-        loaded_tenants = loaded.tenants
+    if not c.tenants_dir.is_dir():
+        # As `serve` refuses it: without the files, every tenant's own destination (`delivery:`) would be dropped
+        # and its events sent to the platform-wide URL instead, silently.
+        raise _Refused(printable(f"{missing_tenants_dir(c.tenants_dir)} The worker needs the files for each "
+                                 "tenant's own destinations (`delivery:`)."))
+    # As the webhook server loads them: the files themselves, not the .sops.yaml policy (`validate` checks it).
+    loaded = load_tenants([c.tenants_dir], check_config=False)
+    if not loaded.ok:
+        for f in loaded.errors:
+            c.err.print(f.text(), markup=False)
+        raise _Refused(printable(f"the tenant files in {c.tenants_dir} have errors (their delivery overrides "
+                                 "are needed)"))
+    loaded_tenants: list[LoadedTenant] = loaded.tenants
     destinations = from_settings(s, [t.tenant for t in loaded_tenants])
     if not destinations.providers():
         raise _Refused("no destination: set TENANTCTL_DELIVERY_URL_<PROVIDER> (see .env.example)")
@@ -90,8 +95,10 @@ def _outbound(c: Context, s: Settings) -> tuple[Destinations, OutboundPolicy]:
         try:
             check_url(policy, url)
         except OutboundBlocked as e:
+            # The setting can only help a refusal of plain http, to a loopback host, while it is off.
             hint = (" (TENANTCTL_DELIVERY_ALLOW_LOOPBACK_HTTP=true allows plain http to a loopback host, for "
-                    "sandbox and development)" if url.lower().startswith("http://") else "")
+                    "sandbox and development)" if str(e).startswith("http:// refused") and is_loopback(host_of(url))
+                    and not policy.allow_loopback_http else "")
             raise _Refused(printable(f"{where}: delivery URL refused: {e}{hint}")) from None
     return destinations, policy
 

@@ -123,11 +123,13 @@ def _up(url: str) -> bool:
 
 
 def deliver_env(platform: Platform, database_url: str, state: Path, **extra: str) -> dict[str, str]:
-    """A worker with short timings: 1 s timeout, backoff from 0.2 s to 1 s, polls every 50 ms."""
+    """A worker with short timings: 1 s timeout, backoff from 0.2 s to 1 s, polls every 50 ms; no tenant file (an
+    empty tenants directory): the platform's destinations only."""
+    (state / "no-tenant-files").mkdir(parents=True, exist_ok=True)
     return base_env(**{
         "DATABASE_URL": database_url,
         "TENANTCTL_STATE_DIR": str(state),
-        "TENANTCTL_TENANTS": str(state / "no-tenants"),
+        "TENANTCTL_TENANTS": str(state / "no-tenant-files"),
         "TENANTCTL_DELIVERY_URL_HOSPITABLE": platform.destination("hospitable"),
         "TENANTCTL_DELIVERY_URL_WHATSAPP": platform.destination("whatsapp"),
         "TENANTCTL_DELIVERY_ALLOW_LOOPBACK_HTTP": "true",

@@ -49,12 +49,43 @@ def test_the_outbound_policy_still_allows_loopback_private_and_public_destinatio
     check_url(OutboundPolicy(allowed_hosts=allow_list([url]), allow_loopback_http=True), url)
 
 
-def _deliver(cli: RunCli, tmp_path: Path, url: str) -> tuple[int, str]:
+def _deliver(cli: RunCli, tmp_path: Path, url: str, *, allow_loopback_http: bool = True) -> tuple[int, str]:
+    (tmp_path / "tenants").mkdir(exist_ok=True)  # no tenant file: the platform's destinations only
     r = cli("deliver", "--until-idle", env={
-        "TENANTCTL_TENANTS": str(tmp_path / "no-tenants"), "TENANTCTL_DELIVERY_SECRETS": SECRET,
-        "TENANTCTL_DELIVERY_URL_HOSPITABLE": url, "TENANTCTL_DELIVERY_ALLOW_LOOPBACK_HTTP": "true",
+        "TENANTCTL_TENANTS": str(tmp_path / "tenants"), "TENANTCTL_DELIVERY_SECRETS": SECRET,
+        "TENANTCTL_DELIVERY_URL_HOSPITABLE": url,
+        "TENANTCTL_DELIVERY_ALLOW_LOOPBACK_HTTP": str(allow_loopback_http).lower(),
         "DATABASE_URL": f"sqlite:///{tmp_path / 't.db'}"})
     return r.code, r.all
+
+
+HINT = "TENANTCTL_DELIVERY_ALLOW_LOOPBACK_HTTP=true allows plain http to a loopback host"
+
+
+@pytest.mark.parametrize(("url", "allow", "hinted"), [
+    ("http://127.0.0.1:19103/in", False, True),  # the one refusal the setting lifts
+    ("http://platform.example.com/in", False, False),  # not loopback: the setting would not help
+    ("http://u:p@127.0.0.1:19103/in", True, False),  # already set; credentials are refused whatever it says
+    ("https://169.254.169.254/latest/meta-data/", True, False),
+])
+def test_a_refusal_suggests_the_loopback_http_setting_only_where_it_would_help(
+    cli: RunCli, tmp_path: Path, url: str, allow: bool, hinted: bool,
+) -> None:
+    code, out = _deliver(cli, tmp_path, url, allow_loopback_http=allow)
+    assert code == 1 and "delivery URL refused: " in out, out
+    assert (HINT in out) is hinted, out
+
+
+def test_deliver_refuses_a_tenants_directory_that_does_not_exist(cli: RunCli, tmp_path: Path) -> None:
+    """Without the tenant files every tenant's own destination (`delivery:`) would be dropped, and its events sent
+    to the platform-wide URL instead; `serve` refuses the same directory."""
+    r = cli("deliver", "--until-idle", env={
+        "TENANTCTL_TENANTS": str(tmp_path / "tenants-typo"), "TENANTCTL_DELIVERY_SECRETS": SECRET,
+        "TENANTCTL_DELIVERY_URL_HOSPITABLE": "https://platform.example.com/in",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 't.db'}"})
+    assert r.code == 1, r.all
+    assert f"the tenants directory {tmp_path / 'tenants-typo'} does not exist" in r.err
+    assert "each tenant's own destinations" in r.err
 
 
 @pytest.mark.parametrize(("url", "reason"), [

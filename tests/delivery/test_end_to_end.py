@@ -117,6 +117,7 @@ def test_a_per_tenant_destination_overrides_the_platform_one(tmp_path: Path) -> 
 
 
 def test_nothing_is_sent_without_a_secret_or_a_destination(tmp_path: Path) -> None:
+    (tmp_path / "none").mkdir()  # no tenant file, so no tenant's own destination either
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "TENANTCTL_STATE_DIR": str(tmp_path),
            "TENANTCTL_TENANTS": str(tmp_path / "none")}
     proc = spawn(["deliver"], tmp_path / "a.log", env, tmp_path)
@@ -168,6 +169,14 @@ def test_sighup_reloads_the_tenant_destinations_and_refuses_a_bad_set(sqlite_sta
     insert(stack.engine, accepted(1, start=1))
     wait_until(lambda: len(stack.platform.delivered_ids()) == 2, 20, worker.logs)
     assert [r["path"] for r in stack.platform.received()] == ["/platform/hospitable", "/platform/acme-own"]
+    # The directory gone (a deploy that lost its volume): refused as well, the tenants' own destinations kept.
+    tenants.rename(tmp_path / "moved")
+    worker.proc.send_signal(signal.SIGHUP)
+    wait_until(lambda: worker.logs().count("reload refused") == 2, 20, worker.logs)
+    assert "does not exist" in worker.logs()
+    insert(stack.engine, accepted(1, start=2))
+    wait_until(lambda: len(stack.platform.delivered_ids()) == 3, 20, worker.logs)
+    assert [r["path"] for r in stack.platform.received()][-1] == "/platform/acme-own"
 
 
 def test_sighup_refuses_a_tenant_destination_that_is_never_a_platform_and_logs_it_escaped(

@@ -20,7 +20,8 @@ from .harness import SECRET, accepted, free_port, insert
 
 
 def _env(tmp_path: Path, url: str) -> dict[str, str]:
-    return {"TENANTCTL_DELIVERY_SECRETS": SECRET, "TENANTCTL_TENANTS": str(tmp_path / "no-tenants"),
+    (tmp_path / "no-tenant-files").mkdir(exist_ok=True)  # an empty tenants directory: the platform's destinations
+    return {"TENANTCTL_DELIVERY_SECRETS": SECRET, "TENANTCTL_TENANTS": str(tmp_path / "no-tenant-files"),
             "TENANTCTL_DELIVERY_URL_HOSPITABLE": url, "TENANTCTL_DELIVERY_ALLOW_LOOPBACK_HTTP": "true",
             "TENANTCTL_DELIVERY_TIMEOUT_S": "1", "TENANTCTL_DELIVERY_POLL_S": "0.05"}
 
@@ -71,7 +72,7 @@ def test_until_idle_with_nothing_to_deliver_exits_0(tmp_path: Path, cli: RunCli)
 
 def test_a_refused_http_destination_names_the_setting_that_allows_loopback_http(tmp_path: Path,
                                                                                 cli: RunCli) -> None:
-    env = {**_env(tmp_path, "http://platform.example.com/hooks"), "TENANTCTL_DELIVERY_ALLOW_LOOPBACK_HTTP": "false"}
+    env = {**_env(tmp_path, "http://127.0.0.1:9/hooks"), "TENANTCTL_DELIVERY_ALLOW_LOOPBACK_HTTP": "false"}
     out = cli("deliver", "--until-idle", env=env)
     assert out.code == 1 and "TENANTCTL_DELIVERY_ALLOW_LOOPBACK_HTTP" in out.err, out.all
 
