@@ -4,8 +4,7 @@ SIGHUP re-reads the tenant files' delivery destinations (a set that fails to loa
 the old one stays). Exit codes: 0 after SIGTERM/SIGINT (the attempts in flight are finished first) or, with
 --until-idle, once nothing is due and no attempt failed (1 when one did); 1 for a configuration error (no
 destination, no or bad secret, unmigrated database, tenant files with errors or no tenants directory) or
-when another worker holds
-a SQLite database.
+when another worker holds a SQLite database.
 """
 
 from __future__ import annotations
