@@ -203,6 +203,8 @@ class Worker:
 
         def attempt_done(task: asyncio.Task[Finished]) -> None:
             in_flight.discard(task)
+            if task.cancelled():  # a stop at once (tenantctl deliver): no outcome, its event waits out its lease
+                return
             done.append(task.result())
             wake.set()
 
@@ -211,6 +213,9 @@ class Worker:
             now = time.monotonic()
             if stopping and stop_seen is None:
                 stop_seen = now
+                if in_flight:
+                    log.warning("delivery: stopping: finishing %d attempt(s) in flight (up to %.0fs)", len(in_flight),
+                                cfg.policy.connect_timeout_s + cfg.policy.timeout_s)
             if stopping and ready:
                 # Stopping finishes the attempts in flight and starts none: those claimed ahead are handed back, due
                 # at once for the next worker rather than after their lease.

@@ -53,6 +53,11 @@ def _fail(c: Context, message: str) -> typer.Exit:
     return typer.Exit(1)
 
 
+class _StoppedAtOnce(SystemExit):
+    """A second SIGINT/SIGTERM while the worker finished its attempts in flight: it ends now. A SystemExit, the
+    one kind asyncio lets out of a task or a callback (an attempt's `except Exception` would record it)."""
+
+
 class _Refused(Exception):
     """The destinations cannot be used (tenant files with errors, no destination, a URL the rules refuse).
     Its message is already escaped (tenancy.escape.printable): it is printed and logged as it is."""
@@ -235,8 +240,17 @@ def deliver(
         keys=keys, concurrency=concurrency or s.delivery_concurrency, poll_s=s.delivery_poll_s,
     )
     stop, hup = threading.Event(), threading.Event()
+
+    def on_stop(signum: int, frame: object) -> None:
+        if stop.is_set():  # the second: at once, the attempts in flight left to their lease
+            raise _StoppedAtOnce
+        stop.set()
+        # os.write: safe in a handler, which may interrupt a print.
+        os.write(2, b"deliver: stopping once the attempts in flight end (a second Ctrl-C or SIGTERM stops at once; "
+                    b"their events are then delivered again after their lease)\n")
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, on_stop)
     signal.signal(signal.SIGHUP, lambda *_: hup.set())
     if hangup_held():  # one came during the start (tenantctl/__init__.py held it): the reload it asked for
         hup.set()
@@ -268,13 +282,17 @@ def deliver(
                 c.err.print(f"deliver: metrics on http://{addr}:{port}/metrics", markup=False)
             session = autogroup_nice()
             c.err.print(f"deliver: worker {worker.worker_id} delivering {', '.join(destinations.providers())} "
-                        f"({config.concurrency} at a time, nice {nice}; database thread nice {given}"
+                        f"({len(destinations.tenants)} tenant destination(s); "
+                        f"{config.concurrency} at a time, nice {nice}; database thread nice {given}"
                         f"{'' if session is None else f'; session nice {session}'}; "
                         f"database {redact_url(url)})", markup=False)
             reloader = threading.Thread(target=_reloader, args=(c, s, worker, hup, stop), daemon=True)
             reloader.start()
             try:
                 worker.run(stop, until_idle=until_idle)
+            except _StoppedAtOnce:
+                raise _fail(c, "stopped at once on a second signal: the events of the attempts that were in flight "
+                               "are delivered again after their lease (at least once, the same webhook-id)") from None
             finally:
                 stop.set()
                 worker.close()

@@ -254,6 +254,32 @@ def test_sigterm_with_attempts_hanging_on_a_silent_platform_exits_0_within_the_d
     assert set(states) == {("retrying", "timeout")}, states  # each attempt recorded, the event kept
 
 
+def test_a_stop_says_it_waits_for_the_attempts_in_flight_and_a_second_signal_stops_at_once(sqlite_stack: Stack) -> None:
+    """At a terminal the wait for the attempts in flight (up to connect + read timeout) looked like a hang, and a
+    second Ctrl-C did nothing. The second signal ends the worker at once; its attempts' events stay claimed and
+    are delivered again after their lease (at least once)."""
+    stack = sqlite_stack
+    with _silent_platform() as url:
+        worker = stack.deliver(TENANTCTL_DELIVERY_URL_HOSPITABLE=url, TENANTCTL_DELIVERY_TIMEOUT_S="30")
+        insert(stack.engine, accepted(2))
+        wait_until(lambda: _claimed_in(stack.engine) == 2, 20, worker.logs)
+        time.sleep(0.3)  # both attempts started, waiting for an answer that never comes
+        worker.proc.send_signal(signal.SIGINT)
+        wait_until(lambda: "finishing 2 attempt(s) in flight (up to 35s)" in worker.logs(), 10, worker.logs)
+        assert "a second Ctrl-C or SIGTERM stops at once" in worker.logs()
+        worker.proc.send_signal(signal.SIGINT)
+        assert worker.proc.wait(10) == 1, worker.logs()
+    assert "stopped at once on a second signal" in worker.logs()
+    assert "Traceback" not in worker.logs()
+    assert _claimed_in(stack.engine) == 2  # left to their lease, then due again: nothing lost
+
+
+def _claimed_in(engine: Engine) -> int:
+    c = webhook_log.c
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).where(c.claimed_by.is_not(None))).scalar_one())
+
+
 def test_a_database_too_slow_to_claim_a_full_batch_in_time_still_delivers_every_event(
         db: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     """A claim costs the database per event claimed (SQLite rewrites each row, body included: 128 bodies of 1 MB
