@@ -487,6 +487,31 @@ def has_events(engine: Engine, *, tenant: str) -> bool:
         return conn.execute(stmt).first() is not None
 
 
+@dataclass(frozen=True)
+class NotDue:
+    """The events of some providers still to deliver that are not due at a time: ``held`` claimed by a worker
+    whose lease still runs (until ``held_until``, the latest lease's end), ``waiting`` for their next try (the
+    earliest at ``next_try_at``)."""
+
+    held: int
+    held_until: datetime | None
+    waiting: int
+    next_try_at: datetime | None
+
+
+def not_due(engine: Engine, *, now: datetime, providers: Sequence[str]) -> NotDue:
+    """What a drained queue (`deliver --until-idle`) still holds of ``providers``: the events due later."""
+    c = webhook_log.c
+    held = in_flight(now)
+    stmt = select(func.count().filter(held), func.max(c.next_attempt_at).filter(held),
+                  func.count().filter(~held), func.min(c.next_attempt_at).filter(~held),
+                  ).where(_DUE, c.next_attempt_at > now, c.provider.in_(list(providers)))
+    with engine.connect() as conn:
+        row = conn.execute(stmt).one()
+    return NotDue(held=int(row[0]), held_until=None if row[1] is None else _read_time(row[1]),
+                  waiting=int(row[2]), next_try_at=None if row[3] is None else _read_time(row[3]))
+
+
 def queue_stats(engine: Engine) -> QueueStats:
     """The whole queue (store/queue_depth.py: read through its indexes, never the log)."""
     depths = list(depth_by_provider(engine).values())

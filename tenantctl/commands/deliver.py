@@ -1,8 +1,10 @@
 """`tenantctl deliver`: the delivery worker (delivery/worker.py) as a long-running command.
 
 SIGHUP re-reads the tenant files' delivery destinations (a set that fails to load or check is refused and
-the old one stays). Exit codes: 0 after SIGTERM/SIGINT (the attempts in flight are finished first) or, with
---until-idle, once nothing is due and no attempt failed (1 when one did); 1 for a configuration error (no
+the old one stays). Exit codes: 0 after SIGTERM/SIGINT (the attempts in flight are finished first; 1 after
+a second one, which stops at once) or, with --until-idle, once nothing is due, no attempt failed and nothing is
+left for later (1 otherwise: events waiting for a retry, or held by another worker's claim); 1 for a
+configuration error (no
 destination, no or bad secret, unmigrated database, tenant files with errors or no tenants directory) or
 when another worker holds a SQLite database.
 """
@@ -25,7 +27,7 @@ from delivery.retry import RetryPolicy
 from delivery.signing import BadSecret
 from outbound.policy import OutboundBlocked, OutboundPolicy, allow_list, check_url, host_of, is_loopback
 from store.bounded import SCRAPE_DEADLINE_S, read_within
-from store.delivery import AnotherWorkerRunning, StoppedWaiting, single_worker, worker_engine
+from store.delivery import AnotherWorkerRunning, StoppedWaiting, not_due, single_worker, worker_engine
 from store.engine import redact_url
 from store.errors import DatabaseNotMigrated
 from store.migrate import require_up_to_date
@@ -39,6 +41,8 @@ from tenantctl.errors import missing_tenants_dir
 from webhook_server.boot_signals import hangup_held
 
 if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
     from delivery.worker import Worker
 
 log = logging.getLogger("delivery")
@@ -105,6 +109,25 @@ def _outbound(c: Context, s: Settings) -> tuple[Destinations, OutboundPolicy]:
                     and not policy.allow_loopback_http else "")
             raise _Refused(printable(f"{where}: delivery URL refused: {e}{hint}")) from None
     return destinations, policy
+
+
+def _left_undelivered(engine: Engine, destinations: Destinations) -> str | None:
+    """After `--until-idle` emptied what was due: the events of its providers that are due later, which a script
+    draining the queue must not take for delivered. None when there are none."""
+    left = not_due(engine, now=datetime.now(UTC), providers=destinations.providers())
+    parts = []
+    if left.held:
+        parts.append(f"{left.held} held by another worker's claim until {_clock(left.held_until)} (a worker "
+                     "that died: delivered once its lease ends)")
+    if left.waiting:
+        parts.append(f"{left.waiting} wait for a retry, the next at {_clock(left.next_try_at)}")
+    if not parts:
+        return None
+    return f"nothing is due now, but not everything is delivered: {'; '.join(parts)} (see `tenantctl webhooks log`)"
+
+
+def _clock(at: datetime | None) -> str:
+    return "-" if at is None else at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _reloader(c: Context, s: Settings, worker: Worker, hup: threading.Event, stop: threading.Event) -> None:
@@ -196,8 +219,9 @@ def deliver(
         "--metrics-addr", show_default=False,
         help="Address of the metrics port. Default: TENANTCTL_DELIVER_METRICS_ADDR, else 127.0.0.1.")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="SQLite: wait for the running worker to stop.")] = False,
-    until_idle: Annotated[bool, typer.Option("--until-idle",
-                                             help="Exit once nothing is due (1 if an attempt failed).")] = False,
+    until_idle: Annotated[bool, typer.Option(
+        "--until-idle", help="Exit once nothing is due (1 if an attempt failed or an event is left for later: a "
+        "retry, another worker's claim).")] = False,
 ) -> None:
     """Deliver accepted webhooks to the platform: signed (Standard Webhooks), retried, dead-lettered."""
     # Imported here, not at the top: aiohttp takes ~0.2 s to import, which every other command would pay.
@@ -239,12 +263,13 @@ def deliver(
                           base_delay_s=s.delivery_base_delay_s, max_delay_s=s.delivery_max_delay_s),
         keys=keys, concurrency=concurrency or s.delivery_concurrency, poll_s=s.delivery_poll_s,
     )
-    stop, hup = threading.Event(), threading.Event()
+    stop, hup, signalled = threading.Event(), threading.Event(), threading.Event()
 
     def on_stop(signum: int, frame: object) -> None:
         if stop.is_set():  # the second: at once, the attempts in flight left to their lease
             raise _StoppedAtOnce
         stop.set()
+        signalled.set()
         # os.write: safe in a handler, which may interrupt a print.
         os.write(2, b"deliver: stopping once the attempts in flight end (a second Ctrl-C or SIGTERM stops at once; "
                     b"their events are then delivered again after their lease)\n")
@@ -307,6 +332,8 @@ def deliver(
                 raise _fail(c, f"{worker.failed} delivery attempt(s) failed"
                                f"{f'; {waiting} wait for a retry' if waiting else ''}{dead} "
                                "(see `tenantctl webhooks log`)")
+            if until_idle and not signalled.is_set() and (left := _left_undelivered(engine, destinations)):
+                raise _fail(c, left)
     except AnotherWorkerRunning as e:
         raise _fail(c, str(e)) from None
     except StoppedWaiting as e:

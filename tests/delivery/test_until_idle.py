@@ -8,12 +8,14 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, update
 
 from store.migrate import upgrade
+from store.schema import webhook_log
 from tests.conftest import RunCli, in_tenantctls_imports
 
 from .harness import SECRET, accepted, free_port, insert
@@ -60,6 +62,23 @@ def test_until_idle_says_which_failed_events_were_dead_lettered(tmp_path: Path, 
     assert ("2 delivery attempt(s) failed; 2 event(s) dead-lettered (`tenantctl webhooks replay --dead` queues "
             "them again)") in " ".join(out.err.split())
     assert "wait for a retry" not in out.err
+
+
+def test_until_idle_does_not_call_a_queue_drained_while_a_dead_workers_claims_hold_events(
+        tmp_path: Path, cli: RunCli) -> None:
+    """A worker killed mid-batch leaves its claims to their lease: nothing is due, yet nothing of them is delivered
+    either. A script draining with `--until-idle` read exit 0 as "all delivered"."""
+    nobody = _two_events_for_nobody(tmp_path)
+    engine = create_engine(f"sqlite:///{tmp_path / 'state' / 'tenantctl.db'}")
+    with engine.begin() as conn:  # as `cycle` claims them, for a worker that then died (lease: 40 s)
+        conn.execute(update(webhook_log).values(claimed_by="dead-worker:1", attempts=1,
+                                                next_attempt_at=datetime.now(UTC) + timedelta(seconds=40)))
+    engine.dispose()
+    out = cli("deliver", "--until-idle", env=_env(tmp_path, nobody))
+    assert out.code == 1, out.all
+    said = " ".join(out.err.split())
+    assert "nothing is due now, but not everything is delivered: 2 held by another worker's claim until " in said
+    assert "(a worker that died: delivered once its lease ends)" in said
 
 
 def test_until_idle_with_nothing_to_deliver_exits_0(tmp_path: Path, cli: RunCli) -> None:
