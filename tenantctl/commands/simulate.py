@@ -160,10 +160,20 @@ def _send(client: httpx.Client, c: Context, slug: str, provider: str, segment: s
     try:
         resp = client.post(f"/api/webhooks/{segment}/t/{slug}", content=body,
                            headers={**headers, "Content-Type": "application/json"})
-    except httpx.HTTPError as e:
+    except (httpx.ConnectError, httpx.ConnectTimeout) as e:
         return False, (f"{provider}: cannot reach the server at {client.base_url} ({type(e).__name__}): start "
                        "`tenantctl serve`, or pass --server URL where it listens")
+    except httpx.TimeoutException as e:  # connected: the server is up, but did not answer in time
+        return False, (f"{provider}: no answer from the server at {client.base_url} within {_deadline(client)} "
+                       f"({type(e).__name__}): it may be busy or its database slow (see its log and /readyz); the "
+                       "event may still be recorded, and a resend is de-duplicated")
+    except httpx.HTTPError as e:
+        return False, (f"{provider}: the exchange with the server at {client.base_url} failed "
+                       f"({type(e).__name__}): is --server the webhook server (`tenantctl serve`)?")
     ms = (time.monotonic() - started) * 1000
+    if resp.status_code == 503:
+        return False, (f"{provider}: not recorded, HTTP 503: the server could not commit it (its database: see its "
+                       "log and /readyz); a provider would send it again")
     if resp.status_code != 200:
         return False, (f"{provider}: refused, HTTP {resp.status_code}: see `tenantctl webhooks log --rejected` "
                        "for the reason")
@@ -178,6 +188,11 @@ def _send(client: httpx.Client, c: Context, slug: str, provider: str, segment: s
         return True, line + " (the admin log could not be read)"
     return found, line + ("; recorded as accepted in the webhook log" if found else
                           "; but it is NOT in the webhook log as accepted")
+
+
+def _deadline(client: httpx.Client) -> str:
+    read = client.timeout.read
+    return "its timeout" if read is None else f"{read:g} s"
 
 
 def _status(resp: httpx.Response) -> str | None:

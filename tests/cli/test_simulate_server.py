@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -86,6 +87,44 @@ def test_simulate_booking_server_option_wins_over_the_bind(server: _Server, cli:
             env={"SOPS_AGE_KEY_FILE": str(DEMO_KEY), "TENANTCTL_BIND": "127.0.0.1:1"})
     assert r.code == 0, r.all
     assert server.paths == ["/api/webhooks/hospitable/t/acme"]
+
+
+class _Slow(_Accepting):
+    """A server that is up but answers late (its database held by a migration, say)."""
+
+    def do_POST(self) -> None:  # http.server's name
+        time.sleep(1.5)
+        super().do_POST()
+
+
+class _Unavailable(_Accepting):
+    def do_POST(self) -> None:  # http.server's name
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.send_response(503)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+@pytest.mark.parametrize(("handler", "said"), [
+    (_Slow, "hospitable: no answer from the server at http://127.0.0.1:{port} within 0.5 s (ReadTimeout): it may "
+            "be busy or its database slow"),
+    (_Unavailable, "hospitable: not recorded, HTTP 503: the server could not commit it"),
+])
+def test_a_server_that_is_up_but_slow_or_unavailable_is_not_called_unreachable(
+        cli: RunCli, handler: type[_Accepting], said: str) -> None:
+    srv = _Server(("127.0.0.1", 0), handler)
+    srv.paths = []
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        port = srv.server_address[1]
+        r = cli("--tenants", str(EXAMPLES), "simulate", "booking", "acme", "--timeout", "0.5",
+                "--server", f"http://127.0.0.1:{port}", env={"SOPS_AGE_KEY_FILE": str(DEMO_KEY)})
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    assert r.code == 1, r.all
+    assert said.format(port=port) in " ".join(r.out.split()), r.all
+    assert "cannot reach" not in r.all
 
 
 def test_simulate_booking_help_names_the_default(cli: RunCli) -> None:
