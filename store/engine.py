@@ -56,7 +56,7 @@ def make_engine(url: str, *, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS, echo
     if backend == "sqlite":
         database = parsed.database or ""
         if database and database != ":memory:" and not database.startswith("file:"):
-            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            _create_private(Path(database).expanduser())
         engine = create_engine(parsed, hide_parameters=True, echo=echo)
         _install_sqlite_hooks(engine, busy_timeout_ms)
         if database and database != ":memory:" and not database.startswith("file:"):
@@ -75,6 +75,16 @@ def make_engine(url: str, *, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS, echo
             connect_args=pg_connect_args(parsed.query, statement_timeout_ms),
         )
     raise ValueError(f"unsupported database URL {redact_url(url)}: use sqlite:/// or postgresql+psycopg://")
+
+
+def _create_private(database: Path) -> None:
+    """The database file (and the directories it needs) created readable by its owner only, where they do not
+    exist yet: it holds every accepted webhook's body, guests' bookings and messages. An empty file is an empty
+    SQLite database; SQLite gives its -wal and -shm files the database file's permissions. What exists is left as
+    it is (an operator's own permissions win)."""
+    database.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 # libpq's own deadlines (https://www.postgresql.org/docs/current/libpq-connect.html): a connect that gets

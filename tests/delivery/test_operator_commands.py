@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
@@ -274,3 +275,18 @@ def test_stats_counts_pending_and_retrying_apart_as_the_page_metrics_and_log_do(
     assert "pending" in header and "retrying" in header and "oldest" in header
     assert [c.strip() for c in next(line for line in out.splitlines() if "acme" in line).split("│")][7:10] == [
         "1", "2", "1"]
+
+
+@pytest.mark.parametrize("args", [("webhooks", "log"), ("webhooks", "stats"), ("webhooks", "attempts", "1"),
+                                  ("webhooks", "replay", "--dead")])
+def test_a_mistyped_state_directory_is_named_and_no_second_database_is_created(
+        args: tuple[str, ...], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A typo in TENANTCTL_STATE_DIR created the directory and an empty database there, then advised migrating
+    it, while the events sat in the real one."""
+    monkeypatch.delenv("TENANTCTL_DATABASE_URL", raising=False)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv("TENANTCTL_STATE_DIR", str(tmp_path / "sate" / "x"))
+    code, out = run(*args)
+    assert code == 1, out
+    assert f"no database at {tmp_path / 'sate' / 'x' / 'tenantctl.db'}: nothing was recorded there" in out
+    assert not (tmp_path / "sate").exists()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -37,6 +39,26 @@ def test_sqlite_engine_creates_the_directory_and_sets_its_pragmas(tmp_path: Path
         engine.dispose()
     assert (tmp_path / "deep" / "er" / "t.db").exists()
     assert pragmas == {"journal_mode": "wal", "synchronous": 2, "foreign_keys": 1, "busy_timeout": 5000}
+
+
+def test_a_new_sqlite_database_and_its_wal_are_readable_by_their_owner_only(tmp_path: Path) -> None:
+    """It holds every accepted webhook's body (guests' bookings and messages); the tokens beside it are 0600 too.
+    What exists already keeps the operator's own permissions."""
+    old_umask = os.umask(0o022)
+    try:
+        engine = make_engine(f"sqlite:///{tmp_path}/state/t.db")
+        with engine.begin() as conn:
+            conn.execute(text("CREATE TABLE t (x INTEGER)"))
+            conn.execute(text("INSERT INTO t VALUES (1)"))
+            modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "state").iterdir()}
+        engine.dispose()
+        (tmp_path / "shared.db").touch(mode=0o640)
+        make_engine(f"sqlite:///{tmp_path}/shared.db").dispose()
+    finally:
+        os.umask(old_umask)
+    assert stat.S_IMODE((tmp_path / "state").stat().st_mode) == 0o700
+    assert modes == {"t.db": 0o600, "t.db-wal": 0o600, "t.db-shm": 0o600}
+    assert stat.S_IMODE((tmp_path / "shared.db").stat().st_mode) == 0o640
 
 
 def test_postgres_engine_pings_its_pool() -> None:
