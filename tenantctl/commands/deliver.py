@@ -84,7 +84,8 @@ def _outbound(c: Context, s: Settings) -> tuple[Destinations, OutboundPolicy]:
     loaded_tenants: list[LoadedTenant] = loaded.tenants
     destinations = from_settings(s, [t.tenant for t in loaded_tenants])
     if not destinations.providers():
-        raise _Refused("no destination: set TENANTCTL_DELIVERY_URL_<PROVIDER> (see .env.example)")
+        raise _Refused("no destination: set TENANTCTL_DELIVERY_URL_<PROVIDER> (see .env.example), or give a tenant "
+                       "its own in its file (`delivery: {hospitable: https://…}`)")
     policy = OutboundPolicy(
         allowed_hosts=allow_list(destinations.urls()),
         allow_loopback_http=s.delivery_allow_loopback_http or s.sandbox,

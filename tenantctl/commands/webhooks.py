@@ -151,7 +151,8 @@ def log_cmd(
     *,
     tenant: Annotated[str | None, typer.Option("--tenant", help="Only this tenant's requests.")] = None,
     provider: ProviderOption = None,
-    since: Annotated[str | None, typer.Option("--since", help="24h, 7d, or an ISO 8601 time.")] = None,
+    since: Annotated[str | None, typer.Option(
+        "--since", help="24h, 7d, or an ISO 8601 time (UTC unless it has an offset).")] = None,
     rejected: Annotated[bool, typer.Option("--rejected", help="Only refused requests.")] = False,
     state: Annotated[list[DeliveryState] | None, typer.Option(
         "--state", metavar="<pending|retrying|delivered|dead>",
@@ -294,8 +295,10 @@ def replay_cmd(
                                                     callback=_log_ids)] = None,
     tenant: Annotated[str | None, typer.Option("--tenant", help="Every event of this tenant.")] = None,
     provider: ProviderOption = None,
-    since: Annotated[str | None, typer.Option("--since", help="Received at or after: 24h, 7d or ISO 8601.")] = None,
-    until: Annotated[str | None, typer.Option("--until", help="Received before: a duration back or ISO 8601.")] = None,
+    since: Annotated[str | None, typer.Option(
+        "--since", help="Received at or after: 24h, 7d or ISO 8601 (UTC unless it has an offset).")] = None,
+    until: Annotated[str | None, typer.Option(
+        "--until", help="Received before: a duration back or ISO 8601 (UTC unless it has an offset).")] = None,
     dead: Annotated[bool, typer.Option("--dead", help="Only dead-lettered events.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Count what would be queued; change nothing.")] = False,
 ) -> None:
@@ -324,9 +327,10 @@ def replay_cmd(
             if (done.queued + done.in_flight < len(set(ids or ())) or done.queued + done.in_flight == 0) else []
     finally:
         engine.dispose()
-    again = f" ({done.delivered} of them delivered already, sent again)" if done.delivered else ""
+    sent = "would be sent again" if dry_run else "sent again"
+    again = f" ({done.delivered} of them delivered already: {sent})" if done.delivered else ""
     c.echo(f"{'would queue' if dry_run else 'queued'} {done.queued} event(s) for delivery again{again}"
-           f"{' (dry run: nothing changed)' if dry_run else ''}")
+           f"{'; dry run: nothing changed' if dry_run else ''}")
     if done.in_flight:
         c.echo(f"{done.in_flight} in flight (a worker's attempt may be under way), not replayed: "
                "replay them again after their attempt ends")

@@ -87,11 +87,11 @@ def test_a_bulk_replay_says_how_many_were_delivered_already_and_a_dry_run_change
     before = run("webhooks", "log", "--format", "json")[1]
     code, out = run("webhooks", "replay", "--tenant", "acme", "--dry-run")
     assert code == 0 and out.splitlines()[0] == ("would queue 3 event(s) for delivery again (1 of them delivered "
-                                                 "already, sent again) (dry run: nothing changed)")
+                                                 "already: would be sent again); dry run: nothing changed")
     assert run("webhooks", "log", "--format", "json")[1] == before
     code, out = run("webhooks", "replay", "--tenant", "acme")
     assert code == 0 and out.splitlines()[0] == ("queued 3 event(s) for delivery again (1 of them delivered "
-                                                 "already, sent again)")
+                                                 "already: sent again)")
     assert {r["delivery_state"] for r in json.loads(run("webhooks", "log", "--format", "json")[1])} == {"pending"}
 
 
