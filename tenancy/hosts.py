@@ -184,6 +184,9 @@ def check_destination_host(host: str) -> str | None:
 # A URL is printable ASCII without spaces (RFC 3986 §2; anything else is percent-encoded), so a control
 # character, an escape sequence or a look-alike letter never reaches a request, a terminal or a log.
 _URL_TEXT = re.compile(r"[!-~]+")
+# RFC 3986's characters of a path and query, as the tenant file schema's pattern has them (tenancy/model.py
+# DELIVERY_URL_PATTERN); the host has its own rule (check_destination_host).
+_PATH_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._~!$&'()*+,;=:@/?%-")
 
 
 LOOPBACK_NAMES = frozenset({"localhost"})
@@ -212,13 +215,17 @@ def check_destination_url(url: str) -> str | None:
                 "are refused (percent-encode them in a path)")
     scheme, sep, rest = url.partition("://")
     authority = re.split(r"[/?#]", rest, maxsplit=1)[0] if sep else ""
-    if scheme.lower() not in ("http", "https") or not authority:
-        return "not an http(s) URL with a host"
+    if scheme not in ("http", "https") or not authority:
+        return "not an http(s) URL with a host (http:// or https://, in lower case)"
     if "@" in authority:
         return "credentials in the URL are refused"
     why = check_destination_host(authority)
     if why is not None:
         return f"its host is refused: {why}"
+    if "#" in rest:
+        return "a fragment (#...) is never sent to a server: leave it out"
+    if (bad := next((ch for ch in rest[len(authority):] if ch not in _PATH_CHARS), None)) is not None:
+        return f"{bad!r} is not allowed in a URL's path or query: percent-encode it (%{ord(bad):02X})"
     if scheme.lower() == "http" and not is_loopback_name(urlsplit(url).hostname or ""):
         return "plain http is refused except to loopback: use https"
     return None

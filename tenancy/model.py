@@ -262,12 +262,15 @@ class Teammate(_Strict):
     access: Access | None = None
 
 
-# The text pattern is for editors (printable ASCII only: RFC 3986's characters, no userinfo, no fragment);
-# the rule is tenancy.hosts.check_destination_url (no metadata, link-local, unspecified, disguised address...).
+# The text pattern is for editors, in the schema only (printable ASCII: RFC 3986's characters, no userinfo, no
+# fragment); the rule, tenancy.hosts.check_destination_url, checks the same characters with a sentence that says
+# which one and what to do (a pattern's error quotes the regular expression), and the hosts (no metadata,
+# link-local, unspecified, disguised address...).
+DELIVERY_URL_PATTERN = r"^https?://[A-Za-z0-9.:\[\]-]+(?:/[A-Za-z0-9._~!$&'()*+,;=:@/?%-]*)?$"
 DeliveryUrl = Annotated[
     str,
-    StringConstraints(pattern=r"^https?://[A-Za-z0-9.:\[\]-]+(?:/[A-Za-z0-9._~!$&'()*+,;=:@/?%-]*)?$",
-                      max_length=2048),
+    StringConstraints(max_length=2048),
+    Field(json_schema_extra={"pattern": DELIVERY_URL_PATTERN}),
     _by_rule(check_destination_url, "a delivery destination", "rule: docs/delivery.md"),
 ]
 

@@ -81,6 +81,11 @@ REFUSED = [
     ("https://::1/in", "brackets"),
     ("https://platform_1.example.com/in", "not a host name"),
     ("https://platform.example.com:0/in", "port"),
+    # What the schema's pattern refuses, said in a sentence rather than the pattern quoted (review finding).
+    ("https://platform.example.com/h#frag", "a fragment (#...) is never sent to a server"),
+    ("https://platform.example.com/<x>", "'<' is not allowed in a URL's path or query: percent-encode it (%3C)"),
+    ("https://platform.example.com/a\\b", "is not allowed in a URL's path or query: percent-encode it (%5C)"),
+    ("HTTPS://platform.example.com/in", "in lower case"),
 ]
 
 
