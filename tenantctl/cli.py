@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 import typer.core
 
+from tenancy.escape import printable
 from tenancy.redact import REDACTOR, RedactingFilter
 from tenancy.settings import load_dotenv, load_settings
 from tenantctl.argv import command_word, join_bash_assignments, own_argv
@@ -141,6 +142,23 @@ def _explain(e: BaseException) -> str | None:
 _ROOT_OPTIONS = ("--tenants", "--debug", "--verbose", "-v", "--no-color")
 
 
+def _in_plain_words(e: BaseException) -> None:
+    """A usage error's message as a sentence that names the value given: typer checks a parameter's type with
+    pydantic and passes on its wording ("Input should be a valid integer, unable to parse string as an
+    integer", "Value error, ..."), which names neither."""
+    cause, message = e.__cause__, getattr(e, "message", None)
+    errors = cause.errors() if callable(getattr(cause, "errors", None)) else None  # type: ignore[union-attr]
+    if not errors or not isinstance(message, str):
+        return
+    kind, given = errors[0].get("type"), errors[0].get("input")
+    if kind in ("int_parsing", "int_from_float") and isinstance(given, str):
+        e.message = f"'{printable(given)}' is not a whole number"  # type: ignore[attr-defined]
+    elif kind == "float_parsing" and isinstance(given, str):
+        e.message = f"'{printable(given)}' is not a number"  # type: ignore[attr-defined]
+    elif message.startswith("Value error, "):
+        e.message = message.removeprefix("Value error, ")  # type: ignore[attr-defined]
+
+
 def _root_option(e: BaseException) -> str | None:
     """The root option a usage error's unknown option is, when it was given after the command."""
     name = getattr(e, "option_name", None)
@@ -169,6 +187,7 @@ def main() -> None:
         if callable(getattr(e, "show", None)) and isinstance(getattr(e, "exit_code", None), int):
             # A usage error (mistyped flag or command): click's usage text and hint. Exit 1, never
             # click's 2: for plan, 2 means "changes" and a script must not read a typo as a plan.
+            _in_plain_words(e)
             e.show()  # type: ignore[attr-defined]
             if (root := _root_option(e)) is not None:
                 sys.stderr.write(f"hint: {root} is an option of tenantctl itself: put it before the command "

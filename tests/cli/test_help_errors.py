@@ -113,3 +113,19 @@ def test_serve_refuses_an_address_it_cannot_listen_on_before_loading_any_tenant(
     assert r.code == 1, r.all
     assert f"error: cannot listen on '{bind}' (--bind, TENANTCTL_BIND): {says}" in r.err and "use HOST:PORT" in r.err
     assert "tenant files" not in r.all and "Booting worker" not in r.all
+
+
+@pytest.mark.parametrize(("args", "said"), [
+    (["webhooks", "replay", "5", "x7"], "Invalid value for 'ids': 'x7' is not a whole number"),
+    (["webhooks", "log", "--limit", "abc"], "Invalid value for '--limit': 'abc' is not a whole number"),
+    (["webhooks", "log", "--limit", "\x1b[2J9"], "Invalid value for '--limit': '\\x1b[2J9' is not a whole number"),
+    (["webhooks", "log", "--state", "DEAD"],
+     "Invalid value for '--state': 'DEAD' is not one of 'pending', 'retrying', 'delivered', 'dead'."),
+])
+def test_a_value_of_the_wrong_type_is_named_in_plain_words(cli: RunCli, args: list[str], said: str) -> None:
+    """Not pydantic's wording, which typer passes on ("Input should be a valid integer, unable to parse string as
+    an integer", "Value error, ..."): it named neither the value nor what it should be in the CLI's terms."""
+    r = cli(*args)
+    assert r.code == 1, r.all
+    assert said in " ".join(r.err.split()), r.err
+    assert "Input should be" not in r.err and "Value error" not in r.err and "\x1b" not in r.err
