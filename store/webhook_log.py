@@ -92,9 +92,18 @@ class LogRow(WebhookRecord):
     last_status: int | None = None
     last_error: str | None = None
     delivered_at: datetime | None = None
+    # Pending or retrying: when it is due, or, while claimed_by names a worker, when that claim's lease ends.
+    next_attempt_at: datetime | None = None
+    claimed_by: str | None = None
+
+    def in_flight(self, now: datetime) -> bool:
+        """Claimed by a worker whose lease runs at ``now``: its attempt may be under way (as :func:`in_flight`)."""
+        return (self.claimed_by is not None and self.next_attempt_at is not None and self.next_attempt_at > now
+                and self.delivery_state in ("pending", "retrying"))
 
 
-_DELIVERY_FIELDS = ("delivery_state", "attempts", "last_status", "last_error", "delivered_at")
+_DELIVERY_FIELDS = ("delivery_state", "attempts", "last_status", "last_error", "delivered_at", "next_attempt_at",
+                    "claimed_by")
 
 
 class EventStore(Protocol):

@@ -121,12 +121,14 @@ def _engine(c: Context) -> Engine:
     return engine
 
 
-def _row_json(r: LogRow) -> dict[str, object]:
+def _row_json(r: LogRow, now: datetime) -> dict[str, object]:
     return {"id": r.id, "received_at": r.received_at.isoformat(), "tenant": r.tenant, "provider": r.provider,
             "outcome": r.outcome, "status_code": r.status_code, "reason": r.reason, "event_id": r.event_id,
             "body_size": r.body_size, "latency_ms": r.latency_ms, "delivery_state": r.delivery_state,
             "attempts": r.attempts, "last_status": r.last_status, "last_error": r.last_error,
             "delivered_at": r.delivered_at.isoformat() if r.delivered_at else None,
+            "next_attempt_at": r.next_attempt_at.isoformat() if r.next_attempt_at and _waiting(r) else None,
+            "in_flight": r.in_flight(now),
             "repeats": r.repeats}
 
 
@@ -143,6 +145,21 @@ def _last_error(r: LogRow) -> str:
     if r.last_error and r.delivery_state != "delivered" and r.last_error != f"HTTP {r.last_status}":
         return f"; last error: {r.last_error}"
     return ""
+
+
+def _waiting(r: LogRow) -> bool:
+    return r.delivery_state in ("pending", "retrying")
+
+
+def _next_try(r: LogRow, now: datetime) -> str:
+    """When an event still to deliver is tried next, for the end of its line: in flight (a worker's claim, its
+    attempt may be under way), or due later (a retry's backoff, a Retry-After); nothing when it is due now."""
+    if not _waiting(r) or r.next_attempt_at is None or r.next_attempt_at <= now:
+        return ""
+    until = r.next_attempt_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    if r.in_flight(now):
+        return f"; in flight (claimed by a worker until {until})"
+    return f"; next try {until}"
 
 
 @webhooks_app.command("log")
@@ -177,9 +194,10 @@ def log_cmd(
     finally:
         engine.dispose()
     if fmt == "json":
-        c.echo(json.dumps([_row_json(r) for r in rows], indent=2))
+        c.echo(json.dumps([_row_json(r, datetime.now(UTC)) for r in rows], indent=2))
         return
     # Plain lines, one per request: grep-able and never squeezed by a narrow terminal.
+    now = datetime.now(UTC)
     c.echo(f"{'id':>8}  {'received (UTC)':<19}  {'tenant':<20} {'provider':<10} {'outcome':<9} {'st':>3}  "
            f"{'ms':>7}  {'delivery':<24}  reason / event id")
     for r in rows:
@@ -187,7 +205,7 @@ def log_cmd(
         detail = r.reason or (f"event {r.event_id}" if r.event_id else "")
         if r.repeats:
             detail += f" (and {r.repeats} more like it this minute)"
-        detail += _last_error(r)
+        detail += _last_error(r) + _next_try(r, now)
         # Sender-controlled text (event ids, slugs in reasons): escaped, so it cannot drive the terminal.
         c.echo(printable(f"{r.id:>8}  {r.received_at:%Y-%m-%d %H:%M:%S}  {r.tenant or '-':<20} {r.provider:<10} "
                          f"{r.outcome:<9} {r.status_code:>3}  {ms:>7}  {_delivery(r):<24}  {detail}"))

@@ -290,3 +290,25 @@ def test_a_mistyped_state_directory_is_named_and_no_second_database_is_created(
     assert code == 1, out
     assert f"no database at {tmp_path / 'sate' / 'x' / 'tenantctl.db'}: nothing was recorded there" in out
     assert not (tmp_path / "sate").exists()
+
+
+def test_the_log_shows_an_event_in_flight_and_when_a_waiting_one_is_tried_next(cli: Engine) -> None:
+    """`pending 1x` said nothing of a dead worker's claim, and `retrying 1x 429` nothing of a Retry-After that put
+    the next try an hour out: only `replay` and the database knew."""
+    from store.delivery import Finished, finish
+
+    insert(cli, accepted(3))
+    now = datetime.now(UTC)
+    first, second = claim_due(cli, claim="w1:a", now=now, lease=timedelta(minutes=1), limit=2,
+                              providers=["hospitable"])
+    later = now + timedelta(hours=1)
+    finish(cli, [Finished(second, now, "w1", "failed", 429, 3.0, "HTTP 429", "retrying", later, None)])
+    code, out = run("webhooks", "log")
+    assert code == 0, out
+    lines = {int(line.split()[0]): " ".join(line.split()) for line in out.splitlines()[1:]}
+    assert f"; in flight (claimed by a worker until {now + timedelta(minutes=1):%Y-%m-%d %H:%M}" in lines[first.id]
+    assert f"retrying 1x 429 event evt-1; next try {later:%Y-%m-%d %H:%M}" in lines[second.id]
+    assert "in flight" not in lines[3] and "next try" not in lines[3]  # due now
+    rows = {r["id"]: r for r in json.loads(run("webhooks", "log", "--format", "json")[1])}
+    assert rows[first.id]["in_flight"] is True and rows[second.id]["in_flight"] is False
+    assert rows[second.id]["next_attempt_at"].startswith(f"{later:%Y-%m-%dT%H:%M}")
