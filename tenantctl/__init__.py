@@ -18,6 +18,18 @@ def _interrupted_quietly(kind: type[BaseException], value: BaseException, tb: Tr
         sys.__excepthook__(kind, value, tb)
 
 
+def _stopped_while_starting(signum: int, frame: object) -> None:
+    """SIGTERM before a service has its own handler: it ends as a stop ends it once it runs (exit 0; systemd's
+    `stop` and a container's stop are no failure), not killed by the signal."""
+    raise SystemExit(0)
+
+
+def _is_service(argv: list[str]) -> bool:
+    """`serve`, `deliver`, `sandbox serve` and `sandbox platform`: the commands that run until stopped."""
+    word = command_word(argv)
+    return word in ("serve", "deliver") or (word == "sandbox" and any(a in ("serve", "platform") for a in argv))
+
+
 # The process's first line: `serve` and `deliver` reload on SIGHUP, and `sandbox serve` is a gunicorn; none of
 # them has its handler before its imports (and serve's tenant load) are done, and until then a SIGHUP killed it.
 if (_argv := own_argv()) is not None:
@@ -32,3 +44,5 @@ if (_argv := own_argv()) is not None:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     if command_word(_argv) in ("serve", "deliver", "sandbox"):
         hold_hangups()
+    if _is_service(_argv):
+        signal.signal(signal.SIGTERM, _stopped_while_starting)

@@ -18,7 +18,8 @@ from tests.conftest import in_tenantctls_imports
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _interrupt_while_starting(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+def _interrupt_while_starting(args: list[str], tmp_path: Path,
+                              sig: signal.Signals = signal.SIGINT) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TENANTCTL_")}
     env.update({"TENANTCTL_STATE_DIR": str(tmp_path / "state"), "PYTHONPATH": str(ROOT)})
     # A shell starts a foreground command with SIGINT at its default, whatever this test runner was given.
@@ -29,7 +30,7 @@ def _interrupt_while_starting(args: list[str], tmp_path: Path) -> subprocess.Com
     while not in_tenantctls_imports(proc.pid):
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
         time.sleep(0.002)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     out, err = proc.communicate(timeout=30)
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
@@ -42,3 +43,18 @@ def test_ctrl_c_during_the_start_says_interrupted_in_one_line(args: list[str], t
     assert done.returncode == -signal.SIGINT, done.stderr
     assert done.stderr == "tenantctl: interrupted\n"
     assert "Traceback" not in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("args", [["deliver"], ["serve"], ["sandbox", "serve", "--port", "0"],
+                                  ["sandbox", "platform", "--port", "0"]])
+def test_a_stop_during_a_services_start_ends_it_as_a_stop_does_once_it_runs(args: list[str], tmp_path: Path) -> None:
+    """SIGTERM (systemd's stop, a container's) before the service has its own handler: exit 0, as once it runs,
+    not killed by the signal."""
+    done = _interrupt_while_starting(args, tmp_path, signal.SIGTERM)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_a_command_that_is_no_service_still_ends_by_the_signal(tmp_path: Path) -> None:
+    done = _interrupt_while_starting(["validate"], tmp_path, signal.SIGTERM)
+    assert done.returncode == -signal.SIGTERM, done.stderr
