@@ -191,6 +191,8 @@ def log_cmd(
     try:
         rows, _ = query_log(engine, tenant=tenant, provider=provider, outcome=outcome, since=since_at,
                             states=[s.value for s in state or ()], limit=limit)
+        # As replay says it: a slug in the wrong case or misspelt matches nothing, and looks like a quiet log.
+        unknown = not rows and tenant is not None and not has_events(engine, tenant=tenant)
     finally:
         engine.dispose()
     if fmt == "json":
@@ -211,6 +213,9 @@ def log_cmd(
                          f"{r.outcome:<9} {r.status_code:>3}  {ms:>7}  {_delivery(r):<24}  {detail}"))
     if not rows:
         c.echo("no webhook requests match")
+        if unknown:
+            c.err.print(printable(f"no accepted event of tenant '{tenant}' in the webhook log (check the slug: "
+                                  "`tenantctl list`)"), markup=False)
 
 
 @webhooks_app.command("stats")

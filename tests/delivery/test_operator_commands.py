@@ -312,3 +312,12 @@ def test_the_log_shows_an_event_in_flight_and_when_a_waiting_one_is_tried_next(c
     rows = {r["id"]: r for r in json.loads(run("webhooks", "log", "--format", "json")[1])}
     assert rows[first.id]["in_flight"] is True and rows[second.id]["in_flight"] is False
     assert rows[second.id]["next_attempt_at"].startswith(f"{later:%Y-%m-%dT%H:%M}")
+
+
+def test_a_log_filtered_by_a_slug_with_no_event_says_to_check_the_slug(cli: Engine) -> None:
+    insert(cli, accepted(1))
+    code, out = run("webhooks", "log", "--tenant", "ACME")
+    assert code == 0 and "no webhook requests match" in out
+    assert "no accepted event of tenant 'ACME' in the webhook log (check the slug: `tenantctl list`)" in out
+    code, out = run("webhooks", "log", "--tenant", "acme", "--rejected")  # a known tenant, only nothing refused
+    assert code == 0 and "no webhook requests match" in out and "check the slug" not in out
