@@ -434,9 +434,16 @@ def attempts_cmd(
                "for delivery")
         return
     c.echo(f"{'#':>3}  {'started (UTC)':<23}  {'outcome':<9} {'st':>3}  {'ms':>8}  worker / error")
+    expected = 1
     for before, a in zip([None, *rows], rows, strict=False):
         if before is not None and a.attempt <= before.attempt:  # a replay counts its attempts from 1 again
             c.echo(f"  -- replayed: attempts counted from 1 again {'-' * 40}")
+            expected = 1
+        # A number with no row: an attempt was started (its claim counted it) and its outcome never recorded.
+        for lost in range(expected, a.attempt):
+            c.echo(f"{lost:>3}  {'-':<23}  {'lost':<9} {'-':>3}  {'-':>8}  no outcome recorded: its worker stopped "
+                   "before recording it (the platform may have received it; delivered again after its lease)")
+        expected = a.attempt + 1
         ms = f"{a.latency_ms:.1f}" if a.latency_ms is not None else "-"
         st = str(a.status_code) if a.status_code is not None else "-"
         c.echo(f"{a.attempt:>3}  {a.started_at:%Y-%m-%d %H:%M:%S.%f}"[:-3] + f"  {a.outcome:<9} {st:>3}  {ms:>8}  "

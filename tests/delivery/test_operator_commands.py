@@ -321,3 +321,20 @@ def test_a_log_filtered_by_a_slug_with_no_event_says_to_check_the_slug(cli: Engi
     assert "no accepted event of tenant 'ACME' in the webhook log (check the slug: `tenantctl list`)" in out
     code, out = run("webhooks", "log", "--tenant", "acme", "--rejected")  # a known tenant, only nothing refused
     assert code == 0 and "no webhook requests match" in out and "check the slug" not in out
+
+
+def test_attempts_shows_an_attempt_whose_worker_died_before_recording_it(cli: Engine) -> None:
+    """After a `kill -9` the list began at attempt 2: nothing said the platform may have received a first one."""
+    from store.delivery import Finished, finish
+
+    insert(cli, accepted(1))
+    now = datetime.now(UTC)
+    claim_due(cli, claim="w1:a", now=now, lease=timedelta(minutes=1), limit=1, providers=["hospitable"])  # then dies
+    later = now + timedelta(minutes=2)  # the lease ended: another worker claims it again
+    [item] = claim_due(cli, claim="w2:a", now=later, lease=timedelta(minutes=1), limit=1, providers=["hospitable"])
+    finish(cli, [Finished(item, later, "w2", "delivered", 204, 3.0, None, "delivered", None, later)])
+    code, out = run("webhooks", "attempts", str(item.id))
+    assert code == 0, out
+    lines = [" ".join(line.split()) for line in out.splitlines()[1:]]
+    assert lines[0].startswith("1 - lost - - no outcome recorded: its worker stopped before recording it")
+    assert lines[1].startswith("2 ") and " delivered 204 " in lines[1]
