@@ -46,12 +46,18 @@ class Answer:
 
 
 def host_of(url: str) -> str:
-    """The lower-case host (with :port when given) of ``url``, an IPv6 address in brackets; '' when none."""
-    parts = urlsplit(url)
+    """The lower-case host (with :port when given) of ``url``, an IPv6 address in brackets; '' when none, or
+    when the URL cannot be split (a port out of range or not a number, an unclosed bracket: the destination rule
+    says which, :func:`check_url`)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return ""
     host = (parts.hostname or "").lower()
     if ":" in host:
         host = f"[{host}]"  # as written: `::1:8000` would read as an address, not ::1 port 8000
-    return f"{host}:{parts.port}" if host and parts.port else host
+    return f"{host}:{port}" if host and port else host
 
 
 def is_loopback(host: str) -> bool:

@@ -225,7 +225,7 @@ def check_destination_url(url: str) -> str | None:
     if "#" in rest:
         return "a fragment (#...) is never sent to a server: leave it out"
     if (bad := next((ch for ch in rest[len(authority):] if ch not in _PATH_CHARS), None)) is not None:
-        return f"{bad!r} is not allowed in a URL's path or query: percent-encode it (%{ord(bad):02X})"
+        return f"'{bad}' is not allowed in a URL's path or query: percent-encode it (%{ord(bad):02X})"
     if scheme.lower() == "http" and not is_loopback_name(urlsplit(url).hostname or ""):
         return "plain http is refused except to loopback: use https"
     return None

@@ -106,3 +106,19 @@ def test_a_refused_setting_with_control_characters_is_reported_escaped(cli: RunC
     assert code == 1, out
     assert "TENANTCTL_DELIVERY_URL_HOSPITABLE: delivery URL refused: " in out and "printable ASCII" in out, out
     assert not any(ch in out for ch in "\x1b\x08"), "a control character reached the terminal"
+
+
+@pytest.mark.parametrize(("url", "reason"), [
+    ("https://platform.example.com:99999/x", "the port must be a number from 1 to 65535"),
+    ("https://platform.example.com:+443/x", "the port must be a number from 1 to 65535"),
+    ("https://[::1/x", "an IPv6 address in brackets is missing its closing ]"),
+])
+def test_a_platform_url_python_cannot_split_is_refused_with_the_rule_not_a_value_error(
+    cli: RunCli, tmp_path: Path, url: str, reason: str,
+) -> None:
+    """urlsplit raised ValueError while the allow-list was built, before the rule ran: `error: ValueError: Port out
+    of range 0-65535`, the setting unnamed."""
+    code, out = _deliver(cli, tmp_path, url)
+    assert code == 1, out
+    assert f"TENANTCTL_DELIVERY_URL_HOSPITABLE: delivery URL refused: its host is refused: {reason}" in out, out
+    assert "ValueError" not in out
