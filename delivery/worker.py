@@ -147,8 +147,10 @@ class Worker:
         self.dead = 0  # failed attempts that dead-lettered their event
         self.rounds = 0  # database rounds (each records outcomes and claims in one transaction)
 
-    def close(self) -> None:
-        self._db.shutdown(wait=not self._abandoned)
+    def close(self, *, wait: bool = True) -> None:
+        """Stop the database thread; ``wait=False`` leaves a round in progress behind (a stop at once: the process
+        ends, its transaction is rolled back, and the round's claims wait out their lease)."""
+        self._db.shutdown(wait=wait and not self._abandoned)
 
     def reconfigure(self, destinations: Destinations, policy: OutboundPolicy) -> None:
         """New destinations and outbound rules (SIGHUP); attempts in flight finish under the old ones."""

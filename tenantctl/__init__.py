@@ -1,11 +1,7 @@
 """tenantctl: config-as-code for the integrations of a multi-tenant rental platform (README.md)."""
 
-import signal
 import sys
 from types import TracebackType
-
-from tenantctl.argv import command_word, own_argv
-from webhook_server.boot_signals import hold_hangups
 
 
 def _interrupted_quietly(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
@@ -16,6 +12,15 @@ def _interrupted_quietly(kind: type[BaseException], value: BaseException, tb: Tr
         sys.stderr.write("tenantctl: interrupted\n")
     else:
         sys.__excepthook__(kind, value, tb)
+
+
+# Before any other import, which a Ctrl-C may interrupt too; given back below when tenantctl is only imported.
+_importers_hook, sys.excepthook = sys.excepthook, _interrupted_quietly
+
+import signal  # noqa: E402
+
+from tenantctl.argv import command_word, own_argv  # noqa: E402
+from webhook_server.boot_signals import hold_hangups  # noqa: E402
 
 
 def _stopped_while_starting(signum: int, frame: object) -> None:
@@ -32,8 +37,9 @@ def _is_service(argv: list[str]) -> bool:
 
 # The process's first line: `serve` and `deliver` reload on SIGHUP, and `sandbox serve` is a gunicorn; none of
 # them has its handler before its imports (and serve's tenant load) are done, and until then a SIGHUP killed it.
-if (_argv := own_argv()) is not None:
-    sys.excepthook = _interrupted_quietly
+if (_argv := own_argv()) is None:
+    sys.excepthook = _importers_hook  # tests, `-c`: the importing program's own
+else:
     # pyrage runs Python code while it initialises and panics when that is interrupted (a Rust backtrace, then
     # PanicException): it is loaded here (1 ms) with SIGINT blocked, and a Ctrl-C that came meanwhile is raised
     # as KeyboardInterrupt once it is in.

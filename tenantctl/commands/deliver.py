@@ -112,6 +112,17 @@ def _outbound(c: Context, s: Settings) -> tuple[Destinations, OutboundPolicy]:
     return destinations, policy
 
 
+def _ignore_stops() -> None:
+    """Further SIGTERM/SIGINT do nothing. A handler that does nothing, not SIG_IGN: a signal already received and
+    not yet handled would otherwise be reported as 'ignored due to race condition', with a traceback."""
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _no_op)
+
+
+def _no_op(signum: int, frame: object) -> None:
+    pass
+
+
 def _left_undelivered(engine: Engine, destinations: Destinations) -> str | None:
     """After `--until-idle` emptied what was due: the events of its providers that are due later, which a script
     draining the queue must not take for delivered. None when there are none."""
@@ -268,6 +279,7 @@ def deliver(
 
     def on_stop(signum: int, frame: object) -> None:
         if stop.is_set():  # the second: at once, the attempts in flight left to their lease
+            _ignore_stops()  # a third, or one while exiting, must not kill it by the signal instead
             raise _StoppedAtOnce
         stop.set()
         signalled.set()
@@ -314,14 +326,18 @@ def deliver(
                         f"database {redact_url(url)})", markup=False)
             reloader = threading.Thread(target=_reloader, args=(c, s, worker, hup, stop), daemon=True)
             reloader.start()
+            at_once = False
             try:
                 worker.run(stop, until_idle=until_idle)
             except _StoppedAtOnce:
+                at_once = True
                 raise _fail(c, "stopped at once on a second signal: the events of the attempts that were in flight "
                                "are delivered again after their lease (at least once, the same webhook-id)") from None
             finally:
+                if signalled.is_set():
+                    _ignore_stops()  # stopping already: what is left is recording and exiting
                 stop.set()
-                worker.close()
+                worker.close(wait=not at_once)
                 metrics.close()  # the port is free before the slot is: a worker waiting for both takes over
             c.err.print(f"deliver: stopped ({worker.delivered} delivered, {worker.failed} failed attempts, "
                         f"{worker.rounds} database rounds)", markup=False)

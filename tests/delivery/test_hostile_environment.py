@@ -268,6 +268,7 @@ def test_a_stop_says_it_waits_for_the_attempts_in_flight_and_a_second_signal_sto
         wait_until(lambda: "finishing 2 attempt(s) in flight (up to 35s)" in worker.logs(), 10, worker.logs)
         assert "a second Ctrl-C or SIGTERM stops at once" in worker.logs()
         worker.proc.send_signal(signal.SIGINT)
+        worker.proc.send_signal(signal.SIGTERM)  # a third, while it exits: still exit 1, not killed by it
         assert worker.proc.wait(10) == 1, worker.logs()
     assert "stopped at once on a second signal" in worker.logs()
     assert "Traceback" not in worker.logs()
