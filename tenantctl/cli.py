@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import shlex
 import sys
@@ -142,6 +143,18 @@ def _explain(e: BaseException) -> str | None:
 _ROOT_OPTIONS = ("--tenants", "--debug", "--verbose", "-v", "--no-color")
 
 
+# pydantic's range errors: the words said before the bound, and the bound's key in the error's ctx.
+_BOUNDS = {"greater_than_equal": ("at least", "ge"), "less_than_equal": ("at most", "le"),
+           "greater_than": ("more than", "gt"), "less_than": ("less than", "lt")}
+
+
+def _finite(given: object) -> bool:
+    try:
+        return math.isfinite(float(str(given)))
+    except ValueError:
+        return True  # not a number at all: said as out of range, with the value
+
+
 def _in_plain_words(e: BaseException) -> None:
     """A usage error's message as a sentence that names the value given: typer checks a parameter's type with
     pydantic and passes on its wording ("Input should be a valid integer, unable to parse string as an
@@ -150,11 +163,19 @@ def _in_plain_words(e: BaseException) -> None:
     errors = cause.errors() if callable(getattr(cause, "errors", None)) else None  # type: ignore[union-attr]
     if not errors or not isinstance(message, str):
         return
-    kind, given = errors[0].get("type"), errors[0].get("input")
+    kind, given, bounds = errors[0].get("type"), errors[0].get("input"), errors[0].get("ctx") or {}
+    shown = printable(str(given))
     if kind in ("int_parsing", "int_from_float") and isinstance(given, str):
-        e.message = f"'{printable(given)}' is not a whole number"  # type: ignore[attr-defined]
+        e.message = f"'{shown}' is not a whole number"  # type: ignore[attr-defined]
     elif kind == "float_parsing" and isinstance(given, str):
-        e.message = f"'{printable(given)}' is not a number"  # type: ignore[attr-defined]
+        e.message = f"'{shown}' is not a number"  # type: ignore[attr-defined]
+    elif kind in _BOUNDS and _finite(given):
+        words, key = _BOUNDS[kind]
+        e.message = f"'{shown}' is out of range: {words} {bounds.get(key, '')}".rstrip()  # type: ignore[attr-defined]
+    elif kind in _BOUNDS:
+        e.message = f"'{shown}' is not a finite number"  # type: ignore[attr-defined]
+    elif kind == "string_unicode":
+        e.message = "the value is not text in UTF-8"  # type: ignore[attr-defined]
     elif message.startswith("Value error, "):
         e.message = message.removeprefix("Value error, ")  # type: ignore[attr-defined]
 

@@ -69,7 +69,7 @@ class _Refused(Exception):
 
 def _outbound(c: Context, s: Settings) -> tuple[Destinations, OutboundPolicy]:
     """The destinations (settings and tenant files) and the outbound rules they are checked against."""
-    if not c.tenants_dir.is_dir():
+    if not c.tenants_dir.exists():  # a single file is a set of one tenant, as serve and validate take it
         # As `serve` refuses it: without the files, every tenant's own destination (`delivery:`) would be dropped
         # and its events sent to the platform-wide URL instead, silently.
         raise _Refused(printable(f"{missing_tenants_dir(c.tenants_dir)} The worker needs the files for each "

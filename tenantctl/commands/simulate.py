@@ -102,7 +102,7 @@ def booking(
         "--server", show_default=False,
         help="The webhook server's base URL. Default: where `tenantctl serve` binds, TENANTCTL_BIND from the "
              f"environment or .env (0.0.0.0 and [::] as loopback), else {DEFAULT_SERVER}.")] = None,
-    timeout: Annotated[float, typer.Option("--timeout", help="Seconds per request.")] = 10.0,
+    timeout: Annotated[float, typer.Option("--timeout", min=0.001, max=3600, help="Seconds per request.")] = 10.0,
 ) -> None:
     """Send a signed Hospitable booking and a signed WhatsApp message; confirm both were accepted."""
     c: Context = ctx.obj
@@ -212,5 +212,12 @@ def _in_log(client: httpx.Client, token: str, slug: str, provider: str, event: s
         return None
     if resp.status_code != 200:
         return None
-    items = resp.json().get("items") or []
-    return any(event in str(i.get("event_id") or "") or event in str(i.get("body") or "") for i in items)
+    try:
+        doc = resp.json()
+    except ValueError:  # not the admin log's JSON: --server is some other server
+        return None
+    items = doc.get("items") if isinstance(doc, dict) else None
+    if not isinstance(items, list):
+        return None
+    return any(isinstance(i, dict) and (event in str(i.get("event_id") or "") or event in str(i.get("body") or ""))
+               for i in items)

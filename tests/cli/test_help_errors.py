@@ -119,6 +119,11 @@ def test_serve_refuses_an_address_it_cannot_listen_on_before_loading_any_tenant(
     (["webhooks", "replay", "5", "x7"], "Invalid value for 'ids': 'x7' is not a whole number"),
     (["webhooks", "log", "--limit", "abc"], "Invalid value for '--limit': 'abc' is not a whole number"),
     (["webhooks", "log", "--limit", "\x1b[2J9"], "Invalid value for '--limit': '\\x1b[2J9' is not a whole number"),
+    (["webhooks", "log", "--limit", "-5"], "Invalid value for '--limit': '-5' is out of range: at least 1"),
+    (["deliver", "--metrics-port", "99999"],
+     "Invalid value for '--metrics-port': '99999' is out of range: at most 65535"),
+    (["simulate", "booking", "acme", "--timeout", "nan"],
+     "Invalid value for '--timeout': 'nan' is not a finite number"),
     (["webhooks", "log", "--state", "DEAD"],
      "Invalid value for '--state': 'DEAD' is not one of 'pending', 'retrying', 'delivered', 'dead'."),
 ])

@@ -127,6 +127,36 @@ def test_a_server_that_is_up_but_slow_or_unavailable_is_not_called_unreachable(
     assert "cannot reach" not in r.all
 
 
+class _Html(_Accepting):
+    """Some other server on that port: 200 and a page to every request."""
+
+    def do_POST(self) -> None:  # http.server's name
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.do_GET()
+
+    def do_GET(self) -> None:  # http.server's name
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", "13")
+        self.end_headers()
+        self.wfile.write(b"<html></html>")
+
+
+def test_a_server_that_is_not_tenantctl_answering_200_gives_no_raw_exception(cli: RunCli) -> None:
+    srv = _Server(("127.0.0.1", 0), _Html)
+    srv.paths = []
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        r = cli("--tenants", str(EXAMPLES), "simulate", "booking", "acme", "--timeout", "5",
+                "--server", f"http://127.0.0.1:{srv.server_address[1]}",
+                env={"SOPS_AGE_KEY_FILE": str(DEMO_KEY), "TENANTCTL_ADMIN_TOKEN": "an-admin-token-0123456789"})
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    assert "JSONDecodeError" not in r.all and "Traceback" not in r.all, r.all
+    assert "hospitable: accepted" in r.out and "(the admin log could not be read)" in r.out, r.all
+
+
 def test_simulate_booking_help_names_the_default(cli: RunCli) -> None:
     r = cli("simulate", "booking", "--help")
     assert r.code == 0 and "TENANTCTL_BIND" in " ".join(r.out.split())
