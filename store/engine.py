@@ -77,6 +77,16 @@ def make_engine(url: str, *, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS, echo
     raise ValueError(f"unsupported database URL {redact_url(url)}: use sqlite:/// or postgresql+psycopg://")
 
 
+def missing_sqlite_file(url: str) -> str | None:
+    """The path of a local SQLite database file that does not exist yet, else None (PostgreSQL, :memory:, a
+    ``file:`` URI, an existing file): for commands that must not create one by merely opening it."""
+    where = make_url(url)
+    path = where.database if where.get_backend_name() == "sqlite" else None
+    if path and path != ":memory:" and not path.startswith("file:") and not Path(path).expanduser().exists():
+        return path
+    return None
+
+
 def _create_private(database: Path) -> None:
     """The database file (and the directories it needs) created readable by its owner only, where they do not
     exist yet: it holds every accepted webhook's body, guests' bookings and messages. An empty file is an empty

@@ -28,7 +28,7 @@ from delivery.signing import BadSecret
 from outbound.policy import OutboundBlocked, OutboundPolicy, allow_list, check_url, host_of, is_loopback
 from store.bounded import SCRAPE_DEADLINE_S, read_within
 from store.delivery import AnotherWorkerRunning, StoppedWaiting, not_due, single_worker, worker_engine
-from store.engine import redact_url
+from store.engine import missing_sqlite_file, redact_url
 from store.errors import DatabaseNotMigrated
 from store.migrate import require_up_to_date
 from store.queue_depth import depth_by_provider
@@ -263,6 +263,9 @@ def deliver(
     except _Refused as e:
         raise _fail(c, str(e)) from None
     url = s.resolved_database_url
+    if (path := missing_sqlite_file(url)) is not None:  # not created here: a mistyped state dir would get one
+        raise _fail(c, printable(f"no database at {path}: `tenantctl db upgrade` creates it (or is "
+                                 "TENANTCTL_STATE_DIR / DATABASE_URL mistyped?)"))
     engine = worker_engine(url, statement_timeout_ms=s.db_statement_timeout_ms or None)
     try:
         require_up_to_date(engine)
@@ -351,6 +354,12 @@ def deliver(
                                "(see `tenantctl webhooks log`)")
             if until_idle and not signalled.is_set() and (left := _left_undelivered(engine, destinations)):
                 raise _fail(c, left)
+            if until_idle and not signalled.is_set():
+                depths = depth_by_provider(engine)
+                if dead_letters := sum(depths[p].dead for p in destinations.providers() if p in depths):
+                    # Not a failure of this run (exit 0): an operator's to replay, as `webhooks stats` counts them.
+                    c.err.print(f"deliver: {dead_letters} dead-lettered event(s) wait for a replay "
+                                "(`tenantctl webhooks replay --dead`)", markup=False)
     except AnotherWorkerRunning as e:
         raise _fail(c, str(e)) from None
     except StoppedWaiting as e:

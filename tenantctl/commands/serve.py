@@ -11,7 +11,7 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from store.engine import make_engine, redact_url
+from store.engine import make_engine, missing_sqlite_file, redact_url
 from store.errors import DatabaseNotMigrated
 from store.migrate import require_up_to_date
 from tenancy.escape import printable
@@ -65,6 +65,10 @@ def serve(
         raise typer.Exit(1)
     forget_cli_logging()  # before the database check too: its alembic lines would come in the CLI's format
     url = c.settings.resolved_database_url
+    if (path := missing_sqlite_file(url)) is not None:  # not created here: a mistyped state dir would get one
+        c.err.print(printable(f"error: no database at {path}: `tenantctl db upgrade` creates it (or is "
+                              "TENANTCTL_STATE_DIR / DATABASE_URL mistyped?)"), markup=False)
+        raise typer.Exit(1)
     engine = make_engine(url)
     try:
         require_up_to_date(engine)

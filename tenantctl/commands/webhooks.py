@@ -7,16 +7,14 @@ import json
 import re
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
 from rich.table import Table
 from sqlalchemy import Engine
-from sqlalchemy.engine import make_url
 
 from store.delivery import LogEntry, attempts_of, has_events, log_entries, queue_by_group, replay
-from store.engine import make_engine, redact_url
+from store.engine import make_engine, missing_sqlite_file, redact_url
 from store.errors import DatabaseNotMigrated
 from store.migrate import require_up_to_date
 from store.webhook_log import LogRow, Outcome, count_in_flight, last_verified_event, prune, query_log, stats
@@ -105,9 +103,7 @@ def _engine(c: Context) -> Engine:
     file that does not exist is named and nothing is created: a mistyped TENANTCTL_STATE_DIR made a second, empty
     database, and the advice to migrate it hid that the events were in the other one."""
     url = c.settings.resolved_database_url
-    where = make_url(url)
-    path = where.database if where.get_backend_name() == "sqlite" else None
-    if path and path != ":memory:" and not path.startswith("file:") and not Path(path).expanduser().exists():
+    if (path := missing_sqlite_file(url)) is not None:
         c.err.print(printable(f"error: no database at {path}: nothing was recorded there (is TENANTCTL_STATE_DIR "
                               "or DATABASE_URL the one `tenantctl serve` uses?)"), markup=False)
         raise typer.Exit(1)

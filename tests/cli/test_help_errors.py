@@ -134,3 +134,18 @@ def test_a_value_of_the_wrong_type_is_named_in_plain_words(cli: RunCli, args: li
     assert r.code == 1, r.all
     assert said in " ".join(r.err.split()), r.err
     assert "Input should be" not in r.err and "Value error" not in r.err and "\x1b" not in r.err
+
+
+@pytest.mark.parametrize("command", [["serve"], ["deliver"]])
+def test_a_service_at_a_mistyped_state_directory_creates_no_database_there(
+        cli: RunCli, tmp_path: Path, command: list[str]) -> None:
+    """It created the directory and an empty database, then said to migrate it; the events sat in the real one."""
+    (tmp_path / "tenants").mkdir()
+    r = cli(*command, env={"TENANTCTL_STATE_DIR": str(tmp_path / "sate"),
+                           "TENANTCTL_TENANTS": str(tmp_path / "tenants"),
+                           "TENANTCTL_DELIVERY_SECRETS": "whsec_YmVuY2gtZGVsaXZlcnktc2VjcmV0LTAxMjM0NTY3",
+                           "TENANTCTL_DELIVERY_URL_HOSPITABLE": "https://platform.example.com/in"})
+    assert r.code == 1, r.all
+    assert f"no database at {tmp_path / 'sate' / 'tenantctl.db'}: `tenantctl db upgrade` creates it" in " ".join(
+        r.err.split())
+    assert not (tmp_path / "sate").exists()

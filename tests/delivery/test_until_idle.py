@@ -81,6 +81,16 @@ def test_until_idle_does_not_call_a_queue_drained_while_a_dead_workers_claims_ho
     assert "(a worker that died: delivered once its lease ends)" in said
 
 
+def test_until_idle_names_the_dead_letters_left_from_before_and_exits_0(tmp_path: Path, cli: RunCli) -> None:
+    nobody = _two_events_for_nobody(tmp_path)
+    first = cli("deliver", "--until-idle", env={**_env(tmp_path, nobody), "TENANTCTL_DELIVERY_MAX_ATTEMPTS": "1"})
+    assert first.code == 1, first.all  # this run's attempts failed and dead-lettered them
+    again = cli("deliver", "--until-idle", env=_env(tmp_path, nobody))
+    assert again.code == 0, again.all  # not a failure of this run
+    assert "2 dead-lettered event(s) wait for a replay (`tenantctl webhooks replay --dead`)" in " ".join(
+        again.err.split())
+
+
 def test_until_idle_with_nothing_to_deliver_exits_0(tmp_path: Path, cli: RunCli) -> None:
     url = f"sqlite:///{tmp_path / 'state' / 'tenantctl.db'}"
     (tmp_path / "state").mkdir()
