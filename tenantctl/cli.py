@@ -225,4 +225,6 @@ def main() -> None:
             sys.stderr.write(REDACTOR.scrub("".join(traceback.format_exception(e))))
         sys.stderr.write(REDACTOR.scrub(f"error: {e.__class__.__name__}: {e}") + "\n")
         sys.exit(1)
+    if rv == 130:  # typer's answer to a Ctrl-C before the command's own handler: said as at the start
+        sys.stderr.write("tenantctl: interrupted\n")
     sys.exit(rv if isinstance(rv, int) else 0)

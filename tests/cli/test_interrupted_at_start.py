@@ -58,3 +58,29 @@ def test_a_stop_during_a_services_start_ends_it_as_a_stop_does_once_it_runs(args
 def test_a_command_that_is_no_service_still_ends_by_the_signal(tmp_path: Path) -> None:
     done = _interrupt_while_starting(["validate"], tmp_path, signal.SIGTERM)
     assert done.returncode == -signal.SIGTERM, done.stderr
+
+
+def test_ctrl_c_while_a_command_runs_says_interrupted_too(tmp_path: Path) -> None:
+    """typer turns it into exit 130 without a word; the line is the same as during the start."""
+    import socket
+
+    from tests.conftest import DEMO_KEY, EXAMPLES
+
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts, never answers: the command waits on it
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TENANTCTL_")}
+        env.update({"TENANTCTL_STATE_DIR": str(tmp_path / "state"), "PYTHONPATH": str(ROOT),
+                    "SOPS_AGE_KEY_FILE": str(DEMO_KEY)})
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tenantctl", "--tenants", str(EXAMPLES), "simulate", "booking", "acme",
+             "--timeout", "60", "--server", f"http://127.0.0.1:{silent.getsockname()[1]}"],
+            cwd=tmp_path, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # noqa: PLW1509
+        silent.settimeout(30)
+        conn, _ = silent.accept()  # the request is on its way: the command runs, in its own code
+        with conn:
+            time.sleep(0.2)
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "tenantctl: interrupted"
+    assert "Traceback" not in out + err

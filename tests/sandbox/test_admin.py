@@ -74,4 +74,6 @@ def test_latency_overlaps_across_threads(world: World) -> None:
             statuses = list(pool.map(lambda _: c.get(f"/{WABA}/phone_numbers").status_code, range(16)))
         elapsed = time.perf_counter() - started
     assert statuses == [200] * 16
-    assert elapsed < 16 * 0.05 / 2  # serial would take 0.8 s
+    # Serial would take at least 0.8 s; overlapped 8 at a time, 0.1 s and what a loaded machine adds (0.45 s once
+    # beside the whole suite): under 0.7 of serial is overlap all the same.
+    assert elapsed < 16 * 0.05 * 0.7
