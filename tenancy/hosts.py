@@ -186,6 +186,7 @@ def check_destination_host(host: str) -> str | None:
 _URL_TEXT = re.compile(r"[!-~]+")
 # RFC 3986's characters of a path and query, as the tenant file schema's pattern has them (tenancy/model.py
 # DELIVERY_URL_PATTERN); the host has its own rule (check_destination_host).
+_BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _PATH_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._~!$&'()*+,;=:@/?%-")
 
 
@@ -226,6 +227,8 @@ def check_destination_url(url: str) -> str | None:
         return "a fragment (#...) is never sent to a server: leave it out"
     if (bad := next((ch for ch in rest[len(authority):] if ch not in _PATH_CHARS), None)) is not None:
         return f"'{bad}' is not allowed in a URL's path or query: percent-encode it (%{ord(bad):02X})"
+    if _BAD_PERCENT.search(rest):
+        return "a '%' in a URL starts a percent-encoding of two hex digits (%2F); a '%' itself is %25"
     if scheme.lower() == "http" and not is_loopback_name(urlsplit(url).hostname or ""):
         return "plain http is refused except to loopback: use https"
     return None
@@ -241,7 +244,7 @@ def _check_host(host: str, address_rule: Callable[[IPAddress], str | None],
     if name is None:
         return "write an IPv6 address in brackets: [2001:db8::1] or [2001:db8::1]:8443"
     if port is not None and not (_PORT.match(port) and int(port) <= 65535):
-        return "the port must be a number from 1 to 65535"
+        return "the port must be a number from 1 to 65535, without leading zeros"
     if name.startswith("["):
         if not name.endswith("]"):
             return "an IPv6 address in brackets is missing its closing ]"

@@ -266,7 +266,7 @@ class Teammate(_Strict):
 # fragment); the rule, tenancy.hosts.check_destination_url, checks the same characters with a sentence that says
 # which one and what to do (a pattern's error quotes the regular expression), and the hosts (no metadata,
 # link-local, unspecified, disguised address...).
-DELIVERY_URL_PATTERN = r"^https?://[A-Za-z0-9.:\[\]-]+(?:/[A-Za-z0-9._~!$&'()*+,;=:@/?%-]*)?$"
+DELIVERY_URL_PATTERN = r"^https?://[A-Za-z0-9.:\[\]-]+(?:[/?][A-Za-z0-9._~!$&'()*+,;=:@/?%-]*)?$"
 DeliveryUrl = Annotated[
     str,
     StringConstraints(max_length=2048),

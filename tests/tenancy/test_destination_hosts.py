@@ -16,12 +16,14 @@ import pytest
 import yaml
 
 from tenancy.hosts import check_destination_address, check_destination_host, check_destination_url
-from tenancy.model import Delivery
+from tenancy.model import DELIVERY_URL_PATTERN, Delivery
 
 ALLOWED = [
     "https://platform.example.com/in/hospitable",
     "https://Platform.Example.com./in?source=tenantctl",  # case, the root dot and a query
     "https://platform.example.com:8443/in",
+    "https://platform.example.com?source=tenantctl",  # a query without a path
+    "https://platform.example.com/in%2Fhospitable",
     "http://127.0.0.1:8000/platform/hospitable",  # loopback: the sandbox's fake platform
     "http://127.0.0.2:9/x",
     "http://[::1]:8000/in",
@@ -86,12 +88,21 @@ REFUSED = [
     ("https://platform.example.com/<x>", "'<' is not allowed in a URL's path or query: percent-encode it (%3C)"),
     ("https://platform.example.com/a\\b", "is not allowed in a URL's path or query: percent-encode it (%5C)"),
     ("HTTPS://platform.example.com/in", "in lower case"),
+    ("https://platform.example.com/a%zz", "a '%' in a URL starts a percent-encoding of two hex digits"),
+    ("https://platform.example.com/%", "a '%' in a URL starts a percent-encoding"),
+    ("https://platform.example.com:08443/in", "without leading zeros"),
 ]
 
 
 @pytest.mark.parametrize("url", ALLOWED)
 def test_a_destination_may_be_a_public_name_a_private_address_or_loopback(url: str) -> None:
     assert check_destination_url(url) is None
+
+
+@pytest.mark.parametrize("url", ALLOWED)
+def test_the_schemas_pattern_for_editors_accepts_what_the_rule_accepts(url: str) -> None:
+    """An editor checking a tenant file against schemas/tenant.schema.json must not flag a URL tenantctl takes."""
+    assert re.fullmatch(DELIVERY_URL_PATTERN, url), url
 
 
 @pytest.mark.parametrize(("url", "reason"), REFUSED, ids=[repr(u) for u, _ in REFUSED])
