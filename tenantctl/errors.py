@@ -58,6 +58,9 @@ def database_unreachable(url: str, exc: BaseException) -> Taught:
         if why is None:  # the file opened and a statement failed: a schema this tenantctl does not expect
             return Taught(f"the SQLite database {where} refused a statement ({short_error(exc)}); "
                           "`tenantctl db current` shows its schema revision")
+        if u.database and Path(u.database).expanduser().is_dir():
+            return Taught(f"cannot open the SQLite database {where}: it is a directory; DATABASE_URL names the "
+                          "database file (sqlite:///PATH/tenantctl.db), or unset it to use TENANTCTL_STATE_DIR's.")
         return Taught(f"cannot open the SQLite database {where}: {why}. Check that its directory exists and "
                       "is writable (TENANTCTL_STATE_DIR), or set DATABASE_URL.")
     host, port = u.host or "localhost", u.port or 5432

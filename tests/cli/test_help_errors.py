@@ -85,6 +85,15 @@ def test_a_sqlite_database_that_opens_but_refuses_a_statement_is_not_called_unop
     assert "cannot open" not in r.err and "Traceback" not in r.err
 
 
+@pytest.mark.parametrize("command", [["webhooks", "log"], ["db", "upgrade"]])
+def test_a_database_url_naming_a_directory_says_so(cli: RunCli, tmp_path: Path, command: list[str]) -> None:
+    """It said to check that the directory exists and is writable: it did, and was the problem."""
+    (tmp_path / "state.db").mkdir()
+    r = cli(*command, env={"DATABASE_URL": f"sqlite:///{tmp_path / 'state.db'}"})
+    assert r.code == 1, r.all
+    assert f"cannot open the SQLite database {tmp_path / 'state.db'}: it is a directory" in " ".join(r.err.split())
+
+
 def test_a_root_option_given_after_the_command_is_refused_with_where_it_goes(cli: RunCli) -> None:
     r = cli("list", "--tenants", str(EXAMPLES))
     assert r.code == 1
