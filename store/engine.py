@@ -28,6 +28,7 @@ from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
@@ -55,8 +56,8 @@ def make_engine(url: str, *, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS, echo
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         database = parsed.database or ""
-        if database and database != ":memory:" and not database.startswith("file:"):
-            _create_private(Path(database).expanduser())
+        if (file := sqlite_file(url)) is not None:
+            _create_private(file)
         engine = create_engine(parsed, hide_parameters=True, echo=echo)
         _install_sqlite_hooks(engine, busy_timeout_ms)
         if database and database != ":memory:" and not database.startswith("file:"):
@@ -77,14 +78,26 @@ def make_engine(url: str, *, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS, echo
     raise ValueError(f"unsupported database URL {redact_url(url)}: use sqlite:/// or postgresql+psycopg://")
 
 
-def missing_sqlite_file(url: str) -> str | None:
-    """The path of a local SQLite database file that does not exist yet, else None (PostgreSQL, :memory:, a
-    ``file:`` URI, an existing file): for commands that must not create one by merely opening it."""
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL: a path (``sqlite:///PATH``) or a ``file:`` URI (``sqlite:///file:PATH?uri=true``,
+    the path %-decoded); None for PostgreSQL and in-memory databases."""
     where = make_url(url)
-    path = where.database if where.get_backend_name() == "sqlite" else None
-    if path and path != ":memory:" and not path.startswith("file:") and not Path(path).expanduser().exists():
-        return path
-    return None
+    database = where.database if where.get_backend_name() == "sqlite" else None
+    if not database or database == ":memory:":
+        return None
+    if database.startswith("file:"):
+        uri = urlsplit(database)
+        if "mode=memory" in uri.query or uri.path in ("", ":memory:") or where.query.get("mode") == "memory":
+            return None
+        return Path(unquote(uri.path)).expanduser()
+    return Path(database).expanduser()
+
+
+def missing_sqlite_file(url: str) -> str | None:
+    """The path of a local SQLite database file that does not exist yet, else None (PostgreSQL, :memory:, an
+    existing file): for commands that must not create one by merely opening it."""
+    file = sqlite_file(url)
+    return str(file) if file is not None and not file.exists() else None
 
 
 def _create_private(database: Path) -> None:

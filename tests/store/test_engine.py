@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from store.engine import make_engine, redact_url
+from store.engine import make_engine, redact_url, sqlite_file
 
 
 @pytest.mark.parametrize(
@@ -98,3 +98,26 @@ def test_postgres_connections_get_libpq_deadlines_and_the_servers_statement_time
             assert conn.execute(text("SHOW statement_timeout")).scalar() == "0"
     finally:
         plain.dispose()
+
+
+@pytest.mark.parametrize(("url", "file"), [
+    ("sqlite:////srv/state/tenantctl.db", "/srv/state/tenantctl.db"),
+    ("sqlite:///file:/srv/state/tenantctl.db?uri=true", "/srv/state/tenantctl.db"),
+    ("sqlite:///file:/srv/my%20state/t.db?uri=true", "/srv/my state/t.db"),
+    ("sqlite:///file:mem1?mode=memory&cache=shared&uri=true", None),
+    ("sqlite://", None),
+    ("sqlite:///:memory:", None),
+    ("postgresql+psycopg://u@h:5432/d", None),
+])
+def test_the_file_of_a_sqlite_url_in_either_form(url: str, file: str | None) -> None:
+    """A `file:` URI names a file too: commands that only read must not create it, and it is created 0600."""
+    assert sqlite_file(url) == (Path(file) if file else None)
+
+
+def test_a_uri_form_sqlite_database_is_created_private_too(tmp_path: Path) -> None:
+    old_umask = os.umask(0o022)
+    try:
+        make_engine(f"sqlite:///file:{tmp_path}/u.db?uri=true").dispose()
+    finally:
+        os.umask(old_umask)
+    assert stat.S_IMODE((tmp_path / "u.db").stat().st_mode) == 0o600
