@@ -55,13 +55,13 @@ def make_engine(url: str, *, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS, echo
     parsed = make_url(url)
     backend = parsed.get_backend_name()
     if backend == "sqlite":
-        database = parsed.database or ""
-        if (file := sqlite_file(url)) is not None:
+        file = sqlite_file(url)
+        if file is not None:
             _create_private(file)
         engine = create_engine(parsed, hide_parameters=True, echo=echo)
         _install_sqlite_hooks(engine, busy_timeout_ms)
-        if database and database != ":memory:" and not database.startswith("file:"):
-            _WRITER_QUEUES[engine] = _WriterQueue(Path(database).expanduser())
+        if file is not None:  # a file: URI's writers queue as a path's do
+            _WRITER_QUEUES[engine] = _WriterQueue(file)
         return engine
     if backend == "postgresql":
         return create_engine(

@@ -36,7 +36,8 @@ def _is_service(argv: list[str]) -> bool:
 
 
 # The process's first line: `serve` and `deliver` reload on SIGHUP, and `sandbox serve` is a gunicorn; none of
-# them has its handler before its imports (and serve's tenant load) are done, and until then a SIGHUP killed it.
+# the services has its handlers before its imports (and serve's tenant load) are done, and until then a SIGHUP
+# killed it.
 if (_argv := own_argv()) is None:
     sys.excepthook = _importers_hook  # tests, `-c`: the importing program's own
 else:
@@ -48,7 +49,6 @@ else:
         import pyrage  # noqa: F401
     finally:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-    if command_word(_argv) in ("serve", "deliver", "sandbox"):
-        hold_hangups()
     if _is_service(_argv):
+        hold_hangups()
         signal.signal(signal.SIGTERM, _stopped_while_starting)

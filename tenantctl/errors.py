@@ -25,6 +25,13 @@ def missing_tenants_dir(path: Path) -> Taught:
                   "the directory that holds the tenant files (default: tenants/ in the current directory).")
 
 
+def database_to_create(path: str) -> str:
+    """Why `serve` or `deliver` will not start on a SQLite file that does not exist (they never create one: a
+    mistyped TENANTCTL_STATE_DIR would get a second, empty database)."""
+    return (f"no database at {path}: `tenantctl db upgrade` creates it (or is TENANTCTL_STATE_DIR / DATABASE_URL "
+            "mistyped?)")
+
+
 # The driver's words → what happened, most specific first (psycopg, pg8000 and sqlite3 wordings).
 _REASONS = (
     ("password authentication failed", "the password was refused"),

@@ -37,7 +37,7 @@ from tenancy.loader import LoadedTenant, load_tenants
 from tenancy.redact import REDACTOR, RedactingFilter
 from tenancy.settings import Settings
 from tenantctl.context import Context
-from tenantctl.errors import missing_tenants_dir
+from tenantctl.errors import database_to_create, missing_tenants_dir
 from webhook_server.boot_signals import hangup_held
 
 if TYPE_CHECKING:
@@ -263,9 +263,8 @@ def deliver(
     except _Refused as e:
         raise _fail(c, str(e)) from None
     url = s.resolved_database_url
-    if (path := missing_sqlite_file(url)) is not None:  # not created here: a mistyped state dir would get one
-        raise _fail(c, printable(f"no database at {path}: `tenantctl db upgrade` creates it (or is "
-                                 "TENANTCTL_STATE_DIR / DATABASE_URL mistyped?)"))
+    if (path := missing_sqlite_file(url)) is not None:
+        raise _fail(c, printable(database_to_create(path)))
     engine = worker_engine(url, statement_timeout_ms=s.db_statement_timeout_ms or None)
     try:
         require_up_to_date(engine)

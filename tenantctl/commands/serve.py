@@ -16,6 +16,7 @@ from store.errors import DatabaseNotMigrated
 from store.migrate import require_up_to_date
 from tenancy.escape import printable
 from tenantctl.context import Context
+from tenantctl.errors import database_to_create
 from tenantctl.gunicorn_master import forget_cli_logging, run_gunicorn
 from webhook_server.server_config import ServerConfig, bind_problem
 
@@ -65,9 +66,8 @@ def serve(
         raise typer.Exit(1)
     forget_cli_logging()  # before the database check too: its alembic lines would come in the CLI's format
     url = c.settings.resolved_database_url
-    if (path := missing_sqlite_file(url)) is not None:  # not created here: a mistyped state dir would get one
-        c.err.print(printable(f"error: no database at {path}: `tenantctl db upgrade` creates it (or is "
-                              "TENANTCTL_STATE_DIR / DATABASE_URL mistyped?)"), markup=False)
+    if (path := missing_sqlite_file(url)) is not None:
+        c.err.print(printable(f"error: {database_to_create(path)}"), markup=False)
         raise typer.Exit(1)
     engine = make_engine(url)
     try:
