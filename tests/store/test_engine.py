@@ -101,17 +101,17 @@ def test_postgres_connections_get_libpq_deadlines_and_the_servers_statement_time
 
 
 @pytest.mark.parametrize(("url", "file"), [
-    ("sqlite:////srv/state/tenantctl.db", "/srv/state/tenantctl.db"),
-    ("sqlite:///file:/srv/state/tenantctl.db?uri=true", "/srv/state/tenantctl.db"),
-    ("sqlite:///file:/srv/my%20state/t.db?uri=true", "/srv/my state/t.db"),
+    ("sqlite:///{dir}/state/tenantctl.db", "state/tenantctl.db"),
+    ("sqlite:///file:{dir}/state/tenantctl.db?uri=true", "state/tenantctl.db"),
+    ("sqlite:///file:{dir}/my%20state/t.db?uri=true", "my state/t.db"),
     ("sqlite:///file:mem1?mode=memory&cache=shared&uri=true", None),
     ("sqlite://", None),
     ("sqlite:///:memory:", None),
     ("postgresql+psycopg://u@h:5432/d", None),
 ])
-def test_the_file_of_a_sqlite_url_in_either_form(url: str, file: str | None) -> None:
+def test_the_file_of_a_sqlite_url_in_either_form(url: str, file: str | None, tmp_path: Path) -> None:
     """A `file:` URI names a file too: commands that only read must not create it, and it is created 0600."""
-    assert sqlite_file(url) == (Path(file) if file else None)
+    assert sqlite_file(url.format(dir=tmp_path)) == (tmp_path / file if file else None)
 
 
 def test_a_uri_form_sqlite_database_is_created_private_too(tmp_path: Path) -> None:
